@@ -1,0 +1,1 @@
+"""Aion Streams: a durable workflow engine on Kafka."""

@@ -1,0 +1,49 @@
+"""Value types shared by events, commands and activity tasks (mirror schemas/aion.common.*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, frozen=True)
+class Payload:
+    """One encoded value: a workflow input, an activity result, a signal argument."""
+
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """A failure chain: what went wrong, where, and what caused it."""
+
+    type: str
+    message: str
+    details: Payload | None = None
+    non_retryable: bool = False
+    stack: str = ""
+    cause: Failure | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class RetryPolicy:
+    """Durable retry policy of an activity (or a workflow task); intervals in milliseconds.
+
+    ``maximum_attempts == 0`` means unlimited attempts.
+    """
+
+    initial_interval_ms: int = 1000
+    backoff_coefficient: float = 2.0
+    maximum_interval_ms: int | None = None
+    maximum_attempts: int = 0
+    non_retryable_error_types: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class ActivityTimeouts:
+    """The four activity timeouts in milliseconds; ``None`` means not set."""
+
+    schedule_to_close_ms: int | None = None
+    schedule_to_start_ms: int | None = None
+    start_to_close_ms: int | None = None
+    heartbeat_ms: int | None = None

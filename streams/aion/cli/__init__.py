@@ -1,2 +1,5 @@
-def main() -> None:
-    print("aion")
+"""The ``aion`` command."""
+
+from ._main import main
+
+__all__ = ["main"]

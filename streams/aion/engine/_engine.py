@@ -1,0 +1,385 @@
+"""The engine worker: a Faust app whose agent runs workflows from the commands topic.
+
+One batch at a time (group commit):
+
+1. take up to ``batch_size`` commands (``stream.take_events``), decode each (undecodable or
+   invalid input goes to the dead-letter topic with the reason, nothing else stops);
+2. run each through its workflow's :class:`~aion.runtime.WorkflowExecution` (resident in a
+   bounded per-partition cache, or rebuilt from the RocksDB ``history`` table on a miss);
+3. append the batch's new events to the events topic on the partition of their workflow
+   and wait until Kafka acknowledged all of them (acks=all) — only then write them to the
+   local RocksDB cache;
+4. perform the batch's effects (activity tasks, commands to other workflows, replies,
+   timer rows) and wait for those sends too. Record before effect holds per batch: no
+   effect leaves this process before the event that caused it is durable.
+
+The offsets of the batch's commands are committed by Faust after the batch returns, so a
+crash anywhere in 1–4 re-delivers the commands; the runtime drops what the history already
+holds (by command id and by seq), so re-processing appends nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Iterable
+
+import faust
+from faust.types import TP
+
+from ..codec import Codec, CodecError
+from ..model import Command, Event, EventKey, Failure, QueryWorkflow, Reply
+from ..runtime import Registry, WorkflowExecution
+from ..runtime import effects as fx
+from ._store import HistoryStore, scan_items
+from ._timers import TimerHeaps, TimerRow, parse_timer_key
+from .settings import Settings
+from .topics import TopicNames, ensure_topics
+
+log = logging.getLogger("aion.engine")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Engine:
+    """Builds and owns the Faust app of one engine worker."""
+
+    def __init__(self, settings: Settings, registry: Registry, *, codec: Codec | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.names = TopicNames(settings.topic_prefix)
+        self.codec = codec or Codec(registry_url=settings.schema_registry_url)
+        n = settings.partitions
+        self.app = faust.App(
+            f"{settings.topic_prefix}-engine",
+            broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+            store="rocksdb://",
+            datadir=str(settings.data_dir),
+            topic_partitions=n,
+            topic_replication_factor=settings.replication_factor,
+            table_standby_replicas=settings.standby_replicas,
+            web_enabled=False,
+            consumer_auto_offset_reset="earliest",
+            producer_linger_ms=1,
+            producer_acks=-1,
+            broker_commit_every=1000,
+            broker_commit_interval=0.5,
+            stream_buffer_maxsize=4096,
+            broker_credentials=_faust_credentials(settings),
+            logging_config=None,
+        )
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
+        self.events_topic = self.app.topic(self.names.events, partitions=n, compacting=True, **raw)
+        self.history = self.app.Table(
+            "history", partitions=n, changelog_topic=self.events_topic, **raw
+        )
+        self.workflows = self.app.Table("workflows", partitions=n, **raw)
+        self.timers = self.app.Table("timers", partitions=n, **raw)
+        self.history_store = HistoryStore(self.history, self.codec)
+        self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
+        self._heaps = TimerHeaps()
+        self._timers_loaded: set[int] = set()
+        self._known_queues: set[str] = set()
+        self._timer_wakeup = asyncio.Event()
+        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "timers_fired": 0}
+
+        self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
+        self.app.task(self._timer_loop)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+
+    # ------------------------------------------------------------------ rebalance
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.names.commands:
+                self._cache.pop(tp.partition, None)
+                self._heaps.drop_partition(tp.partition)
+                self._timers_loaded.discard(tp.partition)
+
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        # Timer rows are (re)loaded by the timer loop once recovery has caught up.
+        self._timers_loaded.clear()
+        for p in list(self._heaps.partitions()):
+            self._heaps.drop_partition(p)
+        self._timer_wakeup.set()
+
+    def _active_partitions(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.names.commands
+        }
+
+    # ------------------------------------------------------------------ commands
+
+    async def _agent(self, stream: Any) -> None:
+        async for batch in stream.take_events(self.settings.batch_size, within=self.settings.batch_window):
+            await self.process_batch(
+                [(ev.message.partition, ev.message.offset, ev.value) for ev in batch]
+            )
+
+    def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
+        cache = self._cache.setdefault(partition, OrderedDict())
+        ex = cache.get(workflow_id)
+        if ex is not None:
+            cache.move_to_end(workflow_id)
+            return ex
+        history = self.history_store.load(partition, workflow_id)
+        if history:
+            ex = WorkflowExecution.from_history(self.registry, workflow_id, history)
+        else:
+            ex = WorkflowExecution.new(self.registry, workflow_id)
+        cache[workflow_id] = ex
+        while len(cache) > self.settings.cache_size:
+            cache.popitem(last=False)
+        return ex
+
+    async def process_batch(self, batch: list[tuple[int, int, bytes | None]]) -> None:
+        now = now_ms()
+        new_events: list[tuple[int, Event]] = []
+        effects: list[tuple[int, Any]] = []
+        touched: dict[tuple[int, str], WorkflowExecution] = {}
+        dlq: list[tuple[int, int, bytes | None, str]] = []
+        for partition, offset, raw in batch:
+            if raw is None:
+                dlq.append((partition, offset, raw, "empty record value (tombstone) on the commands topic"))
+                continue
+            try:
+                cmd = self.codec.decode_command(raw)
+            except CodecError as exc:
+                dlq.append((partition, offset, raw, f"undecodable command: {exc}"))
+                continue
+            except Exception as exc:  # a decoder bug must not stop the partition
+                dlq.append((partition, offset, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
+                continue
+            try:
+                ex = self._execution(partition, cmd.workflow_id)
+                if isinstance(cmd.body, QueryWorkflow):
+                    reply = ex.query(cmd)
+                    if cmd.reply_to:
+                        effects.append((partition, fx.SendReply(cmd.reply_to, reply)))
+                    continue
+                step = ex.handle(cmd, now)
+            except Exception as exc:
+                log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
+                self._cache.get(partition, {}).pop(cmd.workflow_id, None)  # type: ignore[union-attr]
+                dlq.append((partition, offset, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: {type(exc).__name__}: {exc}"))
+                if cmd.reply_to:
+                    effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
+                        command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
+                        failure=Failure(type="EngineError", message=f"the engine could not process {cmd.type} for workflow {cmd.workflow_id!r}: {exc}; the command was dead-lettered to {self.names.dlq}")))))
+                continue
+            for ev in step.events:
+                new_events.append((partition, ev))
+            for eff in step.effects:
+                effects.append((partition, eff))
+            if step.events:
+                touched[(partition, cmd.workflow_id)] = ex
+        try:
+            await self._append(new_events, touched)
+        except BaseException:
+            # What the resident instances hold is no longer what the log holds: forget them.
+            self._cache.clear()
+            raise
+        await self._perform(effects, dlq)
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(batch)
+        self.stats["events"] += len(new_events)
+
+    async def _append(self, new_events: list[tuple[int, Event]], touched: dict[tuple[int, str], WorkflowExecution]) -> None:
+        if not new_events:
+            return
+        producer = self.app.producer
+        pending = []
+        for partition, ev in new_events:
+            key = self.codec.encode_event_key(EventKey(ev.workflow_id, ev.seq))
+            value = self.codec.encode_event(ev)
+            fut = await producer.send(self.names.events, key, value, partition, None, None)
+            pending.append((partition, key, value, fut))
+        rows = []
+        for (partition, wid), ex in touched.items():
+            rows.append((partition, wid.encode(), _visibility_row(ex)))
+        wf_topic = self.workflows.changelog_topic.get_topic_name()
+        wf_pending = [
+            (p, k, v, await producer.send(wf_topic, k, v, p, None, None)) for p, k, v in rows
+        ]
+        # Wait for Kafka's acknowledgement of every event of the batch (acks=all).
+        metas = await asyncio.gather(*(f for *_, f in pending))
+        wf_metas = await asyncio.gather(*(f for *_, f in wf_pending))
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        last_offset: dict[int, int] = {}
+        for (partition, key, value, _), meta in zip(pending, metas):
+            by_partition.setdefault(partition, []).append((key, value))
+            last_offset[partition] = max(last_offset.get(partition, -1), meta.offset)
+        for partition, kvs in by_partition.items():
+            self.history_store.write_local(partition, kvs)  # type: ignore[arg-type]
+            self.history.data.set_persisted_offset(TP(self.names.events, partition), last_offset[partition])
+        for (partition, key, value, _), meta in zip(wf_pending, wf_metas):
+            db = self.workflows.data._db_for_partition(partition)
+            db.put(key, value)
+            self.workflows.data.set_persisted_offset(TP(wf_topic, partition), meta.offset)
+
+    # ------------------------------------------------------------------ effects
+
+    async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, str]]) -> None:
+        producer = self.app.producer
+        futs = []
+        timer_rows: list[tuple[int, bytes, bytes | None]] = []
+        for partition, eff in effects:
+            if isinstance(eff, fx.DispatchActivity):
+                await self._ensure_queue(eff.task.task_queue)
+                futs.append(await producer.send(
+                    self.names.activity_tasks(eff.task.task_queue),
+                    f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
+                    self.codec.encode_task(eff.task), None, None, None))
+            elif isinstance(eff, fx.DispatchActivityCancel):
+                await self._ensure_queue(eff.task_queue)
+                futs.append(await producer.send(
+                    self.names.activity_tasks(eff.task_queue),
+                    f"{eff.cancel.workflow_id}/{eff.cancel.activity_id}".encode(),
+                    self.codec.encode_task(eff.cancel), None, None, None))
+            elif isinstance(eff, fx.SendCommand):
+                futs.append(await producer.send(
+                    self.names.commands, eff.command.workflow_id.encode(),
+                    self.codec.encode_command(eff.command), None, None, None))
+            elif isinstance(eff, fx.SendReply):
+                topic, _, part = eff.reply_to.rpartition(":")
+                if not topic or not part.isdigit():
+                    log.warning("reply_to %r is not '<topic>:<partition>'; reply dropped", eff.reply_to)
+                    continue
+                futs.append(await producer.send(
+                    topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply),
+                    int(part), None, None))
+            elif isinstance(eff, fx.ScheduleTimer):
+                row = TimerRow(partition, eff.fire_at_ms, eff.workflow_id, eff.run_id, eff.timer_id)
+                self._heaps.arm(row)
+                timer_rows.append((partition, row.key, b"1"))
+                self._timer_wakeup.set()
+            elif isinstance(eff, fx.DropTimer):
+                row = self._heaps.disarm(eff.workflow_id, eff.run_id, eff.timer_id)
+                if row is not None:
+                    timer_rows.append((partition, row.key, None))
+            else:
+                log.warning("unknown effect %r ignored", eff)
+        for partition, offset, raw, reason in dlq:
+            log.warning("dead-lettered %s[%d]@%d: %s", self.names.commands, partition, offset, reason)
+            self.stats["dlq"] += 1
+            futs.append(await producer.send(
+                self.names.dlq, None, raw, None, None,
+                {"aion.reason": reason.encode(), "aion.source.topic": self.names.commands.encode(),
+                 "aion.source.partition": str(partition).encode(), "aion.source.offset": str(offset).encode()}))
+        futs.extend(await self._write_timer_rows(timer_rows))
+        if futs:
+            await asyncio.gather(*futs)
+
+    async def _write_timer_rows(self, rows: Iterable[tuple[int, bytes, bytes | None]]) -> list[Any]:
+        topic = self.timers.changelog_topic.get_topic_name()
+        futs = []
+        for partition, key, value in rows:
+            db = self.timers.data._db_for_partition(partition)
+            if value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+            futs.append(await self.app.producer.send(topic, key, value, partition, None, None))
+        return futs
+
+    async def _ensure_queue(self, queue: str) -> None:
+        if queue in self._known_queues:
+            return
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
+        self._known_queues.add(queue)
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_loop(self) -> None:
+        """Fire due timers of the partitions this worker owns, as FireTimer commands."""
+        while True:
+            try:
+                await self._timer_tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer tick failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            nxt = self._heaps.next_due_ms()
+            delay = 0.05 if nxt is None else min(0.05, max(0.0, (nxt - now_ms()) / 1000))
+            self._timer_wakeup.clear()
+            try:
+                await asyncio.wait_for(self._timer_wakeup.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _timer_tick(self) -> None:
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return
+        for p in self._active_partitions() - self._timers_loaded:
+            for key, _ in scan_items(self.timers, p):
+                self._heaps.arm(parse_timer_key(p, key))
+            self._timers_loaded.add(p)
+        due = self._heaps.pop_due(now_ms(), self.settings.timer_batch)
+        if not due:
+            return
+        futs = []
+        for row in due:
+            cmd = Command(
+                command_id=f"timer:{row.workflow_id}:{row.run_id}:{row.timer_id}:{row.fire_at_ms}",
+                workflow_id=row.workflow_id, sent_at_ms=now_ms(),
+                body=_fire_timer(row))
+            futs.append(await self.app.producer.send(
+                self.names.commands, row.workflow_id.encode(), self.codec.encode_command(cmd),
+                row.partition, None, None))
+        await asyncio.gather(*futs)
+        # The fire is on the log; the runtime drops duplicates, so the row can go.
+        for row in due:
+            self._heaps.forget(row)
+        await asyncio.gather(*await self._write_timer_rows([(r.partition, r.key, None) for r in due]))
+        self.stats["timers_fired"] += len(due)
+
+
+def _fire_timer(row: TimerRow) -> Any:
+    from ..model import FireTimer
+
+    return FireTimer(run_id=row.run_id, timer_id=row.timer_id, fire_at_ms=row.fire_at_ms)
+
+
+def _visibility_row(ex: WorkflowExecution) -> bytes:
+    """The ``workflows`` table row: status and search attributes (the visibility index)."""
+    get = lambda name, default=None: getattr(ex, name, default)  # noqa: E731
+    history = get("history", []) or []
+    started = next((e for e in history if type(e.body).__name__ == "WorkflowStarted"), None)
+    row = {
+        "workflow_id": get("workflow_id"),
+        "workflow_type": get("workflow_type"),
+        "run_id": get("run_id"),
+        "status": get("status"),
+        "history_length": len(history),
+        "started_at_ms": started.recorded_at_ms if started else None,
+        "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
+        "task_queue": getattr(started.body, "task_queue", None) if started else None,
+        "search_attributes": get("search_attributes", {}) or {},
+    }
+    return json.dumps(row, default=str).encode()
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    proto = (settings.security_protocol or "PLAINTEXT").upper()
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if "SSL" in proto:
+        ssl_context = faust.auth.ssl.create_default_context(cafile=settings.ssl_cafile)  # type: ignore[attr-defined]
+    if "SASL" in proto:
+        return faust.SASLCredentials(
+            username=settings.sasl_username, password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context)

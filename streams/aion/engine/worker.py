@@ -1,0 +1,65 @@
+"""Run an engine worker: ``aion worker --workflows MODULE``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Iterable
+
+from .settings import Settings
+from .topics import ensure_topics, validate_topics
+
+
+def import_modules(names: Iterable[str]) -> list[ModuleType]:
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError as exc:
+            raise SystemExit(
+                f"aion: cannot import workflow module {name!r}: {exc}. "
+                "Give a module importable from this directory (e.g. aion.examples.order_saga)."
+            ) from exc
+    return mods
+
+
+def discover(modules: Iterable[ModuleType]) -> tuple[list[object], list[object]]:
+    """Every ``@workflow.defn`` class and ``@activity.defn`` function in ``modules``."""
+    from ..activity import _definition as adef
+    from ..workflow import _definition as wdef
+
+    workflows: list[object] = []
+    activities: list[object] = []
+    for mod in modules:
+        for value in vars(mod).values():
+            if isinstance(value, type) and wdef.is_workflow_class(value) and value not in workflows:
+                workflows.append(value)
+            elif callable(value) and adef.is_activity(value) and value not in activities:
+                activities.append(value)
+    return workflows, activities
+
+
+def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: ignore[no-untyped-def]
+    from ..runtime import Registry
+    from ._engine import Engine
+
+    workflows, _ = discover(import_modules(workflow_modules))
+    if not workflows:
+        raise SystemExit(
+            f"aion: no @workflow.defn class found in {list(workflow_modules)!r}; "
+            "point --workflows at the modules that define your workflows."
+        )
+    return Engine(settings, Registry(workflows=workflows))
+
+
+def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:
+    """Create/validate the topics, then run the Faust engine worker until stopped."""
+    import faust
+
+    ensure_topics(settings)
+    validate_topics(settings)
+    engine = build_engine(settings, workflow_modules)
+    logging.getLogger("aion").setLevel(loglevel.upper())
+    worker = faust.Worker(engine.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,183 @@
+"""Workflows and activities the engine integration tests run through real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import timedelta
+
+from aion import RetryPolicy, activity, workflow
+from aion.exceptions import ApplicationError, CancelledError
+
+FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=2.0, maximum_attempts=5)
+
+
+@activity.defn
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@activity.defn
+def flaky(key: str, failures: int) -> str:
+    """Fails ``failures`` times per key (counted in a file so worker restarts don't matter)."""
+    path = os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), f"flaky-{key}")
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as f:
+        f.write(str(n + 1))
+    if n < failures:
+        raise ApplicationError(f"attempt {n + 1} of {key} fails on purpose")
+    return f"ok after {n + 1}"
+
+
+@activity.defn
+def refuse(reason: str) -> str:
+    raise ApplicationError(reason, type="CardDeclined", non_retryable=True)
+
+
+@activity.defn
+async def hang(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "woke"
+
+
+@activity.defn
+async def wait_cancel(seconds: float) -> str:
+    for _ in range(int(seconds * 10)):
+        activity.heartbeat("tick")
+        await asyncio.sleep(0.1)
+    return "not cancelled"
+
+
+@activity.defn
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow.defn
+class Hello:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(greet, name, start_to_close_timeout=timedelta(seconds=10))
+
+
+@workflow.defn
+class Retrying:
+    @workflow.run
+    async def run(self, key: str, failures: int) -> str:
+        return await workflow.execute_activity(
+            flaky, key, failures, start_to_close_timeout=timedelta(seconds=10), retry_policy=FAST_RETRY)
+
+
+@workflow.defn
+class NonRetryable:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            refuse, "card declined", start_to_close_timeout=timedelta(seconds=10), retry_policy=FAST_RETRY)
+
+
+@workflow.defn
+class HungActivity:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            hang, 30.0, start_to_close_timeout=timedelta(milliseconds=500),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=2))
+
+
+@workflow.defn
+class FanOut:
+    @workflow.run
+    async def run(self, n: int) -> list[int]:
+        return list(await asyncio.gather(*(
+            workflow.execute_activity(double, i, start_to_close_timeout=timedelta(seconds=30)) for i in range(n))))
+
+
+@workflow.defn
+class Approval:
+    def __init__(self) -> None:
+        self.decisions: list[str] = []
+        self.state = "waiting"
+
+    @workflow.run
+    async def run(self, needed: int) -> list[str]:
+        await workflow.wait_condition(lambda: len(self.decisions) >= needed)
+        self.state = "decided"
+        return self.decisions
+
+    @workflow.signal
+    def decide(self, decision: str) -> None:
+        self.decisions.append(decision)
+
+    @workflow.query
+    def status(self) -> str:
+        return f"{self.state}:{len(self.decisions)}"
+
+
+@workflow.defn
+class Child:
+    @workflow.run
+    async def run(self, x: int) -> int:
+        if x < 0:
+            raise ApplicationError("negative input", type="BadInput", non_retryable=True)
+        await workflow.sleep(timedelta(milliseconds=50))
+        return x * 10
+
+
+@workflow.defn
+class Parent:
+    @workflow.run
+    async def run(self, x: int) -> str:
+        try:
+            r = await workflow.execute_child_workflow(Child.run, x, id=f"{workflow.info().workflow_id}-child")
+            return f"child said {r}"
+        except Exception as exc:  # ChildWorkflowError
+            return f"child failed: {type(exc).__name__}"
+
+
+@workflow.defn
+class Counter:
+    @workflow.run
+    async def run(self, n: int, limit: int) -> int:
+        await workflow.sleep(timedelta(milliseconds=10))
+        if n < limit:
+            workflow.continue_as_new(n + 1, limit)
+        return n
+
+
+@workflow.defn
+class Saga:
+    def __init__(self) -> None:
+        self.compensated: list[str] = []
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        try:
+            await workflow.execute_activity(wait_cancel, 60.0, start_to_close_timeout=timedelta(seconds=90),
+                                            heartbeat_timeout=timedelta(seconds=10))
+            return ["finished"]
+        except CancelledError:
+            self.compensated.append(await workflow.execute_activity(greet, "undo", start_to_close_timeout=timedelta(seconds=10)))
+            raise
+
+
+@workflow.defn
+class Sleeper:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        await workflow.sleep(timedelta(seconds=seconds))
+        return "rested"
+
+
+@workflow.defn
+class Steps:
+    """A workflow that takes a while: n activities one after the other."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await workflow.execute_activity(double, i, start_to_close_timeout=timedelta(seconds=30))
+            await workflow.sleep(timedelta(milliseconds=100))
+        return total

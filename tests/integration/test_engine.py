@@ -1,0 +1,174 @@
+"""The engine through real Kafka: engine worker and activity worker processes, the Kafka client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from aion.client import Client
+from aion.exceptions import WorkflowAlreadyStartedError, WorkflowFailureError
+
+from _procs import Cluster
+
+
+@pytest.fixture
+def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
+    from aion.engine.topics import ensure_topics
+
+    ensure_topics(settings)
+    c = Cluster(settings, tmp_path)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+async def client(settings):  # type: ignore[no-untyped-def]
+    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    yield c
+    await c.close()
+
+
+def types(history) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e.type for e in history]
+
+
+async def test_hello_world_history(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("Hello", "Kafka", id="hello-1")
+    try:
+        assert await h.result(timeout=60) == "Hello, Kafka!"
+    except Exception:
+        print(cluster.logs())
+        raise
+    history = await h.history()
+    assert types(history) == ["WorkflowStarted", "ActivityScheduled", "ActivityStarted", "ActivityCompleted", "WorkflowCompleted"]
+    assert [e.seq for e in history] == [1, 2, 3, 4, 5]
+
+
+async def test_retries_then_success_and_exhausted(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    ok = await client.start_workflow("Retrying", "k1", 2, id="retry-ok")
+    bad = await client.start_workflow("Retrying", "k2", 99, id="retry-exhausted")
+    assert await ok.result(timeout=60) == "ok after 3"
+    failed = [e for e in await ok.history() if e.type == "ActivityFailed"]
+    assert [(e.body.attempt, e.body.will_retry) for e in failed] == [(1, True), (2, True)]
+    with pytest.raises(WorkflowFailureError):
+        await bad.result(timeout=60)
+    failed = [e for e in await bad.history() if e.type == "ActivityFailed"]
+    assert [e.body.attempt for e in failed] == [1, 2, 3, 4, 5]
+    assert failed[-1].body.will_retry is False
+
+
+async def test_non_retryable_error(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("NonRetryable", id="nonretry")
+    with pytest.raises(WorkflowFailureError) as info:
+        await h.result(timeout=60)
+    assert "card declined" in str(info.value.__cause__ or info.value) or "card declined" in repr(info.value.failure)
+    assert len([e for e in await h.history() if e.type == "ActivityFailed"]) == 1
+
+
+async def test_start_to_close_timeout_retries_hung_activity(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("HungActivity", id="hung")
+    with pytest.raises(WorkflowFailureError):
+        await h.result(timeout=60)
+    timed_out = [e for e in await h.history() if e.type == "ActivityTimedOut"]
+    assert [(e.body.attempt, e.body.timeout_type) for e in timed_out] == [(1, "START_TO_CLOSE"), (2, "START_TO_CLOSE")]
+
+
+async def test_fan_out_50(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("FanOut", 50, id="fan")
+    assert await h.result(timeout=90) == [2 * i for i in range(50)]
+
+
+async def test_signals_queries_and_signal_with_start(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    h = await client.start_workflow("Approval", 2, id="approve-1")
+    assert await h.query("status") == "waiting:0"
+    await h.signal("decide", "yes")
+    await h.signal("decide", "no")
+    assert await h.result(timeout=60) == ["yes", "no"]
+    assert await h.query("status") == "decided:2"
+    n = len(await h.history())
+    await h.query("status")
+    assert len(await h.history()) == n  # queries never append history
+    h2 = await client.signal_with_start("Approval", 1, id="approve-2", signal="decide", signal_args=["maybe"])
+    assert await h2.result(timeout=60) == ["maybe"]
+
+
+async def test_child_workflows(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    ok = await client.start_workflow("Parent", 4, id="parent-ok")
+    bad = await client.start_workflow("Parent", -1, id="parent-bad")
+    assert await ok.result(timeout=60) == "child said 40"
+    assert (await bad.result(timeout=60)).startswith("child failed")
+
+
+async def test_continue_as_new_keeps_id_new_run(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    h = await client.start_workflow("Counter", 0, 3, id="counter")
+    assert await h.result(timeout=60) == 3
+    history = await h.history()
+    assert types(history).count("WorkflowContinuedAsNew") == 3
+    assert len({e.run_id for e in history}) == 4
+
+
+async def test_cancel_with_compensation_and_terminate(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("Saga", id="saga-1")
+    for _ in range(100):
+        if "ActivityStarted" in types(await h.history()):
+            break
+        await asyncio.sleep(0.1)
+    await h.cancel("changed my mind")
+    with pytest.raises(WorkflowFailureError):
+        await h.result(timeout=60)
+    t = types(await h.history())
+    assert "WorkflowCancelRequested" in t and t[-1] == "WorkflowCancelled"
+    assert t.count("ActivityCompleted") == 1  # the compensation ran
+    s = await client.start_workflow("Sleeper", 3600, id="sleeper-1")
+    await s.terminate("enough")
+    with pytest.raises(WorkflowFailureError):
+        await s.result(timeout=30)
+    assert types(await s.history())[-1] == "WorkflowTerminated"
+
+
+async def test_duplicate_start_refused(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    await client.start_workflow("Sleeper", 3600, id="dup-1")
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await client.start_workflow("Sleeper", 3600, id="dup-1")
+
+
+async def test_events_stream_live(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("Steps", 3, id="steps-live")
+    seen = []
+    async for ev in h.events(from_seq=1):
+        seen.append(ev.type)
+    assert seen[0] == "WorkflowStarted" and seen[-1] == "WorkflowCompleted"
+    assert seen.count("ActivityCompleted") == 3
+
+
+async def test_failover_to_second_engine(cluster, client):  # type: ignore[no-untyped-def]
+    first = cluster.engine()
+    cluster.activities()
+    handles = [await client.start_workflow("Steps", 6, id=f"failover-{i}") for i in range(6)]
+    await asyncio.sleep(1.5)
+    second = cluster.engine()
+    await asyncio.sleep(1.0)
+    first.stop()
+    results = await asyncio.gather(*(h.result(timeout=120) for h in handles))
+    assert results == [sum(2 * i for i in range(6))] * 6
+    assert second.alive()

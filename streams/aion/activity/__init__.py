@@ -1,0 +1,66 @@
+"""The activity authoring API.
+
+```python
+from aion import activity
+
+@activity.defn                   # sync or async; optional name=
+async def charge(order_id: str, cents: int) -> str:
+    activity.heartbeat("progress")
+    if activity.is_cancelled(): ...
+```
+
+Inside a running activity, ``info()``, ``heartbeat()``, ``is_cancelled()`` and
+``wait_for_cancel()`` read the attempt's context (set by the worker or the test environment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _context
+from ._context import ActivityContext, ActivityInfo, NotInActivityError
+from ._definition import ActivityDefinition, defn
+
+__all__ = [
+    "defn",
+    "ActivityDefinition",
+    "ActivityInfo",
+    "ActivityContext",
+    "NotInActivityError",
+    "info",
+    "heartbeat",
+    "is_cancelled",
+    "wait_for_cancel",
+    "wait_for_cancel_sync",
+    "in_activity",
+]
+
+
+def info() -> ActivityInfo:
+    """The running attempt's ids, attempt number and deadlines."""
+    return _context.get_context().info
+
+
+def heartbeat(*details: Any) -> None:
+    """Report progress; ``details`` are handed to the next attempt if this one fails."""
+    _context.get_context().heartbeat(*details)
+
+
+def is_cancelled() -> bool:
+    """Whether cancellation of this attempt was requested."""
+    return _context.get_context().is_cancelled()
+
+
+async def wait_for_cancel() -> None:
+    """Wait until cancellation of this attempt is requested."""
+    await _context.get_context().wait_for_cancelled()
+
+
+def wait_for_cancel_sync(timeout: float | None = None) -> bool:
+    """Block (sync activities) until cancellation is requested; False on timeout."""
+    return _context.get_context().wait_for_cancelled_sync(timeout)
+
+
+def in_activity() -> bool:
+    """Whether the caller runs inside an activity attempt."""
+    return _context.in_activity()

@@ -1,0 +1,91 @@
+"""The registry: which workflow and activity types this process runs, and how."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..activity._definition import ActivityDefinition
+from ..converter import DataConverter, default_converter
+from ..workflow._definition import WorkflowDefinition
+from ..workflow._types import FailurePolicy
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Workflow and activity types by name, plus the runtime settings that apply to them.
+
+    ``Registry(workflows=[Order, ...], activities=[charge, ...])`` takes ``@workflow.defn``
+    classes and ``@activity.defn`` functions.
+
+    - ``data_converter``: payload codec (default: the process default JSON converter).
+    - ``failure_policy``: supervision for types whose ``@workflow.defn`` sets none.
+    - ``continue_as_new_suggested_after``: events per run after which
+      ``workflow.info().continue_as_new_suggested`` turns true.
+    """
+
+    def __init__(
+        self,
+        workflows: Iterable[Any] = (),
+        activities: Iterable[Any] = (),
+        *,
+        data_converter: DataConverter | None = None,
+        failure_policy: FailurePolicy | None = None,
+        continue_as_new_suggested_after: int = 10_000,
+    ) -> None:
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        self._activities: dict[str, ActivityDefinition] = {}
+        self._converter = data_converter
+        self.failure_policy = failure_policy or FailurePolicy()
+        self.continue_as_new_suggested_after = continue_as_new_suggested_after
+        for w in workflows:
+            self.add_workflow(w)
+        for a in activities:
+            self.add_activity(a)
+
+    @property
+    def converter(self) -> DataConverter:
+        return self._converter or default_converter()
+
+    def add_workflow(self, cls: Any) -> WorkflowDefinition:
+        d = cls if isinstance(cls, WorkflowDefinition) else WorkflowDefinition.of(cls)
+        prev = self._workflows.get(d.name)
+        if prev is not None and prev.cls is not d.cls:
+            raise ValueError(
+                f"two workflow classes are registered under the name {d.name!r} "
+                f"({prev.cls.__qualname__} and {d.cls.__qualname__}): give one @workflow.defn(name=...)"
+            )
+        self._workflows[d.name] = d
+        return d
+
+    def add_activity(self, fn: Any) -> ActivityDefinition:
+        d = fn if isinstance(fn, ActivityDefinition) else ActivityDefinition.of(fn)
+        prev = self._activities.get(d.name)
+        if prev is not None and prev.fn is not d.fn:
+            raise ValueError(
+                f"two activities are registered under the name {d.name!r}: give one @activity.defn(name=...)"
+            )
+        self._activities[d.name] = d
+        return d
+
+    def workflow(self, name: str) -> WorkflowDefinition | None:
+        """The workflow type registered under ``name``, or None."""
+        return self._workflows.get(name)
+
+    def activity(self, name: str) -> ActivityDefinition | None:
+        """The activity type registered under ``name``, or None."""
+        return self._activities.get(name)
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDefinition]:
+        return dict(self._workflows)
+
+    @property
+    def activities(self) -> dict[str, ActivityDefinition]:
+        return dict(self._activities)
+
+    def policy_for(self, workflow_type: str) -> FailurePolicy:
+        d = self._workflows.get(workflow_type)
+        if d is not None and d.failure_policy is not None:
+            return d.failure_policy
+        return self.failure_policy

@@ -1,0 +1,70 @@
+"""The workflow authoring API.
+
+```python
+from aion import workflow
+
+@workflow.defn
+class Order:
+    @workflow.run
+    async def run(self, order: dict) -> dict:
+        charge_id = await workflow.execute_activity(charge, order["id"], start_to_close_timeout=timedelta(seconds=30))
+        ...
+```
+
+Workflow code is plain ``async`` Python run by a deterministic event loop (``aion.runtime``):
+``asyncio.gather``/``wait``/``as_completed``/task cancellation work and are deterministic;
+``asyncio.sleep`` becomes a durable timer. Everything non-deterministic (I/O, clocks, random)
+goes through activities or the helpers here (``now``, ``random``, ``uuid4``, ``side_effect``).
+"""
+
+from ..exceptions import CancelledError
+from ._api import (
+    ActivityOptions,
+    ChildOptions,
+    ContinueAsNewError,
+    NotInWorkflowError,
+    continue_as_new,
+    deprecate_patch,
+    execute_activity,
+    execute_child_workflow,
+    in_workflow,
+    info,
+    is_replaying,
+    now,
+    patched,
+    random,
+    side_effect,
+    signal_external,
+    sleep,
+    start_activity,
+    start_child_workflow,
+    start_timer,
+    time,
+    timeout,
+    upsert_search_attributes,
+    uuid4,
+    wait_condition,
+)
+from ._definition import WorkflowDefinition, defn, query, run, signal
+from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
+from ._types import (
+    ActivityCancellationType,
+    FailurePolicy,
+    IdReusePolicy,
+    Info,
+    ParentClosePolicy,
+    ParentInfo,
+    RetryPolicy,
+)
+
+__all__ = [
+    "defn", "run", "signal", "query", "WorkflowDefinition",
+    "execute_activity", "start_activity", "sleep", "start_timer", "wait_condition", "timeout",
+    "execute_child_workflow", "start_child_workflow", "continue_as_new", "info", "now", "time",
+    "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
+    "upsert_search_attributes", "in_workflow", "is_replaying",
+    "ActivityHandle", "TimerHandle", "ChildWorkflowHandle",
+    "RetryPolicy", "ParentClosePolicy", "ActivityCancellationType", "IdReusePolicy",
+    "FailurePolicy", "Info", "ParentInfo", "CancelledError",
+    "ActivityOptions", "ChildOptions", "ContinueAsNewError", "NotInWorkflowError",
+]

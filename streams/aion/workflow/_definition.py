@@ -1,0 +1,173 @@
+"""``@workflow.defn`` / ``run`` / ``signal`` / ``query``: declaring a workflow type.
+
+The decorators only attach metadata; nothing runs at import time. ``@workflow.defn`` collects
+the class's run method and handlers into a :class:`WorkflowDefinition` stored on the class
+(``WorkflowDefinition.of(cls)``), which the runtime's ``Registry`` reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar, overload
+
+from ._types import FailurePolicy
+
+__all__ = ["defn", "run", "signal", "query", "WorkflowDefinition", "HandlerDefinition"]
+
+_ATTR = "__aion_workflow_definition__"
+_RUN = "__aion_workflow_run__"
+_SIGNAL = "__aion_signal_name__"
+_QUERY = "__aion_query_name__"
+#: Set on the run function by @defn: the workflow type name (so Child.run names the type).
+RUN_TYPE_ATTR = "__aion_workflow_type__"
+
+C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class HandlerDefinition:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """Everything the runtime needs to know about one workflow type."""
+
+    name: str
+    cls: type
+    run_fn: Callable[..., Any]
+    signals: dict[str, HandlerDefinition] = field(default_factory=dict)
+    queries: dict[str, HandlerDefinition] = field(default_factory=dict)
+    failure_policy: FailurePolicy | None = None
+
+    @staticmethod
+    def of(obj: Any) -> "WorkflowDefinition":
+        """The definition of a ``@workflow.defn`` class (or of its run method)."""
+        cls = obj
+        if not isinstance(obj, type):
+            cls = getattr(obj, "__aion_workflow_class__", None)
+        d = getattr(cls, _ATTR, None) if cls is not None else None
+        if not isinstance(d, WorkflowDefinition) or d.cls is not cls:
+            raise TypeError(
+                f"{obj!r} is not a workflow: decorate the class with @workflow.defn and its "
+                f"entry method with @workflow.run"
+            )
+        return d
+
+    @staticmethod
+    def maybe_of(obj: Any) -> "WorkflowDefinition | None":
+        try:
+            return WorkflowDefinition.of(obj)
+        except TypeError:
+            return None
+
+
+@overload
+def defn(cls: C) -> C: ...
+@overload
+def defn(*, name: str | None = None, failure_policy: FailurePolicy | None = None) -> Callable[[C], C]: ...
+
+
+def defn(
+    cls: Any = None,
+    *,
+    name: str | None = None,
+    failure_policy: FailurePolicy | None = None,
+) -> Any:
+    """Declare a workflow type (default name: the class name).
+
+    ``failure_policy`` overrides the registry's default supervision for this type (see
+    :class:`FailurePolicy`).
+    """
+
+    def wrap(c: type) -> type:
+        if not isinstance(c, type):
+            raise TypeError("@workflow.defn decorates a class")
+        run_fn = None
+        signals: dict[str, HandlerDefinition] = {}
+        queries: dict[str, HandlerDefinition] = {}
+        for klass in reversed(c.__mro__):
+            for attr, member in vars(klass).items():
+                fn = member
+                if getattr(fn, _RUN, False):
+                    run_fn = fn
+                elif attr == "run" and run_fn is not None and not getattr(fn, _RUN, False) and klass is c:
+                    pass
+                sname = getattr(fn, _SIGNAL, None)
+                if sname is not None:
+                    signals[sname] = HandlerDefinition(sname, fn, inspect.iscoroutinefunction(fn))
+                qname = getattr(fn, _QUERY, None)
+                if qname is not None:
+                    if inspect.iscoroutinefunction(fn):
+                        raise TypeError(
+                            f"query {qname!r} of {c.__qualname__} must be a plain `def`: queries "
+                            f"read state and cannot await"
+                        )
+                    queries[qname] = HandlerDefinition(qname, fn, False)
+        if run_fn is None:
+            raise TypeError(
+                f"workflow {c.__qualname__} has no @workflow.run method: mark its `async def run(...)`"
+            )
+        if not inspect.iscoroutinefunction(run_fn):
+            raise TypeError(f"the @workflow.run method of {c.__qualname__} must be `async def`")
+        wf_name = name or c.__name__
+        d = WorkflowDefinition(wf_name, c, run_fn, signals, queries, failure_policy)
+        setattr(c, _ATTR, d)
+        try:
+            setattr(run_fn, RUN_TYPE_ATTR, wf_name)
+            setattr(run_fn, "__aion_workflow_class__", c)
+        except AttributeError:  # pragma: no cover
+            pass
+        return c
+
+    if cls is not None:
+        return wrap(cls)
+    return wrap
+
+
+def run(fn: F) -> F:
+    """Mark the workflow's entry method (``async def run(self, ...)``)."""
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"@workflow.run must decorate an `async def` method, not {fn!r}")
+    setattr(fn, _RUN, True)
+    return fn
+
+
+@overload
+def signal(fn: F) -> F: ...
+@overload
+def signal(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def signal(fn: Any = None, *, name: str | None = None) -> Any:
+    """Mark a signal handler (``def`` or ``async def``); default name: the method name.
+
+    Signals are delivered in the order they were recorded; a handler runs as part of the
+    step that recorded its signal.
+    """
+
+    def wrap(f: Any) -> Any:
+        setattr(f, _SIGNAL, name or f.__name__)
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def query(fn: F) -> F: ...
+@overload
+def query(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def query(fn: Any = None, *, name: str | None = None) -> Any:
+    """Mark a query handler (plain ``def``, read-only); default name: the method name."""
+
+    def wrap(f: Any) -> Any:
+        setattr(f, _QUERY, name or f.__name__)
+        return f
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,43 @@
+"""The Aion client (confluent-kafka): start, signal, query, cancel and follow workflows.
+
+```python
+from aion.client import Client
+
+async with await Client.connect("127.0.0.1:9092", topic_prefix="aion") as client:
+    handle = await client.start_workflow(Order.run, order, id="order-1")
+    await handle.signal(Order.decide, "approve")
+    print(await handle.query(Order.status))
+    result = await handle.result(timeout=60)
+    for event in await handle.history():
+        print(event.seq, event.type)
+```
+"""
+
+from ..exceptions import (
+    PayloadTooLargeError,
+    QueryError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+)
+from ._client import Client
+from ._errors import CommandRejectedError, QueryTimeoutError, RPCTimeoutError, WorkflowResultTimeoutError
+from ._handle import WorkflowHandle
+from ._history import WorkflowDescription
+from ._replies import TopicMissingError
+
+__all__ = [
+    "Client",
+    "WorkflowHandle",
+    "WorkflowDescription",
+    "CommandRejectedError",
+    "QueryTimeoutError",
+    "RPCTimeoutError",
+    "WorkflowResultTimeoutError",
+    "TopicMissingError",
+    "PayloadTooLargeError",
+    "QueryError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowFailureError",
+    "WorkflowNotFoundError",
+]

@@ -1,0 +1,387 @@
+"""The client: start, signal, query, cancel and follow workflows over Kafka (confluent-kafka).
+
+Every request is a :class:`~aion.model.Command` on ``<prefix>.commands`` keyed by the workflow
+id (so one workflow's inputs stay ordered on one partition) with ``reply_to`` naming this
+client's partition of ``<prefix>.replies``; the engine answers there and the answer is matched
+to the request by command id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, Sequence
+
+from confluent_kafka import Consumer
+
+from ..codec import Codec, partition_for
+from ..converter import default_converter
+from ..engine.settings import Settings
+from ..engine.topics import TopicNames
+from ..exceptions import PayloadTooLargeError
+from ..model import (
+    Command,
+    CommandBody,
+    Payload,
+    Reply,
+    SignalWithStart,
+    SignalWorkflow,
+    StartWorkflow,
+)
+from ._errors import RPCTimeoutError, error_from_reply
+from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
+from ._names import handler_name, workflow_name
+from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
+
+log = logging.getLogger(__name__)
+
+ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
+
+
+def _ms(value: timedelta | float | int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return int(float(value) * 1000)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Client:
+    """A connection to an Aion deployment (one topic prefix on one Kafka cluster).
+
+    Create with ``await Client.connect(...)``; close with ``await client.close()`` or use it as
+    an async context manager. One client serves any number of concurrent requests.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        converter: Any = None,
+        codec: Codec | None = None,
+        rpc_timeout: float = 30.0,
+        result_resend_interval: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.converter = converter or default_converter()
+        url = getattr(settings, "schema_registry_url", None)
+        self.codec = codec or (Codec(registry_url=url) if url else Codec())
+        self.names = TopicNames(settings.topic_prefix)
+        #: How long a start/signal/cancel/terminate waits for the engine's answer.
+        self.rpc_timeout = rpc_timeout
+        #: How often ``result()`` re-sends GetResult while waiting (engines keep waiters in memory).
+        self.result_resend_interval = result_resend_interval
+        self._base_config = settings.confluent_config()
+        self._producer = AsyncProducer(
+            producer_config(self._base_config, max_payload_bytes=settings.max_payload_bytes,
+                            client_id=f"{settings.topic_prefix}.client")
+        )
+        self._router = ReplyRouter(self._base_config, self.names.replies, self.codec.decode_reply,
+                                   prefix=settings.topic_prefix)
+        self._partitions: int | None = None
+        # Blocking reads of the events topic (history, events()) run here, not in the loop's
+        # default executor, so many followers cannot starve it.
+        self._readers = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="aion-client-read")
+        self._connected = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    async def connect(
+        cls,
+        bootstrap_servers: str | None = None,
+        *,
+        topic_prefix: str | None = None,
+        settings: Settings | None = None,
+        converter: Any = None,
+        codec: Codec | None = None,
+        rpc_timeout: float = 30.0,
+        reply_partition: int | None = None,
+    ) -> "Client":
+        """Connect: start the producer and position this client's reply partition at its end.
+
+        ``settings`` defaults to ``Settings.from_env()``; ``bootstrap_servers`` and
+        ``topic_prefix`` override it when given. ``reply_partition`` pins the reply partition
+        (default: one picked at random).
+        """
+        overrides: dict[str, Any] = {}
+        if bootstrap_servers is not None:
+            overrides["bootstrap_servers"] = bootstrap_servers
+        if topic_prefix is not None:
+            overrides["topic_prefix"] = topic_prefix
+        if settings is None:
+            settings = Settings.from_env(**overrides)
+        elif overrides:
+            import dataclasses
+
+            settings = dataclasses.replace(settings, **overrides)
+        client = cls(settings, converter=converter, codec=codec, rpc_timeout=rpc_timeout)
+        await client._start(reply_partition)
+        return client
+
+    async def _start(self, reply_partition: int | None) -> None:
+        self._producer.start()
+        try:
+            await self._router.start(reply_partition)
+            self._partitions = await asyncio.get_running_loop().run_in_executor(
+                self._readers, self._events_partition_count)
+        except BaseException:
+            await self._router.close()
+            await self._producer.close()
+            raise
+        self._connected = True
+
+    def _events_partition_count(self) -> int:
+        c = Consumer(consumer_config(self._base_config, group_id=private_group_id(self.settings.topic_prefix, "meta"),
+                                     client_id=f"{self.settings.topic_prefix}.client"))
+        try:
+            md = c.list_topics(self.names.events, timeout=10)
+            tmd = md.topics.get(self.names.events)
+            if tmd is None or tmd.error is not None or not tmd.partitions:
+                raise TopicMissingError(
+                    f"events topic {self.names.events!r} does not exist: create the topics first "
+                    f"(`aion topics create`), or check the topic prefix ({self.settings.topic_prefix!r})"
+                )
+            return len(tmd.partitions)
+        finally:
+            c.close()
+
+    async def close(self) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        await self._router.close()
+        await self._producer.close()
+        self._readers.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    @property
+    def reply_to(self) -> str:
+        """``<replies topic>:<partition>`` this client reads its answers from."""
+        return self._router.reply_to
+
+    def partition_of(self, workflow_id: str) -> int:
+        """The partition (of the commands and events topics) that holds ``workflow_id``."""
+        assert self._partitions is not None, "the client is not connected"
+        return partition_for(workflow_id, self._partitions)
+
+    # ------------------------------------------------------------------ requests
+    def _command(self, workflow_id: str, body: CommandBody, *, reply: bool = True) -> Command:
+        if not workflow_id:
+            raise ValueError("a workflow id is required (id=...)")
+        return Command(
+            command_id=str(uuid.uuid4()),
+            workflow_id=workflow_id,
+            sent_at_ms=now_ms(),
+            body=body,
+            reply_to=self.reply_to if reply else None,
+        )
+
+    def _check_size(self, cmd: Command, payloads: Sequence[Payload]) -> None:
+        size = sum(len(p.data) for p in payloads)
+        limit = self.settings.max_payload_bytes
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"{cmd.type} for workflow {cmd.workflow_id!r}: the payloads are {size} bytes, over "
+                f"the limit of {limit} bytes (max_payload_bytes / AION_MAX_PAYLOAD_BYTES). Pass a "
+                f"reference (a URL, a key in your storage) instead of the data"
+            )
+
+    async def send(self, cmd: Command, waiter: ReplyWaiter | None = None, payloads: Sequence[Payload] = ()) -> None:
+        """Send one command (registered under ``waiter`` for the replies), wait for Kafka's ack."""
+        if not self._connected:
+            raise RuntimeError("the client is closed")
+        self._check_size(cmd, payloads)
+        value = self.codec.encode_command(cmd)
+        if waiter is not None:
+            self._router.register(cmd.command_id, waiter)
+        try:
+            fut = await self._producer.produce(self.names.commands, value, cmd.workflow_id.encode("utf-8"))
+            await fut
+        except BaseException:
+            if waiter is not None:
+                self._router.unregister(cmd.command_id)
+            raise
+
+    def new_waiter(self) -> ReplyWaiter:
+        return ReplyWaiter(asyncio.get_running_loop())
+
+    def forget(self, command_id: str) -> None:
+        self._router.unregister(command_id)
+
+    async def request(self, cmd: Command, payloads: Sequence[Payload] = (), *, what: str, timeout: float | None = None) -> Reply:
+        """Send ``cmd`` and wait for its first answer; an ERROR answer raises the matching error."""
+        waiter = self.new_waiter()
+        await self.send(cmd, waiter, payloads)
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(waiter.ack), timeout if timeout is not None else self.rpc_timeout)
+        except asyncio.TimeoutError:
+            self.forget(cmd.command_id)
+            raise RPCTimeoutError(
+                f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "
+                f"{timeout if timeout is not None else self.rpc_timeout:.1f}s (command {cmd.command_id}). "
+                f"Is an engine worker running for topic prefix {self.settings.topic_prefix!r}?"
+            ) from None
+        if reply.kind == "ERROR":
+            self.forget(cmd.command_id)
+            raise error_from_reply(reply, what)
+        return reply
+
+    # ------------------------------------------------------------------ workflows
+    def _start_body(
+        self,
+        workflow: Any,
+        args: Sequence[Any],
+        *,
+        task_queue: str,
+        id_reuse_policy: str,
+        execution_timeout: timedelta | float | None,
+        run_timeout: timedelta | float | None,
+        search_attributes: dict[str, str] | None,
+        request_id: str | None,
+        wait_result: bool,
+    ) -> tuple[StartWorkflow, Any]:
+        name, hint = workflow_name(workflow)
+        if id_reuse_policy not in ID_REUSE_POLICIES:
+            raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, got {id_reuse_policy!r}")
+        body = StartWorkflow(
+            workflow_type=name,
+            input=self.converter.to_payloads(list(args)),
+            task_queue=task_queue,
+            id_reuse_policy=id_reuse_policy,
+            request_id=request_id or str(uuid.uuid4()),
+            execution_timeout_ms=_ms(execution_timeout),
+            run_timeout_ms=_ms(run_timeout),
+            search_attributes=dict(search_attributes or {}),
+            wait_result=wait_result,
+        )
+        return body, hint
+
+    async def start_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_queue: str = "default",
+        id_reuse_policy: str = "ALLOW_DUPLICATE",
+        execution_timeout: timedelta | float | None = None,
+        run_timeout: timedelta | float | None = None,
+        search_attributes: dict[str, str] | None = None,
+        request_id: str | None = None,
+        result_type: Any = None,
+    ) -> "WorkflowHandle":
+        """Start a workflow (``Order.run``, ``Order`` or ``"Order"``) and return its handle once
+        the engine recorded the start.
+
+        Raises :class:`~aion.exceptions.WorkflowAlreadyStartedError` when the id is taken and the
+        policy refuses, :class:`~aion.exceptions.PayloadTooLargeError` before sending an
+        oversized input. Retrying with the same ``request_id`` is idempotent.
+        """
+        from ._handle import WorkflowHandle
+
+        body, hint = self._start_body(
+            workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
+            execution_timeout=execution_timeout, run_timeout=run_timeout,
+            search_attributes=search_attributes, request_id=request_id, wait_result=True,
+        )
+        cmd = self._command(id, body)
+        waiter = self.new_waiter()
+        await self.send(cmd, waiter, body.input)
+        reply = await self._await_ack(cmd, waiter, "start_workflow")
+        return WorkflowHandle(
+            self, id, run_id=reply.run_id, result_type=result_type if result_type is not None else hint,
+            result_waiter=waiter, follow_latest=True,
+        )
+
+    async def _await_ack(self, cmd: Command, waiter: ReplyWaiter, what: str) -> Reply:
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(waiter.ack), self.rpc_timeout)
+        except asyncio.TimeoutError:
+            self.forget(cmd.command_id)
+            raise RPCTimeoutError(
+                f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "
+                f"{self.rpc_timeout:.1f}s (command {cmd.command_id}). Is an engine worker running "
+                f"for topic prefix {self.settings.topic_prefix!r}?"
+            ) from None
+        if reply.kind == "ERROR":
+            self.forget(cmd.command_id)
+            raise error_from_reply(reply, what)
+        return reply
+
+    async def execute_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        result_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start a workflow and wait for its result (see :meth:`start_workflow`, ``handle.result``)."""
+        handle = await self.start_workflow(workflow, *args, id=id, **kwargs)
+        return await handle.result(timeout=result_timeout)
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None, result_type: Any = None) -> "WorkflowHandle":
+        """A handle to an existing workflow. With ``run_id``, commands target that run only."""
+        from ._handle import WorkflowHandle
+
+        return WorkflowHandle(self, workflow_id, run_id=run_id, result_type=result_type,
+                              follow_latest=run_id is None)
+
+    def get_workflow_handle_for(self, workflow: Any, workflow_id: str, *, run_id: str | None = None) -> "WorkflowHandle":
+        """Like :meth:`get_workflow_handle`, typed by the workflow (its result decodes with the
+        run method's return hint)."""
+        _name, hint = workflow_name(workflow)
+        return self.get_workflow_handle(workflow_id, run_id=run_id, result_type=hint)
+
+    async def signal_with_start(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        signal: Any,
+        signal_args: Sequence[Any] = (),
+        task_queue: str = "default",
+        id_reuse_policy: str = "ALLOW_DUPLICATE",
+        execution_timeout: timedelta | float | None = None,
+        run_timeout: timedelta | float | None = None,
+        search_attributes: dict[str, str] | None = None,
+        request_id: str | None = None,
+        result_type: Any = None,
+    ) -> "WorkflowHandle":
+        """Signal the workflow, starting it first when no run is open (one atomic command)."""
+        from ._handle import WorkflowHandle
+
+        start, hint = self._start_body(
+            workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
+            execution_timeout=execution_timeout, run_timeout=run_timeout,
+            search_attributes=search_attributes, request_id=request_id, wait_result=True,
+        )
+        sname, _ = handler_name(signal, "signal")
+        sargs = self.converter.to_payloads(list(signal_args))
+        cmd = self._command(id, SignalWithStart(start=start, signal_name=sname, args=sargs))
+        waiter = self.new_waiter()
+        await self.send(cmd, waiter, [*start.input, *sargs])
+        reply = await self._await_ack(cmd, waiter, "signal_with_start")
+        return WorkflowHandle(
+            self, id, run_id=reply.run_id, result_type=result_type if result_type is not None else hint,
+            result_waiter=waiter, follow_latest=True,
+        )
+
+    async def signal_workflow(self, workflow_id: str, signal: Any, *args: Any, run_id: str | None = None) -> None:
+        """Send a signal (also ``handle.signal``); returns once the engine recorded it."""
+        name, _ = handler_name(signal, "signal")
+        payloads = self.converter.to_payloads(list(args))
+        cmd = self._command(workflow_id, SignalWorkflow(name, payloads, signal_id=str(uuid.uuid4()), run_id=run_id))
+        await self.request(cmd, payloads, what=f"signal {name!r}")

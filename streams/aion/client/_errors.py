@@ -1,0 +1,46 @@
+"""Client-side errors that have no wire form, and the mapping of ERROR replies to exceptions."""
+
+from __future__ import annotations
+
+import builtins
+
+from ..exceptions import AionError, ApplicationError, QueryError, failure_to_exception
+from ..model import Failure, Reply
+
+
+class RPCTimeoutError(AionError, builtins.TimeoutError):
+    """The engine did not answer in time (is an engine worker running for this topic prefix?).
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    """
+
+
+class QueryTimeoutError(QueryError, builtins.TimeoutError):
+    """A query got no answer in time: the workflow's engine worker is busy, down or rebalancing."""
+
+
+class WorkflowResultTimeoutError(RPCTimeoutError):
+    """``handle.result(timeout=...)``: the workflow did not close within the timeout (it still runs)."""
+
+
+class CommandRejectedError(AionError):
+    """The engine refused a command for a reason that has no dedicated class (``failure`` says why)."""
+
+    def __init__(self, message: str, failure: Failure | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+def error_from_reply(reply: Reply, what: str) -> BaseException:
+    """The exception an ERROR reply stands for: the aion class named by ``failure.type`` when
+    there is one (WorkflowAlreadyStartedError, WorkflowNotFoundError, QueryError, ...), else a
+    :class:`CommandRejectedError` carrying the failure."""
+    f = reply.failure or Failure(type="UnknownError", message="the engine refused the command without a reason")
+    exc = failure_to_exception(f)
+    if isinstance(exc, AionError) and not isinstance(exc, ApplicationError):
+        if not exc.message:
+            exc.message = f"{what} for workflow {reply.workflow_id!r} was refused ({f.type})"
+        return exc
+    return CommandRejectedError(
+        f"{what} for workflow {reply.workflow_id!r} was refused: {f.type}: {f.message}", f
+    )

@@ -1,0 +1,217 @@
+"""Reading one workflow's history straight from the events topic.
+
+A workflow's events are one ordered run of one partition (``partition_for(workflow_id, n)``),
+keyed ``{workflow_id, seq}``. The topic is compacted and an engine that crashed mid-append may
+write a seq again, so the reader keeps the *last* record per seq (a tombstone deletes it) and
+orders by seq. Keys are compared before decoding values: the Avro key of a workflow starts with
+the same bytes for every seq (framing, then the length-prefixed workflow id).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from ..codec import Codec
+from ..model import (
+    RUN_CLOSING_EVENTS,
+    Event,
+    EventKey,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+)
+from ._kafka import consumer_config, fatal_or_log, private_group_id
+
+#: Closing event -> the status of the run it closes.
+STATUS_OF_CLOSE: dict[type, str] = {
+    WorkflowCompleted: "COMPLETED",
+    WorkflowFailed: "FAILED",
+    WorkflowCancelled: "CANCELLED",
+    WorkflowTerminated: "TERMINATED",
+    WorkflowTimedOut: "TIMED_OUT",
+    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
+}
+
+
+def closes_workflow(ev: Event) -> bool:
+    """Whether ``ev`` ends the workflow (a run close that does not continue as new)."""
+    return isinstance(ev.body, RUN_CLOSING_EVENTS) and not isinstance(ev.body, WorkflowContinuedAsNew)
+
+
+class KeyFilter:
+    """Matches event-record keys of one workflow, cheaply."""
+
+    def __init__(self, codec: Codec, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        self._decode = codec.decode_event_key
+        prefix = b""
+        try:
+            probe = codec.encode_event_key(EventKey(workflow_id, 0))
+            # seq 0 encodes as one zero byte (zig-zag varint) at the end of the key.
+            if probe.endswith(b"\x00") and codec.decode_event_key(probe) == EventKey(workflow_id, 0):
+                prefix = probe[:-1]
+        except Exception:  # pragma: no cover - exotic codec: decode every key
+            prefix = b""
+        self._prefix = prefix
+
+    def seq_of(self, key: bytes | None) -> int | None:
+        """The seq when ``key`` belongs to this workflow, else None."""
+        if key is None or (self._prefix and not key.startswith(self._prefix)):
+            return None
+        try:
+            k = self._decode(key)
+        except Exception:
+            return None
+        return k.seq if k.workflow_id == self.workflow_id else None
+
+
+@dataclass
+class EventPartitionReader:
+    """A group-less consumer of one events partition (blocking; run it in a thread)."""
+
+    base_config: dict[str, Any]
+    topic: str
+    partition: int
+    prefix: str
+
+    def open(self, from_beginning: bool = True) -> tuple[Consumer, int, int]:
+        c = Consumer(
+            consumer_config(
+                self.base_config,
+                group_id=private_group_id(self.prefix, "history"),
+                client_id=f"{self.prefix}.history",
+                **{"fetch.wait.max.ms": 100},
+            )
+        )
+        tp = TopicPartition(self.topic, self.partition)
+        low, high = c.get_watermark_offsets(tp, timeout=10)
+        c.assign([TopicPartition(self.topic, self.partition, low if from_beginning else high)])
+        return c, low, high
+
+    @staticmethod
+    def position(c: Consumer, topic: str, partition: int) -> int:
+        pos = c.position([TopicPartition(topic, partition)])[0].offset
+        return pos
+
+
+def read_until(
+    c: Consumer, topic: str, partition: int, end: int, deadline: float
+) -> Iterator[Message]:
+    """Yield the partition's records until the position reaches ``end`` (exclusive)."""
+    last = -1
+    while True:
+        if last >= end - 1:
+            return
+        msgs = fatal_or_log(c.consume(1000, 0.2), f"events reader {topic}[{partition}]")
+        for m in msgs:
+            last = m.offset()
+            yield m
+        if not msgs:
+            pos = EventPartitionReader.position(c, topic, partition)
+            if pos >= end:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"reading {topic}[{partition}] up to offset {end} took too long (at {pos})"
+                )
+
+
+def fold(
+    records: Iterator[Message], keys: KeyFilter, decode: Callable[[bytes], Event], into: dict[int, Event]
+) -> None:
+    """Apply records to a seq -> event map: last write per seq wins, tombstones delete."""
+    for m in records:
+        seq = keys.seq_of(m.key())
+        if seq is None:
+            continue
+        value = m.value()
+        if value is None:
+            into.pop(seq, None)
+        else:
+            into[seq] = decode(value)
+
+
+def read_history(
+    reader: EventPartitionReader, codec: Codec, workflow_id: str, timeout: float = 60.0
+) -> list[Event]:
+    """The workflow's events recorded so far (up to the high watermark at the call), by seq."""
+    c, low, high = reader.open()
+    try:
+        events: dict[int, Event] = {}
+        if high > low:
+            fold(
+                read_until(c, reader.topic, reader.partition, high, time.monotonic() + timeout),
+                KeyFilter(codec, workflow_id), codec.decode_event, events,
+            )
+        return [events[s] for s in sorted(events)]
+    finally:
+        c.close()
+
+
+@dataclass
+class WorkflowDescription:
+    """What ``handle.describe()`` tells, computed from the workflow's events."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    #: RUNNING | COMPLETED | FAILED | CANCELLED | TERMINATED | TIMED_OUT | CONTINUED_AS_NEW
+    status: str
+    task_queue: str
+    start_time_ms: int
+    close_time_ms: int | None
+    #: Events of the whole workflow id (every run).
+    history_length: int
+    #: Events of the latest run.
+    run_history_length: int
+    last_seq: int
+    runs: int
+    search_attributes: dict[str, str]
+    parent_workflow_id: str | None = None
+    cancel_requested: bool = False
+
+
+def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
+    """Status of the latest run and a summary of the history (``events`` ordered by seq)."""
+    from ..model import SearchAttributesUpserted, WorkflowCancelRequested
+
+    last_run = events[-1].run_id
+    run_events = [e for e in events if e.run_id == last_run]
+    started = next((e for e in run_events if isinstance(e.body, WorkflowStarted)), None)
+    wf_type = started.body.workflow_type if started is not None else ""  # type: ignore[union-attr]
+    status, closed_at = "RUNNING", None
+    attrs: dict[str, str] = {}
+    cancel_requested = False
+    for e in run_events:
+        if isinstance(e.body, RUN_CLOSING_EVENTS):
+            status, closed_at = STATUS_OF_CLOSE[type(e.body)], e.recorded_at_ms
+        elif isinstance(e.body, SearchAttributesUpserted):
+            attrs.update(e.body.attributes)
+        elif isinstance(e.body, WorkflowCancelRequested):
+            cancel_requested = True
+    if started is not None:
+        attrs = {**started.body.search_attributes, **attrs}  # type: ignore[union-attr]
+    return WorkflowDescription(
+        workflow_id=workflow_id,
+        run_id=last_run,
+        workflow_type=wf_type,
+        status=status,
+        task_queue=started.body.task_queue if started is not None else "",  # type: ignore[union-attr]
+        start_time_ms=(started or run_events[0]).recorded_at_ms,
+        close_time_ms=closed_at,
+        history_length=len(events),
+        run_history_length=len(run_events),
+        last_seq=events[-1].seq,
+        runs=len({e.run_id for e in events}),
+        search_attributes=attrs,
+        parent_workflow_id=started.body.parent_workflow_id if started is not None else None,  # type: ignore[union-attr]
+        cancel_requested=cancel_requested,
+    )

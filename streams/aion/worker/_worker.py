@@ -1,0 +1,674 @@
+"""The activity worker: runs ``@activity.defn`` functions for one task queue.
+
+Data flow::
+
+    <prefix>.activity-tasks.<queue> --(group <prefix>.activity-workers.<queue>)--> worker
+        ActivityTask        -> run the attempt -> ActivityTaskStarted, then
+                               ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskCancelled
+                               (+ ActivityHeartbeat while it runs)      --> <prefix>.commands
+        CancelActivityTask  -> cancel the in-flight attempt
+
+Delivery: at-least-once. The offset of a task is committed only after the command with its
+outcome is acknowledged by Kafka (acks=all); a worker that dies mid-attempt leaves the offset
+uncommitted and another worker of the group runs the same attempt again. The engine drops
+results of stale or duplicate attempts, and the outcome commands carry a command id derived from
+the attempt, so a re-run that reaches the same outcome is de-duplicated by id as well.
+
+Back-pressure: at most ``concurrency`` attempts are in flight. The consumer asks for exactly as
+many records as there are free slots, and pauses its partitions when none is free (it keeps
+polling, so it stays in the group). Cancel requests for in-flight attempts still arrive: while
+paused they sit behind the paused position, so a :class:`~._cancels.CancelWatcher` reads them.
+
+Retries, backoff and timeouts are the engine's business (durable timers); the worker only
+cancels an ``async`` attempt locally once its deadline has passed, to free the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from ..activity._context import ActivityContext, current, make_info
+from ..client._kafka import AsyncProducer, consumer_config, fatal_or_log, producer_config
+from ..codec import Codec
+from ..converter import default_converter
+from ..exceptions import exception_to_failure
+from ..engine.settings import Settings
+from ..engine.topics import TopicNames
+from ..model import (
+    ActivityHeartbeat,
+    ActivityTask,
+    ActivityTaskCancelled,
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+    ActivityTaskStarted,
+    CancelActivityTask,
+    Command,
+    CommandBody,
+    Failure,
+    Payload,
+)
+from ._activities import RegisteredActivity, decode_args, registry_of
+from ._cancels import CancelWatcher
+from ._heartbeat import HeartbeatThrottle, throttle_interval
+from ._offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+#: Namespace of the attempt-derived command ids of outcome commands.
+_OUTCOME_NS = uuid.UUID("6b2f7f1c-3f0e-4f3a-9a51-5d1f4c1e2a01")
+
+AttemptKey = tuple[str, str, str, int]  # workflow id, run id, activity id, attempt
+
+
+def attempt_key(t: ActivityTask | CancelActivityTask) -> AttemptKey:
+    return (t.workflow_id, t.run_id, t.activity_id, t.attempt)
+
+
+def outcome_command_id(key: AttemptKey, kind: str) -> str:
+    """Deterministic id of an attempt's ``kind`` command: a re-run reporting the same outcome
+    sends the same id, which the engine de-duplicates."""
+    wf, run, act, attempt = key
+    return str(uuid.uuid5(_OUTCOME_NS, f"{wf}\x00{run}\x00{act}\x00{attempt}\x00{kind}"))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class _Attempt:
+    task: ActivityTask
+    tp: tuple[str, int]
+    offset: int
+    ctx: ActivityContext
+    throttle: HeartbeatThrottle
+    runner: asyncio.Task[None] | None = None
+    #: The asyncio task running an ``async`` activity (cancelled on a server cancel).
+    activity_task: asyncio.Future[Any] | None = None
+    flush_handle: asyncio.TimerHandle | None = None
+    deadline_handle: asyncio.TimerHandle | None = None
+    abandoned: bool = False
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+class ActivityWorker:
+    """Runs the given activities for one task queue; ``await run()`` until ``stop()``.
+
+    ``concurrency``: the most attempts in flight at once (sync ones run in a thread pool of that
+    size, async ones on the worker's event loop). ``graceful_timeout``: on ``stop()``, how long
+    in-flight attempts may take to finish before they are abandoned (cancelled, not reported, not
+    committed: another worker of the group runs them again).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        activities: Sequence[Any],
+        task_queue: str = "default",
+        concurrency: int = 100,
+        *,
+        converter: Any = None,
+        codec: Codec | None = None,
+        identity: str | None = None,
+        graceful_timeout: float = 10.0,
+        max_heartbeat_throttle: float = 30.0,
+        default_heartbeat_throttle: float = 5.0,
+        commit_interval: float = 0.2,
+        ensure_topics: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.settings = settings
+        self.task_queue = task_queue
+        self.concurrency = concurrency
+        self.activities: dict[str, RegisteredActivity] = registry_of(activities)
+        self.converter = converter or default_converter()
+        self.codec = codec or _codec_for(settings)
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.graceful_timeout = graceful_timeout
+        self.max_heartbeat_throttle = max_heartbeat_throttle
+        self.default_heartbeat_throttle = default_heartbeat_throttle
+        self.commit_interval = commit_interval
+        self._ensure_topics = ensure_topics
+        self.names = TopicNames(settings.topic_prefix)
+        self.topic = self.names.activity_tasks(task_queue)
+        self.group_id = f"{settings.topic_prefix}.activity-workers.{task_queue}"
+
+        self._inflight: dict[AttemptKey, _Attempt] = {}
+        self._cancelled_recently: OrderedDict[AttemptKey, None] = OrderedDict()
+        self._offsets = OffsetTracker()
+        self._consumer: Consumer | None = None
+        self._producer: AsyncProducer | None = None
+        self._watcher: CancelWatcher | None = None
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aion-worker-io")
+        self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="aion-activity")
+        self._stopping: asyncio.Event | None = None
+        self._paused: set[tuple[str, int]] = set()
+        self._assignment_changed = False
+        self._running = False
+        #: Observability counters (tests and the CLI read them).
+        self.stats: dict[str, int] = {
+            "started": 0, "completed": 0, "failed": 0, "cancelled": 0,
+            "heartbeats": 0, "max_in_flight": 0, "duplicates": 0, "abandoned": 0, "timed_out": 0,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        """Consume and run tasks until :meth:`stop` is called (or the task is cancelled)."""
+        if self._running:
+            raise RuntimeError("this ActivityWorker is already running")
+        self._running = True
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            await self._start(loop)
+            self._ready.set()
+            await self._poll_loop(loop)
+        finally:
+            await self._shutdown(loop)
+            self._running = False
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the worker consumes (its cancel watcher positioned, its consumer subscribed)."""
+        while not hasattr(self, "_ready"):
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: stop taking tasks, let in-flight ones end (see
+        ``graceful_timeout``), report, commit and leave the group."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        base = self.settings.confluent_config()
+        if self._ensure_topics:
+            from ..engine.topics import ensure_topics
+
+            await loop.run_in_executor(None, lambda: ensure_topics(self.settings, task_queues=(self.task_queue,)))
+        self._producer = AsyncProducer(
+            producer_config(base, max_payload_bytes=self.settings.max_payload_bytes,
+                            client_id=f"{self.settings.topic_prefix}.activity-worker")
+        )
+        self._producer.start()
+        self._watcher = CancelWatcher(
+            base, self.topic, self.codec.decode_task, self._cancel_prefix(), self._on_cancel,
+            prefix=self.settings.topic_prefix,
+        )
+        await self._watcher.start()
+        self._consumer = Consumer(
+            consumer_config(
+                base,
+                group_id=self.group_id,
+                client_id=f"{self.settings.topic_prefix}.activity-worker",
+                **{"partition.assignment.strategy": "cooperative-sticky"},
+            )
+        )
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
+        log.info("activity worker %s on %s: %d activities, concurrency %d",
+                 self.identity, self.topic, len(self.activities), self.concurrency)
+
+    def _cancel_prefix(self) -> bytes:
+        """The bytes every encoded CancelActivityTask starts with (its framing), or b"" when the
+        codec's framing does not tell cancels apart from tasks."""
+        try:
+            a = self.codec.encode_task(CancelActivityTask("a", "b", "c", 1))
+            b = self.codec.encode_task(CancelActivityTask("xy", "zw", "uv", 2))
+            t = self.codec.encode_task(ActivityTask("a", "b", "c", 1, "t", [], "q", "w", 0))
+        except Exception:  # pragma: no cover - codec without framing
+            return b""
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        prefix = a[:n]
+        return b"" if t.startswith(prefix) else prefix
+
+    # ------------------------------------------------------------------ rebalance (io thread)
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment_changed = True
+        log.info("assigned %s", [p.partition for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        positions = self._offsets.to_commit(keys)
+        if positions:
+            try:
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                                asynchronous=False)
+            except KafkaException as exc:
+                log.warning("commit on revoke failed: %s", exc)
+        self._offsets.forget(keys)
+        for k in keys:
+            self._paused.discard(k)
+        self._assignment_changed = True
+        log.info("revoked %s", [p.partition for p in partitions])
+
+    # ------------------------------------------------------------------ poll loop
+    async def _poll_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        consumer = self._consumer
+        assert consumer is not None and self._stopping is not None
+        last_commit = time.monotonic()
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            await self._apply_backpressure(loop, free)
+            want = max(free, 1)  # paused partitions deliver nothing; cancels may still come
+            msgs = await loop.run_in_executor(self._io, _consume, consumer, want, 0.1)
+            for m in msgs:
+                self._on_record(m)
+            if time.monotonic() - last_commit >= self.commit_interval:
+                await self._commit(loop)
+                last_commit = time.monotonic()
+
+    async def _apply_backpressure(self, loop: asyncio.AbstractEventLoop, free: int) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if free <= 0:
+            if self._assignment_changed or not self._paused:
+                self._assignment_changed = False
+                assignment = await loop.run_in_executor(self._io, consumer.assignment)
+                todo = [tp for tp in assignment if (tp.topic, tp.partition) not in self._paused]
+                if todo:
+                    await loop.run_in_executor(self._io, consumer.pause, todo)
+                    self._paused.update((tp.topic, tp.partition) for tp in todo)
+        elif self._paused:
+            tps = [TopicPartition(t, p) for t, p in self._paused]
+            self._paused.clear()
+            try:
+                await loop.run_in_executor(self._io, consumer.resume, tps)
+            except KafkaException as exc:  # partitions revoked meanwhile
+                log.debug("resume: %s", exc)
+
+    def _on_record(self, msg: Message) -> None:
+        tp = (msg.topic(), msg.partition())
+        offset = msg.offset()
+        self._offsets.received(tp[0], tp[1], offset)
+        value = msg.value()
+        try:
+            if value is None:
+                raise ValueError("empty record (tombstone)")
+            task = self.codec.decode_task(value)
+        except Exception as exc:
+            log.error("skipping undecodable record %s[%d]@%d: %s", tp[0], tp[1], offset, exc)
+            self._offsets.done(tp[0], tp[1], offset)
+            return
+        if isinstance(task, CancelActivityTask):
+            self._on_cancel(task)
+            self._offsets.done(tp[0], tp[1], offset)
+            return
+        key = attempt_key(task)
+        if key in self._inflight:
+            # Re-delivered while still running (a rebalance gave the partition back): the
+            # running one will report.
+            self.stats["duplicates"] += 1
+            self._offsets.done(tp[0], tp[1], offset)
+            return
+        if key in self._cancelled_recently:
+            self._report_detached(task, tp, offset, ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt), "cancelled")
+            return
+        self._start_attempt(task, tp, offset)
+
+    # ------------------------------------------------------------------ attempts
+    def _start_attempt(self, task: ActivityTask, tp: tuple[str, int], offset: int) -> None:
+        key = attempt_key(task)
+        details: tuple[Any, ...] = ()
+        if task.heartbeat_details is not None:
+            try:
+                decoded = self.converter.from_payload(task.heartbeat_details)
+                details = tuple(decoded) if isinstance(decoded, (list, tuple)) else (decoded,)
+            except Exception as exc:
+                log.warning("heartbeat details of %s undecodable: %s", key, exc)
+        info = make_info(
+            workflow_id=task.workflow_id, run_id=task.run_id, activity_id=task.activity_id,
+            activity_type=task.activity_type, attempt=task.attempt, workflow_type=task.workflow_type,
+            task_queue=task.task_queue, scheduled_at_ms=task.scheduled_at_ms,
+            start_to_close_ms=task.start_to_close_ms,
+            schedule_to_close_deadline_ms=task.schedule_to_close_deadline_ms,
+            heartbeat_timeout_ms=task.heartbeat_ms, heartbeat_details=details,
+        )
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(
+            task=task, tp=tp, offset=offset,
+            ctx=ActivityContext(info),
+            throttle=HeartbeatThrottle(throttle_interval(
+                task.heartbeat_ms, default_interval=self.default_heartbeat_throttle,
+                max_interval=self.max_heartbeat_throttle)),
+        )
+        attempt.ctx._heartbeat_cb = self._heartbeat_callback(loop, key)
+        self._inflight[key] = attempt
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], len(self._inflight))
+        attempt.runner = loop.create_task(self._run_attempt(attempt), name=f"aion-activity-{task.activity_type}")
+
+    def _heartbeat_callback(self, loop: asyncio.AbstractEventLoop, key: AttemptKey) -> Any:
+        def on_heartbeat(details: tuple[Any, ...]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._on_heartbeat, key, details)
+            except RuntimeError:  # loop closed: the worker is gone
+                pass
+
+        return on_heartbeat
+
+    async def _run_attempt(self, attempt: _Attempt) -> None:
+        task, ctx = attempt.task, attempt.ctx
+        key = attempt_key(task)
+        loop = asyncio.get_running_loop()
+        body: CommandBody | None
+        outcome = ""
+        try:
+            act = self.activities.get(task.activity_type)
+            if act is None:
+                body, outcome = ActivityTaskFailed(task.run_id, task.activity_id, task.attempt,
+                                                   self._not_registered(task), self.identity), "failed"
+            else:
+                self._send(task.workflow_id, ActivityTaskStarted(task.run_id, task.activity_id, task.attempt, self.identity),
+                           command_id=outcome_command_id(key, "started"))
+                self.stats["started"] += 1
+                self._arm_deadline(loop, attempt)
+                body, outcome = await self._execute(act, attempt)
+        except BaseException as exc:  # a bug of the worker itself: report rather than hang
+            if isinstance(exc, asyncio.CancelledError) and attempt.abandoned:
+                body, outcome = None, "abandoned"
+            else:
+                log.exception("worker error running %s", key)
+                body, outcome = ActivityTaskFailed(task.run_id, task.activity_id, task.attempt,
+                                                   _failure_of(exc), self.identity), "failed"
+        finally:
+            attempt.throttle.discard()
+            for h in (attempt.flush_handle, attempt.deadline_handle):
+                if h is not None:
+                    h.cancel()
+        if body is None:  # abandoned, or timed out locally: nothing to report, nothing to commit
+            self._inflight.pop(key, None)
+            if outcome == "timed_out":
+                # The engine times the attempt out and schedules the next one itself.
+                self.stats["timed_out"] += 1
+                self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
+            return
+        body = self._bounded(task, body)
+        try:
+            fut = self._send(task.workflow_id, body, command_id=outcome_command_id(key, outcome))
+            # The slot is free as soon as the outcome is queued; the offset waits for the ack.
+            self._inflight.pop(key, None)
+            self.stats[outcome] += 1
+            await fut
+            self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
+        except Exception as exc:
+            self._inflight.pop(key, None)
+            log.error("could not report %s of %s (the task will be re-delivered): %s", outcome, key, exc)
+
+    async def _execute(self, act: RegisteredActivity, attempt: _Attempt) -> tuple[CommandBody | None, str]:
+        task, ctx = attempt.task, attempt.ctx
+        loop = asyncio.get_running_loop()
+        try:
+            args = decode_args(self.converter, task.input, act.arg_types)
+        except Exception as exc:
+            failure = Failure(type=type(exc).__name__,
+                              message=f"cannot decode the input of activity {task.activity_type!r} "
+                                      f"(workflow {task.workflow_id!r}, activity {task.activity_id}): {exc}",
+                              non_retryable=True, stack=traceback.format_exc())
+            return ActivityTaskFailed(task.run_id, task.activity_id, task.attempt, failure, self.identity), "failed"
+        try:
+            if act.is_async:
+                async def run_in_context() -> Any:
+                    current.set(ctx)
+                    return await act.fn(*args)
+
+                atask = loop.create_task(run_in_context(), context=contextvars.copy_context())
+                attempt.activity_task = atask
+                try:
+                    result = await asyncio.shield(atask)
+                except asyncio.CancelledError:
+                    # Our runner itself is being cancelled (abandon): take the activity down too.
+                    if not atask.done():
+                        atask.cancel()
+                    raise
+            else:
+                def run_in_thread() -> Any:
+                    token = current.set(ctx)
+                    try:
+                        return act.fn(*args)
+                    finally:
+                        current.reset(token)
+
+                result = await loop.run_in_executor(self._pool, run_in_thread)
+        except asyncio.CancelledError:
+            if attempt.abandoned:
+                raise
+            if ctx.cancel_reason == "TIMED_OUT":
+                return None, "timed_out"
+            return self._cancelled_body(attempt), "cancelled"
+        except BaseException as exc:
+            if ctx.is_cancelled():
+                if attempt.abandoned:
+                    raise asyncio.CancelledError() from exc
+                if ctx.cancel_reason == "TIMED_OUT":
+                    return None, "timed_out"
+                if isinstance(exc, asyncio.CancelledError) or ctx.cancel_reason == "CANCEL_REQUESTED":
+                    return self._cancelled_body(attempt), "cancelled"
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return ActivityTaskFailed(task.run_id, task.activity_id, task.attempt,
+                                      exception_to_failure(exc, self.converter), self.identity), "failed"
+        try:
+            payload = self.converter.to_payload(result)
+        except Exception as exc:
+            failure = Failure(type=type(exc).__name__,
+                              message=f"cannot encode the result of activity {task.activity_type!r} "
+                                      f"(workflow {task.workflow_id!r}, activity {task.activity_id}): {exc}",
+                              non_retryable=True, stack=traceback.format_exc())
+            return ActivityTaskFailed(task.run_id, task.activity_id, task.attempt, failure, self.identity), "failed"
+        return ActivityTaskCompleted(task.run_id, task.activity_id, task.attempt, payload, self.identity), "completed"
+
+    def _cancelled_body(self, attempt: _Attempt) -> ActivityTaskCancelled:
+        task = attempt.task
+        details = None
+        if attempt.ctx.last_heartbeat_details is not None:
+            try:
+                details = self.converter.to_payload(list(attempt.ctx.last_heartbeat_details))
+            except Exception:
+                details = None
+        return ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt, details)
+
+    def _bounded(self, task: ActivityTask, body: CommandBody) -> CommandBody:
+        """Replace a result too large for the engine by a non-retryable failure saying so."""
+        if isinstance(body, ActivityTaskCompleted) and len(body.result.data) > self.settings.max_payload_bytes:
+            return ActivityTaskFailed(task.run_id, task.activity_id, task.attempt, Failure(
+                type="PayloadTooLargeError",
+                message=(f"the result of activity {task.activity_type!r} (workflow {task.workflow_id!r}, "
+                         f"activity {task.activity_id}) is {len(body.result.data)} bytes, over the limit "
+                         f"of {self.settings.max_payload_bytes} (max_payload_bytes): store large data "
+                         f"elsewhere and return a reference"),
+                non_retryable=True), self.identity)
+        return body
+
+    def _not_registered(self, task: ActivityTask) -> Failure:
+        names = ", ".join(sorted(self.activities)) or "(none)"
+        return Failure(
+            type="ActivityNotRegisteredError",
+            message=(f"activity type {task.activity_type!r} (workflow {task.workflow_id!r}, activity "
+                     f"{task.activity_id}) is not registered on worker {self.identity} of task queue "
+                     f"{self.task_queue!r}; registered: {names}. Register it on the workers of this "
+                     f"queue or schedule it on another task queue"),
+            non_retryable=True,
+        )
+
+    def _arm_deadline(self, loop: asyncio.AbstractEventLoop, attempt: _Attempt) -> None:
+        deadline = attempt.ctx.info.deadline_ms
+        if deadline is None:
+            return
+        delay = max(0.0, (deadline - now_ms()) / 1000.0) + 0.05
+
+        def expire() -> None:
+            if attempt.ctx.request_cancel("TIMED_OUT"):
+                log.info("attempt %s passed its deadline: cancelled locally", attempt_key(attempt.task))
+                if attempt.activity_task is not None and not attempt.activity_task.done():
+                    attempt.activity_task.cancel()
+
+        attempt.deadline_handle = loop.call_later(delay, expire)
+
+    def _report_detached(self, task: ActivityTask, tp: tuple[str, int], offset: int, body: CommandBody, outcome: str) -> None:
+        """Report an outcome for a task that never ran, then mark its record done."""
+        fut = self._send(task.workflow_id, body, command_id=outcome_command_id(attempt_key(task), outcome))
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._offsets.done(tp[0], tp[1], offset)
+
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ cancel + heartbeat
+    def _on_cancel(self, cancel: CancelActivityTask) -> None:
+        key = attempt_key(cancel)
+        attempt = self._inflight.get(key)
+        if attempt is None:
+            # Not running here (finished, or not delivered yet): remember, in case it comes.
+            self._cancelled_recently[key] = None
+            while len(self._cancelled_recently) > 10_000:
+                self._cancelled_recently.popitem(last=False)
+            return
+        if attempt.ctx.request_cancel("CANCEL_REQUESTED"):
+            log.info("cancel requested for %s", key)
+            if attempt.activity_task is not None and not attempt.activity_task.done():
+                attempt.activity_task.cancel()
+
+    def _on_heartbeat(self, key: AttemptKey, details: tuple[Any, ...]) -> None:
+        attempt = self._inflight.get(key)
+        if attempt is None:
+            return
+        send_now, flush_at = attempt.throttle.offer(time.monotonic(), details)
+        if send_now:
+            self._send_heartbeat(attempt, details)
+        elif flush_at is not None:
+            loop = asyncio.get_running_loop()
+            attempt.flush_handle = loop.call_at(
+                loop.time() + max(0.0, flush_at - time.monotonic()), self._flush_heartbeat, key)
+
+    def _flush_heartbeat(self, key: AttemptKey) -> None:
+        attempt = self._inflight.get(key)
+        if attempt is None:
+            return
+        attempt.flush_handle = None
+        send, details = attempt.throttle.flush(time.monotonic())
+        if send:
+            self._send_heartbeat(attempt, details)
+
+    def _send_heartbeat(self, attempt: _Attempt, details: tuple[Any, ...]) -> None:
+        task = attempt.task
+        payload: Payload | None = None
+        if details:
+            try:
+                payload = self.converter.to_payload(list(details))
+            except Exception as exc:
+                log.warning("heartbeat details of %s not encodable, sent without: %s", attempt_key(task), exc)
+        self._send(task.workflow_id, ActivityHeartbeat(task.run_id, task.activity_id, task.attempt, payload))
+        self.stats["heartbeats"] += 1
+
+    # ------------------------------------------------------------------ output
+    def _send(self, workflow_id: str, body: CommandBody, *, command_id: str | None = None) -> asyncio.Future[Any]:
+        producer = self._producer
+        assert producer is not None
+        cmd = Command(command_id=command_id or str(uuid.uuid4()), workflow_id=workflow_id,
+                      sent_at_ms=now_ms(), body=body)
+        value = self.codec.encode_command(cmd)
+        try:
+            return producer.produce_nowait(self.names.commands, value, workflow_id.encode("utf-8"))
+        except BufferError:
+            # The local queue is full: hand the record to a task that waits for room.
+            loop = asyncio.get_running_loop()
+            out: asyncio.Future[Any] = loop.create_future()
+
+            async def later() -> None:
+                try:
+                    out.set_result(await (await producer.produce(self.names.commands, value, workflow_id.encode("utf-8"))))
+                except Exception as exc:
+                    out.set_exception(exc)
+
+            loop.create_task(later())
+            return out
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop, *, sync: bool = False) -> None:
+        consumer = self._consumer
+        positions = self._offsets.to_commit()
+        if consumer is None or not positions:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            await loop.run_in_executor(self._io, lambda: consumer.commit(offsets=tps, asynchronous=not sync))
+            self._offsets.committed(positions)
+        except KafkaException as exc:
+            log.warning("offset commit failed (will retry): %s", exc)
+
+    # ------------------------------------------------------------------ shutdown
+    async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        consumer = self._consumer
+        if consumer is not None:
+            try:
+                assignment = await loop.run_in_executor(self._io, consumer.assignment)
+                if assignment:
+                    await loop.run_in_executor(self._io, consumer.pause, assignment)
+            except KafkaException:
+                pass
+        runners = [a.runner for a in self._inflight.values() if a.runner is not None]
+        if runners:
+            log.info("waiting up to %.1fs for %d in-flight attempt(s)", self.graceful_timeout, len(runners))
+            _done, pending = await asyncio.wait(runners, timeout=self.graceful_timeout)
+            for a in list(self._inflight.values()):
+                if a.runner in pending:
+                    a.abandoned = True
+                    a.ctx.request_cancel("WORKER_SHUTDOWN")
+                    a.runner.cancel()  # type: ignore[union-attr]
+                    self.stats["abandoned"] += 1
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._producer is not None:
+            await self._producer.close()
+        if consumer is not None:
+            await self._commit(loop, sync=True)
+            await loop.run_in_executor(self._io, consumer.close)
+            self._consumer = None
+        if self._watcher is not None:
+            await self._watcher.close()
+            self._watcher = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False)
+
+    async def __aenter__(self) -> "ActivityWorker":
+        self._bg = asyncio.get_running_loop().create_task(self.run())
+        await self.wait_ready()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.stop()
+        await self._bg
+
+
+def _codec_for(settings: Settings) -> Codec:
+    url = getattr(settings, "schema_registry_url", None)
+    return Codec(registry_url=url) if url else Codec()
+
+
+def _consume(consumer: Consumer, n: int, timeout: float) -> list[Message]:
+    return fatal_or_log(consumer.consume(n, timeout), "activity task consumer")
+
+
+def _failure_of(exc: BaseException) -> Failure:
+    return Failure(type=type(exc).__name__, message=str(exc) or repr(exc), stack="".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__)))

@@ -22,5 +22,5 @@ class CodecError(ValueError):
         self.schema_id = schema_id
 
 
-class SchemasNotFoundError(CodecError):
-    """The ``schemas/`` directory (or one of its .avsc files) could not be found or loaded."""
+class SchemaLoadError(CodecError):
+    """The ``schemas/`` directory, or one of its .avsc files, is missing or not a valid schema."""

@@ -21,7 +21,7 @@ from fastavro.repository.base import AbstractSchemaRepository, SchemaRepositoryE
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import load_schema, to_parsing_canonical_form
 
-from ._errors import CodecError, SchemasNotFoundError
+from ._errors import CodecError, SchemaLoadError
 
 #: The top-level schema of each kind of message the codec writes.
 ROOT_SCHEMAS: dict[str, str] = {
@@ -51,7 +51,7 @@ def locate_schemas_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         origin = "the repository layout (streams/aion/codec -> ../../../schemas)"
     marker = candidate / f"{ROOT_SCHEMAS['event']}.avsc"
     if not marker.is_file():
-        raise SchemasNotFoundError(
+        raise SchemaLoadError(
             f"Avro schemas not found: {candidate} (from {origin}) has no {marker.name}. "
             f"Set {SCHEMAS_DIR_ENV} to the project's schemas/ directory "
             "(or pass Codec(schemas_dir=...))."
@@ -150,12 +150,13 @@ class SchemaSet:
 def _load_root(name: str, dirs: list[Path]) -> WriterSchema:
     try:
         loaded = load_schema(name, repo=_LayeredRepository(dirs))
-    except (SchemaRepositoryError, ValueError, KeyError, TypeError) as exc:
-        raise SchemasNotFoundError(
-            f"cannot load Avro schema {name} from {', '.join(map(str, dirs))}: {exc}. "
-            "Check that every referenced type has a <namespace>.<Name>.avsc file."
+        return WriterSchema.from_json(loaded, source=str(dirs[0]))
+    except Exception as exc:  # fastavro raises several unrelated types for bad schemas
+        raise SchemaLoadError(
+            f"cannot load Avro schema {name} from {', '.join(map(str, dirs))}: "
+            f"{type(exc).__name__}: {exc}. Check that every referenced type has a valid "
+            "<namespace>.<Name>.avsc file (full names in references, defaults matching types)."
         ) from exc
-    return WriterSchema.from_json(loaded, source=str(dirs[0]))
 
 
 def _overlay_dirs(base: Path, extra: Iterable[Path]) -> list[Path]:
@@ -170,7 +171,7 @@ def _load_schema_set(directory: Path, extra: tuple[Path, ...]) -> SchemaSet:
     by_fp: dict[bytes, WriterSchema] = {}
     for overlay in _overlay_dirs(directory, extra):
         if not overlay.is_dir():
-            raise SchemasNotFoundError(
+            raise SchemaLoadError(
                 f"older-schemas directory {overlay} does not exist; fix extra_schemas_dirs"
             )
         for name in ROOT_SCHEMAS.values():

@@ -12,7 +12,7 @@ from fastavro import schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from aion import model as m
-from aion.codec import Codec, CodecError, SchemasNotFoundError
+from aion.codec import Codec, CodecError, SchemaLoadError
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 V1 = Path(__file__).resolve().parent / "schemas_v1"
@@ -114,14 +114,14 @@ def test_schemas_dir_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     codec = Codec()
     assert codec.decode_event_key(codec.encode_event_key(m.EventKey("w", 1))) == m.EventKey("w", 1)
     monkeypatch.setenv("AION_SCHEMAS_DIR", str(tmp_path / "missing"))
-    with pytest.raises(SchemasNotFoundError, match="AION_SCHEMAS_DIR"):
+    with pytest.raises(SchemaLoadError, match="AION_SCHEMAS_DIR"):
         Codec()
 
 
 def test_missing_referenced_schema_file_is_a_clear_error(tmp_path: Path) -> None:
     shutil.copytree(SCHEMAS, tmp_path / "s")
     (tmp_path / "s" / "aion.events.TimerFired.avsc").unlink()
-    with pytest.raises(SchemasNotFoundError, match="aion.events.Event"):
+    with pytest.raises(SchemaLoadError, match="aion.events.Event"):
         Codec(schemas_dir=tmp_path / "s")
 
 
@@ -143,3 +143,18 @@ def test_a_field_type_that_does_not_mirror_the_model_is_refused(tmp_path: Path) 
     path.write_text(json.dumps(schema))
     with pytest.raises(CodecError, match="aion.events.TimerStarted.fire_at_ms has type string"):
         Codec(schemas_dir=tmp_path / "s")
+
+
+def test_an_invalid_schema_file_is_a_schema_load_error(tmp_path: Path) -> None:
+    shutil.copytree(SCHEMAS, tmp_path / "s")
+    path = tmp_path / "s" / "aion.events.TimerStarted.avsc"
+    schema = json.loads(path.read_text())
+    schema["fields"][1]["default"] = "not a number"
+    path.write_text(json.dumps(schema))
+    with pytest.raises(SchemaLoadError, match="aion.events.Event"):
+        Codec(schemas_dir=tmp_path / "s")
+
+
+def test_a_missing_extra_schemas_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SchemaLoadError, match="nowhere"):
+        Codec(extra_schemas_dirs=[tmp_path / "nowhere"])

@@ -1,0 +1,44 @@
+"""The test environment's clock: wall time plus the time skipped so far.
+
+Between skips the clock runs at wall-clock speed (an activity that really takes a second takes a
+second, and a heartbeat timeout of a hung activity really passes). When every workflow is
+waiting, the environment *skips*: it moves the clock straight to the next due timer, so a
+one-year ``workflow.sleep`` takes milliseconds. The clock never goes backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+class SkippingClock:
+    """Milliseconds since the epoch: ``start_ms`` + wall time elapsed + time skipped."""
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self._start_ms = int(time.time() * 1000) if start_ms is None else int(start_ms)
+        self._mono0 = time.monotonic()
+        self._skipped_ms = 0
+
+    def now_ms(self) -> int:
+        return self._start_ms + int((time.monotonic() - self._mono0) * 1000) + self._skipped_ms
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ms() / 1000, tz=timezone.utc)
+
+    @property
+    def skipped_ms(self) -> int:
+        """How much time was skipped in total (not lived through)."""
+        return self._skipped_ms
+
+    def skip_to(self, at_ms: int) -> int:
+        """Jump forward to ``at_ms`` (no-op if that is not in the future); returns the skip in ms."""
+        delta = at_ms - self.now_ms()
+        if delta <= 0:
+            return 0
+        self._skipped_ms += delta
+        return delta
+
+    def wall_seconds_until(self, at_ms: int) -> float:
+        """How long to wait in wall time for the clock to reach ``at_ms`` without skipping."""
+        return max(0.0, (at_ms - self.now_ms()) / 1000.0)

@@ -1,0 +1,196 @@
+"""The one settings object of engine workers, activity workers, clients and the CLI.
+
+Each setting is declared once below, with its environment variable, default and meaning
+(``field(metadata=...)``); :meth:`Settings.from_env` reads them all, keyword overrides (CLI flags)
+win over the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["Settings", "SettingsError"]
+
+_MIB = 1024 * 1024
+_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work; the message names the setting and its variable."""
+
+
+def _setting(default: Any, env: str, doc: str, *, repr: bool = True) -> Any:
+    return field(default=default, repr=repr, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the Kafka cluster is, how topics are named and sized, and engine tuning.
+
+    ``Settings()`` gives the defaults (a local broker on 127.0.0.1:9092);
+    ``Settings.from_env()`` reads ``AION_*`` variables; ``settings.replace(...)`` copies with changes.
+    """
+
+    bootstrap_servers: str = _setting(
+        "127.0.0.1:9092", "AION_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, comma separated host:port.")
+    topic_prefix: str = _setting(
+        "aion", "AION_TOPIC_PREFIX",
+        "Prefix of every topic (<prefix>.commands, <prefix>.events, ...) and of consumer group ids; "
+        "several deployments can share a cluster with different prefixes.")
+    partitions: int = _setting(
+        12, "AION_PARTITIONS",
+        "Partitions of the topics this deployment creates. Commands and events are co-partitioned, so "
+        "this must equal the partition count of existing topics.")
+    replication_factor: int = _setting(
+        1, "AION_REPLICATION_FACTOR", "Replication factor of created topics (1 for a single local broker).")
+    standby_replicas: int = _setting(
+        0, "AION_STANDBY_REPLICAS",
+        "Faust standby replicas of the engine's tables: faster fail-over, more disk and network.")
+    data_dir: Path = _setting(
+        Path("./.data"), "AION_DATA_DIR", "Folder of an engine worker's RocksDB tables (one per worker).")
+    cache_size: int = _setting(
+        10_000, "AION_CACHE_SIZE", "Workflow instances an engine worker keeps resident in memory.")
+    batch_size: int = _setting(
+        500, "AION_BATCH_SIZE", "Most commands an engine worker handles in one group commit.")
+    batch_window: float = _setting(
+        0.005, "AION_BATCH_WINDOW",
+        "Seconds an engine worker waits for more commands to fill a batch (latency vs throughput).")
+    timer_batch: int = _setting(
+        1_000, "AION_TIMER_BATCH", "Most due timers an engine worker fires per tick.")
+    max_payload_bytes: int = _setting(
+        2 * _MIB, "AION_MAX_PAYLOAD_BYTES",
+        "Largest encoded payload (workflow input, activity result, ...) accepted; bigger ones are "
+        "refused with an error. Topics are created to hold records of this size.")
+    schema_registry_url: str | None = _setting(
+        None, "AION_SCHEMA_REGISTRY_URL",
+        "Confluent Schema Registry URL; unset means the Avro single-object encoding (no registry).")
+    security_protocol: str | None = _setting(
+        None, "AION_SECURITY_PROTOCOL", "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: str | None = _setting(
+        None, "AION_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).")
+    sasl_username: str | None = _setting(None, "AION_SASL_USERNAME", "SASL user name.")
+    sasl_password: str | None = _setting(None, "AION_SASL_PASSWORD", "SASL password.", repr=False)
+    ssl_cafile: str | None = _setting(
+        None, "AION_SSL_CAFILE", "CA bundle (PEM) to verify the brokers' certificates.")
+
+    def __post_init__(self) -> None:
+        # Accept str for data_dir (CLI, env) but always hold a Path.
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.security_protocol is not None:
+            object.__setattr__(self, "security_protocol", self.security_protocol.upper())
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+        """Defaults, then ``AION_*`` variables of ``environ`` (``os.environ``), then ``overrides``.
+
+        Empty variables count as unset. Raises :class:`SettingsError` for a value that does not
+        parse, and ``TypeError`` for an override that is not a setting.
+        """
+        env = os.environ if environ is None else environ
+        _check_names(overrides)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"], "")
+            if raw.strip() != "":
+                values[f.name] = _parse(f, raw.strip())
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated like a new object)."""
+        _check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """``(field, environment variable, default, meaning)`` of every setting, for help texts."""
+        return [(f.name, f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)]
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def max_record_bytes(self) -> int:
+        """Size limit for one Kafka record: the largest payload plus room for the envelope.
+
+        Topics are created with ``max.message.bytes`` of this, and producers should allow it
+        (confluent-kafka ``message.max.bytes``, aiokafka ``max_request_size``).
+        """
+        return self.max_payload_bytes + _MIB
+
+    def confluent_config(self) -> dict[str, Any]:
+        """Connection settings for confluent-kafka (Producer, Consumer, AdminClient)."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = self.ssl_cafile
+        return conf
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self) -> None:
+        def bad(name: str, why: str) -> SettingsError:
+            env = _ENV[name]
+            return SettingsError(f"setting {name} ({env}) = {getattr(self, name)!r} {why}")
+
+        if not self.bootstrap_servers.strip():
+            raise bad("bootstrap_servers", "is empty: give host:port of at least one broker, e.g. 127.0.0.1:9092")
+        if not _TOPIC_CHARS.match(self.topic_prefix) or len(self.topic_prefix) > 180:
+            raise bad("topic_prefix", "is not a valid topic prefix: use 1-180 characters of letters, "
+                                      "digits, '.', '_' and '-'")
+        for name, low in (("partitions", 1), ("replication_factor", 1), ("standby_replicas", 0),
+                          ("cache_size", 1), ("batch_size", 1), ("timer_batch", 1), ("max_payload_bytes", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise bad(name, f"must be a whole number >= {low}")
+        if isinstance(self.batch_window, bool) or not isinstance(self.batch_window, (int, float)) \
+                or not 0 <= self.batch_window <= 60:
+            raise bad("batch_window", "must be a number of seconds between 0 and 60")
+        if self.security_protocol is not None and self.security_protocol not in _SECURITY_PROTOCOLS:
+            raise bad("security_protocol", f"is not one of {', '.join(_SECURITY_PROTOCOLS)}")
+        if self.sasl_mechanism and not (self.security_protocol or "").startswith("SASL_"):
+            raise bad("sasl_mechanism", "is set but security_protocol (AION_SECURITY_PROTOCOL) is not "
+                                        "SASL_PLAINTEXT or SASL_SSL: set that too")
+
+
+_ENV: dict[str, str] = {f.name: f.metadata["env"] for f in dataclasses.fields(Settings)}
+
+
+def _check_names(values: Mapping[str, Any]) -> None:
+    unknown = sorted(set(values) - set(_ENV))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(_ENV)}")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    env = f.metadata["env"]
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    parsers: dict[str, tuple[Callable[[str], Any], str]] = {
+        "int": (int, "a whole number (e.g. 12)"),
+        "float": (float, "a number (e.g. 0.005)"),
+    }
+    if kind in parsers:
+        parse, what = parsers[kind]
+        try:
+            return parse(raw)
+        except ValueError:
+            raise SettingsError(f"{env}={raw!r} is not {what}: fix or unset it") from None
+    if kind == "Path":
+        return Path(raw).expanduser()
+    return raw

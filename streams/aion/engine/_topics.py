@@ -1,0 +1,211 @@
+"""Topic names, idempotent creation and validation with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from ._settings import Settings
+
+__all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "ensure_topics", "validate_topics"]
+
+_log = logging.getLogger(__name__)
+_QUEUE_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
+_MAX_TOPIC_NAME = 249
+
+
+class TopicConfigError(Exception):
+    """The topics cannot be used as they are: missing, misconfigured, or not co-partitioned.
+
+    The message says which topic, what is wrong and how to fix it.
+    """
+
+
+class TopicAdminError(TopicConfigError):
+    """The topics could not be inspected or created (broker unreachable, not authorized, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The topics of one deployment (``prefix``, ``aion`` by default)."""
+
+    prefix: str = "aion"
+
+    @property
+    def commands(self) -> str:
+        """Commands to workflows; key = workflow id."""
+        return f"{self.prefix}.commands"
+
+    @property
+    def events(self) -> str:
+        """Workflow histories; key = {workflow_id, seq}; compacted; co-partitioned with commands."""
+        return f"{self.prefix}.events"
+
+    @property
+    def replies(self) -> str:
+        """Replies to clients (key = command id); a client reads one partition of it."""
+        return f"{self.prefix}.replies"
+
+    @property
+    def dlq(self) -> str:
+        """Records the engine could not handle, with the reason."""
+        return f"{self.prefix}.dlq"
+
+    def activity_tasks(self, queue: str) -> str:
+        """Activity tasks of one task queue."""
+        if not queue or not _QUEUE_CHARS.match(queue):
+            raise ValueError(
+                f"task queue {queue!r} cannot be part of a topic name: use letters, digits, '.', '_' and '-'")
+        return f"{self.prefix}.activity-tasks.{queue}"
+
+    def all(self, task_queues: Iterable[str] = ("default",)) -> list[str]:
+        """Every topic of the deployment with these task queues."""
+        return [self.commands, self.events, self.replies, self.dlq,
+                *(self.activity_tasks(q) for q in task_queues)]
+
+
+def _topic_configs(settings: Settings, names: TopicNames) -> dict[str, dict[str, str]]:
+    limit = {"max.message.bytes": str(settings.max_record_bytes)}
+    return {
+        names.commands: dict(limit),
+        names.events: {**limit, "cleanup.policy": "compact"},
+        names.replies: dict(limit),
+        names.dlq: dict(limit),
+    }
+
+
+def _admin(settings: Settings) -> AdminClient:
+    # librdkafka's own log lines (connection refused, ...) go to Python logging, not stderr;
+    # failures reach the caller as TopicAdminError with a readable message.
+    return AdminClient({**settings.confluent_config(), "client.id": f"{settings.topic_prefix}.admin",
+                        "logger": _log})
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> TopicAdminError:
+    return TopicAdminError(
+        f"could not reach Kafka at {settings.bootstrap_servers} ({exc}). Is the broker running? "
+        "Start one with `docker/kafka-local/kafka-local start`, or point AION_BOOTSTRAP_SERVERS "
+        "(--bootstrap) at your cluster.")
+
+
+def _partition_counts(admin: AdminClient, settings: Settings, timeout: float) -> dict[str, int]:
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise _unreachable(settings, exc) from exc
+    return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+
+
+def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",), *,
+                  timeout: float = 30.0) -> list[str]:
+    """Create the deployment's topics that do not exist yet; return the names it created.
+
+    Idempotent and safe to run from several processes at once. Existing topics are left as they
+    are (see :func:`validate_topics`). Raises :class:`TopicAdminError` when the broker cannot be
+    reached or refuses a creation.
+    """
+    names = TopicNames(settings.topic_prefix)
+    configs = _topic_configs(settings, names)
+    wanted = names.all(task_queues)
+    for name in wanted:
+        if len(name) > _MAX_TOPIC_NAME:
+            raise TopicConfigError(f"topic name {name!r} is longer than Kafka's {_MAX_TOPIC_NAME} characters: "
+                                   "use a shorter topic prefix or task queue name")
+    admin = _admin(settings)
+    existing = _partition_counts(admin, settings, timeout)
+    missing = [n for n in wanted if n not in existing]
+    if not missing:
+        return []
+    default_config = {"max.message.bytes": str(settings.max_record_bytes)}
+    new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+                    config=configs.get(n, default_config)) for n in missing]
+    created: list[str] = []
+    for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another process won the race: fine
+            raise TopicAdminError(
+                f"could not create topic {name!r} on {settings.bootstrap_servers}: {exc}. "
+                f"Check the broker's log and that this client may create topics "
+                f"(replication factor {settings.replication_factor} needs that many brokers; "
+                f"AION_REPLICATION_FACTOR sets it).") from exc
+    _wait_visible(admin, settings, missing, timeout)
+    return created
+
+
+def _wait_visible(admin: AdminClient, settings: Settings, topics: list[str], timeout: float) -> None:
+    """Wait until the created topics have leaders for every partition, so producers can use them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        pending = [
+            t for t in topics
+            if t not in md.topics or md.topics[t].error is not None
+            or any(p.leader < 0 for p in md.topics[t].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicAdminError(f"topics {pending} were created but have no partition leaders after "
+                                  f"{timeout:.0f}s; check the broker on {settings.bootstrap_servers}")
+        time.sleep(0.05)
+
+
+def validate_topics(settings: Settings, *, timeout: float = 30.0) -> None:
+    """Refuse to run on topics that would lose or misroute history.
+
+    Checks that the commands, events, replies and dead-letter topics exist, that the events topic
+    is compacted (``cleanup.policy=compact`` only: ``delete`` would drop history), and that commands
+    and events have ``settings.partitions`` partitions each (they are co-partitioned: a workflow's
+    events go to the partition of its id on the commands topic). Raises :class:`TopicConfigError`
+    naming the topic, the problem and the fix.
+    """
+    names = TopicNames(settings.topic_prefix)
+    admin = _admin(settings)
+    counts = _partition_counts(admin, settings, timeout)
+    missing = [n for n in (names.commands, names.events, names.replies, names.dlq) if n not in counts]
+    if missing:
+        raise TopicConfigError(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}: "
+            f"create them with `aion topics create --prefix {settings.topic_prefix} "
+            f"--partitions {counts.get(names.commands, settings.partitions)}` "
+            "(the broker does not create topics automatically).")
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, names.events)
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        raise TopicAdminError(f"could not read the configuration of topic {names.events!r}: {exc}") from exc
+    policy = entries["cleanup.policy"].value if "cleanup.policy" in entries else "delete"
+    if sorted(p.strip() for p in (policy or "").split(",")) != ["compact"]:
+        raise TopicConfigError(
+            f"topic {names.events!r} has cleanup.policy={policy}; the events topic must be compacted "
+            "(cleanup.policy=compact) or Kafka deletes workflow history by retention. Fix: "
+            f"kafka-configs.sh --bootstrap-server {settings.bootstrap_servers} --alter --entity-type topics "
+            f"--entity-name {names.events} --add-config cleanup.policy=compact")
+
+    commands_n, events_n = counts[names.commands], counts[names.events]
+    if events_n != commands_n:
+        raise TopicConfigError(
+            f"topic {names.events!r} has {events_n} partitions but {names.commands!r} has {commands_n}: "
+            "they are co-partitioned (a workflow's events go to the partition of its id on the commands "
+            f"topic). Give both the same count, e.g. kafka-topics.sh --bootstrap-server "
+            f"{settings.bootstrap_servers} --alter --topic "
+            f"{names.events if events_n < commands_n else names.commands} --partitions "
+            f"{max(events_n, commands_n)} (only while no workflow has run: adding partitions moves "
+            "workflow ids), or delete both and run `aion topics create`.")
+    if commands_n != settings.partitions:
+        raise TopicConfigError(
+            f"topics {names.commands!r} and {names.events!r} have {commands_n} partitions but this "
+            f"process is configured for {settings.partitions} (AION_PARTITIONS / --partitions): workflow "
+            f"ids would go to the wrong partitions. Set AION_PARTITIONS={commands_n}.")

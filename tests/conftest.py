@@ -1,0 +1,206 @@
+"""Shared fixtures: one real Kafka broker per test session, and per-test topic names.
+
+Where the broker comes from (first that applies):
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that cluster (``.ci/run`` sets it after starting kafka-local);
+2. a Docker engine answers: a KRaft broker in a container (testcontainers' Kafka module;
+   image ``$AION_TEST_KAFKA_IMAGE``, default ``confluentinc/cp-kafka:8.0.0``);
+3. otherwise the local launcher ``docker/kafka-local/kafka-local`` (Java 17 + Maven, no Docker):
+   reused when already running, else started here and stopped at the end of the session.
+
+``AION_TEST_BROKER=env|docker|local`` forces one of them. When no broker can be had the
+integration tests fail with instructions; ``AION_SKIP_INTEGRATION=1`` skips them instead (for a
+laptop without Java). Set ``AION_KEEP_TOPICS=1`` to keep each test's topics for inspection.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from aion.engine.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
+DEFAULT_DOCKER_IMAGE = "confluentinc/cp-kafka:8.0.0"
+
+_HOW_TO_GET_A_BROKER = f"""\
+Integration tests need a Kafka broker. Any one of:
+  * start the local broker (Java 17 + Maven, no Docker): {KAFKA_LOCAL.relative_to(REPO)} start
+    then run the tests again (or: export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092);
+  * point the tests at a running cluster: export KAFKA_BOOTSTRAP_SERVERS=host:port;
+  * run a Docker engine (the tests then start a Kafka container by themselves);
+  * or skip them explicitly: export AION_SKIP_INTEGRATION=1"""
+
+_BROKER_KEY = pytest.StashKey[str]()      # what the summary line says
+_BOOTSTRAP_KEY = pytest.StashKey[str]()   # host:port, once a broker was had
+
+
+# ------------------------------------------------------------------ broker discovery
+
+
+def _answers_metadata(bootstrap: str, timeout: float = 10.0) -> str | None:
+    """None when the cluster at ``bootstrap`` answers a metadata request, else the error."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except Exception as exc:  # KafkaException: transport failure, timeout
+        return str(exc)
+    return None if md.brokers else "the cluster lists no brokers"
+
+
+def _quiet_logger():  # type: ignore[no-untyped-def]
+    import logging
+
+    return logging.getLogger("tests.kafka")
+
+
+def _docker_answers(timeout: float = 2.0) -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no docker package, no socket, daemon down, timeout
+        return False
+
+
+def _start_container():  # type: ignore[no-untyped-def]
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:  # older testcontainers
+        from testcontainers.kafka import KafkaContainer  # type: ignore[no-redef]
+
+    image = os.environ.get("AION_TEST_KAFKA_IMAGE", DEFAULT_DOCKER_IMAGE)
+    container = KafkaContainer(image).with_kraft()
+    # The same single-node settings as docker/kafka-local and docker/compose.yml.
+    for key, value in {
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_LOG_CLEANER_ENABLE": "true",
+        "KAFKA_LOG_CLEANER_BACKOFF_MS": "500",
+    }.items():
+        container.with_env(key, value)
+    container.start(timeout=120)
+    return container
+
+
+def _kafka_local(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KAFKA_LOCAL), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``host:port`` of a real Kafka broker for this session (see the module docstring)."""
+    if os.environ.get("AION_SKIP_INTEGRATION") == "1":
+        pytest.skip("AION_SKIP_INTEGRATION=1: integration tests skipped on request")
+
+    forced = os.environ.get("AION_TEST_BROKER", "").strip().lower()
+    env_bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if forced not in ("", "env", "docker", "local"):
+        pytest.fail(f"AION_TEST_BROKER={forced!r}: use env, docker or local (or leave it unset)", pytrace=False)
+
+    if env_bootstrap and forced in ("", "env"):
+        problem = _answers_metadata(env_bootstrap)
+        if problem:
+            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={env_bootstrap} does not answer metadata requests "
+                        f"({problem}).\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
+        request.config.stash[_BROKER_KEY] = f"{env_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
+        request.config.stash[_BOOTSTRAP_KEY] = env_bootstrap
+        yield env_bootstrap
+        return
+    if forced == "env":
+        pytest.fail(f"AION_TEST_BROKER=env but KAFKA_BOOTSTRAP_SERVERS is not set.\n{_HOW_TO_GET_A_BROKER}",
+                    pytrace=False)
+
+    if forced == "docker" or (forced == "" and _docker_answers()):
+        try:
+            container = _start_container()
+        except Exception as exc:
+            pytest.fail(f"could not start a Kafka container ({type(exc).__name__}: {exc}).\n"
+                        f"{_HOW_TO_GET_A_BROKER}", pytrace=False)
+        bootstrap = container.get_bootstrap_server()
+        request.config.stash[_BROKER_KEY] = f"{bootstrap} (Docker container {container.image})"
+        request.config.stash[_BOOTSTRAP_KEY] = bootstrap
+        try:
+            yield bootstrap
+        finally:
+            container.stop()
+        return
+
+    # The local launcher: reuse a running broker, or start one and stop it afterwards.
+    port = os.environ.get("KAFKA_LOCAL_PORT", "9092")
+    bootstrap = f"127.0.0.1:{port}"
+    if _kafka_local("status").returncode == 0:
+        request.config.stash[_BROKER_KEY] = f"{bootstrap} (kafka-local, already running)"
+        request.config.stash[_BOOTSTRAP_KEY] = bootstrap
+        yield bootstrap
+        return
+    started = _kafka_local("start")
+    if started.returncode != 0:
+        pytest.fail(f"{KAFKA_LOCAL.relative_to(REPO)} start failed (exit {started.returncode}):\n"
+                    f"{started.stdout}{started.stderr}\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
+    request.config.stash[_BROKER_KEY] = f"{bootstrap} (kafka-local, started and stopped by this session)"
+    request.config.stash[_BOOTSTRAP_KEY] = bootstrap
+    try:
+        yield bootstrap
+    finally:
+        _kafka_local("stop")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    broker = config.stash.get(_BROKER_KEY, None)
+    if broker:
+        terminalreporter.write_line(f"kafka broker: {broker}")
+
+
+# ------------------------------------------------------------------ per-test names and settings
+
+
+@pytest.fixture
+def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A topic prefix no other test uses; the test's topics are deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    yield prefix
+    bootstrap = request.config.stash.get(_BOOTSTRAP_KEY, None)
+    if bootstrap and os.environ.get("AION_KEEP_TOPICS") != "1":
+        _delete_topics(bootstrap, prefix)
+
+
+def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """Best effort: keeps a long-lived local broker small (fast restarts)."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+        names = [t for t in admin.list_topics(timeout=10).topics
+                 if t.startswith((f"{prefix}.", f"{prefix}-", f"{prefix}_"))]
+        if names:
+            for fut in admin.delete_topics(names, operation_timeout=10).values():
+                try:
+                    fut.result()
+                except Exception:
+                    pass
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
+    """Settings on the session broker with this test's own topics (4 partitions)."""
+    return Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4,
+                    data_dir=tmp_path)

@@ -1,0 +1,135 @@
+"""Topic administration against the real broker: idempotent creation, and validation that
+refuses topics which would lose or misroute workflow history."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from aion.engine.settings import Settings
+from aion.engine.topics import TopicConfigError, TopicNames, ensure_topics, validate_topics
+
+
+def _describe(settings: Settings) -> tuple[dict[str, int], dict[str, str]]:
+    """Partition counts of the prefix's topics, and the events topic's configuration."""
+    admin = AdminClient(settings.confluent_config())
+    md = admin.list_topics(timeout=10)
+    counts = {n: len(t.partitions) for n, t in md.topics.items() if n.startswith(settings.topic_prefix + ".")}
+    res = ConfigResource(ConfigResource.Type.TOPIC, TopicNames(settings.topic_prefix).events)
+    entries = admin.describe_configs([res])[res].result(timeout=10)
+    return counts, {k: v.value for k, v in entries.items()}
+
+
+def _create(settings: Settings, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
+    admin = AdminClient(settings.confluent_config())
+    new = [NewTopic(name, n, 1, config=cfg) for name, (n, cfg) in topics.items()]
+    for fut in admin.create_topics(new).values():
+        fut.result(timeout=10)
+
+
+def test_ensure_topics_creates_the_deployment_once(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    created = ensure_topics(settings, task_queues=("default", "gpu"))
+    expected = [names.commands, names.events, names.replies, names.dlq,
+                names.activity_tasks("default"), names.activity_tasks("gpu")]
+    assert sorted(created) == sorted(expected)
+
+    counts, events_config = _describe(settings)
+    assert counts == {name: settings.partitions for name in expected}
+    assert events_config["cleanup.policy"] == "compact"
+    assert int(events_config["max.message.bytes"]) >= settings.max_payload_bytes
+
+    # Idempotent: nothing new, nothing changed, and the result validates.
+    assert ensure_topics(settings, task_queues=("default", "gpu")) == []
+    assert _describe(settings) == (counts, events_config)
+    validate_topics(settings)
+
+    # A new task queue later only adds its topic.
+    assert ensure_topics(settings, task_queues=("default", "batch")) == [names.activity_tasks("batch")]
+
+
+def test_concurrent_ensure_topics_do_not_fail(settings: Settings) -> None:
+    errors: list[BaseException] = []
+    created: list[list[str]] = []
+
+    def run() -> None:
+        try:
+            created.append(ensure_topics(settings))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    # every topic was created exactly once across the racing callers
+    all_created = sorted(n for names in created for n in names)
+    assert all_created == sorted(TopicNames(settings.topic_prefix).all())
+    validate_topics(settings)
+
+
+def test_validate_refuses_missing_topics(settings: Settings) -> None:
+    with pytest.raises(TopicConfigError, match=r"do not exist .*aion topics create"):
+        validate_topics(settings)
+
+
+def test_validate_refuses_an_events_topic_that_is_not_compacted(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    n = settings.partitions
+    _create(settings, {
+        names.commands: (n, {}),
+        names.events: (n, {"cleanup.policy": "delete"}),
+        names.replies: (n, {}),
+        names.dlq: (n, {}),
+    })
+    with pytest.raises(TopicConfigError) as info:
+        validate_topics(settings)
+    message = str(info.value)
+    assert f"topic '{names.events}' has cleanup.policy=delete" in message
+    assert "must be compacted (cleanup.policy=compact)" in message
+    assert "--add-config cleanup.policy=compact" in message  # the fix
+
+
+def test_validate_refuses_compact_plus_delete(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    n = settings.partitions
+    _create(settings, {
+        names.commands: (n, {}),
+        names.events: (n, {"cleanup.policy": "compact,delete"}),
+        names.replies: (n, {}),
+        names.dlq: (n, {}),
+    })
+    with pytest.raises(TopicConfigError, match=r"cleanup.policy=compact,delete; the events topic must be compacted"):
+        validate_topics(settings)
+
+
+def test_validate_refuses_events_and_commands_with_different_partition_counts(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    _create(settings, {
+        names.commands: (4, {}),
+        names.events: (2, {"cleanup.policy": "compact"}),
+        names.replies: (4, {}),
+        names.dlq: (4, {}),
+    })
+    with pytest.raises(TopicConfigError) as info:
+        validate_topics(settings)
+    message = str(info.value)
+    assert f"topic '{names.events}' has 2 partitions but '{names.commands}' has 4" in message
+    assert "co-partitioned" in message
+    assert f"--alter --topic {names.events} --partitions 4" in message
+
+
+def test_validate_refuses_settings_with_another_partition_count(settings: Settings) -> None:
+    ensure_topics(settings)  # 4 partitions
+    with pytest.raises(TopicConfigError, match=r"have 4 partitions but this process is configured for 6 .*AION_PARTITIONS=4"):
+        validate_topics(settings.replace(partitions=6))
+
+
+def test_ensure_topics_names_an_unreachable_broker(topic_prefix: str) -> None:
+    s = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix=topic_prefix)
+    with pytest.raises(TopicConfigError, match=r"could not reach Kafka at 127.0.0.1:1.*kafka-local start"):
+        ensure_topics(s, timeout=1)

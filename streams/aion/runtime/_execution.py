@@ -724,7 +724,7 @@ class WorkflowExecution:
                 continue
             if fx is not None:
                 self._drop_activity_timers(act, run, fx)
-                if act.in_flight(t):
+                if act.in_flight(t) and not act.cancel_requested:  # (a requested one was sent already)
                     fx.append(self._cancel_task(act, run))
             act.closed = True
         if fx is not None:

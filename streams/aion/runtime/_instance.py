@@ -111,6 +111,23 @@ def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aion:{workflow_id}:{run_id}:continue-as-new"))
 
 
+def _same_values(recorded: Any, issued: Any) -> bool:
+    if isinstance(recorded, MarkerRecorded) and issued.value is None:
+        return recorded.marker_name == issued.marker_name and recorded.marker_id == issued.marker_id
+    if isinstance(recorded, WorkflowFailed):
+        # Stack text depends on file paths and line numbers: compare the chain without it.
+        return _strip_stacks(recorded.failure) == _strip_stacks(issued.failure)
+    return recorded == issued
+
+
+def _strip_stacks(f: Any) -> Any:
+    import dataclasses as _dc
+
+    if f is None:
+        return None
+    return _dc.replace(f, stack="", cause=_strip_stacks(f.cause))
+
+
 class _Halt(BaseException):
     """Unwinds workflow code after a divergence (never seen by users)."""
 
@@ -228,6 +245,8 @@ class WorkflowInstance:
         #: The closing command the code issued (WorkflowCompleted/Failed/Cancelled/ContinuedAsNew).
         self.closed: EventBody | None = None
         self.disposed = False
+        #: Replay compares whole command bodies, not only their identity (replay checks, tests).
+        self.strict = False
 
     # ================================================================ runtime API (for aion.workflow)
     def now_ms(self) -> int:
@@ -284,6 +303,8 @@ class WorkflowInstance:
         ev = self._expected[0]
         if not same_command(ev.body, body):
             self._diverge(ev.seq, describe(ev.body), describe(body))
+        if self.strict and not _same_values(ev.body, body):
+            self._diverge(ev.seq, repr(ev.body), repr(body) + " (same identity, different values)")
         self._expected.popleft()
         self._cursor_seq = ev.seq + 1
         self._issued.append(ev.body)

@@ -58,16 +58,13 @@ class TimerHandle(_CancellableHandle[None]):
 
 
 class ChildWorkflowHandle(_CancellableHandle[T]):
-    """A started child workflow: ``await handle`` (or ``await handle.result()``) for its result,
-    ``await handle.signal(name, *args)``, ``handle.cancel()`` to request its cancellation (the
-    handle then resolves when the child has ended)."""
+    """A started child workflow: ``await handle`` for its result (``handle.result()`` once it is
+    done, as for any future), ``await handle.signal(name, *args)``, ``handle.cancel()`` to request
+    its cancellation (the handle then resolves when the child has ended)."""
 
     id: str = ""
     workflow_type: str = ""
     _signal_hook: Callable[[str, tuple[Any, ...]], Any] | None = None
-
-    async def result(self) -> T:
-        return await self
 
     async def signal(self, signal: Any, *args: Any) -> None:
         """Send a signal to the child (recorded as ``SignalSent``)."""

@@ -54,12 +54,19 @@ class Sim:
     activities: list[Any] = field(default_factory=list)
     now: int = 1_700_000_000_000
     registry: Registry | None = None
-    #: activity type -> list of outcomes per attempt (value, BaseException instance, Hang, NoStart)
-    script: dict[str, list[Any]] = field(default_factory=dict)
+    #: activity type -> list of outcomes per attempt (value, BaseException instance, Hang, NoStart),
+    #: or a function (task, decoded args) -> outcome
+    script: dict[str, Any] = field(default_factory=dict)
     auto_activities: bool = True
-    resident: bool = True
+    #: False: rebuild every execution from its history before each command (non-resident).
+    resident: bool | None = None
+
+    #: The default of ``resident`` (tests flip it to run whole scenarios non-resident).
+    RESIDENT_DEFAULT = True
 
     def __post_init__(self) -> None:
+        if self.resident is None:
+            self.resident = Sim.RESIDENT_DEFAULT
         if self.registry is None:
             self.registry = Registry(self.workflows, self.activities)
         self.execs: dict[str, WorkflowExecution] = {}
@@ -168,8 +175,9 @@ class Sim:
 
     def run_task(self, task: ActivityTask) -> None:
         outcomes = self.script.get(task.activity_type)
-        if outcomes is not None:
-            k = (task.workflow_id + "/" + task.run_id, task.activity_id)
+        if callable(outcomes):
+            outcome = outcomes(task, CONV.from_payloads(task.input))
+        elif outcomes is not None:
             i = task.attempt - 1
             outcome = outcomes[min(i, len(outcomes) - 1)]
         else:

@@ -76,11 +76,10 @@ class Engine:
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
         self.events_topic = self.app.topic(self.names.events, partitions=n, compacting=True, **raw)
-        self.history = self.app.Table(
-            "history", partitions=n, changelog_topic=self.events_topic, **raw
-        )
-        self.workflows = self.app.Table("workflows", partitions=n, **raw)
-        self.timers = self.app.Table("timers", partitions=n, **raw)
+        tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
+        self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
+        self.workflows = self.app.Table("workflows", **tbl)
+        self.timers = self.app.Table("timers", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
         self._heaps = TimerHeaps()
@@ -243,8 +242,8 @@ class Engine:
                 await self._ensure_queue(eff.task_queue)
                 futs.append(await producer.send(
                     self.names.activity_tasks(eff.task_queue),
-                    f"{eff.cancel.workflow_id}/{eff.cancel.activity_id}".encode(),
-                    self.codec.encode_task(eff.cancel), None, None, None))
+                    f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
+                    self.codec.encode_task(eff.task), None, None, None))
             elif isinstance(eff, fx.SendCommand):
                 futs.append(await producer.send(
                     self.names.commands, eff.command.workflow_id.encode(),

@@ -33,9 +33,9 @@ def discover(modules: Iterable[ModuleType]) -> tuple[list[object], list[object]]
     activities: list[object] = []
     for mod in modules:
         for value in vars(mod).values():
-            if isinstance(value, type) and wdef.is_workflow_class(value) and value not in workflows:
+            if isinstance(value, type) and getattr(value, wdef._ATTR, None) is not None and vars(value).get(wdef._ATTR) is not None and value not in workflows:
                 workflows.append(value)
-            elif callable(value) and adef.is_activity(value) and value not in activities:
+            elif callable(value) and adef.ActivityDefinition.maybe_of(value) is not None and value not in activities:
                 activities.append(value)
     return workflows, activities
 

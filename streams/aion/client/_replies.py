@@ -12,10 +12,11 @@ import asyncio
 import logging
 import random
 import threading
+import time
 import weakref
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..model import Reply
 from ._kafka import consumer_config, fatal_or_log, private_group_id
@@ -102,7 +103,7 @@ class ReplyRouter:
                     f"topics first (`aion topics create` or aion.engine.topics.ensure_topics)"
                 )
             p = partition if partition is not None else random.randrange(len(tmd.partitions))
-            _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)
+            high = _end_offset(consumer, TopicPartition(self._topic, p))
             consumer.assign([TopicPartition(self._topic, p, high)])
             return p
 
@@ -168,3 +169,19 @@ class ReplyRouter:
 
 class TopicMissingError(RuntimeError):
     """A topic aion needs does not exist."""
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, attempts: int = 50) -> int:
+    """The partition's end offset; retried while a just-created topic's leader settles."""
+    for i in range(attempts):
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)[1]
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = getattr(err, "code", lambda: None)() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT)
+            if not retriable or i == attempts - 1:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")

@@ -34,8 +34,8 @@ from ..codec import Codec, CodecError
 from ..model import Command, Event, EventKey, Failure, QueryWorkflow, Reply
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
-from ._store import HistoryStore, scan_items
-from ._timers import TimerHeaps, TimerRow, parse_timer_key
+from ._store import HistoryStore
+from ._wheel import TimerWheel
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
 
@@ -79,17 +79,13 @@ class Engine:
         tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
         self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
         self.workflows = self.app.Table("workflows", **tbl)
-        self.timers = self.app.Table("timers", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
-        self._heaps = TimerHeaps()
-        self._timers_loaded: set[int] = set()
         self._known_queues: set[str] = set()
-        self._timer_wakeup = asyncio.Event()
-        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "timers_fired": 0}
+        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
+        self.wheel = TimerWheel(self)
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
-        self.app.task(self._timer_loop)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -99,15 +95,10 @@ class Engine:
         for tp in revoked:
             if tp.topic == self.names.commands:
                 self._cache.pop(tp.partition, None)
-                self._heaps.drop_partition(tp.partition)
-                self._timers_loaded.discard(tp.partition)
+        self.wheel.on_revoked({tp.partition for tp in revoked if tp.topic == self.names.commands})
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        # Timer rows are (re)loaded by the timer loop once recovery has caught up.
-        self._timers_loaded.clear()
-        for p in list(self._heaps.partitions()):
-            self._heaps.drop_partition(p)
-        self._timer_wakeup.set()
+        self.wheel.on_assigned()
 
     def _active_partitions(self) -> set[int]:
         return {
@@ -187,6 +178,7 @@ class Engine:
             # What the resident instances hold is no longer what the log holds: forget them.
             self._cache.clear()
             raise
+        self.wheel.on_recorded(new_events)
         await self._perform(effects, dlq)
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
@@ -230,7 +222,7 @@ class Engine:
     async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, str]]) -> None:
         producer = self.app.producer
         futs = []
-        timer_rows: list[tuple[int, bytes, bytes | None]] = []
+        timer_effects: list[tuple[int, Any]] = []
         for partition, eff in effects:
             if isinstance(eff, fx.DispatchActivity):
                 await self._ensure_queue(eff.task.task_queue)
@@ -256,15 +248,8 @@ class Engine:
                 futs.append(await producer.send(
                     topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply),
                     int(part), None, None))
-            elif isinstance(eff, fx.ScheduleTimer):
-                row = TimerRow(partition, eff.fire_at_ms, eff.workflow_id, eff.run_id, eff.timer_id)
-                self._heaps.arm(row)
-                timer_rows.append((partition, row.key, b"1"))
-                self._timer_wakeup.set()
-            elif isinstance(eff, fx.DropTimer):
-                row = self._heaps.disarm(eff.workflow_id, eff.run_id, eff.timer_id)
-                if row is not None:
-                    timer_rows.append((partition, row.key, None))
+            elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer)):
+                timer_effects.append((partition, eff))
             else:
                 log.warning("unknown effect %r ignored", eff)
         for partition, offset, raw, reason in dlq:
@@ -274,21 +259,9 @@ class Engine:
                 self.names.dlq, None, raw, None, None,
                 {"aion.reason": reason.encode(), "aion.source.topic": self.names.commands.encode(),
                  "aion.source.partition": str(partition).encode(), "aion.source.offset": str(offset).encode()}))
-        futs.extend(await self._write_timer_rows(timer_rows))
+        futs.extend(await self.wheel.apply(timer_effects))
         if futs:
             await asyncio.gather(*futs)
-
-    async def _write_timer_rows(self, rows: Iterable[tuple[int, bytes, bytes | None]]) -> list[Any]:
-        topic = self.timers.changelog_topic.get_topic_name()
-        futs = []
-        for partition, key, value in rows:
-            db = self.timers.data._db_for_partition(partition)
-            if value is None:
-                db.delete(key)
-            else:
-                db.put(key, value)
-            futs.append(await self.app.producer.send(topic, key, value, partition, None, None))
-        return futs
 
     async def _ensure_queue(self, queue: str) -> None:
         if queue in self._known_queues:
@@ -296,60 +269,6 @@ class Engine:
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
         self._known_queues.add(queue)
-
-    # ------------------------------------------------------------------ timers
-
-    async def _timer_loop(self) -> None:
-        """Fire due timers of the partitions this worker owns, as FireTimer commands."""
-        while True:
-            try:
-                await self._timer_tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("timer tick failed; retrying")
-                await asyncio.sleep(0.5)
-                continue
-            nxt = self._heaps.next_due_ms()
-            delay = 0.05 if nxt is None else min(0.05, max(0.0, (nxt - now_ms()) / 1000))
-            self._timer_wakeup.clear()
-            try:
-                await asyncio.wait_for(self._timer_wakeup.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _timer_tick(self) -> None:
-        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
-            return
-        for p in self._active_partitions() - self._timers_loaded:
-            for key, _ in scan_items(self.timers, p):
-                self._heaps.arm(parse_timer_key(p, key))
-            self._timers_loaded.add(p)
-        due = self._heaps.pop_due(now_ms(), self.settings.timer_batch)
-        if not due:
-            return
-        futs = []
-        for row in due:
-            cmd = Command(
-                command_id=f"timer:{row.workflow_id}:{row.run_id}:{row.timer_id}:{row.fire_at_ms}",
-                workflow_id=row.workflow_id, sent_at_ms=now_ms(),
-                body=_fire_timer(row))
-            futs.append(await self.app.producer.send(
-                self.names.commands, row.workflow_id.encode(), self.codec.encode_command(cmd),
-                row.partition, None, None))
-        await asyncio.gather(*futs)
-        # The fire is on the log; the runtime drops duplicates, so the row can go.
-        for row in due:
-            self._heaps.forget(row)
-        await asyncio.gather(*await self._write_timer_rows([(r.partition, r.key, None) for r in due]))
-        self.stats["timers_fired"] += len(due)
-
-
-def _fire_timer(row: TimerRow) -> Any:
-    from ..model import FireTimer
-
-    return FireTimer(run_id=row.run_id, timer_id=row.timer_id, fire_at_ms=row.fire_at_ms)
-
 
 def _visibility_row(ex: WorkflowExecution) -> bytes:
     """The ``workflows`` table row: status and search attributes (the visibility index)."""

@@ -323,6 +323,10 @@ def demo_cmd(ctx: click.Context) -> None:
     run_demo(_settings(ctx))
 
 
+# Command groups kept in their own modules register themselves on ``cli``.
+from . import _bench, _dlq, _kafka_native, _schedule  # noqa: E402,F401
+
+
 def main() -> None:
     cli(obj={})
 

@@ -1,0 +1,7 @@
+"""aion schedule ... (issue 5)."""
+
+from __future__ import annotations
+
+import click  # noqa: F401
+
+from ._main import cli  # noqa: F401

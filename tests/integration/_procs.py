@@ -21,7 +21,7 @@ class Proc:
 
     def start(self) -> "Proc":
         f = open(self.log, "ab")
-        self.p = subprocess.Popen([sys.executable, "-m", "aion.cli._main", *self.args], env=self.env,
+        self.p = subprocess.Popen([sys.executable, "-m", "aion.cli", *self.args], env=self.env,
                                   stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

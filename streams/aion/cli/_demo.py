@@ -25,7 +25,7 @@ from ..engine.settings import Settings
 def _spawn(args: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
     log = open(log_path, "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "aion.cli._main", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "aion.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

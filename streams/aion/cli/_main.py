@@ -329,7 +329,3 @@ from . import _bench, _dlq, _kafka_native, _schedule  # noqa: E402,F401
 
 def main() -> None:
     cli(obj={})
-
-
-if __name__ == "__main__":
-    main()

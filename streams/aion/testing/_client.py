@@ -31,7 +31,7 @@ from ..model import (
     StartWorkflow,
     TerminateWorkflow,
 )
-from ._environment import Mailbox
+from ._environment import RUN_CLOSED, Mailbox
 
 if TYPE_CHECKING:
     from ._environment import WorkflowEnvironment
@@ -253,6 +253,11 @@ class TestWorkflowHandle:
                     env.send(cmd, box)
                     reply = await self._next(box, deadline, timeout)
                     while reply.kind not in ("RESULT", "ERROR"):
+                        if reply is RUN_CLOSED:
+                            # Ask again: the runtime answers a closed run at once.
+                            cmd = self.client._command(self.id, GetResult(run_id=self._target_run))
+                            sent.append(cmd.command_id)
+                            env.send(cmd, box)
                         reply = await self._next(box, deadline, timeout)
                     if reply.kind == "ERROR":
                         raise error_from_reply(reply, "result")

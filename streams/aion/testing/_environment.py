@@ -103,8 +103,13 @@ class _TimerEntry:
     timer_id: str = ""
 
 
+#: Pushed to result watchers when a run of their workflow closed (see ``Mailbox``).
+RUN_CLOSED = Reply(command_id="", workflow_id="", kind="RUN_CLOSED")
+
+
 class Mailbox:
-    """Replies to one command (or several: a GetResult re-sent), plus pushed errors."""
+    """Replies to one command (or several: a GetResult re-sent), plus pushed errors and
+    :data:`RUN_CLOSED` nudges."""
 
     def __init__(self) -> None:
         self._q: asyncio.Queue[Reply | BaseException] = asyncio.Queue()
@@ -501,6 +506,11 @@ class WorkflowEnvironment:
         if isinstance(body, ActivityTimedOut) and runner is not None:
             runner.abandon((ev.workflow_id, ev.run_id, body.activity_id, body.attempt), "TIMED_OUT")
         elif isinstance(body, RUN_CLOSING_EVENTS):
+            # A GetResult waiter lives in the execution's memory, like in the engine: with
+            # ``resident=False`` (or after an eviction) it is gone, so the waiting client asks
+            # again — the Kafka client re-sends GetResult periodically for the same reason.
+            for box in self._result_watchers.get(ev.workflow_id, ()):
+                box.put(RUN_CLOSED)
             if runner is not None:
                 runner.abandon_run(ev.workflow_id, ev.run_id)
             # Timers are per run: the closed run's are dead (the runtime ignores their fires).

@@ -48,9 +48,14 @@ async def _run_orders(settings: Settings) -> None:
 
     client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
     try:
-        orders = order_saga.demo_orders()
+        run = uuid.uuid4().hex[:4]
+        orders = [
+            ("an order that succeeds", order_saga.OrderRequest(order_id=f"{run}-1", sku="book", quantity=2, amount_cents=4200)),
+            ("an order whose card is declined (compensations run in reverse)",
+             order_saga.OrderRequest(order_id=f"{run}-2", sku="lamp", quantity=1, amount_cents=9900, decline_card=True)),
+        ]
         for title, order in orders:
-            wid = f"order-{order['order_id']}"
+            wid = f"order-{order.order_id}"
             click.secho(f"\n== {title}: workflow {wid}", bold=True)
             handle = await client.start_workflow(order_saga.OrderSaga.run, order, id=wid, task_queue="default")
             try:

@@ -112,7 +112,7 @@ class Engine:
     async def _agent(self, stream: Any) -> None:
         async for batch in stream.take_events(self.settings.batch_size, within=self.settings.batch_window):
             await self.process_batch(
-                [(ev.message.partition, ev.message.offset, ev.value) for ev in batch]
+                [(ev.message.partition, ev.message.offset, ev.value, ev.message.key) for ev in batch]
             )
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
@@ -131,23 +131,23 @@ class Engine:
             cache.popitem(last=False)
         return ex
 
-    async def process_batch(self, batch: list[tuple[int, int, bytes | None]]) -> None:
+    async def process_batch(self, batch: list[tuple[int, int, bytes | None, bytes | None]]) -> None:
         now = now_ms()
         new_events: list[tuple[int, Event]] = []
         effects: list[tuple[int, Any]] = []
         touched: dict[tuple[int, str], WorkflowExecution] = {}
-        dlq: list[tuple[int, int, bytes | None, str]] = []
-        for partition, offset, raw in batch:
+        dlq: list[tuple[int, int, bytes | None, bytes | None, str]] = []
+        for partition, offset, raw, rkey in batch:
             if raw is None:
-                dlq.append((partition, offset, raw, "empty record value (tombstone) on the commands topic"))
+                dlq.append((partition, offset, rkey, raw, "empty record value (tombstone) on the commands topic"))
                 continue
             try:
                 cmd = self.codec.decode_command(raw)
             except CodecError as exc:
-                dlq.append((partition, offset, raw, f"undecodable command: {exc}"))
+                dlq.append((partition, offset, rkey, raw, f"undecodable command: {exc}"))
                 continue
             except Exception as exc:  # a decoder bug must not stop the partition
-                dlq.append((partition, offset, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
+                dlq.append((partition, offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
                 continue
             try:
                 ex = self._execution(partition, cmd.workflow_id)
@@ -160,7 +160,7 @@ class Engine:
             except Exception as exc:
                 log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
                 self._cache.get(partition, {}).pop(cmd.workflow_id, None)  # type: ignore[union-attr]
-                dlq.append((partition, offset, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: {type(exc).__name__}: {exc}"))
+                dlq.append((partition, offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: {type(exc).__name__}: {exc}"))
                 if cmd.reply_to:
                     effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
                         command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
@@ -219,7 +219,7 @@ class Engine:
 
     # ------------------------------------------------------------------ effects
 
-    async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, str]]) -> None:
+    async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, bytes | None, str]]) -> None:
         producer = self.app.producer
         futs = []
         timer_effects: list[tuple[int, Any]] = []
@@ -252,11 +252,11 @@ class Engine:
                 timer_effects.append((partition, eff))
             else:
                 log.warning("unknown effect %r ignored", eff)
-        for partition, offset, raw, reason in dlq:
+        for partition, offset, rkey, raw, reason in dlq:
             log.warning("dead-lettered %s[%d]@%d: %s", self.names.commands, partition, offset, reason)
             self.stats["dlq"] += 1
             futs.append(await producer.send(
-                self.names.dlq, None, raw, None, None,
+                self.names.dlq, rkey, raw, None, None,
                 {"aion.reason": reason.encode(), "aion.source.topic": self.names.commands.encode(),
                  "aion.source.partition": str(partition).encode(), "aion.source.offset": str(offset).encode()}))
         futs.extend(await self.wheel.apply(timer_effects))

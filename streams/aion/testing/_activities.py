@@ -38,6 +38,9 @@ WORKER_IDENTITY = "aion-testing"
 
 AttemptKey = tuple[str, str, str, int]  # workflow id, run id, activity id, attempt
 
+#: Heartbeats of one attempt closer together than this are sent as one (the latest details).
+HEARTBEAT_COALESCE_S = 0.02
+
 
 def attempt_key(task: Any) -> AttemptKey:
     return (task.workflow_id, task.run_id, task.activity_id, task.attempt)
@@ -54,6 +57,8 @@ class Attempt:
     fn_task: asyncio.Future[Any] | None = None
     #: Set when the runtime no longer wants this attempt's outcome (it timed out, the run closed).
     abandoned: bool = False
+    pending_heartbeat: tuple[Any, ...] | None = None
+    heartbeat_handle: asyncio.TimerHandle | None = None
 
 
 class ActivityRunner:
@@ -161,8 +166,13 @@ class ActivityRunner:
                 type=type(exc).__name__, message=str(exc) or repr(exc),
                 stack="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))),
                 WORKER_IDENTITY)
+        if attempt.heartbeat_handle is not None:
+            attempt.heartbeat_handle.cancel()
+            attempt.heartbeat_handle = None
         if attempt.abandoned or self.running.get(attempt_key(task)) is not attempt:
             return
+        if attempt.pending_heartbeat is not None:
+            self._flush_heartbeat(attempt_key(task))  # its details may matter to the runtime
         del self.running[attempt_key(task)]
         self._report(task.workflow_id, body)
 
@@ -234,9 +244,21 @@ class ActivityRunner:
         return ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt, details)
 
     def _heartbeat(self, key: AttemptKey, details: tuple[Any, ...]) -> None:
+        """Coalesce: heartbeats of one attempt within ``HEARTBEAT_COALESCE_S`` travel as one
+        command carrying the latest details (an activity may heartbeat in a tight loop)."""
         attempt = self.running.get(key)
         if attempt is None:
             return
+        attempt.pending_heartbeat = details
+        if attempt.heartbeat_handle is None:
+            loop = asyncio.get_running_loop()
+            attempt.heartbeat_handle = loop.call_later(HEARTBEAT_COALESCE_S, self._flush_heartbeat, key)
+
+    def _flush_heartbeat(self, key: AttemptKey) -> None:
+        attempt = self.running.get(key)
+        if attempt is None or attempt.pending_heartbeat is None:
+            return
+        details, attempt.pending_heartbeat, attempt.heartbeat_handle = attempt.pending_heartbeat, None, None
         payload: Payload | None = None
         if details:
             try:

@@ -45,6 +45,7 @@ from ..model import (
     FireTimer,
     QueryWorkflow,
     Reply,
+    WorkflowContinuedAsNew,
     WorkflowTaskFailed,
 )
 from ..runtime import Registry, WorkflowExecution
@@ -364,6 +365,24 @@ class WorkflowEnvironment:
             self._wake.set()
 
     async def _drive(self) -> None:
+        try:
+            await self._drive_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug of the environment itself: fail every waiter
+            log.exception("the test environment's driver failed")
+            bug = EngineBugError(f"the test environment's driver failed: {type(exc).__name__}: {exc}")
+            bug.__cause__ = exc
+            self._bugs.append(bug)
+            self._reported_bugs.add(id(bug))
+            for box in list(self._mailboxes.values()):
+                box.put(bug)
+            for boxes in list(self._result_watchers.values()):
+                for box in boxes:
+                    box.put(bug)
+            raise
+
+    async def _drive_loop(self) -> None:
         assert self._wake is not None and self._idle is not None
         processed = 0
         while not self._closing:
@@ -482,7 +501,10 @@ class WorkflowEnvironment:
             if self.resident:
                 self._executions[wid] = ex
         for eff in step.effects:
-            self._perform(eff)
+            try:
+                self._perform(eff)
+            except Exception as exc:
+                self._engine_bug(cmd, exc)
 
     def _append(self, wid: str, events: Sequence[Event], cmd: Command) -> None:
         history = self._log.setdefault(wid, [])
@@ -509,8 +531,10 @@ class WorkflowEnvironment:
             # A GetResult waiter lives in the execution's memory, like in the engine: with
             # ``resident=False`` (or after an eviction) it is gone, so the waiting client asks
             # again — the Kafka client re-sends GetResult periodically for the same reason.
-            for box in self._result_watchers.get(ev.workflow_id, ()):
-                box.put(RUN_CLOSED)
+            # (A continue-as-new keeps a resident execution's waiters for the next run.)
+            if not isinstance(body, WorkflowContinuedAsNew):
+                for box in self._result_watchers.get(ev.workflow_id, ()):
+                    box.put(RUN_CLOSED)
             if runner is not None:
                 runner.abandon_run(ev.workflow_id, ev.run_id)
             # Timers are per run: the closed run's are dead (the runtime ignores their fires).

@@ -14,7 +14,6 @@ from aion.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
-    TimeoutError as AionTimeoutError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
 )
@@ -88,6 +87,40 @@ async def wait_for_cancel_forever(key: str) -> str:
 @activity.defn
 async def hang() -> None:
     await asyncio.Event().wait()
+
+
+@activity.defn
+async def resumable(total: int) -> list:
+    """Heartbeats its progress; attempt 1 dies half-way, attempt 2 resumes from the details."""
+    info = activity.info()
+    start = info.heartbeat_details[0] if info.heartbeat_details else 0
+    for i in range(start, total):
+        activity.heartbeat(i + 1)
+        if info.attempt == 1 and i + 1 == total // 2:
+            raise RuntimeError("worker crashed half-way")
+    return [info.attempt, start]
+
+
+@activity.defn
+async def heartbeats_then_stalls(beats: int) -> str:
+    for i in range(beats):
+        activity.heartbeat(i)
+        await asyncio.sleep(0.05)
+    await asyncio.Event().wait()  # stops heartbeating
+    return "unreachable"
+
+
+@workflow.defn
+class Heartbeating:
+    @workflow.run
+    async def run(self, name: str, arg: int) -> object:
+        try:
+            return await workflow.execute_activity(
+                name, arg, start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(milliseconds=250),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2))
+        except ActivityError as err:
+            return f"{type(err.cause).__name__}:{getattr(err.cause, 'timeout_type', '')}"
 
 
 @workflow.defn
@@ -321,6 +354,23 @@ async def test_start_to_close_timeout_of_a_hung_activity_passes_in_wall_time() -
         assert 0.25 < time.monotonic() - started < 5
         assert "ActivityTimedOut" in [e.type for e in env.history("hung")]
         assert env.running_activities == 0  # the hung attempt was abandoned
+
+
+async def test_heartbeat_details_reach_the_next_attempt() -> None:
+    async with env_with(workflows=[Heartbeating], activities=[resumable]) as env:
+        assert await env.client.execute_workflow(Heartbeating.run, "resumable", 10, id="resume") == [2, 5]
+
+
+async def test_an_activity_that_stops_heartbeating_times_out() -> None:
+    async with env_with(workflows=[Heartbeating], activities=[heartbeats_then_stalls]) as env:
+        started = time.monotonic()
+        outcome = await env.client.execute_workflow(Heartbeating.run, "heartbeats_then_stalls", 6, id="stall")
+        assert outcome == "TimeoutError:HEARTBEAT"
+        # Two attempts, each alive ~0.3 s on heartbeats, then 0.25 s of silence: wall time.
+        assert 0.8 < time.monotonic() - started < 5
+        timed_out = [e.body for e in env.history("stall") if e.type == "ActivityTimedOut"]
+        assert [t.timeout_type for t in timed_out] == ["HEARTBEAT", "HEARTBEAT"]
+        assert env.running_activities == 0
 
 
 async def test_unregistered_activity_fails_with_an_actionable_message() -> None:

@@ -48,7 +48,7 @@ from ..model import (
     WorkflowContinuedAsNew,
     WorkflowTaskFailed,
 )
-from ..runtime import Registry, WorkflowExecution
+from ..runtime import Registry, ReplayResult, WorkflowExecution, replay_history
 from ..runtime import effects as fx
 from ..workflow._types import FailurePolicy
 from ._activities import ActivityRunner, attempt_key
@@ -305,6 +305,12 @@ class WorkflowEnvironment:
     def execution(self, workflow_id: str) -> WorkflowExecution:
         """The workflow's execution as the environment would handle its next command."""
         return self._execution(workflow_id)
+
+    def replay(self, workflow_id: str) -> ReplayResult:
+        """Replay ``workflow_id``'s recorded history against the registered code (the check
+        ``aion replay`` runs): ``result.ok`` is False with the first divergence when the code
+        no longer issues the recorded commands."""
+        return replay_history(self.registry, self.history(workflow_id))
 
     @property
     def running_activities(self) -> int:

@@ -22,6 +22,7 @@ async def test_hello_returns_the_greeting(make_env) -> None:
 
         desc = await handle.describe()
         assert desc.status == "COMPLETED" and desc.workflow_type == "Hello" and desc.runs == 1
+        assert env.replay("hello-1").ok
 
 
 async def test_hello_module_exports_what_a_worker_registers() -> None:

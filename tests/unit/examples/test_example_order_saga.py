@@ -69,6 +69,8 @@ async def test_shipping_failure_compensates_in_reverse_order(make_env) -> None:
         assert await handle.query(OrderSaga.status) == "FAILED"
         assert await handle.query(OrderSaga.progress) == [
             "reserve_inventory", "charge_card", "refund_card", "release_inventory"]
+        replay = env.replay("order-noship")
+        assert replay.ok, str(replay)
 
 
 async def test_out_of_stock_has_nothing_to_undo(make_env) -> None:
@@ -103,6 +105,8 @@ async def test_cancel_while_waiting_for_pickup_compensates_then_ends_cancelled(m
         comp_seqs = [e.seq for e in history if e.type == "ActivityScheduled"
                      and e.body.activity_type in ("refund_card", "release_inventory")]
         assert all(s > cancel_seq for s in comp_seqs)
+        replay = env.replay("order-cancel")
+        assert replay.ok, str(replay)
 
 
 async def test_terminate_ends_at_once_without_compensation(make_env) -> None:

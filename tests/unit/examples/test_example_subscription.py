@@ -38,6 +38,8 @@ async def test_continues_as_new_every_n_periods_until_the_term_ends(make_env) ->
 
         desc = await handle.describe()
         assert (desc.status, desc.runs, desc.run_id) == ("COMPLETED", 3, runs[-1])
+        replay = env.replay("sub-1")
+        assert replay.ok, str(replay)
 
 
 async def test_cancel_signal_ends_it_in_a_later_run(make_env) -> None:

@@ -457,6 +457,40 @@ async def test_child_workflows_run_in_the_environment() -> None:
         assert (await env.client.get_workflow_handle("parent-child-2").describe()).parent_workflow_id == "parent"
 
 
+async def test_unknown_workflow_ids_raise_not_found() -> None:
+    from aion.exceptions import WorkflowNotFoundError
+
+    async with env_with(workflows=[Sleeper]) as env:
+        handle = env.client.get_workflow_handle("nobody")
+        with pytest.raises(WorkflowNotFoundError):
+            await handle.result()
+        with pytest.raises(WorkflowNotFoundError):
+            await handle.signal("anything")
+        with pytest.raises(WorkflowNotFoundError):
+            await handle.describe()
+        assert env.history("nobody") == []
+
+
+async def test_replay_reports_a_divergence_after_a_code_change() -> None:
+    async with env_with(workflows=[Sleeper]) as env:
+        await env.client.execute_workflow(Sleeper.run, 60.0, id="to-replay")
+        assert env.replay("to-replay").ok
+
+    @workflow.defn(name="Sleeper")
+    class SleeperV2:  # same type name, issues an activity where v1 started a timer
+        @workflow.run
+        async def run(self, seconds: float) -> float:
+            await workflow.execute_activity(describe_attempt, start_to_close_timeout=timedelta(seconds=5))
+            return seconds
+
+    # The environment's history is what `aion replay` reads: the changed code diverges.
+    from aion.runtime import Registry, replay_history
+
+    result = replay_history(Registry(workflows=[SleeperV2], activities=[describe_attempt]), env.history("to-replay"))
+    assert not result.ok and result.divergence is not None
+    assert result.divergence.workflow_id == "to-replay"
+
+
 async def test_get_workflow_handle_for_decodes_by_the_run_hint() -> None:
     async with env_with(workflows=[Sleeper]) as env:
         await env.client.start_workflow(Sleeper.run, 5.0, id="typed")

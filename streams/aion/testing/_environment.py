@@ -233,6 +233,7 @@ class WorkflowEnvironment:
         if self._driver is None or self._closing:
             return
         self._closing = True
+        self.clock.resume()
         self._kick()
         self._driver.cancel()
         try:
@@ -391,6 +392,7 @@ class WorkflowEnvironment:
     async def _drive_loop(self) -> None:
         assert self._wake is not None and self._idle is not None
         processed = 0
+        self.clock.pause()
         while not self._closing:
             self._wake.clear()
             if self._queue:
@@ -414,12 +416,16 @@ class WorkflowEnvironment:
             else:
                 self._idle.clear()
             # Nothing to do now: wait for a command, or for the next deadline in wall time.
+            # The clock runs only while the driver waits (see SkippingClock).
             deadline = self._next_deadline()
             timeout = None if deadline is None else max(self.clock.wall_seconds_until(deadline), 0.001)
+            self.clock.resume()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self.clock.pause()
             processed = 0
 
     def _next_timer(self) -> int | None:

@@ -31,6 +31,19 @@ def test_clock_runs_with_wall_time_and_only_skips_forward() -> None:
     assert clock.wall_seconds_until(clock.now_ms() - 1) == 0.0
 
 
+def test_a_paused_clock_stands_still_and_resumes_where_it_stopped() -> None:
+    clock = SkippingClock(0)
+    clock.pause()
+    t = clock.now_ms()
+    time.sleep(0.03)
+    assert clock.now_ms() == t
+    clock.skip_to(t + 5000)
+    assert clock.now_ms() == t + 5000  # a skip lands exactly
+    clock.resume()
+    time.sleep(0.02)
+    assert t + 5000 + 15 <= clock.now_ms() < t + 5000 + 1000
+
+
 class Scripted:
     """Stands in for WorkflowExecution: ``script(self, cmd, now) -> (bodies, effects)``."""
 

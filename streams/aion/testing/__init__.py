@@ -16,11 +16,13 @@ transport (an in-memory log, a timer heap, in-process activities) and the clock 
 """
 
 from ._activities import WORKER_IDENTITY
+from ._activity_env import ActivityEnvironment
 from ._client import TestClient, TestWorkflowHandle
 from ._environment import EngineBugError, WorkflowEnvironment, WorkflowTaskFailedError
 
 __all__ = [
     "WorkflowEnvironment",
+    "ActivityEnvironment",
     "TestClient",
     "TestWorkflowHandle",
     "WorkflowTaskFailedError",

@@ -4,6 +4,7 @@ refuses topics which would lose or misroute workflow history."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -23,10 +24,17 @@ def _describe(settings: Settings) -> tuple[dict[str, int], dict[str, str]]:
 
 
 def _create(settings: Settings, topics: dict[str, tuple[int, dict[str, str]]]) -> None:
+    """Create topics by hand (as an operator might) and wait until the broker lists them."""
     admin = AdminClient(settings.confluent_config())
     new = [NewTopic(name, n, 1, config=cfg) for name, (n, cfg) in topics.items()]
     for fut in admin.create_topics(new).values():
         fut.result(timeout=10)
+    # CreateTopics returns once the controller committed the topics; the broker's metadata
+    # cache catches up a moment later.
+    deadline = time.monotonic() + 10
+    while not set(topics) <= set(admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < deadline, f"created topics {sorted(topics)} never appeared in metadata"
+        time.sleep(0.05)
 
 
 def test_ensure_topics_creates_the_deployment_once(settings: Settings) -> None:

@@ -264,8 +264,11 @@ class _Run:
 
 def _backoff_ms(p: ModelRetryPolicy, attempt: int) -> int:
     initial = max(1, p.initial_interval_ms)
-    interval = initial * (p.backoff_coefficient ** max(0, attempt - 1))
     cap = p.maximum_interval_ms if p.maximum_interval_ms is not None else 100 * initial
+    try:
+        interval = initial * (max(1.0, p.backoff_coefficient) ** max(0, attempt - 1))
+    except OverflowError:  # the thousandth retry of an unlimited policy
+        return int(cap)
     return int(min(interval, cap))
 
 

@@ -78,7 +78,8 @@ class Sim:
         self.replies: list[Reply] = []
         self.dispatched: list[ActivityTask] = []
         self._ids = itertools.count(1)
-        self._attempts: dict[tuple[str, str], int] = {}
+        #: Every command processed, with the time it was processed at.
+        self.processed: list[tuple[Command, int]] = []
 
     # ------------------------------------------------------------------ commands
     def cid(self, prefix: str = "c") -> str:
@@ -136,6 +137,7 @@ class Sim:
             ex = WorkflowExecution.from_history(self.registry, wf, list(self.log.get(wf, [])))
             self.execs[wf] = ex
         step = ex.handle(cmd, self.now)
+        self.processed.append((cmd, self.now))
         log = self.log.setdefault(wf, [])
         for ev in step.events:
             assert ev.seq == len(log) + 1, f"gap in seq: {ev.seq} after {len(log)}"

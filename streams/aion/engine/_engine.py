@@ -31,7 +31,7 @@ import faust
 from faust.types import TP
 
 from ..codec import Codec, CodecError
-from ..model import Command, Event, EventKey, Failure, QueryWorkflow, Reply
+from ..model import Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._store import HistoryStore
@@ -70,6 +70,9 @@ class Engine:
             broker_commit_every=1000,
             broker_commit_interval=0.5,
             stream_buffer_maxsize=4096,
+            # A command or event may carry max_payload_bytes of payload: fetch and send that much.
+            consumer_max_fetch_size=settings.max_record_bytes,
+            producer_max_request_size=settings.max_record_bytes,
             broker_credentials=_faust_credentials(settings),
             logging_config=None,
         )
@@ -148,6 +151,17 @@ class Engine:
                 continue
             except Exception as exc:  # a decoder bug must not stop the partition
                 dlq.append((partition, offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
+                continue
+            size = _payload_bytes(cmd.body)
+            if size > self.settings.max_payload_bytes:
+                reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
+                          f"the limit of {self.settings.max_payload_bytes} (AION_MAX_PAYLOAD_BYTES); store large "
+                          "data elsewhere and pass a reference")
+                dlq.append((partition, offset, rkey, raw, reason))
+                if cmd.reply_to:
+                    effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
+                        command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
+                        failure=Failure(type="PayloadTooLargeError", message=reason)))))
                 continue
             try:
                 ex = self._execution(partition, cmd.workflow_id)
@@ -269,6 +283,18 @@ class Engine:
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
         self._known_queues.add(queue)
+
+def _payload_bytes(value: Any) -> int:
+    """Total size of the payloads a command carries (inputs, args, results, details)."""
+    if isinstance(value, Payload):
+        return len(value.data)
+    if isinstance(value, (list, tuple)):
+        return sum(_payload_bytes(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(_payload_bytes(getattr(value, f)) for f in value.__dataclass_fields__
+                   if f not in ("workflow_type", "signal_name", "query_name", "run_id"))
+    return 0
+
 
 def _visibility_row(ex: WorkflowExecution) -> bytes:
     """The ``workflows`` table row: status and search attributes (the visibility index)."""

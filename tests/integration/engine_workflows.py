@@ -181,3 +181,16 @@ class Steps:
             total += await workflow.execute_activity(double, i, start_to_close_timeout=timedelta(seconds=30))
             await workflow.sleep(timedelta(milliseconds=100))
         return total
+
+
+@workflow.defn
+class Deadlocker:
+    """Blocks its step (a bug: blocking I/O in workflow code) while a flag file exists — removing
+    the file stands for deploying the fix."""
+
+    @workflow.run
+    async def run(self) -> str:
+        flag = os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), "deadlock-flag")
+        while os.path.exists(flag):
+            time.sleep(0.05)
+        return await workflow.execute_activity(greet, "fixed", start_to_close_timeout=timedelta(seconds=10))

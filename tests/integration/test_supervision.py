@@ -1,0 +1,87 @@
+"""Supervision: one workflow's bug never stops the engine; dead letters can be listed and replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import Producer
+
+from aion.cli._main import cli
+from aion.client import Client
+from aion.codec import Codec
+from aion.engine.topics import TopicNames, ensure_topics
+from aion.model import Command, Payload, StartWorkflow
+
+from _procs import Cluster
+
+
+@pytest.fixture
+def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
+    ensure_topics(settings)
+    c = Cluster(settings, tmp_path)
+    c.engine()
+    c.activities()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+async def client(settings):  # type: ignore[no-untyped-def]
+    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    yield c
+    await c.close()
+
+
+async def test_deadlocked_workflow_is_held_and_resumes_after_the_fix(cluster, client, tmp_path):  # type: ignore[no-untyped-def]
+    flag = tmp_path / "deadlock-flag"
+    flag.write_text("bug")
+    stuck = await client.start_workflow("Deadlocker", id="deadlock-1")
+    # Other workflows on the same engine keep flowing while the buggy one is held.
+    assert await client.execute_workflow("Hello", "neighbour", id="neighbour-1") == "Hello, neighbour!"
+    for _ in range(150):
+        if any(e.type == "WorkflowTaskFailed" for e in await stuck.history()):
+            break
+        await asyncio.sleep(0.2)
+    failures = [e for e in await stuck.history() if e.type == "WorkflowTaskFailed"]
+    assert failures, "the deadlock was not recorded as WorkflowTaskFailed"
+    assert "deadlock" in failures[0].body.failure.message.lower() or "Deadlock" in failures[0].body.failure.type
+    flag.unlink()  # "deploy the fix"
+    assert await stuck.result(timeout=90) == "Hello, fixed!"
+
+
+def test_dlq_list_and_replay(cluster, settings):  # type: ignore[no-untyped-def]
+    import time
+
+    names = TopicNames(settings.topic_prefix)
+    p = Producer({**settings.confluent_config(), "partitioner": "murmur2_random"})
+    p.produce(names.commands, key=b"dlq-1", value=b"not avro at all")
+    # A valid start sent with a payload the engine refuses (over a tiny limit is not possible
+    # here), so use bytes the engine cannot decode, then fix by replaying a good record instead.
+    assert p.flush(10) == 0
+    runner = CliRunner()
+    env = {"AION_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "AION_TOPIC_PREFIX": settings.topic_prefix}
+    rows: list[dict[str, object]] = []
+    for _ in range(100):
+        res = runner.invoke(cli, ["dlq", "list", "--json"], env=env, obj={})
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.output)
+        if rows:
+            break
+        time.sleep(0.3)
+    assert len(rows) == 1
+    assert rows[0]["key"] == "dlq-1" and "undecodable" in str(rows[0]["reason"])
+    res = runner.invoke(cli, ["dlq", "replay", "9@999"], env=env, obj={})
+    assert res.exit_code != 0 and "no dead letter at 9@999" in res.output
+    res = runner.invoke(cli, ["dlq", "replay", str(rows[0]["dlq"])], env=env, obj={})
+    assert res.exit_code == 0, res.output
+    assert "re-submitted 1" in res.output
+    # Re-submitted unchanged, it is dead-lettered again (with a second record).
+    for _ in range(100):
+        rows = json.loads(runner.invoke(cli, ["dlq", "list", "--json"], env=env, obj={}).output)
+        if len(rows) == 2:
+            break
+        time.sleep(0.3)
+    assert len(rows) == 2

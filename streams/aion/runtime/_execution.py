@@ -317,12 +317,18 @@ class WorkflowExecution:
         return cls(registry, workflow_id)
 
     @classmethod
-    def from_history(cls, registry: Any, workflow_id: str, events: Sequence[Event]) -> "WorkflowExecution":
+    def from_history(cls, registry: Any, workflow_id: str, events: Sequence[Event], *,
+                     run_code: bool = True) -> "WorkflowExecution":
         """Rebuild by replaying ``events`` (the whole history, in seq order).
 
         Never raises for the workflow's sake: a divergence or a code failure during the replay
         leaves the execution held (``held`` is True, ``load_failure`` says why) and the next
         step records it as ``WorkflowTaskFailed``.
+
+        ``run_code=False`` rebuilds the engine state only (status, run, live timers and
+        activities, :meth:`recovery_effects`) without running workflow code; ``registry`` may
+        then be None. Such an execution is for reading (e.g. ``aion rebuild`` deriving table
+        rows), not for :meth:`handle`.
         """
         ex = cls(registry, workflow_id)
         for ev in events:
@@ -330,7 +336,7 @@ class WorkflowExecution:
             ex.next_seq = ev.seq + 1
             ex._apply(ev, None)
         run = ex.run
-        if run is not None and run.status == RUNNING and not run.held:
+        if run_code and run is not None and run.status == RUNNING and not run.held:
             ex._rebuild_instance(len(ex.history))
         return ex
 

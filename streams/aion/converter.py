@@ -22,6 +22,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import functools
 import inspect
 import json
 import types
@@ -301,8 +302,21 @@ def _resolved_hints(fn: Callable[..., Any]) -> dict[str, Any]:
 def hints_of(fn: Callable[..., Any], *, skip_self: bool = False) -> list[Any]:
     """The positional parameter type hints of ``fn`` (``None`` where unannotated).
 
-    A trailing ``*args`` parameter's hint repeats for the remaining arguments (callers pad).
+    A trailing ``*args`` parameter's hint repeats for the remaining arguments. Cached per
+    function (hints are resolved once, not on every decode).
     """
+    try:
+        return _hints_cached(fn, skip_self)
+    except TypeError:  # unhashable callable
+        return _hints_of(fn, skip_self)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hints_cached(fn: Callable[..., Any], skip_self: bool) -> list[Any]:
+    return _hints_of(fn, skip_self)
+
+
+def _hints_of(fn: Callable[..., Any], skip_self: bool) -> list[Any]:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -322,5 +336,13 @@ def hints_of(fn: Callable[..., Any], *, skip_self: bool = False) -> list[Any]:
 
 
 def return_hint_of(fn: Callable[..., Any]) -> Any:
-    """The return annotation of ``fn`` (``None`` when absent)."""
+    """The return annotation of ``fn`` (``None`` when absent); cached per function."""
+    try:
+        return _return_cached(fn)
+    except TypeError:  # unhashable callable
+        return _resolved_hints(fn).get("return")
+
+
+@functools.lru_cache(maxsize=4096)
+def _return_cached(fn: Callable[..., Any]) -> Any:
     return _resolved_hints(fn).get("return")

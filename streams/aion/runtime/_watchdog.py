@@ -46,21 +46,35 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
     )
 
 
+#: How often the watchdog looks at the armed activations while there are any (seconds).
+PERIOD = 0.05
+_idle = True
+
+
 def _watch() -> None:
+    # Polls while activations come and go (no notify per activation: a thread switch per
+    # workflow step would cost more than the check), sleeps until notified when idle.
+    global _idle
+    quiet_rounds = 0
     while True:
         with _cond:
-            while not _armed:
-                _cond.wait()
-            now = time.monotonic()
-            earliest = min(a.deadline for a in _armed.values())
-            if earliest > now:
-                _cond.wait(earliest - now)
-                continue
-            for a in _armed.values():
-                if a.deadline <= now:
-                    a.fired = True
-                    a.deadline = now + a.timeout
-                    _set_async_exc(a.thread_id, DeadlockInterrupt)
+            if not _armed:
+                quiet_rounds += 1
+                if quiet_rounds > 20:
+                    _idle = True
+                    _cond.wait()
+                    _idle = False
+                    quiet_rounds = 0
+                    continue
+            else:
+                quiet_rounds = 0
+                now = time.monotonic()
+                for a in _armed.values():
+                    if a.deadline <= now:
+                        a.fired = True
+                        a.deadline = now + a.timeout
+                        _set_async_exc(a.thread_id, DeadlockInterrupt)
+            _cond.wait(PERIOD)
 
 
 def arm(timeout: float) -> Armed:
@@ -68,12 +82,11 @@ def arm(timeout: float) -> Armed:
     global _thread
     a = Armed(next(_tokens), threading.get_ident(), timeout, time.monotonic() + timeout)
     with _cond:
-        was_empty = not _armed
         _armed[a.token] = a
         if _thread is None:
             _thread = threading.Thread(target=_watch, name="aion-deadlock-watchdog", daemon=True)
             _thread.start()
-        if was_empty:
+        elif _idle:
             _cond.notify()
     return a
 

@@ -85,8 +85,7 @@ class ActivityOptions:
 class ChildOptions:
     """Resolved options of one child workflow start."""
 
-    __slots__ = ("id", "task_queue", "parent_close_policy", "execution_timeout_ms", "run_timeout_ms",
-                 "id_reuse_policy", "result_type", "search_attributes")
+    __slots__ = ("id", "task_queue", "parent_close_policy", "execution_timeout_ms", "result_type")
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -309,20 +308,14 @@ def _child_options(
     task_queue: str | None,
     parent_close_policy: ParentClosePolicy | str,
     execution_timeout: timedelta | None,
-    run_timeout: timedelta | None,
-    id_reuse_policy: str | None,
     result_type: Any,
-    search_attributes: Mapping[str, str] | None,
 ) -> ChildOptions:
     return ChildOptions(
         id=id,
         task_queue=task_queue,
         parent_close_policy=ParentClosePolicy(parent_close_policy),
         execution_timeout_ms=to_ms(execution_timeout, "execution_timeout"),
-        run_timeout_ms=to_ms(run_timeout, "run_timeout"),
-        id_reuse_policy=str(getattr(id_reuse_policy, "value", id_reuse_policy)) if id_reuse_policy else None,
         result_type=result_type,
-        search_attributes=dict(search_attributes or {}),
     )
 
 
@@ -333,18 +326,16 @@ async def start_child_workflow(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     execution_timeout: timedelta | None = None,
-    run_timeout: timedelta | None = None,
-    id_reuse_policy: str | None = None,
     result_type: Any = None,
-    search_attributes: Mapping[str, str] | None = None,
 ) -> ChildWorkflowHandle[Any]:
     """Start a child workflow (records ``ChildWorkflowStarted``) and return its handle.
 
     ``workflow`` is the child's run method (``Child.run``), its class, or its type name.
-    The default child id is derived from this workflow's id, run and an ordinal.
+    The default child id is derived from this workflow's id, run and an ordinal. A child
+    whose id is already running is not started: the handle fails with ``ChildWorkflowError``
+    (cause ``WorkflowAlreadyStartedError``).
     """
-    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, run_timeout,
-                          id_reuse_policy, result_type, search_attributes)
+    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
     return _rt().start_child(workflow, args, opts)
 
 
@@ -355,15 +346,11 @@ async def execute_child_workflow(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     execution_timeout: timedelta | None = None,
-    run_timeout: timedelta | None = None,
-    id_reuse_policy: str | None = None,
     result_type: Any = None,
-    search_attributes: Mapping[str, str] | None = None,
 ) -> Any:
     """Start a child workflow and wait for its result; raises ``ChildWorkflowError`` when the
     child does not complete."""
-    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, run_timeout,
-                          id_reuse_policy, result_type, search_attributes)
+    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
     return await _rt().start_child(workflow, args, opts)
 
 

@@ -1,21 +1,56 @@
-"""The deterministic runtime: workflow history + a new command -> new events + effects.
+"""The deterministic runtime: workflow history + one new command -> new events + effects.
 
 No Kafka here; the engine (``aion.engine``) and the test environment (``aion.testing``) both
 drive it through this contract::
 
-    registry = Registry(workflows=[Order], activities=[charge])
-    ex = WorkflowExecution.new(registry, "order-1")
-    step = ex.handle(Command(...StartWorkflow...), now_ms)   # step.events, step.effects
-    ex = WorkflowExecution.from_history(registry, "order-1", events)   # rebuild by replay
-    reply = ex.query(Command(...QueryWorkflow...))           # never appends
+    from aion.runtime import Registry, WorkflowExecution, Step, effects, replay_history
 
-See ``_execution.py`` for the step semantics, ``_instance.py`` for replay matching and
-``_loop.py`` for the deterministic event loop.
+    registry = Registry(workflows=[Order], activities=[charge])
+    ex = WorkflowExecution.new(registry, "order-1")               # nothing recorded yet
+    step = ex.handle(command, now_ms)                             # -> Step(events, effects)
+    ex = WorkflowExecution.from_history(registry, "order-1", events)   # rebuild by replay
+    reply = ex.query(query_command)                               # never appends history
+    ex.next_seq, ex.run_id, ex.status, ex.workflow_type, ex.history, ex.held
+
+- ``Step.events`` continue the history gaplessly (``recorded_at_ms=now_ms``,
+  ``command_id=command.command_id``); ``Step.effects`` (:mod:`aion.runtime.effects`) may be
+  performed only after those events are durable. Replies are ``SendReply`` effects.
+- Everything the workflow waits on is a durable timer announced by ``ScheduleTimer`` and
+  answered by a ``FireTimer`` command; fires of timers that are not live are ignored. Timer
+  ids: user timers ``"1"``, ``"2"``, ... per run; ``a/<activity>/close``,
+  ``a/<activity>/<attempt>/{s2s,s2c,retry,hb/<gen>}`` for activities; ``wf/exec``, ``wf/run``
+  for workflow timeouts; ``task/<attempt>`` for retrying a held workflow.
+- ``handle`` raises only for a bug of the runtime itself; its in-memory state is then
+  unreliable: drop the execution and rebuild it with ``from_history``.
+- ``from_history`` never raises for the workflow's sake: a divergence or a failing replay leaves
+  it ``held`` with ``load_failure`` set, and the next step records ``WorkflowTaskFailed``.
+  ``ex.resume(command_id, now_ms)`` retries a held workflow at once (after a deploy).
+- ``ex.recovery_effects(now_ms)`` lists the effects to re-issue after a crash between
+  "events durable" and "effects performed" (timers, undelivered attempts, child starts).
+- ``replay_history(registry, events_or_json_path)`` replays every run of a recorded history
+  against the current code and reports the first divergence (:class:`ReplayResult`).
+
+Where the semantics live: ``_execution.py`` (the step, the engine-level state machine for
+activities/timers/children/timeouts, supervision), ``_instance.py`` (the code of one run and
+the replay matching rules), ``_loop.py`` (the deterministic event loop), ``_watchdog.py``
+(deadlock detection), ``_history_json.py`` (the JSON history format).
 """
 
 from . import effects
 from ._execution import Step, WorkflowExecution
+from ._history_json import dump_history, events_from_json, events_to_json, load_history
 from ._registry import Registry
 from ._replay import ReplayResult, replay_history
 
-__all__ = ["Registry", "WorkflowExecution", "Step", "effects", "ReplayResult", "replay_history"]
+__all__ = [
+    "Registry",
+    "WorkflowExecution",
+    "Step",
+    "effects",
+    "ReplayResult",
+    "replay_history",
+    "load_history",
+    "dump_history",
+    "events_to_json",
+    "events_from_json",
+]

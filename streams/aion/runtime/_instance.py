@@ -683,6 +683,8 @@ class WorkflowInstance:
                     hd.fn(self.obj, *args)
                 except _Halt:
                     pass
+                except ContinueAsNewError as e:
+                    self._close_with_continue(e)
                 except _watchdog.DeadlockInterrupt:
                     raise
                 except asyncio.CancelledError:

@@ -37,6 +37,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_BATCH_SIZE": "64",
         "AION_BATCH_WINDOW": "0.02",
         "AION_TIMER_BATCH": "10",
+        "AION_RETENTION_MS": "0",
         "AION_MAX_PAYLOAD_BYTES": "1048576",
         "AION_SCHEMA_REGISTRY_URL": "http://registry:8081",
         "AION_SECURITY_PROTOCOL": "sasl_ssl",
@@ -51,6 +52,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.data_dir == Path("/var/lib/aion")
     assert (s.cache_size, s.batch_size, s.batch_window, s.timer_batch) == (500, 64, 0.02, 10)
     assert s.max_payload_bytes == 1048576
+    assert s.retention_ms == 0
     assert s.schema_registry_url == "http://registry:8081"
     assert s.security_protocol == "SASL_SSL"  # normalised to upper case
     # every declared setting has a variable, and the test above covers them all

@@ -63,6 +63,10 @@ class Settings:
         "Seconds an engine worker waits for more commands to fill a batch (latency vs throughput).")
     timer_batch: int = _setting(
         1_000, "AION_TIMER_BATCH", "Most due timers an engine worker fires per tick.")
+    retention_ms: int = _setting(
+        7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
+        "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "
+        "the events topic, rows removed from its tables); 0 keeps histories forever.")
     max_payload_bytes: int = _setting(
         2 * _MIB, "AION_MAX_PAYLOAD_BYTES",
         "Largest encoded payload (workflow input, activity result, ...) accepted; bigger ones are "
@@ -155,7 +159,8 @@ class Settings:
             raise bad("topic_prefix", "is not a valid topic prefix: use 1-180 characters of letters, "
                                       "digits, '.', '_' and '-'")
         for name, low in (("partitions", 1), ("replication_factor", 1), ("standby_replicas", 0),
-                          ("cache_size", 1), ("batch_size", 1), ("timer_batch", 1), ("max_payload_bytes", 1)):
+                          ("cache_size", 1), ("batch_size", 1), ("timer_batch", 1), ("max_payload_bytes", 1),
+                          ("retention_ms", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(name, f"must be a whole number >= {low}")

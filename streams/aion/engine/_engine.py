@@ -34,6 +34,7 @@ from ..codec import Codec, CodecError
 from ..model import Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
+from ._retention import Retention
 from ._store import HistoryStore
 from ._wheel import TimerWheel
 from .settings import Settings
@@ -87,6 +88,7 @@ class Engine:
         self._known_queues: set[str] = set()
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
         self.wheel = TimerWheel(self)
+        self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
         self.app.on_partitions_revoked.connect(self._on_revoked)

@@ -1,0 +1,178 @@
+"""Retention: retire closed workflows' histories after ``settings.retention_ms``.
+
+A periodic task of the engine's Faust app scans the ``workflows`` rows of the partitions this
+worker owns. A workflow whose latest run closed (not continued as new) more than
+``retention_ms`` ago is retired:
+
+1. a tombstone (``value=None``) for each of its ``{workflow_id, seq}`` keys on the compacted
+   events topic, on the workflow's partition, and one for its row on the ``workflows``
+   changelog; the task waits until Kafka acknowledged them all;
+2. only then its rows leave the local ``history`` and ``workflows`` tables (and its resident
+   instance the cache), and Faust's persisted offsets move past the tombstones.
+
+The log cleaner later drops the records and, after ``delete.retention.ms``, the tombstones; a
+consumer that reads the topic meanwhile sees the tombstones (``EventConsumer`` can pass them on).
+Running workflows are never touched: a workflow qualifies only when its row *and* its last
+recorded event say it is closed. Retiring runs under a lock that command batches also take, so
+no batch of the same worker appends to a workflow while its history is being retired. After
+retirement the workflow id is unknown to the engine: a start with that id begins a new history
+at seq 1 (as after a retention period elsewhere).
+
+``retention_ms=0`` (``AION_RETENTION_MS=0``) disables it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+
+from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
+from ._store import _prefix_items, scan_items, workflow_key_prefix
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger("aion.engine.retention")
+
+#: Most workflows retired per partition per sweep (keeps each hold of the lock short).
+SWEEP_LIMIT = 500
+
+
+def sweep_interval_s(retention_ms: int) -> float:
+    """How often to look for expired workflows: a quarter of the retention, 0.5 s to 60 s."""
+    return min(60.0, max(0.5, retention_ms / 4000))
+
+
+def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
+    """Whether a ``workflows`` row describes a closed workflow older than the retention."""
+    if b'"status": "RUNNING"' in row:
+        return False
+    try:
+        r = json.loads(row)
+    except ValueError:
+        return False
+    closed = r.get("closed_at_ms")
+    status = r.get("status")
+    if status in (None, "RUNNING", "CONTINUED_AS_NEW") or not isinstance(closed, int):
+        return False
+    return closed + retention_ms <= now_ms
+
+
+class Retention:
+    """The retention service of one engine worker (started by ``Engine.__init__``)."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.retention_ms = engine.settings.retention_ms
+        self.lock = asyncio.Lock()
+        self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0}
+        if self.retention_ms <= 0:
+            return
+        # Command batches and retirements exclude each other (see the module docs).
+        inner = engine.process_batch
+
+        async def process_batch(batch: list[tuple[int, int, bytes | None]]) -> None:
+            async with self.lock:
+                await inner(batch)
+
+        engine.process_batch = process_batch  # type: ignore[method-assign]
+        engine.app.task(self._loop)
+
+    async def _loop(self) -> None:
+        interval = sweep_interval_s(self.retention_ms)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention sweep failed; retrying in %.1fs", interval)
+
+    async def sweep(self, now_ms: int | None = None) -> int:
+        """Retire every expired workflow of the owned partitions; returns how many."""
+        app = self.engine.app
+        if app.rebalancing or getattr(app, "in_recovery", False):
+            return 0
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        retired = 0
+        for p in sorted(self.engine._active_partitions()):
+            candidates: list[str] = []
+            for i, (key, value) in enumerate(scan_items(self.engine.workflows, p)):
+                if value is not None and expired(value, now, self.retention_ms):
+                    candidates.append(key.decode())
+                    if len(candidates) >= SWEEP_LIMIT:
+                        break
+                if i % 1000 == 999:
+                    await asyncio.sleep(0)
+            if candidates:
+                async with self.lock:
+                    if p in self.engine._active_partitions():
+                        retired += await self._retire(p, candidates, now)
+        self.stats["sweeps"] += 1
+        return retired
+
+    def _history_keys(self, partition: int, workflow_id: str) -> tuple[list[bytes], bool]:
+        """The workflow's history keys, and whether its last event closes the workflow."""
+        codec = self.engine.codec
+        db = self.engine.history.data._db_for_partition(partition)
+        keys: list[bytes] = []
+        last: tuple[int, bytes] | None = None
+        for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
+            k = codec.decode_event_key(key)
+            if k.workflow_id != workflow_id:
+                continue
+            keys.append(key)
+            if value is not None and (last is None or k.seq > last[0]):
+                last = (k.seq, value)
+        if last is None:
+            return keys, False
+        body = codec.decode_event(last[1]).body
+        return keys, isinstance(body, RUN_CLOSING_EVENTS) and not isinstance(body, WorkflowContinuedAsNew)
+
+    async def _retire(self, partition: int, workflow_ids: list[str], now_ms: int) -> int:
+        eng = self.engine
+        wf_db = eng.workflows.data._db_for_partition(partition)
+        wf_topic = eng.workflows.changelog_topic.get_topic_name()
+        producer = eng.app.producer
+        plan: list[tuple[str, list[bytes]]] = []
+        for wid in workflow_ids:
+            row = wf_db.get(wid.encode())
+            if row is None or not expired(row, now_ms, self.retention_ms):
+                continue  # restarted (or already gone) since the scan
+            keys, closed = self._history_keys(partition, wid)
+            if not closed:
+                continue  # the row lags the history: the workflow is running again
+            plan.append((wid, keys))
+        if not plan:
+            return 0
+        futs: list[Any] = []
+        wf_futs: list[Any] = []
+        for wid, keys in plan:
+            for key in keys:
+                futs.append(await producer.send(eng.names.events, key, None, partition, None, None))
+            wf_futs.append(await producer.send(wf_topic, wid.encode(), None, partition, None, None))
+        metas = await asyncio.gather(*futs)
+        wf_metas = await asyncio.gather(*wf_futs)
+        # The tombstones are durable: now the local rows and the resident instances go.
+        hist_db = eng.history.data._db_for_partition(partition)
+        cache = eng._cache.get(partition)
+        for wid, keys in plan:
+            for key in keys:
+                hist_db.delete(key)
+            wf_db.delete(wid.encode())
+            if cache is not None:
+                cache.pop(wid, None)
+        if metas:
+            eng.history.data.set_persisted_offset(TP(eng.names.events, partition), max(m.offset for m in metas))
+        if wf_metas:
+            eng.workflows.data.set_persisted_offset(TP(wf_topic, partition), max(m.offset for m in wf_metas))
+        self.stats["retired_workflows"] += len(plan)
+        self.stats["tombstones"] += len(futs)
+        log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(futs))
+        return len(plan)

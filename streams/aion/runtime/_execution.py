@@ -421,6 +421,7 @@ class WorkflowExecution:
         run = self.run
         if run is None or run.status != RUNNING:
             return out
+        self._now = now_ms
         wf, rid = self.workflow_id, run.run_id
         for tid, at in run.timers.items():
             out.append(ScheduleTimer(wf, rid, tid, at))

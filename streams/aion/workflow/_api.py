@@ -11,7 +11,7 @@ import asyncio
 import random as _random
 import uuid as _uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping, NoReturn, Protocol, TypeVar
+from typing import Any, Callable, Mapping, NoReturn, Protocol, TypeVar
 
 from ..exceptions import TimeoutError as _AionTimeoutError
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
@@ -425,6 +425,3 @@ def upsert_search_attributes(attributes: Mapping[str, str]) -> None:
     """Record indexed attributes for visibility (``SearchAttributesUpserted``)."""
     _rt().upsert_search_attributes(attributes)
 
-
-def _awaitable(x: Awaitable[T]) -> Awaitable[T]:  # pragma: no cover - typing helper
-    return x

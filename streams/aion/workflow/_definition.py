@@ -95,8 +95,6 @@ def defn(
                 fn = member
                 if getattr(fn, _RUN, False):
                     run_fn = fn
-                elif attr == "run" and run_fn is not None and not getattr(fn, _RUN, False) and klass is c:
-                    pass
                 sname = getattr(fn, _SIGNAL, None)
                 if sname is not None:
                     signals[sname] = HandlerDefinition(sname, fn, inspect.iscoroutinefunction(fn))

@@ -1,7 +1,124 @@
-"""aion bench (issue 8)."""
+"""``aion bench [SCENARIO]...``: throughput, latency, timers, rebuild, recovery and the Kafka floor.
+
+Every run starts the workers it needs on fresh topics, shows a live progress line, prints a
+table (medians of ``--runs`` runs, with their min–max) and, with ``--json``, writes every
+figure plus the machine facts to a file.
+"""
 
 from __future__ import annotations
 
-import click  # noqa: F401
+import json
+import shlex
+import sys
+import time
+from typing import Any
 
-from ._main import cli  # noqa: F401
+import click
+
+from ._main import _fail, _settings, cli
+
+
+class _LiveLine:
+    """One status line on stderr, rewritten in place on a terminal, every few seconds otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, elapsed: float, text: str) -> None:
+        line = f"[{elapsed:6.1f}s] {text}"
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            sys.stderr.write("\r" + line + " " * pad)
+            sys.stderr.flush()
+            self._width = len(line)
+        elif time.monotonic() - self._last >= 5.0:
+            self._last = time.monotonic()
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and self._width:
+            sys.stderr.write("\r" + " " * self._width + "\r")
+            sys.stderr.flush()
+
+
+def _rates(value: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give start rates per second separated by commas, e.g. 50,200")
+    if not rates or any(r <= 0 for r in rates):
+        raise click.BadParameter(f"{value!r}: every rate must be a positive number")
+    return rates
+
+
+@cli.command("bench")
+@click.argument("scenarios", nargs=-1)
+@click.option("--bootstrap", default=None, help="Kafka bootstrap servers (also: aion --bootstrap ... bench).")
+@click.option("--partitions", type=int, default=None, help="Partitions of the benchmark's topics (default: the settings', 12).")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds measured per phase (after the warm-up).")
+@click.option("--warmup", type=float, default=None, help="Seconds of load before measuring (default: duration/6, 1–5 s).")
+@click.option("--runs", type=int, default=3, show_default=True, help="Repetitions; figures are medians with their min–max.")
+@click.option("--concurrency", type=int, default=200, show_default=True, help="Workflows in flight (throughput).")
+@click.option("--rates", default="50,200", show_default=True, help="Fixed start rates per second (latency).")
+@click.option("--engines", type=int, default=1, show_default=True, help="Engine workers (throughput, latency).")
+@click.option("--activity-workers", type=int, default=1, show_default=True)
+@click.option("--kills", type=int, default=3, show_default=True, help="kill -9 rounds (recovery).")
+@click.option("--recovery-rate", type=float, default=100.0, show_default=True, help="Starts per second during recovery.")
+@click.option("--rebuild-events", type=int, default=1_000_000, show_default=True, help="Events to rebuild (rebuild).")
+@click.option("--no-floor", is_flag=True, help="Skip the Kafka floor runs beside throughput and latency.")
+@click.option("--keep-topics", is_flag=True, help="Keep each run's topics and logs (for inspection).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write every figure and the machine facts to this file ('-' for stdout).")
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
+@click.pass_context
+def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | None, partitions: int | None, duration: float, warmup: float | None, runs: int,
+              concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float,
+              rebuild_events: int, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
+    """Benchmark the engine against the Kafka floor on this broker.
+
+    SCENARIOS: throughput, latency, timers, rebuild, recovery, floor, or all (default).
+    """
+    from ..bench import SCENARIOS, BenchOptions
+    from ..bench._runner import render_facts, render_table, run_bench_async
+    from ._main import _run
+
+    names = list(scenarios) or ["all"]
+    for n in names:
+        if n != "all" and n not in SCENARIOS:
+            _fail(f"unknown scenario {n!r}; choose from {', '.join(SCENARIOS)} or all")
+    if duration <= 0 or runs < 1 or concurrency < 1 or engines < 1 or activity_workers < 1 or kills < 1:
+        _fail("--duration, --runs, --concurrency, --engines, --activity-workers and --kills must be positive")
+    options = BenchOptions(
+        duration=duration, warmup=warmup, runs=runs, concurrency=concurrency, rates=_rates(rates),
+        engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate,
+        rebuild_events=rebuild_events, floor=not no_floor, keep_topics=keep_topics,
+    )
+    settings = _settings(ctx)
+    if bootstrap:
+        settings = settings.replace(bootstrap_servers=bootstrap)
+    if partitions:
+        settings = settings.replace(partitions=partitions)
+    live = _LiveLine()
+    try:
+        result: dict[str, Any] = _run(run_bench_async(settings, names, options, live))
+    finally:
+        live.done()
+    result["command"] = "aion " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    click.echo(render_facts(result))
+    click.echo(render_table(result, markdown=markdown))
+    if json_path:
+        text = json.dumps(result, indent=2, default=str)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            with open(json_path, "w") as f:
+                f.write(text + "\n")
+            click.echo(f"figures written to {json_path}")
+
+
+def bench_main() -> None:
+    """``python -m aion.bench ...``: the same as ``aion bench ...``."""
+    cli(["bench", *sys.argv[1:]], obj={}, prog_name="python -m aion.bench")

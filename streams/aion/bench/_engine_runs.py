@@ -1,0 +1,240 @@
+"""Engine scenarios: throughput, latency, recovery, rebuild (everything through real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ..client import Client
+from ..engine.settings import Settings
+from ._deploy import Deployment, wait_ready
+from ._load import LoadResult, Progress, closed_loop, open_loop
+from ._procs import CpuMeter, broker_pid
+from ._stats import latency_summary, median
+
+#: Events one BenchOne workflow records: started, activity scheduled/started/completed, completed.
+EVENTS_PER_WORKFLOW = 5
+
+
+class EngineDriver:
+    """Starts ``BenchOne`` workflows through the Kafka client and waits for their results."""
+
+    def __init__(self, client: Client, tag: str) -> None:
+        self.client = client
+        self.tag = tag
+
+    async def run_one(self, i: int) -> None:
+        h = await self.client.start_workflow("BenchOne", i, id=f"{self.tag}-{i}")
+        await h.result(timeout=300)
+
+
+async def _connect(settings: Settings) -> Client:
+    return await Client.connect(settings=settings)
+
+
+_ROLE_GROUPS = {"engine": "engine", "floor_engine": "engine",
+                "activities": "activity_worker", "floor_worker": "activity_worker"}
+
+
+def _meter(deploy: Deployment, settings: Settings) -> CpuMeter:
+    import os
+
+    pids: dict[str, list[int]] = {}
+    for p in deploy.procs.procs:
+        if p.alive() and p.role in _ROLE_GROUPS:
+            pids.setdefault(_ROLE_GROUPS[p.role], []).append(p.pid)
+    pids["load_generator"] = [os.getpid()]
+    b = broker_pid(settings.bootstrap_servers)
+    if b is not None:
+        pids["broker"] = [b]
+    return CpuMeter(pids)
+
+
+async def _measure(deploy: Deployment, settings: Settings, warmup: float,
+                   load: Any) -> tuple[LoadResult, dict[str, Any], int]:
+    """Run the ``load`` coroutine with CPU/RSS metering; count the events appended after its
+    warm-up."""
+    meter = _meter(deploy, settings)
+    task = asyncio.create_task(load)
+    await asyncio.sleep(warmup)
+    events_before = await deploy.aend_offsets(deploy.names.events)
+    meter.begin()
+    while not task.done():
+        await asyncio.wait({task}, timeout=1.0)
+        meter.sample()
+    cpu = meter.end()
+    res = task.result()
+    events_after = await deploy.aend_offsets(deploy.names.events)
+    return res, cpu, events_after - events_before
+
+
+async def throughput(base: Settings, *, duration: float, warmup: float, concurrency: int, engines: int,
+                     activity_workers: int, progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+    with Deployment(base, "tp", keep=keep) as deploy:
+        s = deploy.settings
+        for _ in range(engines):
+            deploy.procs.engine()
+        for _ in range(activity_workers):
+            deploy.procs.activities()
+        client = await _connect(s)
+        try:
+            driver = EngineDriver(client, "tp")
+            ready_s = await wait_ready(driver.run_one, deploy)
+
+            res, cpu, events = await _measure(deploy, s, warmup, closed_loop(
+                driver, concurrency=concurrency, duration=duration, warmup=warmup, progress=progress))
+            deploy.procs.check_alive()
+        finally:
+            await client.close()
+    window = res.t_end - res.t0 - warmup
+    return {
+        "workflows_per_s": round(res.rate(), 1),
+        "events_per_s": round(events / max(1e-6, window), 1),
+        "completed": len(res.completed_in_window()),
+        "errors": res.errors,
+        "first_error": res.first_error,
+        "latency": latency_summary(res.latencies()),
+        "cpu": cpu,
+        "concurrency": concurrency,
+        "engines": engines,
+        "activity_workers": activity_workers,
+        "duration_s": round(window, 1),
+        "startup_s": round(ready_s, 1),
+    }
+
+
+async def latency(base: Settings, *, duration: float, warmup: float, rates: list[float], engines: int,
+                  activity_workers: int, progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"engines": engines, "activity_workers": activity_workers, "rates": {}}
+    with Deployment(base, "lat", keep=keep) as deploy:
+        s = deploy.settings
+        for _ in range(engines):
+            deploy.procs.engine()
+        for _ in range(activity_workers):
+            deploy.procs.activities()
+        client = await _connect(s)
+        try:
+            driver = EngineDriver(client, "lat")
+            await wait_ready(driver.run_one, deploy)
+            first = 0
+            for rate in rates:
+                res = await open_loop(driver, rate=rate, duration=duration, warmup=warmup, progress=progress,
+                                      first_index=first)
+                first += res.started + 1
+                summary = latency_summary(res.latencies())
+                summary["achieved_per_s"] = round(res.rate(), 1)
+                summary["errors"] = res.errors
+                summary["not_completed"] = len(res.pending)
+                out["rates"][_rate_key(rate)] = summary
+            deploy.procs.check_alive()
+        finally:
+            await client.close()
+    return out
+
+
+def _rate_key(rate: float) -> str:
+    return f"{rate:g}/s"
+
+
+async def recovery(base: Settings, *, duration: float, kills: int, rate: float, activity_workers: int,
+                   progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+    """Steady open-loop load on two engine workers; ``kills`` times: kill -9 the older one,
+    measure how long until every workflow that was in flight at the kill has completed, then
+    start a replacement and let the group settle."""
+    settle = max(8.0, duration / max(1, kills))
+    results: list[dict[str, Any]] = []
+    with Deployment(base, "rec", keep=keep) as deploy:
+        s = deploy.settings
+        deploy.procs.engine()
+        deploy.procs.engine()
+        for _ in range(activity_workers):
+            deploy.procs.activities()
+        client = await _connect(s)
+        try:
+            driver = EngineDriver(client, "rec")
+            await wait_ready(driver.run_one, deploy)
+            stop = asyncio.Event()
+            live = LoadResult()
+            load_task = asyncio.create_task(_live_open_loop(driver, rate, live, stop))
+            await _sleep_progress(settle, progress, "settling")
+            for k in range(kills):
+                victims = [p for p in deploy.procs.of("engine") if p.alive()]
+                victim = victims[0]
+                t_kill = time.monotonic()
+                inflight = dict(live.pending)
+                victim.kill9()
+                victim.killed = True  # type: ignore[attr-defined]
+                done_at: dict[int, float] = {}
+                deadline = t_kill + 180.0
+                while time.monotonic() < deadline:
+                    for start, end, i in live.done[-5000:]:
+                        if i in inflight:
+                            done_at[i] = end
+                    if len(done_at) >= len(inflight) or not any(i in live.pending for i in inflight):
+                        break
+                    if progress is not None:
+                        progress(time.monotonic() - t_kill,
+                                 f"kill {k + 1}/{kills}: {len(done_at)}/{len(inflight)} in-flight workflows progressed")
+                    await asyncio.sleep(0.2)
+                for start, end, i in live.done:
+                    if i in inflight:
+                        done_at[i] = end
+                waits = sorted(done_at[i] - t_kill for i in done_at)
+                results.append({
+                    "in_flight": len(inflight),
+                    "recovered": len(done_at),
+                    "seconds": round(waits[-1], 2) if waits else 0.0,
+                    "median_wait_s": round(median(waits) or 0.0, 2),
+                })
+                deploy.procs.engine()
+                await _sleep_progress(settle, progress, f"kill {k + 1}/{kills}: replacement joining")
+            stop.set()
+            await load_task
+        finally:
+            await client.close()
+    secs = [r["seconds"] for r in results]
+    return {
+        "recovery_s_median": median(secs),
+        "recovery_s_max": max(secs) if secs else None,
+        "kills": results,
+        "rate_per_s": rate,
+        "engines": 2,
+        "activity_workers": activity_workers,
+        "errors": live.errors,
+        "latency_overall": latency_summary(live.latencies(started_in_window=False)),
+    }
+
+
+async def _live_open_loop(driver: Any, rate: float, res: LoadResult, stop: asyncio.Event) -> None:
+    from ._load import _one
+
+    res.t0 = time.monotonic()
+    tasks: set[asyncio.Task[None]] = set()
+    k = 0
+    while not stop.is_set():
+        due = res.t0 + k / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = asyncio.create_task(_one(driver, k, due, res))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        res.started += 1
+        k += 1
+    res.t_end = time.monotonic()
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=30.0)
+    for t in tasks:
+        t.cancel()
+
+
+async def _sleep_progress(seconds: float, progress: Progress | None, what: str) -> None:
+    t0 = time.monotonic()
+    while True:
+        left = t0 + seconds - time.monotonic()
+        if left <= 0:
+            return
+        if progress is not None:
+            progress(time.monotonic() - t0, what)
+        await asyncio.sleep(min(0.5, left))

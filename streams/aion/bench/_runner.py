@@ -1,0 +1,281 @@
+"""Runs the scenarios, repeats them, merges the runs (median + spread), adds the floor ratios,
+and renders the table."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any, Callable
+
+from ..engine.settings import Settings
+from ._facts import machine_facts
+from ._stats import combine_runs, ratio
+
+#: Scenario names in the order ``all`` runs them.
+SCENARIOS = ("throughput", "latency", "timers", "rebuild", "recovery", "floor")
+
+Progress = Callable[[float, str], None]
+
+
+@dataclasses.dataclass
+class BenchOptions:
+    """What to run and how hard. ``duration`` is seconds of measurement per phase (after
+    ``warmup``); ``runs`` repetitions are merged into medians with their spread."""
+
+    duration: float = 60.0
+    warmup: float | None = None
+    runs: int = 3
+    concurrency: int = 200
+    rates: tuple[float, ...] = (50.0, 200.0)
+    engines: int = 1
+    activity_workers: int = 1
+    kills: int = 3
+    recovery_rate: float = 100.0
+    rebuild_events: int = 1_000_000
+    floor: bool = True
+    keep_topics: bool = False
+
+    def warmup_s(self) -> float:
+        return self.warmup if self.warmup is not None else min(5.0, max(1.0, self.duration / 6))
+
+
+def _phase_progress(progress: Progress | None, label: str) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda elapsed, text: progress(elapsed, f"{label} {text}")
+
+
+async def _run_one(name: str, settings: Settings, o: BenchOptions, progress: Progress | None) -> dict[str, Any]:
+    from . import _engine_runs as er
+    from . import _floor_runs as fr
+
+    keep = o.keep_topics
+    w = o.warmup_s()
+    if name == "throughput":
+        return await er.throughput(settings, duration=o.duration, warmup=w, concurrency=o.concurrency,
+                                   engines=o.engines, activity_workers=o.activity_workers,
+                                   progress=progress, keep=keep)
+    if name == "latency":
+        return await er.latency(settings, duration=o.duration, warmup=w, rates=list(o.rates), engines=o.engines,
+                                activity_workers=o.activity_workers, progress=progress, keep=keep)
+    if name == "floor_throughput":
+        return await fr.floor_throughput(settings, duration=o.duration, warmup=w, concurrency=o.concurrency,
+                                         progress=progress, keep=keep)
+    if name == "floor_latency":
+        return await fr.floor_latency(settings, duration=o.duration, warmup=w, rates=list(o.rates),
+                                      progress=progress, keep=keep)
+    if name == "recovery":
+        return await er.recovery(settings, duration=o.duration, kills=o.kills, rate=o.recovery_rate,
+                                 activity_workers=o.activity_workers, progress=progress, keep=keep)
+    if name == "rebuild":
+        from ._rebuild_run import rebuild
+
+        return await rebuild(settings, events=o.rebuild_events, progress=progress, keep=keep)
+    if name == "timers":
+        try:
+            from . import _timers  # type: ignore[attr-defined]
+        except ImportError:
+            return {"available": False, "note": "not available (aion.bench._timers is not installed)"}
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(None, lambda: _timers.run(settings, o.duration))
+        return dict(out, available=True)
+    raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)} or all")
+
+
+async def _repeat(name: str, settings: Settings, o: BenchOptions, progress: Progress | None,
+                  runs: int | None = None) -> dict[str, Any]:
+    n = runs if runs is not None else o.runs
+    results = []
+    for r in range(n):
+        results.append(await _run_one(name, settings, o, _phase_progress(progress, f"{name} [{r + 1}/{n}]")))
+    return combine_runs(results)
+
+
+def _plan(scenarios: list[str], o: BenchOptions) -> list[str]:
+    names: list[str] = []
+    for s in scenarios:
+        if s == "all":
+            names.extend(x for x in SCENARIOS if x not in names)
+        elif s not in SCENARIOS:
+            raise ValueError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)} or all")
+        elif s not in names:
+            names.append(s)
+    return names
+
+
+async def run_bench_async(settings: Settings, scenarios: list[str], o: BenchOptions,
+                          progress: Progress | None = None) -> dict[str, Any]:
+    names = _plan(scenarios, o)
+    started = time.time()
+    out: dict[str, Any] = {
+        "machine": machine_facts(settings),
+        "options": {**dataclasses.asdict(o), "warmup": o.warmup_s()},
+        "scenarios": {},
+    }
+    sc = out["scenarios"]
+    want_floor = o.floor or "floor" in names
+    for name in names:
+        if name == "floor":
+            floor: dict[str, Any] = {}
+            if "throughput" in sc and "floor" in sc["throughput"]:
+                floor["throughput"] = sc["throughput"]["floor"]
+            else:
+                floor["throughput"] = await _repeat("floor_throughput", settings, o, progress)
+            if "latency" in sc and "floor" in sc["latency"]:
+                floor["latency"] = sc["latency"]["floor"]
+            else:
+                floor["latency"] = await _repeat("floor_latency", settings, o, progress)
+            sc["floor"] = floor
+            continue
+        if name in ("timers",):
+            sc[name] = await _repeat(name, settings, o, progress, runs=1)
+            continue
+        if name in ("throughput", "latency") and want_floor:
+            # Interleave engine and floor runs so that both see the same machine state.
+            eng, flo = [], []
+            for r in range(o.runs):
+                eng.append(await _run_one(name, settings, o, _phase_progress(progress, f"{name} [{r + 1}/{o.runs}]")))
+                flo.append(await _run_one(f"floor_{name}", settings, o,
+                                          _phase_progress(progress, f"floor {name} [{r + 1}/{o.runs}]")))
+            res = combine_runs(eng)
+            res["floor"] = combine_runs(flo)
+            res["ratio_to_floor"] = _ratios(name, res, res["floor"])
+            sc[name] = res
+            continue
+        sc[name] = await _repeat(name, settings, o, progress)
+    out["elapsed_s"] = round(time.time() - started, 1)
+    return out
+
+
+def _ratios(name: str, eng: dict[str, Any], flo: dict[str, Any]) -> dict[str, Any]:
+    """Engine figure / floor figure (throughput: the engine's share of the floor's rate;
+    latency: how many times the floor's latency the engine takes)."""
+    if name == "throughput":
+        return {
+            "workflows_per_s": ratio(eng.get("workflows_per_s"), flo.get("workflows_per_s")),
+            "events_per_s": ratio(eng.get("events_per_s"), flo.get("events_per_s")),
+            "engine_cpu_cores": ratio((eng.get("cpu") or {}).get("engine", {}).get("cpu_cores"),
+                                      (flo.get("cpu") or {}).get("engine", {}).get("cpu_cores")),
+        }
+    out: dict[str, Any] = {}
+    for rate, summary in (eng.get("rates") or {}).items():
+        f = (flo.get("rates") or {}).get(rate) or {}
+        out[rate] = {k: ratio(summary.get(k), f.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}
+    return out
+
+
+def run_bench(settings: Settings, scenarios: list[str], options: BenchOptions | None = None,
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Run ``scenarios`` (names from :data:`SCENARIOS`, or ``all``) against the broker of
+    ``settings``; every run gets fresh topics (``bench-<tag>-<random>``) deleted afterwards."""
+    return asyncio.run(run_bench_async(settings, scenarios, options or BenchOptions(), progress))
+
+
+# ------------------------------------------------------------------ table
+
+
+def _fmt(v: Any, spread: Any = None, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    s = f"{v:,.1f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
+    if isinstance(spread, list) and len(spread) == 2 and spread[0] != spread[1]:
+        a, b = spread
+        s += f" ({a:,.4g}–{b:,.4g})"
+    return s + unit
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(scenario, figure, engine, floor, engine/floor) rows; engine figures are medians with
+    (min–max) of the runs."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    sc = result.get("scenarios", {})
+
+    def add(scn: str, fig: str, d: dict[str, Any], path: tuple[str, ...], floor: dict[str, Any] | None = None,
+            rat: Any = None, unit: str = "") -> None:
+        v = _get(d, *path)
+        sp = _get(d.get("spread", {}), *path) if isinstance(d, dict) else None
+        fv = _get(floor, *path) if floor else None
+        fsp = _get(floor.get("spread", {}), *path) if floor else None
+        rows.append((scn, fig, _fmt(v, sp, unit), _fmt(fv, fsp, unit) if floor else "", "" if rat is None else f"{rat:g}"))
+
+    if "throughput" in sc:
+        t = sc["throughput"]
+        f = t.get("floor")
+        r = t.get("ratio_to_floor", {})
+        add("throughput", "workflows/s", t, ("workflows_per_s",), f, r.get("workflows_per_s"))
+        add("throughput", "events/s", t, ("events_per_s",), f, r.get("events_per_s"))
+        for p in ("p50_ms", "p99_ms"):
+            add("throughput", f"latency {p[:3]} under load", t, ("latency", p), f,
+                ratio(_get(t, "latency", p), _get(f, "latency", p)), " ms")
+        add("throughput", "engine CPU (cores)", t, ("cpu", "engine", "cpu_cores"), f, r.get("engine_cpu_cores"))
+        add("throughput", "engine RSS", t, ("cpu", "engine", "rss_mb"), f, None, " MB")
+        add("throughput", "activity worker CPU (cores)", t, ("cpu", "activity_worker", "cpu_cores"), f)
+        add("throughput", "broker CPU (cores)", t, ("cpu", "broker", "cpu_cores"), f)
+        add("throughput", "load generator CPU (cores)", t, ("cpu", "load_generator", "cpu_cores"), f)
+    if "latency" in sc:
+        t = sc["latency"]
+        f = t.get("floor")
+        for rate in (t.get("rates") or {}):
+            rr = _get(t, "ratio_to_floor", rate) or {}
+            for p in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+                add("latency", f"{rate} start→result {p[:-3]}", t, ("rates", rate, p), f, rr.get(p), " ms")
+    if "timers" in sc:
+        t = sc["timers"]
+        if not t.get("available"):
+            rows.append(("timers", "-", "not available", "", ""))
+        else:
+            for k, v in t.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("runs",):
+                    add("timers", k, t, (k,))
+    if "rebuild" in sc:
+        t = sc["rebuild"]
+        add("rebuild", "events rebuilt", t, ("events",))
+        rows.append(("rebuild", "events/s", _fmt(t.get("events_per_s"), _get(t, "spread", "events_per_s")),
+                     _fmt(t.get("floor_read_events_per_s")),
+                     f"{ratio(t.get('events_per_s'), t.get('floor_read_events_per_s'), 3)}"))
+        add("rebuild", "method", t, ("method",))
+    if "recovery" in sc:
+        t = sc["recovery"]
+        add("recovery", "seconds until in-flight progress (median)", t, ("recovery_s_median",), None, None, " s")
+        add("recovery", "seconds until in-flight progress (max)", t, ("recovery_s_max",), None, None, " s")
+    if "floor" in sc and "throughput" not in sc and "latency" not in sc:
+        f = sc["floor"]
+        add("floor", "round trips/s", f.get("throughput", {}), ("workflows_per_s",))
+        for rate in _get(f, "latency", "rates") or {}:
+            for p in ("p50_ms", "p99_ms"):
+                add("floor", f"{rate} {p[:-3]}", f.get("latency", {}), ("rates", rate, p), None, None, " ms")
+    return rows
+
+
+def render_table(result: dict[str, Any], markdown: bool = False) -> str:
+    rows = table_rows(result)
+    head = ("scenario", "figure", "aion (median, min–max)", "kafka floor", "aion/floor")
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    out = ["  ".join(h.upper().ljust(w) for h, w in zip(head, widths))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def render_facts(result: dict[str, Any]) -> str:
+    m = result.get("machine", {})
+    o = result.get("options", {})
+    return (f"machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_mb')} MB, {m.get('os')}; "
+            f"python {m.get('python')}, faust {m.get('faust')}, aiokafka {m.get('aiokafka')}, "
+            f"confluent-kafka {m.get('confluent_kafka')} (librdkafka {m.get('librdkafka')}); "
+            f"kafka broker {m.get('kafka_broker') or 'unknown'} at {m.get('bootstrap')} "
+            f"({'same machine' if m.get('broker_on_this_machine') else 'remote'}); "
+            f"{m.get('partitions')} partitions, {o.get('engines')} engine worker(s), "
+            f"{o.get('activity_workers')} activity worker(s); {o.get('runs')} run(s) of {o.get('duration')}s each")

@@ -21,6 +21,7 @@ from ..exceptions import (
     WorkflowNotFoundError,
 )
 from ._client import Client
+from ._events import ConsumerGroupActiveError, EventConsumer, EventRecord
 from ._errors import CommandRejectedError, QueryTimeoutError, RPCTimeoutError, WorkflowResultTimeoutError
 from ._handle import WorkflowHandle
 from ._history import WorkflowDescription
@@ -30,6 +31,9 @@ __all__ = [
     "Client",
     "WorkflowHandle",
     "WorkflowDescription",
+    "EventConsumer",
+    "EventRecord",
+    "ConsumerGroupActiveError",
     "CommandRejectedError",
     "QueryTimeoutError",
     "RPCTimeoutError",

@@ -85,6 +85,8 @@ class Engine:
         self.workflows = self.app.Table("workflows", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
+        self._recovered: dict[int, set[str]] = {}
+        self._assigned_at_ms = now_ms()
         self._known_queues: set[str] = set()
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
         self.wheel = TimerWheel(self)
@@ -100,9 +102,12 @@ class Engine:
         for tp in revoked:
             if tp.topic == self.names.commands:
                 self._cache.pop(tp.partition, None)
+                self._recovered.pop(tp.partition, None)
         self.wheel.on_revoked({tp.partition for tp in revoked if tp.topic == self.names.commands})
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        self._assigned_at_ms = now_ms()
+        self._recovered.clear()
         self.wheel.on_assigned()
 
     def _active_partitions(self) -> set[int]:
@@ -117,7 +122,8 @@ class Engine:
     async def _agent(self, stream: Any) -> None:
         async for batch in stream.take_events(self.settings.batch_size, within=self.settings.batch_window):
             await self.process_batch(
-                [(ev.message.partition, ev.message.offset, ev.value, ev.message.key) for ev in batch]
+                [(ev.message.partition, ev.message.offset, ev.value, ev.message.key, ev.message.timestamp)
+                 for ev in batch]
             )
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
@@ -136,13 +142,32 @@ class Engine:
             cache.popitem(last=False)
         return ex
 
-    async def process_batch(self, batch: list[tuple[int, int, bytes | None, bytes | None]]) -> None:
+    def _needs_recovery(self, partition: int, workflow_id: str, timestamp: float | None) -> bool:
+        """Whether this command may be a re-delivery after a crash or hand-over, and the
+        workflow's recorded-but-maybe-unperformed effects must be issued again.
+
+        A command produced before this worker got the partition can be one whose batch was
+        recorded but whose effects were lost (the previous owner died between the two); the
+        first time such a command touches a workflow, the runtime's ``recovery_effects``
+        (live timers, undelivered activity attempts, child starts, cancel requests — all
+        idempotent downstream) are performed again. Later commands need nothing.
+        """
+        if timestamp is None or timestamp * 1000 > self._assigned_at_ms + 1000:
+            return False
+        seen = self._recovered.setdefault(partition, set())
+        if workflow_id in seen:
+            return False
+        seen.add(workflow_id)
+        return True
+
+    async def process_batch(self, batch: list[tuple[Any, ...]]) -> None:
         now = now_ms()
         new_events: list[tuple[int, Event]] = []
         effects: list[tuple[int, Any]] = []
         touched: dict[tuple[int, str], WorkflowExecution] = {}
         dlq: list[tuple[int, int, bytes | None, bytes | None, str]] = []
-        for partition, offset, raw, rkey in batch:
+        for partition, offset, raw, rkey, *rest in batch:
+            timestamp = rest[0] if rest else None
             if raw is None:
                 dlq.append((partition, offset, rkey, raw, "empty record value (tombstone) on the commands topic"))
                 continue
@@ -167,6 +192,8 @@ class Engine:
                 continue
             try:
                 ex = self._execution(partition, cmd.workflow_id)
+                if self._needs_recovery(partition, cmd.workflow_id, timestamp):
+                    effects.extend((partition, e) for e in ex.recovery_effects(now))
                 if isinstance(cmd.body, QueryWorkflow):
                     reply = ex.query(cmd)
                     if cmd.reply_to:

@@ -262,6 +262,36 @@ class EventConsumer:
             for rec in batch:
                 yield rec
 
+    def watermarks(self, timeout: float = 30.0) -> dict[int, tuple[int, int]]:
+        """``partition -> (first retained offset, end offset)`` of the partitions this consumer reads
+        (every partition of the topic while a group assignment is pending)."""
+        parts = self.assignment()
+        if not parts:
+            md = self._consumer.list_topics(self.topic, timeout=timeout)
+            parts = sorted(md.topics[self.topic].partitions)
+        return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)
+                for p in parts}
+
+    def positions(self) -> dict[int, int]:
+        """Next offset per partition after the records read so far (filtered ones included)."""
+        return dict(self._positions)
+
+    def caught_up(self, ends: dict[int, tuple[int, int]]) -> bool:
+        """Whether every partition of ``ends`` (from :meth:`watermarks`) was read to its end
+        offset, by this consumer or (per its group's committed offsets) before it."""
+        pos = dict(self._positions)
+        assigned = self._consumer.assignment()
+        if assigned:
+            for tp in self._consumer.position(assigned):
+                if tp.offset >= 0:
+                    pos[tp.partition] = max(pos.get(tp.partition, -1), tp.offset)
+        missing = [p for p, (lo, hi) in ends.items() if hi > lo and pos.get(p, -1) < hi]
+        if missing and self.group_id:
+            for tp in self._consumer.committed([TopicPartition(self.topic, p) for p in missing], timeout=10):
+                if tp.offset >= 0:
+                    pos[tp.partition] = max(pos.get(tp.partition, -1), tp.offset)
+        return all(hi <= lo or pos.get(p, -1) >= hi for p, (lo, hi) in ends.items())
+
     def assignment(self) -> list[int]:
         """The partitions this consumer reads now."""
         return sorted(tp.partition for tp in self._consumer.assignment())
@@ -326,14 +356,18 @@ class EventConsumer:
         request = ConsumerGroupTopicPartitions(group_id, [TopicPartition(topic, p, o) for p, o in offsets.items()])
         fut = admin.alter_consumer_group_offsets([request], request_timeout=timeout)[group_id]
         try:
-            fut.result()
+            result = fut.result()
+            errors = [tp.error for tp in result.topic_partitions if tp.error is not None]
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
+            errors = [exc.args[0] if exc.args else exc]
+        if errors:
+            err = errors[0]
             code = err.code() if isinstance(err, KafkaError) else None
+            # Kafka answers a reset of a group with members with "unknown member" per partition.
             if code in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
-                        getattr(KafkaError, "GROUP_SUBSCRIBED_TO_TOPIC", -999)) or "non-empty" in str(exc).lower():
+                        getattr(KafkaError, "GROUP_SUBSCRIBED_TO_TOPIC", -999)) or "non-empty" in str(err).lower():
                 raise ConsumerGroupActiveError(
                     f"consumer group {group_id!r} still has running members, so Kafka refuses to move its "
-                    f"offsets: stop every consumer of the group, then reset again ({exc})") from exc
-            raise
+                    f"offsets: stop every consumer of the group, then reset again ({err})")
+            raise KafkaException(err)
         return offsets

@@ -480,9 +480,13 @@ def rebuild_tables(
                 new[(table, p)] = _table(engine, table).data.rocksdb_options.open(work_dir / f"{table}-{p}.db")
 
         # 3. history: the events topic, record by record.
+        read_started = time.monotonic()
+        read_s = 0.0
+
         def report(phase: str, events: int, done: int) -> None:
             if progress is not None:
-                progress(RebuildProgress(phase, events, total, done, len(wanted), time.monotonic() - started))
+                elapsed = time.monotonic() - read_started if phase == "read" else read_s
+                progress(RebuildProgress(phase, events, total, done, len(wanted), elapsed))
 
         from rocksdict import WriteBatch
 
@@ -519,7 +523,7 @@ def rebuild_tables(
                 flush_batches()
                 pending_rows = 0
         flush_batches()
-        read_s = time.monotonic() - started
+        read_s = time.monotonic() - read_started
 
         # 4. workflows and timers: derived per workflow from its history.
         workflows = timers = 0

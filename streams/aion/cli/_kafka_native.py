@@ -124,9 +124,8 @@ def rebuild_cmd(ctx: click.Context, data_dir: str | None, partitions: tuple[int,
 # ---------------------------------------------------------------- replay check
 
 
-@cli.group("replay")
-def replay() -> None:
-    """Replay recorded histories against the current workflow code."""
+# ``aion replay`` is declared in _main (``aion replay FILE``); ``check`` registers on it.
+from ._main import replay  # noqa: E402
 
 
 @replay.command("check")

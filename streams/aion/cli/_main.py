@@ -375,6 +375,26 @@ def _load_history_file(path: str) -> list[Any]:
 
     return load_history(path)
 
+
+@workflow.command("list")
+@click.option("--type", "wf_type", default=None, help="Only this workflow type.")
+@click.option("--status", default=None, help="RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT.")
+@click.option("--attr", "attrs", multiple=True, help="Search attribute KEY=VALUE (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def wf_list(ctx: click.Context, wf_type: str | None, status: str | None, attrs: tuple[str, ...], as_json: bool) -> None:
+    """List workflows from the visibility index (the engine's workflows table)."""
+    import dataclasses
+
+    sa = dict(a.split("=", 1) for a in attrs)
+    rows = _client_call(ctx, lambda c: c.list_workflows(type=wf_type, status=status, search_attributes=sa or None))
+    out = [dataclasses.asdict(r) for r in rows]
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+    else:
+        _print_table(out, ["workflow_id", "workflow_type", "status", "history_length", "search_attributes"])
+
+
 # Command groups kept in their own modules register themselves on ``cli``.
 from . import _bench, _dlq, _kafka_native, _schedule  # noqa: E402,F401
 

@@ -192,6 +192,9 @@ class Step:
 
     events: list[Event] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
+    #: Why the command was refused (no event recorded), when it was: the engine dead-letters
+    #: refusals that have nobody to answer (no ``reply_to``).
+    refusal: Failure | None = None
 
     @property
     def replies(self) -> list[SendReply]:
@@ -292,6 +295,7 @@ class WorkflowExecution:
         self.history: list[Event] = []
         self.next_seq = 1
         self._command_ids: set[str] = set()
+        self._refusal: Failure | None = None
         self._start_runs: dict[str, str] = {}
         self.run: _Run | None = None
         self._first_run_id = ""
@@ -380,6 +384,7 @@ class WorkflowExecution:
         self._cmd = command
         self._new = []
         self._fx = []
+        self._refusal = None
         if self._resident_since_ms is None:
             self._resident_since_ms = now_ms
         try:
@@ -398,7 +403,7 @@ class WorkflowExecution:
                     log.warning("workflow %s: ignoring command of unknown type %s", self.workflow_id, type(b).__name__)
                 else:
                     handler(self, command, b)
-            return Step(self._new, self._fx)
+            return Step(self._new, self._fx, self._refusal)
         finally:
             self._cmd = None
             self._fx = None
@@ -858,6 +863,7 @@ class WorkflowExecution:
 
     def _refuse(self, command: Command, error: type[BaseException], message: str) -> None:
         failure = Failure(type=error.__name__, message=message)
+        self._refusal = failure
         b = command.body
         start = b.start if isinstance(b, SignalWithStart) else b
         if command.reply_to:
@@ -1018,9 +1024,20 @@ class WorkflowExecution:
 
     def _activity(self, run_id: str, activity_id: str, attempt: int) -> _Act | None:
         run = self.run
-        if run is None or run.status != RUNNING or run.run_id != run_id:
+        if run is None:
+            # Nobody to answer: the engine dead-letters the report with this reason.
+            self._refusal = Failure("WorkflowNotFoundError", (
+                f"activity report for workflow {self.workflow_id!r}, which does not exist; "
+                "the report was not recorded"))
             return None
+        if run.status != RUNNING or run.run_id != run_id:
+            return None  # a late report for a closed or older run: expected, dropped
         act = run.activities.get(activity_id)
+        if act is None:
+            self._refusal = Failure("ActivityNotFoundError", (
+                f"activity report for activity id {activity_id!r} of workflow {self.workflow_id!r} "
+                f"(run {run_id}), which never scheduled it; the report was not recorded"))
+            return None
         if act is None or act.closed or act.attempt != attempt:
             return None
         return act

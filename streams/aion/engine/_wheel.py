@@ -1,32 +1,56 @@
-"""The timer wheel: durable timer rows, armed in memory, fired as ``FireTimer`` commands.
+"""The timer wheel: durable timer rows, a near-due window in memory, fires as ``FireTimer``.
 
-- ``timers`` table (RocksDB, partition-local, own changelog): one row per armed timer,
-  keyed by ``(fire_at_ms, workflow_id, run_id, timer_id)`` so a scan reads them in due order.
-  Written (and its changelog record acknowledged) in the same batch as the event that armed it.
-- In memory: per-partition heaps of the armed timers of the partitions this worker owns,
-  loaded from the table once Faust's recovery has caught up after an assignment, dropped on
-  revocation.
-- The tick sends ``FireTimer`` for due timers to the commands topic of the workflow's own
-  partition, waits for Kafka's acknowledgement, then deletes the rows. A crash between the
-  two fires the timer again; the runtime records only the first fire of a live timer, so a
-  duplicate fire records nothing.
+One :class:`TimerWheel` per engine worker serves the partitions the worker owns
+(storage and window logic per partition: ``_timers.py``).
+
+- **Arm / disarm.** ``apply()`` turns a batch's ``ScheduleTimer`` / ``DropTimer`` effects into
+  rows of the ``timers`` table (written locally, sent to its changelog, and awaited with the
+  batch: record before effect). A timer due within the window (``WINDOW_MS``) also goes into
+  memory at once; later ones only into the table, with an index row so a ``DropTimer`` finds
+  them.
+- **The window.** The loop loads rows due before ``now + WINDOW_MS`` from the table in slices
+  of at most ``SCAN_ROWS`` rows, starting at the partition's persisted scan position (so a
+  worker taking over never walks the deleted rows firing leaves behind), and again every
+  ``ADVANCE_S`` as time moves on.
+- **Firing.** Due timers are sent as ``FireTimer`` commands to the workflow's partition of
+  the commands topic; once Kafka acknowledged them their rows are deleted. A timer whose
+  terminal state (``timer_terminal``: fired / cancelled / run closed) is already recorded
+  is dropped instead of sent, so a crash between a fire and its row's deletion, a
+  rebalance, or a cancel that raced the fire, costs no second fire. (The runtime also
+  ignores fires of timers that are not live: the table is the partition-local first line.)
+- **Bounded work.** No stretch of the loop runs longer than ``SLICE_S`` without yielding to
+  the event loop (command processing shares it); at most ``settings.timer_batch`` fires per
+  tick. Correctness does not depend on ticks: rows are durable and reloaded on assignment.
+- **Terminal states** come from ``on_recorded`` (the batch's events are durable):
+  ``TimerFired`` / ``TimerCancelled`` per (workflow, run, timer), and a run-closed marker when
+  a run ends (which covers its internal timers too: activity timeouts, retries, deadlines).
+- **Metrics** (``stats`` / :meth:`snapshot`, and a log line every ``STATS_EVERY_S``): fire lag
+  (recorded ``TimerFired`` time - ``fire_at``) as a histogram, send lag of every fire,
+  timers pending in memory per partition, the stored rows' estimate, fired/dropped counts and
+  the longest stretch the loop held the event loop.
+
+Fault injection (tests only): ``AION_FAULT`` (comma-separated) makes the worker ``os._exit(137)``
+at a point — ``after_fire_emit``: fires acknowledged by Kafka, rows not yet deleted;
+``after_fire_recorded``: a batch holding a ``TimerFired`` is durable, its effects not performed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from ..model import Command, Event, FireTimer
+from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired
 from ..runtime import effects as fx
-from ._store import scan_items
-from ._timers import TimerHeaps, TimerRow, parse_timer_key
+from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 
 if TYPE_CHECKING:
+    from ..runtime import WorkflowExecution
     from ._engine import Engine
 
 log = logging.getLogger("aion.engine.timers")
@@ -36,120 +60,402 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _faults() -> frozenset[str]:
+    return frozenset(f.strip() for f in os.environ.get("AION_FAULT", "").split(",") if f.strip())
+
+
+def _crash(point: str) -> None:
+    """Fault injection: die like ``kill -9`` would (no cleanup, no flush of Python buffers)."""
+    sys.stderr.write(f"aion: AION_FAULT={point}: exiting with 137\n")
+    sys.stderr.flush()
+    os._exit(137)
+
+
 class TimerWheel:
     """The engine's timer service (one per engine worker)."""
+
+    #: Timers due within this many ms are kept in memory.
+    WINDOW_MS = 60_000
+    #: How often the window is moved on (a row entering it is still ~WINDOW_MS from due).
+    ADVANCE_S = 1.0
+    #: Most rows loaded from the table per slice.
+    SCAN_ROWS = 2_000
+    #: Longest stretch of work before yielding to the event loop.
+    SLICE_S = 0.004
+    #: Longest sleep between ticks (nothing depends on it: arms wake the loop).
+    IDLE_S = 0.5
+    STATS_EVERY_S = 30.0
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.app = engine.app
         n = engine.settings.partitions
-        self.timers = self.app.Table("timers", key_type=bytes, value_type=bytes, partitions=n)
-        self._heaps = TimerHeaps()
-        self._loaded: set[int] = set()
+        tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
+        self.timers = self.app.Table("timers", **tbl)
+        self.terminal = self.app.Table("timer_terminal", **tbl)
+        self._parts: dict[int, WheelPartition] = {}
+        self._revoked: set[int] = set()
+        self._gen = 0
+        self._queued: list[tuple[Any, int, Write]] = []  # (table, partition, write) to changelog
+        self._recover: list[tuple[int, fx.ScheduleTimer]] = []
+        self._sent: dict[bytes, int] = {}  # ident -> fire_at of user-timer fires sent, for lag
         self._wakeup = asyncio.Event()
-        self.stats = {"timers_fired": 0}
+        self._next_advance = 0.0
+        self._last_stats = time.monotonic()
+        self._faults = _faults()
+        self.lag = LagHistogram()
+        self.send_lag = LagHistogram()
+        self.stats: dict[str, Any] = {
+            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "loaded": 0,
+            "tick_max_block_ms": 0.0,
+        }
         self.app.task(self._loop)
 
     # ------------------------------------------------------------------ engine hooks
 
     def on_revoked(self, partitions: set[int]) -> None:
+        self._gen += 1
         for p in partitions:
-            self._heaps.drop_partition(p)
-            self._loaded.discard(p)
+            self._parts.pop(p, None)
+            self._revoked.add(p)
 
     def on_assigned(self) -> None:
-        # Rows are (re)loaded by the loop once recovery has caught up.
-        self._loaded.clear()
-        for p in list(self._heaps.partitions()):
-            self._heaps.drop_partition(p)
+        # Reload everything from the table once recovery has caught up: the rows may have
+        # changed while another worker owned a partition.
+        self._gen += 1
+        self._parts.clear()
+        self._revoked.clear()
+        self._next_advance = 0.0
         self._wakeup.set()
 
     def on_recorded(self, events: list[tuple[int, Event]]) -> None:
-        """Events of a batch are durable (hook for terminal-state bookkeeping)."""
+        """A batch's events are durable: keep the terminal states (``timer_terminal``)."""
+        fired = False
+        for partition, ev in events:
+            b = ev.body
+            if isinstance(b, TimerFired):
+                fired = True
+                ident = ident_of(ev.workflow_id, ev.run_id, b.timer_id)
+                self._mark(partition, ident, TerminalStore.FIRED)
+                at = self._sent.pop(ident, None)
+                if at is not None:
+                    self.lag.observe(ev.recorded_at_ms - at)
+            elif isinstance(b, TimerCancelled):
+                self._mark(partition, ident_of(ev.workflow_id, ev.run_id, b.timer_id), TerminalStore.CANCELLED)
+            elif isinstance(b, RUN_CLOSING_EVENTS):
+                if partition in self._revoked:
+                    continue
+                out: list[Write] = []
+                TerminalStore(self._db(self.terminal, partition)).close_run(ev.workflow_id, ev.run_id, out)
+                self._queued.extend((self.terminal, partition, w) for w in out)
+        if fired and "after_fire_recorded" in self._faults:
+            _crash("after_fire_recorded")
+
+    def on_loaded(self, partition: int, ex: "WorkflowExecution") -> None:
+        """A workflow was rebuilt from history (cache miss, restart): re-arm its live timers
+        (idempotent), in case the batch that recorded them died before writing their rows."""
+        try:
+            effects = ex.recovery_effects(now_ms())
+        except Exception:  # never let bookkeeping fail a batch
+            log.exception("recovery effects of %s failed", ex.workflow_id)
+            return
+        self._recover.extend((partition, e) for e in effects if isinstance(e, fx.ScheduleTimer))
 
     async def apply(self, effects: list[tuple[int, Any]]) -> list[Any]:
         """Arm/disarm timers for a batch; returns the changelog sends to wait for."""
-        rows: list[tuple[int, bytes, bytes | None]] = []
+        writes: list[tuple[Any, int, Write]] = []
+        if self._recover:
+            effects = [*self._recover, *effects]
+            self._recover = []
+        wake = False
         for partition, eff in effects:
             if isinstance(eff, fx.ScheduleTimer):
-                row = TimerRow(partition, eff.fire_at_ms, eff.workflow_id, eff.run_id, eff.timer_id)
-                old = self._heaps.disarm(eff.workflow_id, eff.run_id, eff.timer_id)
-                if old is not None and old.key != row.key:
-                    rows.append((partition, old.key, None))
-                self._heaps.arm(row)
-                rows.append((partition, row.key, b"1"))
-                self._wakeup.set()
+                ident = ident_of(eff.workflow_id, eff.run_id, eff.timer_id)
+                part = self._part(partition)
+                if part is None:
+                    writes.extend(self._changelog_only_arm(partition, eff.fire_at_ms, ident))
+                    continue
+                out: list[Write] = []
+                if part.arm(eff.fire_at_ms, ident, out) is not None:
+                    wake = True
+                if out:
+                    self.stats["armed"] += 1
+                writes.extend((self.timers, partition, w) for w in out)
             elif isinstance(eff, fx.DropTimer):
-                row = self._heaps.disarm(eff.workflow_id, eff.run_id, eff.timer_id)
-                if row is not None:
-                    rows.append((partition, row.key, None))
-        return await self._write_rows(rows)
+                part = self._part(partition)
+                if part is None:
+                    continue
+                out = []
+                if part.drop(ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out):
+                    self.stats["disarmed"] += 1
+                writes.extend((self.timers, partition, w) for w in out)
+        if self._queued:
+            writes.extend(self._queued)
+            self._queued = []
+        if wake:
+            self._wakeup.set()
+        return await self._send(writes)
+
+    # ------------------------------------------------------------------ reading
 
     def pending(self, partition: int | None = None) -> int:
-        return self._heaps.pending(partition)
+        """Timers armed in memory (the near-due window) of one or all owned partitions."""
+        if partition is not None:
+            part = self._parts.get(partition)
+            return part.pending() if part is not None else 0
+        return sum(p.pending() for p in self._parts.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and metrics (see the module docs); cheap enough to call any time."""
+        stored: dict[int, int] = {}
+        for p in self._parts:
+            try:
+                stored[p] = int(self._db(self.timers, p).property_int_value("rocksdb.estimate-num-keys") or 0)
+            except Exception:
+                pass
+        return {
+            **self.stats,
+            "pending_in_memory": {p: part.pending() for p, part in sorted(self._parts.items())},
+            "stored_rows_estimate": stored,
+            "fire_lag_ms": self.lag.snapshot(),
+            "send_lag_ms": self.send_lag.snapshot(),
+        }
 
     # ------------------------------------------------------------------ rows
 
-    async def _write_rows(self, rows: Iterable[tuple[int, bytes, bytes | None]]) -> list[Any]:
-        topic = self.timers.changelog_topic.get_topic_name()
+    @staticmethod
+    def _db(table: Any, partition: int) -> Any:
+        return table.data._db_for_partition(partition)
+
+    def _part(self, partition: int) -> WheelPartition | None:
+        if partition in self._revoked:
+            return None
+        part = self._parts.get(partition)
+        if part is None:
+            part = self._parts[partition] = WheelPartition(partition, self._db(self.timers, partition))
+        return part
+
+    def _mark(self, partition: int, ident: bytes, state: bytes) -> None:
+        if partition in self._revoked:
+            return
+        out: list[Write] = []
+        TerminalStore(self._db(self.terminal, partition)).mark(ident, state, out)
+        self._queued.extend((self.terminal, partition, w) for w in out)
+
+    def _changelog_only_arm(self, partition: int, fire_at_ms: int, ident: bytes) -> list[tuple[Any, int, Write]]:
+        """A timer armed for a partition revoked mid-batch: no local row (the database is no
+        longer ours), but the changelog carries it to the new owner's table."""
+        from ._timers import INDEX_PREFIX, be_ms
+
+        log.warning("timer %s armed for revoked partition %d: written to the changelog only", ident, partition)
+        at = be_ms(fire_at_ms)
+        return [(self.timers, partition, (at + ident, b"I")), (self.timers, partition, (INDEX_PREFIX + ident, at))]
+
+    async def _send(self, writes: list[tuple[Any, int, Write]]) -> list[Any]:
+        """Send row writes to their tables' changelogs; Faust's persisted offset of a table
+        partition follows the acknowledgements (so recovery re-reads only what is new)."""
+        if not writes:
+            return []
+        producer = self.app.producer
         futs = []
-        for partition, key, value in rows:
-            db = self.timers.data._db_for_partition(partition)
-            if value is None:
-                db.delete(key)
-            else:
-                db.put(key, value)
-            futs.append(await self.app.producer.send(topic, key, value, partition, None, None))
+        gen = self._gen
+        for table, partition, (key, value) in writes:
+            fut = await producer.send(table.changelog_topic.get_topic_name(), key, value, partition, None, None)
+            fut.add_done_callback(lambda f, t=table, p=partition: self._acked(t, p, gen, f))
+            futs.append(fut)
         return futs
 
-    # ------------------------------------------------------------------ the tick
+    def _acked(self, table: Any, partition: int, gen: int, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None or gen != self._gen or partition in self._revoked:
+            return
+        try:
+            table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), fut.result().offset)
+        except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
+            log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
+
+    # ------------------------------------------------------------------ the loop
 
     async def _loop(self) -> None:
         """Fire due timers of the partitions this worker owns, as FireTimer commands."""
         while True:
             try:
-                await self._tick()
+                busy = await self._tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("timer tick failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            nxt = self._heaps.next_due_ms()
-            delay = 0.05 if nxt is None else min(0.05, max(0.0, (nxt - now_ms()) / 1000))
+            self._maybe_log_stats()
+            if busy:
+                await asyncio.sleep(0)
+                continue
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            delay = self.IDLE_S
+            nxt = self._next_due_ms()
+            if nxt is not None:
+                delay = min(delay, max(0.0, (nxt - now_ms()) / 1000))
+            delay = min(delay, max(0.0, self._next_advance - time.monotonic()))
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _next_due_ms(self) -> int | None:
+        best: bytes | None = None
+        for part in self._parts.values():
+            k = part.next_due()
+            if k is not None and (best is None or k < best):
+                best = k
+        return None if best is None else int.from_bytes(best[:8], "big", signed=True)
 
     def _active_partitions(self) -> set[int]:
         topic = self.engine.names.commands
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
-    async def _tick(self) -> None:
+    def _block(self, t0: float) -> float:
+        """Account a stretch of work that held the event loop; returns a fresh start time."""
+        t = time.perf_counter()
+        ms = (t - t0) * 1000
+        if ms > self.stats["tick_max_block_ms"]:
+            self.stats["tick_max_block_ms"] = round(ms, 3)
+        return t
+
+    async def _yield(self, t0: float) -> float:
+        self._block(t0)
+        await asyncio.sleep(0)
+        return time.perf_counter()
+
+    async def _tick(self) -> bool:
+        """One round: move the window on, fire what is due. True when it fired anything
+        (the loop then goes again at once)."""
         if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return False
+        gen = self._gen
+        for p in self._active_partitions() - set(self._parts) - self._revoked:
+            self._parts[p] = WheelPartition(p, self._db(self.timers, p))
+        await self._advance(gen)
+        if gen != self._gen:
+            return False
+        return await self._fire(gen)
+
+    async def _advance(self, gen: int) -> None:
+        mono = time.monotonic()
+        if mono < self._next_advance:
             return
-        for p in self._active_partitions() - self._loaded:
-            for key, _ in scan_items(self.timers, p):
-                self._heaps.arm(parse_timer_key(p, key))
-            self._loaded.add(p)
-        due = self._heaps.pop_due(now_ms(), self.engine.settings.timer_batch)
-        if not due:
-            return
+        target = now_ms() + self.WINDOW_MS
+        t0 = time.perf_counter()
+        done = True
+        for part in list(self._parts.values()):
+            while True:
+                before = len(part.live)
+                complete = part.load_slice(target, self.SCAN_ROWS)
+                self.stats["loaded"] += len(part.live) - before
+                t0 = await self._yield(t0)
+                if gen != self._gen:
+                    return
+                if complete:
+                    break
+                if len(part.live) - before == 0:  # nothing new (all already live): keep going
+                    continue
+                done = False
+                break  # fire what is loaded so far; resume the load next tick
+        self._next_advance = mono + self.ADVANCE_S if done else 0.0
+
+    async def _fire(self, gen: int) -> bool:
+        now = now_ms()
+        limit = self.engine.settings.timer_batch
+        taken: list[tuple[WheelPartition, list[bytes]]] = []
+        dropped: list[tuple[WheelPartition, list[bytes]]] = []
+        t0 = time.perf_counter()
+        for part in self._parts.values():
+            if limit <= 0:
+                break
+            keys = part.take_due(now, limit)
+            if not keys:
+                continue
+            limit -= len(keys)
+            terminal = TerminalStore(self._db(self.terminal, part.partition))
+            fire, drop = [], []
+            for key in keys:
+                (drop if terminal.state(key[8:]) is not None else fire).append(key)
+            if fire:
+                taken.append((part, fire))
+            if drop:
+                dropped.append((part, drop))
+        if not taken and not dropped:
+            self._block(t0)
+            await self._persist_low(gen)
+            return False
+
         codec = self.engine.codec
         commands = self.engine.names.commands
+        producer = self.app.producer
         futs = []
-        for row in due:
-            cmd = Command(
-                command_id=f"timer:{row.workflow_id}:{row.run_id}:{row.timer_id}:{row.fire_at_ms}",
-                workflow_id=row.workflow_id, sent_at_ms=now_ms(),
-                body=FireTimer(run_id=row.run_id, timer_id=row.timer_id, fire_at_ms=row.fire_at_ms))
-            futs.append(await self.app.producer.send(
-                commands, row.workflow_id.encode(), codec.encode_command(cmd), row.partition, None, None))
-        await asyncio.gather(*futs)
-        # The fire is on the log; the runtime drops duplicates, so the rows can go.
-        for row in due:
-            self._heaps.forget(row)
-        await asyncio.gather(*await self._write_rows([(r.partition, r.key, None) for r in due]))
-        self.stats["timers_fired"] += len(due)
+        try:
+            for part, keys in taken:
+                for key in keys:
+                    ident = key[8:]
+                    fire_at = int.from_bytes(key[:8], "big", signed=True)
+                    wf, run, tid = parse_ident(ident)
+                    sent = now_ms()
+                    cmd = Command(
+                        command_id=f"timer:{wf}:{run}:{tid}:{fire_at}", workflow_id=wf, sent_at_ms=sent,
+                        body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at))
+                    futs.append(await producer.send(
+                        commands, wf.encode(), codec.encode_command(cmd), part.partition, None, None))
+                    self.send_lag.observe(sent - fire_at)
+                    if tid.isdigit():  # a workflow's own timer: its TimerFired gives the fire lag
+                        self._sent[ident] = fire_at
+                    if time.perf_counter() - t0 > self.SLICE_S:
+                        t0 = await self._yield(t0)
+            self._block(t0)
+            await asyncio.gather(*futs)
+        except BaseException:
+            for part, keys in taken:
+                part.put_back(keys)
+            raise
+        if "after_fire_emit" in self._faults:
+            _crash("after_fire_emit")
+        if gen != self._gen:
+            return True  # the partitions moved meanwhile: the new owner re-fires (deduplicated)
+        t0 = time.perf_counter()
+        writes: list[tuple[Any, int, Write]] = []
+        for part, keys in (*taken, *dropped):
+            out: list[Write] = []
+            part.fired(keys, out)
+            writes.extend((self.timers, part.partition, w) for w in out)
+        self.stats["fired"] += sum(len(k) for _, k in taken)
+        self.stats["dropped_terminal"] += sum(len(k) for _, k in dropped)
+        if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
+            for ident in list(self._sent)[:100_000]:
+                del self._sent[ident]
+        self._block(t0)
+        await asyncio.gather(*await self._send(writes))
+        await self._persist_low(gen)
+        return True
+
+    async def _persist_low(self, gen: int) -> None:
+        if gen != self._gen:
+            return
+        mono = time.monotonic()
+        writes: list[tuple[Any, int, Write]] = []
+        for part in self._parts.values():
+            out: list[Write] = []
+            part.advance_low(mono, out)
+            writes.extend((self.timers, part.partition, w) for w in out)
+        if writes:
+            await asyncio.gather(*await self._send(writes))
+
+    def _maybe_log_stats(self) -> None:
+        mono = time.monotonic()
+        if mono - self._last_stats < self.STATS_EVERY_S:
+            return
+        self._last_stats = mono
+        lag = self.lag.snapshot()
+        log.info(
+            "timers: fired=%d dropped_terminal=%d pending_in_memory=%d fire_lag p50=%sms p99=%sms max=%sms "
+            "(n=%d) tick_max_block=%.1fms",
+            self.stats["fired"], self.stats["dropped_terminal"], self.pending(),
+            lag["p50_ms"], lag["p99_ms"], lag["max_ms"], lag["count"], self.stats["tick_max_block_ms"])

@@ -141,3 +141,18 @@ def test_ensure_topics_names_an_unreachable_broker(topic_prefix: str) -> None:
     s = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix=topic_prefix)
     with pytest.raises(TopicConfigError, match=r"could not reach Kafka at 127.0.0.1:1.*kafka-local start"):
         ensure_topics(s, timeout=1)
+
+
+def test_topics_are_served_as_soon_as_ensure_topics_returns(settings: Settings) -> None:
+    # Kafka lists a new partition's leader slightly before that broker serves it (NOT_LEADER
+    # on ListOffsets in between); ensure_topics waits that out, so callers need no retries.
+    from confluent_kafka import Consumer, TopicPartition
+
+    ensure_topics(settings, task_queues=("default", "other"))
+    consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}-probe"})
+    try:
+        for topic in TopicNames(settings.topic_prefix).all(("default", "other")):
+            for p in range(settings.partitions):
+                assert consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5) == (0, 0)
+    finally:
+        consumer.close()

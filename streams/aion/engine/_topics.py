@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from ._settings import Settings
 
@@ -144,8 +144,14 @@ def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",),
 
 
 def _wait_visible(admin: AdminClient, settings: Settings, topics: list[str], timeout: float) -> None:
-    """Wait until the created topics have leaders for every partition, so producers can use them."""
+    """Wait until every partition of the created topics is served by its leader.
+
+    Metadata lists a new partition's leader a moment before that broker has created the
+    partition: in between, ListOffsets (consumers' watermarks) answers NOT_LEADER_OR_FOLLOWER.
+    So wait for metadata, then for ListOffsets to succeed on every partition.
+    """
     deadline = time.monotonic() + timeout
+    problem = "no metadata yet"
     while True:
         md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
         pending = [
@@ -153,11 +159,19 @@ def _wait_visible(admin: AdminClient, settings: Settings, topics: list[str], tim
             if t not in md.topics or md.topics[t].error is not None
             or any(p.leader < 0 for p in md.topics[t].partitions.values())
         ]
-        if not pending:
-            return
+        if pending:
+            problem = f"topics {pending} have no partition leaders in metadata"
+        else:
+            wanted = {TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in md.topics[t].partitions}
+            try:
+                for fut in admin.list_offsets(wanted, request_timeout=max(1.0, deadline - time.monotonic())).values():
+                    fut.result()
+                return
+            except KafkaException as exc:
+                problem = f"partitions not served yet ({exc})"
         if time.monotonic() >= deadline:
-            raise TopicAdminError(f"topics {pending} were created but have no partition leaders after "
-                                  f"{timeout:.0f}s; check the broker on {settings.bootstrap_servers}")
+            raise TopicAdminError(f"topics {topics} were created but are not usable after {timeout:.0f}s: "
+                                  f"{problem}; check the broker on {settings.bootstrap_servers}")
         time.sleep(0.05)
 
 

@@ -153,3 +153,15 @@ async def test_activity_result_for_unknown_activity_or_stale_attempt_records_not
     with pytest.raises(WorkflowNotFoundError):
         await h.signal("decide", "x")
     assert [e.seq for e in await h.history()] == [e.seq for e in before]
+    # A report for an activity a running workflow never scheduled is dead-lettered with the
+    # reason; late reports for a closed run (above) are expected re-deliveries, dropped quietly.
+    waiting = await client.start_workflow("Approval", 1, id="stale-2")
+    run_id = (await waiting.history())[0].run_id
+    cmd = Command(command_id="stale-99", workflow_id="stale-2", sent_at_ms=0,
+                  body=ActivityTaskCompleted(run_id=run_id, activity_id="99", attempt=1,
+                                             result=Payload("application/json", b'"late"')))
+    produce_raw(settings, b"stale-2", codec.encode_command(cmd))
+    letters = [l for l in dead_letters(settings, 1) if l[0] == b"stale-2"]
+    assert len(letters) == 1
+    assert b"ActivityNotFoundError" in letters[0][2]["aion.reason"]
+    assert [l for l in dead_letters(settings, 1, timeout=3) if l[0] == b"stale-1"] == []

@@ -209,6 +209,10 @@ class Engine:
                         command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
                         failure=Failure(type="EngineError", message=f"the engine could not process {cmd.type} for workflow {cmd.workflow_id!r}: {exc}; the command was dead-lettered to {self.names.dlq}")))))
                 continue
+            refusal = getattr(step, "refusal", None)
+            if refusal is not None and not cmd.reply_to and not step.effects:
+                # Refused with nobody to tell (no reply_to): keep it, with the reason.
+                dlq.append((partition, offset, rkey, raw, f"{cmd.type} refused: {refusal.type}: {refusal.message}"))
             for ev in step.events:
                 new_events.append((partition, ev))
             for eff in step.effects:

@@ -194,3 +194,68 @@ class Deadlocker:
         while os.path.exists(flag):
             time.sleep(0.05)
         return await workflow.execute_activity(greet, "fixed", start_to_close_timeout=timedelta(seconds=10))
+
+
+@activity.defn
+def beat_then_hang(key: str) -> str:
+    """Heartbeats once, then hangs without heartbeats (a lost worker thread)."""
+    path = os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), f"hb-{key}")
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as f:
+        f.write(str(n + 1))
+    if n == 0:
+        activity.heartbeat("first")
+        time.sleep(4)
+    return f"attempt {n + 1}"
+
+
+@activity.defn
+async def notice_cancel(key: str) -> str:
+    """Waits to be cancelled by the server and leaves a mark when it is."""
+    try:
+        for _ in range(600):
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        with open(os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), f"cancelled-{key}"), "w") as f:
+            f.write("cancelled")
+        raise
+    return "never cancelled"
+
+
+@workflow.defn
+class HeartbeatTimeout:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        return await workflow.execute_activity(
+            beat_then_hang, key, start_to_close_timeout=timedelta(seconds=30), heartbeat_timeout=timedelta(seconds=1),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=3))
+
+
+@workflow.defn
+class CancelActivity:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        handle = workflow.start_activity(notice_cancel, key, start_to_close_timeout=timedelta(seconds=90),
+                                         heartbeat_timeout=timedelta(seconds=10))
+        await workflow.sleep(timedelta(seconds=1))
+        handle.cancel()
+        try:
+            await handle
+        except (CancelledError, Exception) as exc:
+            return f"activity ended: {type(exc).__name__}"
+        return "activity finished"
+
+
+@workflow.defn
+class ClosingParent:
+    """Starts one long child per close policy, then finishes (or waits to be terminated)."""
+
+    @workflow.run
+    async def run(self, wait: bool) -> str:
+        wid = workflow.info().workflow_id
+        for policy in ("TERMINATE", "REQUEST_CANCEL", "ABANDON"):
+            await workflow.start_child_workflow(Sleeper.run, 3600, id=f"{wid}-{policy.lower()}", parent_close_policy=policy)
+        if wait:
+            await workflow.sleep(timedelta(hours=1))
+        return "parent done"

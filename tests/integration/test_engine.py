@@ -172,3 +172,45 @@ async def test_failover_to_second_engine(cluster, client):  # type: ignore[no-un
     results = await asyncio.gather(*(h.result(timeout=120) for h in handles))
     assert results == [sum(2 * i for i in range(6))] * 6
     assert second.alive()
+
+
+async def test_heartbeat_timeout_retries_the_activity(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("HeartbeatTimeout", "hb1", id="hb-1")
+    assert await h.result(timeout=60) == "attempt 2"
+    timed_out = [e for e in await h.history() if e.type == "ActivityTimedOut"]
+    assert [(e.body.attempt, e.body.timeout_type) for e in timed_out] == [(1, "HEARTBEAT")]
+
+
+async def test_server_initiated_cancellation_reaches_the_activity(cluster, client, tmp_path):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    h = await client.start_workflow("CancelActivity", "c1", id="cancel-act-1")
+    assert (await h.result(timeout=60)).startswith("activity ended")
+    for _ in range(50):
+        if (tmp_path / "cancelled-c1").exists():
+            break
+        await asyncio.sleep(0.1)
+    assert (tmp_path / "cancelled-c1").read_text() == "cancelled"
+    assert "ActivityCancelRequested" in types(await h.history())
+
+
+async def test_parent_close_policies(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    parent = await client.start_workflow("ClosingParent", False, id="pcp")
+    assert await parent.result(timeout=60) == "parent done"
+
+    async def last_type(wid: str) -> str:
+        for _ in range(100):
+            t = types(await client.get_workflow_handle(wid).history())
+            if t and t[-1] in ("WorkflowTerminated", "WorkflowCancelled", "WorkflowCompleted"):
+                return t[-1]
+            await asyncio.sleep(0.2)
+        return t[-1] if t else ""
+
+    assert await last_type("pcp-terminate") == "WorkflowTerminated"
+    assert await last_type("pcp-request_cancel") in ("WorkflowCancelled",)
+    t = types(await client.get_workflow_handle("pcp-abandon").history())
+    assert t[-1] in ("TimerStarted",) and "WorkflowTerminated" not in t  # abandoned: still running
+    assert await client.get_workflow_handle("pcp-abandon").describe()

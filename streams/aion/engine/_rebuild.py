@@ -4,25 +4,30 @@ The events topic is the system of record; the engine's tables are caches of it:
 
 - ``history``: the events topic *is* its changelog, so its rows are the topic's records
   (last record per ``{workflow_id, seq}`` key wins, a tombstone deletes);
-- ``workflows`` (visibility rows) and ``timers`` (armed timers of open runs) are functions of
-  each workflow's history, derived here with the runtime
-  (``WorkflowExecution.from_history(..., run_code=False)``: engine state without workflow code).
+- ``workflows`` (visibility rows), ``timers`` (armed timers of open runs) and
+  ``timer_terminal`` (fired / cancelled timers, closed runs) are functions of each workflow's
+  history, derived here with the runtime (``WorkflowExecution.from_history(...,
+  run_code=False)``: engine state without workflow code) and written through the engine's own
+  storage classes.
 
 The rebuild reads the events topic from its first offset into *fresh* RocksDB folders (opened
-with Faust's own RocksDB options, at Faust's own per-partition paths), compares digests with
-the tables it replaces, records Faust's persisted offsets (so the worker's recovery resumes
-where the rebuild stopped instead of re-applying old changelog records over the new state),
-then swaps the folders in. The worker must be stopped: its RocksDB LOCK files are held for the
-whole rebuild, so a worker started meanwhile waits instead of mixing old and new state.
+with Faust's own RocksDB options, at Faust's own per-partition paths
+``<data_dir>/v1/tables/<table>-<partition>.db``), compares digests with the tables it replaces,
+records Faust's persisted offsets (so the worker's recovery resumes where the rebuild stopped
+instead of re-applying old changelog records over the new state), then swaps the folders in.
+The worker must be stopped: the current tables' RocksDB LOCK files are held for the whole
+rebuild, so a worker started meanwhile waits instead of mixing old and new state.
 
 Faust's persisted offset of a table partition is the offset of the last changelog record the
 local database holds; recovery reads the changelog from the next one.
 
 - history: the events partition's end offset at the start of the rebuild, minus one;
-- workflows / timers: the end offsets of their own changelog topics, read *before* the events
-  topic. Every record already on those changelogs was written after the events it reflects were
-  durable, so the rebuilt rows already contain what they say; newer records (from a worker that
-  still owns the partition) are newer changes and are applied on top by recovery.
+- the derived tables: the end offsets of their own changelog topics, read *before* the events
+  topic. Every record already on those changelogs was written after the events it reflects
+  were durable, so the rebuilt rows already contain what they say; newer records (from a
+  worker that owns the partition meanwhile) are newer changes and recovery applies them on top.
+  The changelogs themselves are not rewritten: a stale row on them is harmless (see the
+  README's "Kafka-native use").
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from ..codec import Codec
 from ..model import Event
 from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
-from ._timers import TimerRow
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -54,13 +58,11 @@ __all__ = [
     "rebuild_tables",
     "scan_events",
     "read_histories",
-    "derive_rows",
+    "DerivedTables",
 ]
 
 #: Faust's key for a table partition's persisted changelog offset (``faust.stores.rocksdb``).
 OFFSET_KEY = b"__faust\0offset__"
-#: The tables this module derives, in the order they are built.
-TABLES = ("history", "workflows", "timers")
 
 
 class RebuildError(Exception):
@@ -310,34 +312,78 @@ def read_histories(
 # ---------------------------------------------------------------------------- derived rows
 
 
-def derive_rows(workflow_id: str, events: list[Event], partition: int, now_ms: int) -> tuple[bytes, list[bytes]]:
-    """The ``workflows`` row and the ``timers`` row keys of one workflow, from its history.
+class DerivedTables:
+    """The derived tables of one partition, written the way the engine writes them.
 
-    Timers are the live timers of the open run (``recovery_effects``: user timers, activity
-    timeouts and retry backoffs, execution/run deadlines, the task retry of a held workflow);
-    a heartbeat timeout is re-armed from ``now_ms`` because heartbeats are not recorded."""
-    from ._engine import _visibility_row
+    Rows go through the engine's own storage classes (``WheelPartition`` for ``timers``,
+    ``TerminalStore`` for ``timer_terminal``) so that the rebuilt rows have exactly the layout
+    the running engine reads; ``dbs`` maps a table name to a database (rocksdict, raw mode)."""
 
-    ex = WorkflowExecution.from_history(None, workflow_id, events, run_code=False)
-    timers = [
-        TimerRow(partition, eff.fire_at_ms, eff.workflow_id, eff.run_id, eff.timer_id).key
-        for eff in ex.recovery_effects(now_ms)
-        if isinstance(eff, fx.ScheduleTimer)
-    ]
-    return _visibility_row(ex), timers
+    def __init__(self, partition: int, dbs: dict[str, Any], now_ms: int) -> None:
+        from ._timers import TerminalStore, WheelPartition, be_ms
+        from ._wheel import TimerWheel
+
+        self.partition = partition
+        self.now_ms = now_ms
+        self.workflows = dbs["workflows"]
+        self.timers = WheelPartition(partition, dbs["timers"]) if "timers" in dbs else None
+        if self.timers is not None:
+            # Timers due within the engine's in-memory window at the time of the rebuild are
+            # "near" rows (no index row), later ones indexed: as if armed now.
+            self.timers.loaded_upto = be_ms(now_ms + TimerWheel.WINDOW_MS)
+        self.terminal = TerminalStore(dbs["timer_terminal"]) if "timer_terminal" in dbs else None
+        self.workflow_rows = 0
+        self.timer_rows = 0
+
+    def add(self, workflow_id: str, events: list[Event]) -> None:
+        """Derive one workflow's rows from its whole history (events in seq order)."""
+        from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired
+        from ._engine import _visibility_row
+        from ._timers import ident_of
+
+        ex = WorkflowExecution.from_history(None, workflow_id, events, run_code=False)
+        self.workflows.put(workflow_id.encode(), _visibility_row(ex))
+        self.workflow_rows += 1
+        if self.timers is not None:
+            for eff in ex.recovery_effects(self.now_ms):
+                if isinstance(eff, fx.ScheduleTimer):
+                    out: list[Any] = []
+                    self.timers.arm(eff.fire_at_ms, ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out)
+                    self.timer_rows += 1
+            self.timers.live.clear()
+            self.timers.heap.clear()
+        if self.terminal is not None:
+            # What the wheel's on_recorded keeps, event by event.
+            sink: list[Any] = []
+            for ev in events:
+                b = ev.body
+                if isinstance(b, TimerFired):
+                    self.terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), self.terminal.FIRED, sink)
+                elif isinstance(b, TimerCancelled):
+                    self.terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), self.terminal.CANCELLED, sink)
+                elif isinstance(b, RUN_CLOSING_EVENTS):
+                    self.terminal.close_run(workflow_id, ev.run_id, sink)
 
 
 # ---------------------------------------------------------------------------- digests
 
 
-def _rows(db: Any) -> Iterator[tuple[bytes, bytes]]:
+def _rows(db: Any, skip: tuple[bytes, ...] = (OFFSET_KEY,)) -> Iterator[tuple[bytes, bytes]]:
     it = db.iter()
     it.seek_to_first()
     while it.valid():
         k = it.key()
-        if k != OFFSET_KEY:
+        if k not in skip:
             yield k, it.value()
         it.next()
+
+
+def _state_rows(db: Any) -> Iterator[tuple[bytes, bytes]]:
+    """Rows that are state, not bookkeeping: without Faust's offset and the timer wheel's scan
+    position (``META_LOW``: how far a worker's scan got, not which timers are armed)."""
+    from ._timers import META_LOW
+
+    return _rows(db, (OFFSET_KEY, META_LOW))
 
 
 def _digest(table: str, old: list[Any], new: list[Any]) -> TableDigest:
@@ -345,8 +391,8 @@ def _digest(table: str, old: list[Any], new: list[Any]) -> TableDigest:
     h_old, h_new = hashlib.sha256(), hashlib.sha256()
     d = TableDigest(table, "", "", 0, 0)
     for odb, ndb in zip(old, new):
-        o_it = _rows(odb) if odb is not None else iter(())
-        n_it = _rows(ndb)
+        o_it = _state_rows(odb) if odb is not None else iter(())
+        n_it = _state_rows(ndb)
         o = next(o_it, None)
         n = next(n_it, None)
         while o is not None or n is not None:
@@ -392,25 +438,32 @@ def _engine_for(settings: Settings) -> "Engine":
     return Engine(settings, Registry())
 
 
-_ATTR = {"history": "history", "workflows": "workflows", "timers": "wheel.timers"}
+#: Where the engine keeps each table this module rebuilds.
+_ATTR = {"history": "history", "workflows": "workflows", "timers": "wheel.timers",
+         "timer_terminal": "wheel.terminal"}
 
 
-def _table(engine: "Engine", name: str) -> Any:
-    obj: Any = engine
-    for part in _ATTR[name].split("."):
-        obj = getattr(obj, part)
-    return obj
+def _tables(engine: "Engine") -> dict[str, Any]:
+    """The engine's Faust tables by name (the ones this engine version has)."""
+    out: dict[str, Any] = {}
+    for name, path in _ATTR.items():
+        obj: Any = engine
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            out[name] = obj
+    return out
 
 
-def _open_old(engine: "Engine", table: str, path: Path) -> Any:
+def _open_old(table: Any, path: Path, data_dir: Path) -> Any:
     try:
-        return _table(engine, table).data.rocksdb_options.open(path)
+        return table.data.rocksdb_options.open(path)
     except Exception as exc:
         if "lock" in str(exc).lower():
             raise DataDirInUseError(
                 f"{path} is locked by another process: an engine worker (`aion worker`) is using the data "
-                f"folder {engine.settings.data_dir}. Stop that worker first; `aion rebuild` replaces its "
-                f"tables and must not run beside it.") from exc
+                f"folder {data_dir}. Stop that worker first; `aion rebuild` replaces its tables and must not "
+                "run beside it.") from exc
         raise RebuildError(f"cannot open {path}: {exc}") from exc
 
 
@@ -435,6 +488,8 @@ def rebuild_tables(
     engine = _engine_for(settings)
     codec = engine.codec
     names = engine.names
+    tables = _tables(engine)
+    derived = [t for t in tables if t != "history"]
     table_dir = Path(engine.app.conf.tabledir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = table_dir.parent / f"rebuild-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -454,8 +509,8 @@ def rebuild_tables(
         if bad:
             raise RebuildError(f"partition(s) {bad} do not exist: {names.events!r} has {n} partitions")
         changelog_ends: dict[str, dict[int, int]] = {}
-        for table in ("workflows", "timers"):
-            topic = _table(engine, table).changelog_topic.get_topic_name()
+        for table in derived:
+            topic = tables[table].changelog_topic.get_topic_name()
             if _topic_partitions(probe, topic) is not None:
                 changelog_ends[table] = {p: hi for p, (_, hi) in _end_offsets(probe, topic, wanted).items()}
             else:
@@ -468,26 +523,26 @@ def rebuild_tables(
     # 2. Hold the current tables (their LOCK files) for the whole rebuild.
     old: dict[tuple[str, int], Any] = {}
     new: dict[tuple[str, int], Any] = {}
+    read_started = time.monotonic()
+    read_s = 0.0
+
+    def report(phase: str, events: int, done: int) -> None:
+        if progress is not None:
+            elapsed = time.monotonic() - read_started if phase == "read" else read_s
+            progress(RebuildProgress(phase, events, total, done, len(wanted), elapsed))
+
     try:
-        for table in TABLES:
+        for table, t in tables.items():
             for p in wanted:
-                path = _table(engine, table).data.partition_path(p)
+                path = t.data.partition_path(p)
                 if path.exists():
-                    old[(table, p)] = _open_old(engine, table, path)
+                    old[(table, p)] = _open_old(t, path, Path(settings.data_dir))
         work_dir.mkdir(parents=True)
-        for table in TABLES:
+        for table, t in tables.items():
             for p in wanted:
-                new[(table, p)] = _table(engine, table).data.rocksdb_options.open(work_dir / f"{table}-{p}.db")
+                new[(table, p)] = t.data.rocksdb_options.open(work_dir / f"{table}-{p}.db")
 
         # 3. history: the events topic, record by record.
-        read_started = time.monotonic()
-        read_s = 0.0
-
-        def report(phase: str, events: int, done: int) -> None:
-            if progress is not None:
-                elapsed = time.monotonic() - read_started if phase == "read" else read_s
-                progress(RebuildProgress(phase, events, total, done, len(wanted), elapsed))
-
         from rocksdict import WriteBatch
 
         last = {"t": 0.0}
@@ -507,6 +562,7 @@ def rebuild_tables(
                 new[("history", p)].write(wb)
             batches.clear()
 
+        read_started = time.monotonic()
         for p, _, key, value in scan_events(settings, wanted, progress=on_progress, ends=ends):
             events += 1
             if key is None:
@@ -525,26 +581,22 @@ def rebuild_tables(
         flush_batches()
         read_s = time.monotonic() - read_started
 
-        # 4. workflows and timers: derived per workflow from its history.
+        # 4. The derived tables, per workflow from its history; Faust's persisted offsets.
         workflows = timers = 0
-        offsets: dict[str, dict[int, int]] = {t: {} for t in TABLES}
+        offsets: dict[str, dict[int, int]] = {t: {} for t in tables}
         for p in wanted:
-            hist = new[("history", p)]
-            wdb, tdb = new[("workflows", p)], new[("timers", p)]
-            for wid, evs in _group_by_workflow(codec, _rows(hist)):
-                row, timer_keys = derive_rows(wid, evs, p, now_ms)
-                wdb.put(wid.encode(), row)
-                workflows += 1
-                for tk in timer_keys:
-                    tdb.put(tk, b"1")
-                    timers += 1
+            out = DerivedTables(p, {t: new[(t, p)] for t in derived}, now_ms)
+            for wid, evs in _group_by_workflow(codec, _rows(new[("history", p)])):
+                out.add(wid, evs)
+            workflows += out.workflow_rows
+            timers += out.timer_rows
             if ends[p][1] > 0:
                 offsets["history"][p] = ends[p][1] - 1
-            for table in ("workflows", "timers"):
+            for table in derived:
                 hi = changelog_ends[table].get(p, 0)
                 if hi > 0:
                     offsets[table][p] = hi - 1
-            for table in TABLES:
+            for table in tables:
                 if p in offsets[table]:
                     new[(table, p)].put(OFFSET_KEY, str(offsets[table][p]).encode())
         report("derive", events, len(wanted))
@@ -552,18 +604,20 @@ def rebuild_tables(
         # 5. Digests: old vs rebuilt.
         digests = [
             _digest(table, [old.get((table, p)) for p in wanted], [new[(table, p)] for p in wanted])
-            for table in TABLES
+            for table in tables
         ]
         result = RebuildReport(
             data_dir=Path(settings.data_dir), table_dir=table_dir, partitions=wanted, events=events,
             workflows=workflows, timers=timers, read_s=read_s, total_s=0.0, digests=digests, offsets=offsets)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
     finally:
         for db in (*old.values(), *new.values()):
             try:
                 db.close()
             except Exception:  # pragma: no cover - closing twice / already failed
                 pass
-        old_paths = list(old)
     if not swap:
         shutil.rmtree(work_dir, ignore_errors=True)
         result.total_s = time.monotonic() - started
@@ -573,20 +627,18 @@ def rebuild_tables(
     # 6. Swap: the replaced tables go to a backup folder (or away), the fresh ones in.
     backup = table_dir.parent / f"replaced-{stamp}"
     table_dir.mkdir(parents=True, exist_ok=True)
-    if old_paths:
+    if old:
         backup.mkdir(parents=True, exist_ok=True)
-    for table in TABLES:
+    for table, t in tables.items():
         for p in wanted:
-            target = _table(engine, table).data.partition_path(p)
-            if (table, p) in old_paths and target.exists():
+            target = t.data.partition_path(p)
+            if (table, p) in old and target.exists():
                 target.rename(backup / target.name)
             (work_dir / f"{table}-{p}.db").rename(target)
     shutil.rmtree(work_dir, ignore_errors=True)
-    if old_paths and not keep_backup:
+    if old and not keep_backup:
         shutil.rmtree(backup, ignore_errors=True)
-        result.backup_dir = None
-    else:
-        result.backup_dir = backup if old_paths else None
+    result.backup_dir = backup if old and keep_backup else None
     result.swapped = True
     result.total_s = time.monotonic() - started
     report("done", events, len(wanted))

@@ -81,7 +81,7 @@ class Client:
         self.result_resend_interval = result_resend_interval
         self._base_config = settings.confluent_config()
         self._producer = AsyncProducer(
-            producer_config(self._base_config, max_payload_bytes=settings.max_payload_bytes,
+            producer_config(self._base_config, max_record_bytes=settings.max_record_bytes,
                             client_id=f"{settings.topic_prefix}.client")
         )
         self._router = ReplyRouter(self._base_config, self.names.replies, self.codec.decode_reply,
@@ -119,9 +119,7 @@ class Client:
         if settings is None:
             settings = Settings.from_env(**overrides)
         elif overrides:
-            import dataclasses
-
-            settings = dataclasses.replace(settings, **overrides)
+            settings = settings.replace(**overrides)
         client = cls(settings, converter=converter, codec=codec, rpc_timeout=rpc_timeout)
         await client._start(reply_partition)
         return client

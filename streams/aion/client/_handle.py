@@ -24,7 +24,7 @@ from ._history import (
     describe,
     read_history,
 )
-from ._kafka import fatal_or_log
+from ._kafka import consume_available, fatal_or_log
 from ._names import handler_name
 from ._replies import ReplyWaiter
 
@@ -221,7 +221,7 @@ class WorkflowHandle:
         latest_seen: Event | None = None
 
         def batch() -> tuple[list[tuple[int, bytes | None]], int]:
-            msgs = fatal_or_log(consumer.consume(1000, poll_timeout), "events follower")
+            msgs = fatal_or_log(consume_available(consumer, 1000, poll_timeout), "events follower")
             out = []
             for m in msgs:
                 seq = keys.seq_of(m.key())

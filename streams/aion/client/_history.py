@@ -28,7 +28,7 @@ from ..model import (
     WorkflowTerminated,
     WorkflowTimedOut,
 )
-from ._kafka import consumer_config, fatal_or_log, private_group_id
+from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 
 #: Closing event -> the status of the run it closes.
 STATUS_OF_CLOSE: dict[type, str] = {
@@ -92,7 +92,7 @@ class EventPartitionReader:
             )
         )
         tp = TopicPartition(self.topic, self.partition)
-        low, high = c.get_watermark_offsets(tp, timeout=10)
+        low, high = watermarks(c, tp)
         c.assign([TopicPartition(self.topic, self.partition, low if from_beginning else high)])
         return c, low, high
 
@@ -110,7 +110,7 @@ def read_until(
     while True:
         if last >= end - 1:
             return
-        msgs = fatal_or_log(c.consume(1000, 0.2), f"events reader {topic}[{partition}]")
+        msgs = fatal_or_log(consume_available(c, 1000, 0.2), f"events reader {topic}[{partition}]")
         for m in msgs:
             last = m.offset()
             yield m

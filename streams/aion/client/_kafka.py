@@ -18,11 +18,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 log = logging.getLogger(__name__)
 
-#: Extra room over the largest user payload for the envelope of a command.
-ENVELOPE_ROOM = 64 * 1024
 
 
-def producer_config(base: dict[str, Any], *, max_payload_bytes: int, client_id: str) -> dict[str, Any]:
+def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: str) -> dict[str, Any]:
     """The producer settings aion uses everywhere.
 
     - ``acks=all`` + idempotence: an accepted command is on every in-sync replica, no duplicates
@@ -39,7 +37,7 @@ def producer_config(base: dict[str, Any], *, max_payload_bytes: int, client_id: 
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
             "linger.ms": 2,
-            "message.max.bytes": max(1_000_000, max_payload_bytes + ENVELOPE_ROOM),
+            "message.max.bytes": max(1_000_000, max_record_bytes),
         }
     )
     return cfg
@@ -190,6 +188,22 @@ def raise_for_message_error(msg: Message) -> None:
         raise KafkaException(err)
 
 
+def consume_available(consumer: Any, n: int, timeout: float) -> list[Message]:
+    """Up to ``n`` records: waits at most ``timeout`` for the first, then takes only what is
+    already fetched.
+
+    ``Consumer.consume(n, timeout)`` returns only once ``n`` records arrived *or* the timeout
+    passed, so a quiet topic delays every record by up to ``timeout``; this returns as soon as
+    one is there (and still hands over a whole batch under load).
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    if n <= 1:
+        return [first]
+    return [first, *consumer.consume(n - 1, 0)]
+
+
 def fatal_or_log(msgs: Sequence[Message], where: str) -> list[Message]:
     """Drop (and log) error messages from a consume() batch; raise on fatal errors."""
     out: list[Message] = []
@@ -204,3 +218,33 @@ def fatal_or_log(msgs: Sequence[Message], where: str) -> list[Message]:
             raise KafkaException(err)
         log.warning("%s: %s", where, err.str())
     return out
+
+
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError.NOT_COORDINATOR,
+}
+
+
+def watermarks(consumer: Any, tp: Any, timeout: float = 30.0) -> tuple[int, int]:
+    """``consumer.get_watermark_offsets`` that rides out what a fresh topic or a leader change
+    answers for a moment (not leader, leader not available, ...)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=min(10.0, max(0.5, deadline - time.monotonic())))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code not in _TRANSIENT or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

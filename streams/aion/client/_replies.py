@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..model import Reply
-from ._kafka import consumer_config, fatal_or_log, private_group_id
+from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ReplyRouter:
                     f"topics first (`aion topics create` or aion.engine.topics.ensure_topics)"
                 )
             p = partition if partition is not None else random.randrange(len(tmd.partitions))
-            high = _end_offset(consumer, TopicPartition(self._topic, p))
+            _low, high = watermarks(consumer, TopicPartition(self._topic, p))
             consumer.assign([TopicPartition(self._topic, p, high)])
             return p
 
@@ -124,7 +124,7 @@ class ReplyRouter:
         assert consumer is not None and loop is not None
         while not self._stop.is_set():
             try:
-                msgs = fatal_or_log(consumer.consume(256, 0.1), "replies consumer")
+                msgs = fatal_or_log(consume_available(consumer, 256, 0.1), "replies consumer")
             except KafkaException as exc:  # pragma: no cover - fatal consumer error
                 log.error("the replies consumer failed: %s", exc)
                 self._error = exc
@@ -169,19 +169,3 @@ class ReplyRouter:
 
 class TopicMissingError(RuntimeError):
     """A topic aion needs does not exist."""
-
-
-def _end_offset(consumer: Consumer, tp: TopicPartition, attempts: int = 50) -> int:
-    """The partition's end offset; retried while a just-created topic's leader settles."""
-    for i in range(attempts):
-        try:
-            return consumer.get_watermark_offsets(tp, timeout=10)[1]
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            retriable = getattr(err, "code", lambda: None)() in (
-                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT)
-            if not retriable or i == attempts - 1:
-                raise
-            time.sleep(0.1)
-    raise AssertionError("unreachable")

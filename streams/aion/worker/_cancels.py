@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ..client._kafka import consumer_config, fatal_or_log, private_group_id
+from ..client._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 from ..model import CancelActivityTask
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class CancelWatcher:
             raise KafkaException(tmd.error if tmd is not None else f"topic {self._topic} missing")
         tps = []
         for p in sorted(tmd.partitions):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)
+            _low, high = watermarks(consumer, TopicPartition(self._topic, p))
             tps.append(TopicPartition(self._topic, p, high))
         consumer.assign(tps)
         self._partitions = len(tps)
@@ -87,7 +87,7 @@ class CancelWatcher:
         assert consumer is not None and loop is not None
         while not self._stop.is_set():
             try:
-                msgs = fatal_or_log(consumer.consume(500, 0.1), "cancel watcher")
+                msgs = fatal_or_log(consume_available(consumer, 500, 0.1), "cancel watcher")
             except KafkaException as exc:  # pragma: no cover
                 log.error("the cancel watcher failed: %s", exc)
                 return

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from ..activity._context import ActivityContext, current, make_info
-from ..client._kafka import AsyncProducer, consumer_config, fatal_or_log, producer_config
+from ..client._kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log, producer_config
 from ..codec import Codec
 from ..converter import default_converter
 from ..exceptions import exception_to_failure
@@ -156,6 +156,7 @@ class ActivityWorker:
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aion-worker-io")
         self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="aion-activity")
         self._stopping: asyncio.Event | None = None
+        self._ready = asyncio.Event()
         self._paused: set[tuple[str, int]] = set()
         self._assignment_changed = False
         self._running = False
@@ -176,7 +177,6 @@ class ActivityWorker:
             raise RuntimeError("this ActivityWorker is already running")
         self._running = True
         self._stopping = asyncio.Event()
-        self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         try:
             await self._start(loop)
@@ -187,9 +187,7 @@ class ActivityWorker:
             self._running = False
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until the worker consumes (its cancel watcher positioned, its consumer subscribed)."""
-        while not hasattr(self, "_ready"):
-            await asyncio.sleep(0.01)
+        """Wait until the worker consumes (cancel watcher positioned, consumer subscribed)."""
         await asyncio.wait_for(self._ready.wait(), timeout)
 
     def stop(self) -> None:
@@ -205,7 +203,7 @@ class ActivityWorker:
 
             await loop.run_in_executor(None, lambda: ensure_topics(self.settings, task_queues=(self.task_queue,)))
         self._producer = AsyncProducer(
-            producer_config(base, max_payload_bytes=self.settings.max_payload_bytes,
+            producer_config(base, max_record_bytes=self.settings.max_record_bytes,
                             client_id=f"{self.settings.topic_prefix}.activity-worker")
         )
         self._producer.start()
@@ -651,8 +649,14 @@ class ActivityWorker:
         self._io.shutdown(wait=False)
 
     async def __aenter__(self) -> "ActivityWorker":
-        self._bg = asyncio.get_running_loop().create_task(self.run())
-        await self.wait_ready()
+        """Run the worker in the background (``async with ActivityWorker(...) as w:``)."""
+        self._bg = asyncio.get_running_loop().create_task(self.run(), name="aion-activity-worker")
+        ready = asyncio.ensure_future(self._ready.wait())
+        await asyncio.wait({ready, self._bg}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self._bg  # raises why run() ended before it was ready
+            raise RuntimeError("the activity worker stopped before it was ready")
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -666,7 +670,7 @@ def _codec_for(settings: Settings) -> Codec:
 
 
 def _consume(consumer: Consumer, n: int, timeout: float) -> list[Message]:
-    return fatal_or_log(consumer.consume(n, timeout), "activity task consumer")
+    return fatal_or_log(consume_available(consumer, n, timeout), "activity task consumer")
 
 
 def _failure_of(exc: BaseException) -> Failure:

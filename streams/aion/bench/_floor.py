@@ -29,7 +29,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ..client._kafka import AsyncProducer, consumer_config, fatal_or_log, producer_config
-from ..client._replies import _end_offset
+from ..client._kafka import watermarks
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 
@@ -139,7 +139,7 @@ class FloorDriver:
                                             **{"fetch.wait.max.ms": 100}))
         self.partition = random.randrange(self.settings.partitions)
         tp = TopicPartition(self.names.replies, self.partition)
-        high = await loop.run_in_executor(None, _end_offset, consumer, tp)
+        _low, high = await loop.run_in_executor(None, watermarks, consumer, tp)
         consumer.assign([TopicPartition(self.names.replies, self.partition, high)])
 
         def serve() -> None:

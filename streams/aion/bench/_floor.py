@@ -28,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ..client._kafka import AsyncProducer, consumer_config, fatal_or_log, producer_config
+from ..client._kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log
 from ..client._kafka import watermarks
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
@@ -48,14 +48,18 @@ def _fields(value: bytes) -> list[bytes]:
     return value.split(b"|")
 
 
+def _producer_config(settings: Settings, what: str, linger_ms: int) -> dict[str, Any]:
+    """The settings aion's own producers use (acks=all, idempotence, murmur2, short linger)."""
+    return dict(settings.confluent_config(), **{
+        "client.id": f"{settings.topic_prefix}.floor-{what}", "acks": "all", "enable.idempotence": True,
+        "partitioner": "murmur2_random", "linger.ms": linger_ms})
+
+
 def _producer(settings: Settings, what: str) -> Producer:
-    cfg = producer_config(settings.confluent_config(), max_payload_bytes=settings.max_payload_bytes,
-                          client_id=f"{settings.topic_prefix}.floor-{what}")
-    cfg["linger.ms"] = 1
-    return Producer(cfg)
+    return Producer(_producer_config(settings, what, 1))
 
 
-def run_engine(settings: Settings, batch: int = 500, window: float = 0.005) -> None:
+def run_engine(settings: Settings, batch: int = 500, window: float = 0.1) -> None:
     names = TopicNames(settings.topic_prefix)
     consumer = Consumer(consumer_config(settings.confluent_config(), group_id=f"{settings.topic_prefix}.floor-engine",
                                         client_id=f"{settings.topic_prefix}.floor-engine"))
@@ -63,7 +67,7 @@ def run_engine(settings: Settings, batch: int = 500, window: float = 0.005) -> N
     producer = _producer(settings, "engine")
     task_topic = names.activity_tasks("default")
     while True:
-        msgs = fatal_or_log(consumer.consume(batch, window), "floor engine")
+        msgs = fatal_or_log(consume_available(consumer, batch, window), "floor engine")
         if not msgs:
             producer.poll(0)
             continue
@@ -93,7 +97,7 @@ def run_engine(settings: Settings, batch: int = 500, window: float = 0.005) -> N
         consumer.commit(asynchronous=True)
 
 
-def run_worker(settings: Settings, batch: int = 500, window: float = 0.005) -> None:
+def run_worker(settings: Settings, batch: int = 500, window: float = 0.1) -> None:
     names = TopicNames(settings.topic_prefix)
     consumer = Consumer(consumer_config(settings.confluent_config(), group_id=f"{settings.topic_prefix}.floor-workers",
                                         client_id=f"{settings.topic_prefix}.floor-worker"))
@@ -101,7 +105,7 @@ def run_worker(settings: Settings, batch: int = 500, window: float = 0.005) -> N
     producer = _producer(settings, "worker")
     last_commit = time.monotonic()
     while True:
-        msgs = fatal_or_log(consumer.consume(batch, window), "floor worker")
+        msgs = fatal_or_log(consume_available(consumer, batch, window), "floor worker")
         for m in msgs:
             f = _fields(m.value() or b"")
             wid, reply_p, cid = f[1], f[2], f[3]
@@ -120,8 +124,7 @@ class FloorDriver:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.names = TopicNames(settings.topic_prefix)
-        self._producer = AsyncProducer(producer_config(settings.confluent_config(), max_payload_bytes=settings.max_payload_bytes,
-                                                       client_id=f"{settings.topic_prefix}.floor-client"))
+        self._producer = AsyncProducer(_producer_config(settings, "client", 2))
         self._waiters: dict[bytes, tuple[asyncio.Future[None], asyncio.Future[None]]] = {}
         self._stop = False
         self._thread: Any = None
@@ -144,7 +147,7 @@ class FloorDriver:
 
         def serve() -> None:
             while not self._stop:
-                msgs = fatal_or_log(consumer.consume(256, 0.1), "floor client")
+                msgs = fatal_or_log(consume_available(consumer, 256, 0.1), "floor client")
                 if msgs:
                     batch = [m.value() or b"" for m in msgs]
                     try:

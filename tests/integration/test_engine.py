@@ -214,3 +214,20 @@ async def test_parent_close_policies(cluster, client):  # type: ignore[no-untype
     t = types(await client.get_workflow_handle("pcp-abandon").history())
     assert t[-1] in ("TimerStarted",) and "WorkflowTerminated" not in t  # abandoned: still running
     assert await client.get_workflow_handle("pcp-abandon").describe()
+
+
+async def test_list_workflows_from_the_visibility_index(cluster, client):  # type: ignore[no-untyped-def]
+    cluster.engine()
+    cluster.activities()
+    await client.execute_workflow("Hello", "a", id="list-done")
+    await client.start_workflow("Approval", 5, id="list-waiting")
+    for _ in range(50):
+        rows = await client.list_workflows()
+        if {r.workflow_id for r in rows} >= {"list-done", "list-waiting"}:
+            break
+        await asyncio.sleep(0.2)
+    by_id = {r.workflow_id: r for r in rows}
+    assert by_id["list-done"].status == "COMPLETED" and by_id["list-done"].workflow_type == "Hello"
+    assert by_id["list-waiting"].status == "RUNNING"
+    assert [r.workflow_id for r in await client.list_workflows(status="RUNNING")] == ["list-waiting"]
+    assert [r.workflow_id for r in await client.list_workflows(type="Hello")] == ["list-done"]

@@ -27,10 +27,13 @@ from ._handle import WorkflowHandle
 from ._history import WorkflowDescription
 from ._replies import TopicMissingError
 
+from ._visibility import WorkflowSummary
+
 __all__ = [
     "Client",
     "WorkflowHandle",
     "WorkflowDescription",
+    "WorkflowSummary",
     "EventConsumer",
     "EventRecord",
     "ConsumerGroupActiveError",

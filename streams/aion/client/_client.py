@@ -36,6 +36,7 @@ from ._errors import RPCTimeoutError, error_from_reply
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
 from ._names import handler_name, workflow_name
 from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
+from ._visibility import WorkflowSummary
 
 log = logging.getLogger(__name__)
 
@@ -383,3 +384,16 @@ class Client:
         payloads = self.converter.to_payloads(list(args))
         cmd = self._command(workflow_id, SignalWorkflow(name, payloads, signal_id=str(uuid.uuid4()), run_id=run_id))
         await self.request(cmd, payloads, what=f"signal {name!r}")
+
+    async def list_workflows(
+        self, *, type: str | None = None, status: str | None = None,
+        started_after: Any = None, started_before: Any = None,
+        search_attributes: dict[str, Any] | None = None,
+    ) -> list["WorkflowSummary"]:
+        """Workflows from the visibility index (the engine's ``workflows`` table), filtered by
+        type, status (``RUNNING``, ``COMPLETED``, ...), start time and search attributes."""
+        from ._visibility import filter_rows, read_workflow_rows
+
+        rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings)
+        return filter_rows(rows, type=type, status=status, started_after=started_after,
+                           started_before=started_before, search_attributes=search_attributes)

@@ -1,0 +1,115 @@
+"""``client.list_workflows``: the visibility index, read from the engine's ``workflows`` table.
+
+The engine keeps one row per workflow (status, type, run, times, search attributes) in its
+``workflows`` table, whose changelog topic ``<prefix>-engine-workflows-changelog`` is compacted
+to the latest row per workflow id. Reading that topic gives every owning worker's rows at
+once, without asking the workers (so it also works while they are down or rebalancing); the
+filters are applied here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from ..engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """One row of the visibility index."""
+
+    workflow_id: str
+    workflow_type: str | None
+    run_id: str | None
+    status: str | None
+    history_length: int
+    started_at_ms: int | None
+    closed_at_ms: int | None
+    task_queue: str | None
+    search_attributes: dict[str, str] = field(default_factory=dict)
+
+
+def workflows_changelog(prefix: str) -> str:
+    return f"{prefix}-engine-workflows-changelog"
+
+
+def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, WorkflowSummary]:
+    """The latest row of every workflow (blocking; run it in a thread)."""
+    topic = workflows_changelog(settings.topic_prefix)
+    consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.visibility.{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    rows: dict[str, WorkflowSummary] = {}
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None:
+            return rows  # no engine worker has recorded anything yet
+        ends: dict[int, int] = {}
+        for p in tmd.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return rows
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        remaining = set(ends)
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            # consume() waits for its whole batch or the timeout: keep the timeout short.
+            msgs = consumer.consume(1000, 0.05)
+            for m in msgs:
+                if m.error():
+                    continue
+                key = (m.key() or b"").decode()
+                if m.value() is None:
+                    rows.pop(key, None)
+                else:
+                    d = json.loads(m.value())
+                    rows[key] = WorkflowSummary(
+                        workflow_id=d.get("workflow_id") or key, workflow_type=d.get("workflow_type"),
+                        run_id=d.get("run_id"), status=d.get("status"), history_length=d.get("history_length") or 0,
+                        started_at_ms=d.get("started_at_ms"), closed_at_ms=d.get("closed_at_ms"),
+                        task_queue=d.get("task_queue"), search_attributes=d.get("search_attributes") or {})
+                if m.offset() + 1 >= ends[m.partition()]:
+                    remaining.discard(m.partition())
+    finally:
+        consumer.close()
+    return rows
+
+
+def _ms(t: datetime | int | float | None) -> int | None:
+    if t is None:
+        return None
+    if isinstance(t, datetime):
+        return int(t.timestamp() * 1000)
+    return int(t)
+
+
+def filter_rows(
+    rows: dict[str, WorkflowSummary], *, type: str | None = None, status: str | None = None,
+    started_after: datetime | int | None = None, started_before: datetime | int | None = None,
+    search_attributes: dict[str, Any] | None = None,
+) -> list[WorkflowSummary]:
+    after, before = _ms(started_after), _ms(started_before)
+    out = []
+    for r in rows.values():
+        if type is not None and r.workflow_type != type:
+            continue
+        if status is not None and (r.status or "").upper() != status.upper():
+            continue
+        if after is not None and (r.started_at_ms is None or r.started_at_ms <= after):
+            continue
+        if before is not None and (r.started_at_ms is None or r.started_at_ms >= before):
+            continue
+        if search_attributes and any(str(r.search_attributes.get(k)) != str(v) for k, v in search_attributes.items()):
+            continue
+        out.append(r)
+    out.sort(key=lambda r: (r.started_at_ms or 0, r.workflow_id))
+    return out

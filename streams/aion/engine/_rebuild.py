@@ -250,17 +250,18 @@ def _group_by_workflow(codec: Codec, items: Iterable[tuple[bytes, bytes]]) -> It
     """Consecutive history rows (in key order) grouped per workflow, events sorted by seq.
 
     All keys of one workflow share a prefix (framing + length-prefixed id) that no other
-    workflow's key starts with, so in key order a workflow's rows are contiguous."""
+    workflow's key starts with, so in key order a workflow's rows are contiguous; the
+    workflow id is read from the event (decoding the key too would cost a second decode)."""
     current: str | None = None
     events: list[Event] = []
-    for key, value in items:
-        k = codec.decode_event_key(key)
-        if k.workflow_id != current:
+    for _, value in items:
+        ev = codec.decode_event(value)
+        if ev.workflow_id != current:
             if current is not None and events:
                 events.sort(key=lambda e: e.seq)
                 yield current, events
-            current, events = k.workflow_id, []
-        events.append(codec.decode_event(value))
+            current, events = ev.workflow_id, []
+        events.append(ev)
     if current is not None and events:
         events.sort(key=lambda e: e.seq)
         yield current, events

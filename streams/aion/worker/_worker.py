@@ -241,6 +241,20 @@ class ActivityWorker:
         return b"" if t.startswith(prefix) else prefix
 
     # ------------------------------------------------------------------ rebalance (io thread)
+    def _rewind(self, consumer: Consumer, positions: dict[tuple[str, int], int]) -> None:
+        """Seek partitions back to records that could not start (io thread), and pause them."""
+        tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        for tp in tps:
+            try:
+                consumer.seek(tp)
+            except KafkaException as exc:  # revoked meanwhile: its new owner reads it
+                log.debug("seek %s: %s", tp, exc)
+        try:
+            consumer.pause([TopicPartition(t, p) for t, p in positions])
+            self._paused.update(positions)
+        except KafkaException as exc:
+            log.debug("pause: %s", exc)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment_changed = True
         log.info("assigned %s", [p.partition for p in partitions])
@@ -270,8 +284,11 @@ class ActivityWorker:
             await self._apply_backpressure(loop, free)
             want = max(free, 1)  # paused partitions deliver nothing; cancels may still come
             msgs = await loop.run_in_executor(self._io, _consume, consumer, want, 0.1)
+            rewound: dict[tuple[str, int], int] = {}
             for m in msgs:
-                self._on_record(m)
+                self._on_record(m, rewound)
+            if rewound:
+                await loop.run_in_executor(self._io, self._rewind, consumer, rewound)
             if time.monotonic() - last_commit >= self.commit_interval:
                 await self._commit(loop)
                 last_commit = time.monotonic()
@@ -295,10 +312,11 @@ class ActivityWorker:
             except KafkaException as exc:  # partitions revoked meanwhile
                 log.debug("resume: %s", exc)
 
-    def _on_record(self, msg: Message) -> None:
+    def _on_record(self, msg: Message, rewound: dict[tuple[str, int], int]) -> None:
         tp = (msg.topic(), msg.partition())
         offset = msg.offset()
-        self._offsets.received(tp[0], tp[1], offset)
+        if tp in rewound:
+            return  # read again after the rewind, in order
         value = msg.value()
         try:
             if value is None:
@@ -306,13 +324,21 @@ class ActivityWorker:
             task = self.codec.decode_task(value)
         except Exception as exc:
             log.error("skipping undecodable record %s[%d]@%d: %s", tp[0], tp[1], offset, exc)
+            self._offsets.received(tp[0], tp[1], offset)
             self._offsets.done(tp[0], tp[1], offset)
             return
         if isinstance(task, CancelActivityTask):
             self._on_cancel(task)
+            self._offsets.received(tp[0], tp[1], offset)
             self._offsets.done(tp[0], tp[1], offset)
             return
         key = attempt_key(task)
+        if key not in self._inflight and len(self._inflight) >= self.concurrency:
+            # More tasks than free slots (a partition assigned between the pause and the poll):
+            # never run more than N; read this record again once a slot is free.
+            rewound[tp] = offset
+            return
+        self._offsets.received(tp[0], tp[1], offset)
         if key in self._inflight:
             # Re-delivered while still running (a rebalance gave the partition back): the
             # running one will report.
@@ -401,16 +427,26 @@ class ActivityWorker:
                 self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
             return
         body = self._bounded(task, body)
+        command_id = outcome_command_id(key, outcome)
         try:
-            fut = self._send(task.workflow_id, body, command_id=outcome_command_id(key, outcome))
+            fut = self._send(task.workflow_id, body, command_id=command_id)
+        finally:
             # The slot is free as soon as the outcome is queued; the offset waits for the ack.
             self._inflight.pop(key, None)
-            self.stats[outcome] += 1
-            await fut
-            self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
-        except Exception as exc:
-            self._inflight.pop(key, None)
-            log.error("could not report %s of %s (the task will be re-delivered): %s", outcome, key, exc)
+        self.stats[outcome] += 1
+        for retry in range(5):
+            try:
+                await fut
+                self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
+                return
+            except Exception as exc:
+                # The producer already retried internally; try again a few times (same command
+                # id: the engine records it once), then leave the offset uncommitted.
+                log.warning("reporting %s of %s failed (%s), retry %d", outcome, key, exc, retry + 1)
+                await asyncio.sleep(0.5 * 2 ** retry)
+                fut = self._send(task.workflow_id, body, command_id=command_id)
+        log.error("could not report %s of %s: the task stays uncommitted and is re-delivered "
+                  "after a restart or rebalance", outcome, key)
 
     async def _execute(self, act: RegisteredActivity, attempt: _Attempt) -> tuple[CommandBody | None, str]:
         task, ctx = attempt.task, attempt.ctx

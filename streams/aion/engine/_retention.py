@@ -5,10 +5,11 @@ worker owns. A workflow whose latest run closed (not continued as new) more than
 ``retention_ms`` ago is retired:
 
 1. a tombstone (``value=None``) for each of its ``{workflow_id, seq}`` keys on the compacted
-   events topic, on the workflow's partition, and one for its row on the ``workflows``
-   changelog; the task waits until Kafka acknowledged them all;
-2. only then its rows leave the local ``history`` and ``workflows`` tables (and its resident
-   instance the cache), and Faust's persisted offsets move past the tombstones.
+   events topic, on the workflow's partition, and for its rows on the ``workflows`` and
+   ``timer_terminal`` changelogs (a closed workflow has no armed timers); the task waits until
+   Kafka acknowledged them all;
+2. only then its rows leave the local tables (and its resident instance the cache), and
+   Faust's persisted offsets move past the tombstones.
 
 The log cleaner later drops the records and, after ``delete.retention.ms``, the tombstones; a
 consumer that reads the topic meanwhile sees the tombstones (``EventConsumer`` can pass them on).
@@ -61,6 +62,10 @@ def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
     if status in (None, "RUNNING", "CONTINUED_AS_NEW") or not isinstance(closed, int):
         return False
     return closed + retention_ms <= now_ms
+
+
+def _keys_with_prefix(db: Any, prefix: bytes) -> list[bytes]:
+    return [key for key, _ in _prefix_items(db, prefix)]
 
 
 class Retention:
@@ -151,14 +156,25 @@ class Retention:
             plan.append((wid, keys))
         if not plan:
             return 0
+        # The timer wheel's terminal states of the workflow's runs (closed-run markers) go too.
+        terminal = getattr(getattr(eng, "wheel", None), "terminal", None)
+        term_db = terminal.data._db_for_partition(partition) if terminal is not None else None
+        term_keys = {wid: _keys_with_prefix(term_db, wid.encode() + b"\0") if term_db is not None else []
+                     for wid, _ in plan}
         futs: list[Any] = []
         wf_futs: list[Any] = []
+        term_futs: list[Any] = []
         for wid, keys in plan:
             for key in keys:
                 futs.append(await producer.send(eng.names.events, key, None, partition, None, None))
             wf_futs.append(await producer.send(wf_topic, wid.encode(), None, partition, None, None))
+            if terminal is not None:
+                term_topic = terminal.changelog_topic.get_topic_name()
+                for key in term_keys[wid]:
+                    term_futs.append(await producer.send(term_topic, key, None, partition, None, None))
         metas = await asyncio.gather(*futs)
         wf_metas = await asyncio.gather(*wf_futs)
+        term_metas = await asyncio.gather(*term_futs)
         # The tombstones are durable: now the local rows and the resident instances go.
         hist_db = eng.history.data._db_for_partition(partition)
         cache = eng._cache.get(partition)
@@ -166,12 +182,17 @@ class Retention:
             for key in keys:
                 hist_db.delete(key)
             wf_db.delete(wid.encode())
+            for key in term_keys[wid]:
+                term_db.delete(key)  # type: ignore[union-attr]
             if cache is not None:
                 cache.pop(wid, None)
         if metas:
             eng.history.data.set_persisted_offset(TP(eng.names.events, partition), max(m.offset for m in metas))
         if wf_metas:
             eng.workflows.data.set_persisted_offset(TP(wf_topic, partition), max(m.offset for m in wf_metas))
+        if term_metas and terminal is not None:
+            terminal.data.set_persisted_offset(TP(terminal.changelog_topic.get_topic_name(), partition),
+                                               max(m.offset for m in term_metas))
         self.stats["retired_workflows"] += len(plan)
         self.stats["tombstones"] += len(futs)
         log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(futs))

@@ -171,20 +171,38 @@ class ActivityWorker:
     def in_flight(self) -> int:
         return len(self._inflight)
 
-    async def run(self) -> None:
-        """Consume and run tasks until :meth:`stop` is called (or the task is cancelled)."""
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Consume and run tasks until :meth:`stop` is called (or the task is cancelled).
+
+        ``handle_signals=True`` (for a process that is just this worker): SIGTERM and SIGINT
+        call :meth:`stop`, so in-flight attempts finish and their offsets are committed.
+        """
         if self._running:
             raise RuntimeError("this ActivityWorker is already running")
         self._running = True
         self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
+        signals: list[int] = []
+        if handle_signals:
+            import signal
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.stop)
+                    signals.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / Windows
+                    pass
         try:
             await self._start(loop)
             self._ready.set()
             await self._poll_loop(loop)
         finally:
-            await self._shutdown(loop)
-            self._running = False
+            try:
+                await self._shutdown(loop)
+            finally:
+                for sig in signals:
+                    loop.remove_signal_handler(sig)
+                self._running = False
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the worker consumes (cancel watcher positioned, consumer subscribed)."""

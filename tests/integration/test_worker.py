@@ -258,20 +258,37 @@ async def test_server_cancel_reaches_a_running_async_activity(settings: Any, har
 
 
 async def test_cancel_arrives_while_the_worker_is_full(settings: Any, harness: Harness) -> None:
-    """concurrency=1: the consumer is paused behind the running attempt, yet its cancel arrives
-    (the cancel watcher), and the queued task runs afterwards."""
+    """concurrency=1 and a backlog of 1: with one attempt running and one waiting the consumer
+    is paused behind them, yet the running attempt's cancel arrives (the cancel watcher), and the
+    tasks behind it run afterwards, one at a time."""
     running = task("sync_wait_for_cancel", wf="wf-full-1")
-    queued = task("greet", "next", wf="wf-full-2")
-    async with ActivityWorker(settings, activities=ALL, concurrency=1) as worker:
+    queued = [task("greet", f"next-{i}", wf=f"wf-full-{i + 2}") for i in range(2)]
+    async with ActivityWorker(settings, activities=ALL, concurrency=1, max_backlog=1) as worker:
         harness.send(running)
         await harness.wait_for(lambda _: bool(harness.of(running.workflow_id, ActivityTaskStarted)))
-        harness.send(queued)
+        for t in queued:
+            harness.send(t)
         await asyncio.sleep(1.0)
-        assert not harness.of(queued.workflow_id), "a second attempt started while the only slot was taken"
+        assert not any(harness.of(t.workflow_id) for t in queued), "started while the only slot was taken"
+        assert worker.stats["pauses"] >= 1
         harness.send(CancelActivityTask(running.workflow_id, running.run_id, running.activity_id, running.attempt))
         await harness.wait_for(lambda _: bool(harness.of(running.workflow_id, ActivityTaskCancelled))
-                               and bool(harness.of(queued.workflow_id, ActivityTaskCompleted)))
+                               and all(harness.of(t.workflow_id, ActivityTaskCompleted) for t in queued))
         assert worker.stats["max_in_flight"] == 1
+
+
+async def test_cancel_of_a_waiting_task_reports_it_cancelled_without_running_it(settings: Any, harness: Harness) -> None:
+    running = task("sync_wait_for_cancel", wf="wf-wait-1")
+    waiting = task("greet", "never", wf="wf-wait-2")
+    async with ActivityWorker(settings, activities=ALL, concurrency=1):
+        harness.send(running)
+        await harness.wait_for(lambda _: bool(harness.of(running.workflow_id, ActivityTaskStarted)))
+        harness.send(waiting)
+        harness.send(CancelActivityTask(waiting.workflow_id, waiting.run_id, waiting.activity_id, waiting.attempt))
+        await asyncio.sleep(0.5)
+        harness.send(CancelActivityTask(running.workflow_id, running.run_id, running.activity_id, running.attempt))
+        await harness.wait_for(lambda _: bool(harness.of(waiting.workflow_id, ActivityTaskCancelled)))
+    assert [type(c.body) for c in harness.of(waiting.workflow_id)] == [ActivityTaskCancelled]
 
 
 @pytest.mark.parametrize("fn", ["slow", "slow_async"])

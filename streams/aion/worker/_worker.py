@@ -14,10 +14,16 @@ uncommitted and another worker of the group runs the same attempt again. The eng
 results of stale or duplicate attempts, and the outcome commands carry a command id derived from
 the attempt, so a re-run that reaches the same outcome is de-duplicated by id as well.
 
-Back-pressure: at most ``concurrency`` attempts are in flight. The consumer asks for exactly as
-many records as there are free slots, and pauses its partitions when none is free (it keeps
-polling, so it stays in the group). Cancel requests for in-flight attempts still arrive: while
-paused they sit behind the paused position, so a :class:`~._cancels.CancelWatcher` reads them.
+Back-pressure: at most ``concurrency`` (N) attempts run at once. Tasks received while every
+slot is busy wait in a bounded local backlog (``max_backlog`` tasks, default max(N, 1000), and
+``max_backlog_bytes``) and start, in arrival
+order, as slots free up. When running + waiting reach N + backlog, the consumer pauses its
+partitions (it keeps polling, so it stays in the group) and resumes once the backlog is down to
+half: a resume costs a fetch round trip, so it should bring a batch. Cancel requests still
+arrive while paused — they sit behind the paused position, so a
+:class:`~._cancels.CancelWatcher` reads them; a cancel for a waiting task reports it cancelled
+without running it. Waiting tasks are neither started nor committed, so on a rebalance or a
+stop they simply go to the partition's next owner.
 
 Retries, backoff and timeouts are the engine's business (durable timers); the worker only
 cancels an ``async`` attempt locally once its deadline has passed, to free the slot.
@@ -26,11 +32,13 @@ cancels an ``async`` attempt locally once its deadline has passed, to free the s
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -108,7 +116,9 @@ class ActivityWorker:
     """Runs the given activities for one task queue; ``await run()`` until ``stop()``.
 
     ``concurrency``: the most attempts in flight at once (sync ones run in a thread pool of that
-    size, async ones on the worker's event loop). ``graceful_timeout``: on ``stop()``, how long
+    size, async ones on the worker's event loop). ``max_backlog``: how many received tasks may
+    wait for a slot (default: ``max(concurrency, 1000)``; ``max_backlog_bytes`` bounds their
+    size too). ``graceful_timeout``: on ``stop()``, how long
     in-flight attempts may take to finish before they are abandoned (cancelled, not reported, not
     committed: another worker of the group runs them again).
     """
@@ -128,6 +138,8 @@ class ActivityWorker:
         default_heartbeat_throttle: float = 5.0,
         commit_interval: float = 0.2,
         ensure_topics: bool = True,
+        max_backlog: int | None = None,
+        max_backlog_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -158,12 +170,21 @@ class ActivityWorker:
         self._stopping: asyncio.Event | None = None
         self._ready = asyncio.Event()
         self._paused: set[tuple[str, int]] = set()
+        #: Tasks received but not started (all slots busy), oldest first; bounded by max_backlog.
+        self._backlog: collections.deque[tuple[ActivityTask, tuple[str, int], int, int]] = collections.deque()
+        self._waiting: set[AttemptKey] = set()
+        self._revoked: set[tuple[str, int]] = set()
+        self._revoked_lock = threading.Lock()
+        self.max_backlog = max(concurrency, 1000) if max_backlog is None else max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
+        self._backlog_bytes = 0
         self._assignment_changed = False
         self._running = False
         #: Observability counters (tests and the CLI read them).
         self.stats: dict[str, int] = {
             "started": 0, "completed": 0, "failed": 0, "cancelled": 0,
             "heartbeats": 0, "max_in_flight": 0, "duplicates": 0, "abandoned": 0, "timed_out": 0,
+            "pauses": 0,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -259,20 +280,6 @@ class ActivityWorker:
         return b"" if t.startswith(prefix) else prefix
 
     # ------------------------------------------------------------------ rebalance (io thread)
-    def _rewind(self, consumer: Consumer, positions: dict[tuple[str, int], int]) -> None:
-        """Seek partitions back to records that could not start (io thread), and pause them."""
-        tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        for tp in tps:
-            try:
-                consumer.seek(tp)
-            except KafkaException as exc:  # revoked meanwhile: its new owner reads it
-                log.debug("seek %s: %s", tp, exc)
-        try:
-            consumer.pause([TopicPartition(t, p) for t, p in positions])
-            self._paused.update(positions)
-        except KafkaException as exc:
-            log.debug("pause: %s", exc)
-
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment_changed = True
         log.info("assigned %s", [p.partition for p in partitions])
@@ -287,6 +294,8 @@ class ActivityWorker:
             except KafkaException as exc:
                 log.warning("commit on revoke failed: %s", exc)
         self._offsets.forget(keys)
+        with self._revoked_lock:
+            self._revoked.update(keys)
         for k in keys:
             self._paused.discard(k)
         self._assignment_changed = True
@@ -298,23 +307,27 @@ class ActivityWorker:
         assert consumer is not None and self._stopping is not None
         last_commit = time.monotonic()
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._inflight)
-            await self._apply_backpressure(loop, free)
-            want = max(free, 1)  # paused partitions deliver nothing; cancels may still come
+            room = self.concurrency + self.max_backlog - len(self._inflight) - len(self._backlog)
+            if self._backlog_bytes >= self.max_backlog_bytes:
+                room = 0
+            await self._apply_backpressure(loop, room)
+            want = min(max(room, 1), 1000)  # paused partitions deliver nothing
             msgs = await loop.run_in_executor(self._io, _consume, consumer, want, 0.1)
-            rewound: dict[tuple[str, int], int] = {}
+            self._drop_revoked()
             for m in msgs:
-                self._on_record(m, rewound)
-            if rewound:
-                await loop.run_in_executor(self._io, self._rewind, consumer, rewound)
+                self._on_record(m)
+            self._drain_backlog()
             if time.monotonic() - last_commit >= self.commit_interval:
                 await self._commit(loop)
                 last_commit = time.monotonic()
 
-    async def _apply_backpressure(self, loop: asyncio.AbstractEventLoop, free: int) -> None:
+    async def _apply_backpressure(self, loop: asyncio.AbstractEventLoop, room: int) -> None:
+        """Pause every assigned partition when running + waiting tasks reach N + backlog; resume
+        once the backlog is down to half (hysteresis: each resume costs a fetch round trip, and
+        a resumed partition should bring a batch, not one record)."""
         consumer = self._consumer
         assert consumer is not None
-        if free <= 0:
+        if room <= 0:
             if self._assignment_changed or not self._paused:
                 self._assignment_changed = False
                 assignment = await loop.run_in_executor(self._io, consumer.assignment)
@@ -322,7 +335,9 @@ class ActivityWorker:
                 if todo:
                     await loop.run_in_executor(self._io, consumer.pause, todo)
                     self._paused.update((tp.topic, tp.partition) for tp in todo)
-        elif self._paused:
+                    self.stats["pauses"] += 1
+        elif (self._paused and len(self._backlog) <= self.max_backlog // 2
+              and self._backlog_bytes <= self.max_backlog_bytes // 2):
             tps = [TopicPartition(t, p) for t, p in self._paused]
             self._paused.clear()
             try:
@@ -330,11 +345,10 @@ class ActivityWorker:
             except KafkaException as exc:  # partitions revoked meanwhile
                 log.debug("resume: %s", exc)
 
-    def _on_record(self, msg: Message, rewound: dict[tuple[str, int], int]) -> None:
+    def _on_record(self, msg: Message) -> None:
         tp = (msg.topic(), msg.partition())
         offset = msg.offset()
-        if tp in rewound:
-            return  # read again after the rewind, in order
+        self._offsets.received(tp[0], tp[1], offset)
         value = msg.value()
         try:
             if value is None:
@@ -342,31 +356,52 @@ class ActivityWorker:
             task = self.codec.decode_task(value)
         except Exception as exc:
             log.error("skipping undecodable record %s[%d]@%d: %s", tp[0], tp[1], offset, exc)
-            self._offsets.received(tp[0], tp[1], offset)
             self._offsets.done(tp[0], tp[1], offset)
             return
         if isinstance(task, CancelActivityTask):
             self._on_cancel(task)
-            self._offsets.received(tp[0], tp[1], offset)
             self._offsets.done(tp[0], tp[1], offset)
             return
         key = attempt_key(task)
-        if key not in self._inflight and len(self._inflight) >= self.concurrency:
-            # More tasks than free slots (a partition assigned between the pause and the poll):
-            # never run more than N; read this record again once a slot is free.
-            rewound[tp] = offset
-            return
-        self._offsets.received(tp[0], tp[1], offset)
-        if key in self._inflight:
-            # Re-delivered while still running (a rebalance gave the partition back): the
-            # running one will report.
+        if key in self._inflight or key in self._waiting:
+            # Re-delivered while still here (a rebalance gave the partition back): the first
+            # copy reports.
             self.stats["duplicates"] += 1
             self._offsets.done(tp[0], tp[1], offset)
             return
-        if key in self._cancelled_recently:
-            self._report_detached(task, tp, offset, ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt), "cancelled")
+        self._backlog.append((task, tp, offset, len(value)))
+        self._backlog_bytes += len(value)
+        self._waiting.add(key)
+
+    def _drain_backlog(self) -> None:
+        """Start waiting tasks, in arrival order, while slots are free."""
+        if self._stopping is not None and self._stopping.is_set():
+            return  # shutting down: waiting tasks stay uncommitted for the next owner
+        while self._backlog and len(self._inflight) < self.concurrency:
+            task, tp, offset, size = self._backlog.popleft()
+            self._backlog_bytes -= size
+            key = attempt_key(task)
+            self._waiting.discard(key)
+            if key in self._cancelled_recently:
+                self._report_detached(task, tp, offset, ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt), "cancelled")
+                continue
+            self._start_attempt(task, tp, offset)
+
+    def _drop_revoked(self) -> None:
+        """Forget waiting tasks of partitions revoked during the last poll: their new owner
+        reads them again (they were never started nor committed here)."""
+        if not self._revoked:
             return
-        self._start_attempt(task, tp, offset)
+        with self._revoked_lock:
+            revoked, self._revoked = self._revoked, set()
+        kept: collections.deque[tuple[ActivityTask, tuple[str, int], int, int]] = collections.deque()
+        for item in self._backlog:
+            if item[1] in revoked:
+                self._waiting.discard(attempt_key(item[0]))
+                self._backlog_bytes -= item[3]
+            else:
+                kept.append(item)
+        self._backlog = kept
 
     # ------------------------------------------------------------------ attempts
     def _start_attempt(self, task: ActivityTask, tp: tuple[str, int], offset: int) -> None:
@@ -439,6 +474,7 @@ class ActivityWorker:
                     h.cancel()
         if body is None:  # abandoned, or timed out locally: nothing to report, nothing to commit
             self._inflight.pop(key, None)
+            self._drain_backlog()
             if outcome == "timed_out":
                 # The engine times the attempt out and schedules the next one itself.
                 self.stats["timed_out"] += 1
@@ -451,6 +487,7 @@ class ActivityWorker:
         finally:
             # The slot is free as soon as the outcome is queued; the offset waits for the ack.
             self._inflight.pop(key, None)
+            self._drain_backlog()
         self.stats[outcome] += 1
         for retry in range(5):
             try:

@@ -157,7 +157,7 @@ def test_events_tail_cli(settings: Settings, log: Log) -> None:
         ("t-1", 1, "WorkflowStarted"), ("t-1", 2, "SignalReceived"), ("t-1", 3, "WorkflowCompleted")]
 
     # A group resumes: the first run prints the starts, the second only a new one.
-    group = ["--group", "tailers", "--type", "WorkflowStarted", "--from-beginning", "--idle-timeout", "3"]
+    group = ["--group", "tailers", "--type", "WorkflowStarted", "--from-beginning", "--idle-timeout", "1.5"]
     out = runner.invoke(cli, [*base, *group], obj={})
     assert out.exit_code == 0, out.output
     assert sorted(line.split()[2] for line in out.output.splitlines()) == ["t-1", "t-2"]

@@ -222,7 +222,7 @@ def events() -> None:
 @click.option("--group", default=None, help="Consumer group: resume from its committed offsets and commit what was printed.")
 @click.option("--tombstones", is_flag=True, help="Also print retention tombstones.")
 @click.option("--max", "max_events", type=int, default=None, help="Stop after this many events.")
-@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without events.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds without events (counted once partitions are assigned).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.pass_context
 def events_tail(ctx: click.Context, workflow_id: str | None, types: tuple[str, ...], from_beginning: bool,
@@ -246,7 +246,9 @@ def events_tail(ctx: click.Context, workflow_id: str | None, types: tuple[str, .
             # Never fetch more than may be printed: what is fetched is committed.
             batch = consumer.poll(0.5, max_records=500 if max_events is None else max_events - printed)
             if not batch:
-                if idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                if not consumer.assignment():
+                    last = time.monotonic()  # still joining the group: not idle yet
+                elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
                     break
                 continue
             last = time.monotonic()

@@ -250,13 +250,14 @@ class EventConsumer:
 
     async def stream(self, idle_timeout: float | None = None) -> AsyncIterator[EventRecord]:
         """Async iteration (polls in a worker thread); stops after ``idle_timeout`` s without
-        records when given. Commits the previous batch before each fetch."""
+        records (once partitions are assigned) when given. Commits the previous batch before
+        each fetch."""
         last = time.monotonic()
         while not self._closed:
             await asyncio.to_thread(self.commit)
             batch = await asyncio.to_thread(self.poll, 0.5)
-            if batch:
-                last = time.monotonic()
+            if batch or not self._consumer.assignment():
+                last = time.monotonic()  # busy, or still joining the group: not idle
             elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
                 return
             for rec in batch:

@@ -204,3 +204,13 @@ def test_projection_counts_resumes_and_rebuilds_by_resetting_offsets(settings: S
         EventConsumer.reset_offsets(group, settings=settings)
         proj.catch_up()
         assert proj.counts() == {"COMPLETED": 4, "FAILED": 1}
+
+
+async def test_event_consumer_stream_from_asyncio(settings: Settings, log: Log) -> None:
+    log.order("a-1", "COMPLETED")
+    consumer = EventConsumer("async-readers", settings=settings, from_beginning=True)
+    try:
+        seen = [(r.workflow_id, r.seq, r.type) async for r in consumer.stream(idle_timeout=1.5)]
+    finally:
+        consumer.close()
+    assert seen == [("a-1", 1, "WorkflowStarted"), ("a-1", 2, "SignalReceived"), ("a-1", 3, "WorkflowCompleted")]

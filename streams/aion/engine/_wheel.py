@@ -50,7 +50,6 @@ from ..runtime import effects as fx
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 
 if TYPE_CHECKING:
-    from ..runtime import WorkflowExecution
     from ._engine import Engine
 
 log = logging.getLogger("aion.engine.timers")
@@ -97,8 +96,9 @@ class TimerWheel:
         self._revoked: set[int] = set()
         self._gen = 0
         self._queued: list[tuple[Any, int, Write]] = []  # (table, partition, write) to changelog
-        self._recover: list[tuple[int, fx.ScheduleTimer]] = []
         self._sent: dict[bytes, int] = {}  # ident -> fire_at of user-timer fires sent, for lag
+        self._acks: dict[tuple[Any, int], int] = {}  # (table, partition) -> highest acked offset
+        self._acks_flush = False
         self._wakeup = asyncio.Event()
         self._next_advance = 0.0
         self._last_stats = time.monotonic()
@@ -107,8 +107,9 @@ class TimerWheel:
         self.send_lag = LagHistogram()
         self.stats: dict[str, Any] = {
             "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "loaded": 0,
-            "tick_max_block_ms": 0.0,
+            "tick_max_block_ms": 0.0, "tick_max_block_cpu_ms": 0.0,
         }
+        self._cpu0 = 0.0
         self.app.task(self._loop)
 
     # ------------------------------------------------------------------ engine hooks
@@ -151,22 +152,10 @@ class TimerWheel:
         if fired and "after_fire_recorded" in self._faults:
             _crash("after_fire_recorded")
 
-    def on_loaded(self, partition: int, ex: "WorkflowExecution") -> None:
-        """A workflow was rebuilt from history (cache miss, restart): re-arm its live timers
-        (idempotent), in case the batch that recorded them died before writing their rows."""
-        try:
-            effects = ex.recovery_effects(now_ms())
-        except Exception:  # never let bookkeeping fail a batch
-            log.exception("recovery effects of %s failed", ex.workflow_id)
-            return
-        self._recover.extend((partition, e) for e in effects if isinstance(e, fx.ScheduleTimer))
-
     async def apply(self, effects: list[tuple[int, Any]]) -> list[Any]:
-        """Arm/disarm timers for a batch; returns the changelog sends to wait for."""
+        """Arm/disarm timers for a batch; returns the changelog sends to wait for. A repeated
+        ``ScheduleTimer`` (the engine's recovery effects after a hand-over) writes nothing."""
         writes: list[tuple[Any, int, Write]] = []
-        if self._recover:
-            effects = [*self._recover, *effects]
-            self._recover = []
         wake = False
         for partition, eff in effects:
             if isinstance(eff, fx.ScheduleTimer):
@@ -259,19 +248,59 @@ class TimerWheel:
         producer = self.app.producer
         futs = []
         gen = self._gen
-        for table, partition, (key, value) in writes:
+        last: dict[tuple[Any, int], Any] = {}
+        t0 = self._t()
+        for i, (table, partition, (key, value)) in enumerate(writes):
             fut = await producer.send(table.changelog_topic.get_topic_name(), key, value, partition, None, None)
-            fut.add_done_callback(lambda f, t=table, p=partition: self._acked(t, p, gen, f))
+            last[(table, partition)] = fut
             futs.append(fut)
+            if i & 63 == 63 and time.perf_counter() - t0 > self.SLICE_S:
+                t0 = await self._yield(t0)
+        # One callback per table partition (its last record has the highest offset), not one
+        # per record: thousands of callbacks run back to back would hold the event loop.
+        for (table, partition), fut in last.items():
+            fut.add_done_callback(lambda f, t=table, p=partition: self._acked(t, p, gen, f))
+        self._block(t0)
         return futs
+
+    async def _await_all(self, futs: list[Any]) -> None:
+        """Wait for sends one by one (no gather: its per-future callbacks would all run in one
+        loop iteration), yielding between stretches."""
+        t0 = self._t()
+        for i, f in enumerate(futs):
+            if f.done():
+                f.result()
+            else:
+                self._block(t0)
+                await f
+                t0 = self._t()
+            if i & 255 == 255 and time.perf_counter() - t0 > self.SLICE_S:
+                t0 = await self._yield(t0)
+        self._block(t0)
 
     def _acked(self, table: Any, partition: int, gen: int, fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None or gen != self._gen or partition in self._revoked:
             return
-        try:
-            table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), fut.result().offset)
-        except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
-            log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
+        key = (table, partition)
+        offset = fut.result().offset
+        if offset > self._acks.get(key, -1):
+            self._acks[key] = offset
+        if not self._acks_flush:  # once per loop iteration, not once per record
+            self._acks_flush = True
+            asyncio.get_running_loop().call_soon(self._flush_acks, gen)
+
+    def _flush_acks(self, gen: int) -> None:
+        acks, self._acks = self._acks, {}
+        self._acks_flush = False
+        if gen != self._gen:
+            return
+        for (table, partition), offset in acks.items():
+            if partition in self._revoked:
+                continue
+            try:
+                table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
+            except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
+                log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
 
     # ------------------------------------------------------------------ the loop
 
@@ -314,18 +343,28 @@ class TimerWheel:
         topic = self.engine.names.commands
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
+    def _t(self) -> float:
+        """Start timing a stretch of work (wall clock; CPU time of this thread alongside)."""
+        self._cpu0 = time.thread_time()
+        return time.perf_counter()
+
     def _block(self, t0: float) -> float:
-        """Account a stretch of work that held the event loop; returns a fresh start time."""
-        t = time.perf_counter()
-        ms = (t - t0) * 1000
+        """Account a stretch of work that held the event loop; returns a fresh start time.
+        ``tick_max_block_ms`` is wall time (includes being descheduled on a busy machine),
+        ``tick_max_block_cpu_ms`` the CPU time the wheel spent in it."""
+        t, c = time.perf_counter(), time.thread_time()
+        ms, cpu = (t - t0) * 1000, (c - self._cpu0) * 1000
         if ms > self.stats["tick_max_block_ms"]:
             self.stats["tick_max_block_ms"] = round(ms, 3)
+        if cpu > self.stats["tick_max_block_cpu_ms"]:
+            self.stats["tick_max_block_cpu_ms"] = round(cpu, 3)
+        self._cpu0 = c
         return t
 
     async def _yield(self, t0: float) -> float:
         self._block(t0)
         await asyncio.sleep(0)
-        return time.perf_counter()
+        return self._t()
 
     async def _tick(self) -> bool:
         """One round: move the window on, fire what is due. True when it fired anything
@@ -345,7 +384,7 @@ class TimerWheel:
         if mono < self._next_advance:
             return
         target = now_ms() + self.WINDOW_MS
-        t0 = time.perf_counter()
+        t0 = self._t()
         done = True
         for part in list(self._parts.values()):
             while True:
@@ -368,7 +407,7 @@ class TimerWheel:
         limit = self.engine.settings.timer_batch
         taken: list[tuple[WheelPartition, list[bytes]]] = []
         dropped: list[tuple[WheelPartition, list[bytes]]] = []
-        t0 = time.perf_counter()
+        t0 = self._t()
         for part in self._parts.values():
             if limit <= 0:
                 break
@@ -378,8 +417,10 @@ class TimerWheel:
             limit -= len(keys)
             terminal = TerminalStore(self._db(self.terminal, part.partition))
             fire, drop = [], []
-            for key in keys:
+            for i, key in enumerate(keys):
                 (drop if terminal.state(key[8:]) is not None else fire).append(key)
+                if i & 63 == 63 and time.perf_counter() - t0 > self.SLICE_S:
+                    t0 = await self._yield(t0)
             if fire:
                 taken.append((part, fire))
             if drop:
@@ -411,7 +452,7 @@ class TimerWheel:
                     if time.perf_counter() - t0 > self.SLICE_S:
                         t0 = await self._yield(t0)
             self._block(t0)
-            await asyncio.gather(*futs)
+            await self._await_all(futs)
         except BaseException:
             for part, keys in taken:
                 part.put_back(keys)
@@ -420,19 +461,24 @@ class TimerWheel:
             _crash("after_fire_emit")
         if gen != self._gen:
             return True  # the partitions moved meanwhile: the new owner re-fires (deduplicated)
-        t0 = time.perf_counter()
+        t0 = self._t()
         writes: list[tuple[Any, int, Write]] = []
         for part, keys in (*taken, *dropped):
-            out: list[Write] = []
-            part.fired(keys, out)
-            writes.extend((self.timers, part.partition, w) for w in out)
+            for s in range(0, len(keys), 256):
+                out: list[Write] = []
+                part.fired(keys[s:s + 256], out)
+                writes.extend((self.timers, part.partition, w) for w in out)
+                if time.perf_counter() - t0 > self.SLICE_S:
+                    t0 = await self._yield(t0)
+                    if gen != self._gen:
+                        return True
         self.stats["fired"] += sum(len(k) for _, k in taken)
         self.stats["dropped_terminal"] += sum(len(k) for _, k in dropped)
         if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
             for ident in list(self._sent)[:100_000]:
                 del self._sent[ident]
         self._block(t0)
-        await asyncio.gather(*await self._send(writes))
+        await self._await_all(await self._send(writes))
         await self._persist_low(gen)
         return True
 
@@ -446,7 +492,7 @@ class TimerWheel:
             part.advance_low(mono, out)
             writes.extend((self.timers, part.partition, w) for w in out)
         if writes:
-            await asyncio.gather(*await self._send(writes))
+            await self._await_all(await self._send(writes))
 
     def _maybe_log_stats(self) -> None:
         mono = time.monotonic()

@@ -495,6 +495,11 @@ def rebuild_tables(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = table_dir.parent / f"rebuild-{stamp}-{uuid.uuid4().hex[:6]}"
 
+    # 0. Refuse at once (before asking the broker anything) when a worker holds the folder.
+    for t in tables.values():
+        for path in sorted(table_dir.glob(f"{t.name}-*.db")):
+            _open_old(t, path, Path(settings.data_dir)).close()
+
     # 1. Where things are: partitions, end offsets (changelogs before the events topic).
     probe = _consumer(settings, "rebuild")
     try:

@@ -236,3 +236,20 @@ def test_sweep_interval_is_a_quarter_of_the_retention_within_bounds() -> None:
     assert sweep_interval_s(1000) == 0.5
     assert sweep_interval_s(8000) == 2.0
     assert sweep_interval_s(7 * 24 * 3600 * 1000) == 60.0
+
+
+def test_rebuild_refuses_a_data_folder_in_use_before_contacting_kafka(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from aion.engine._rebuild import DataDirInUseError, rebuild_tables
+    from aion.engine.settings import Settings
+
+    tables = tmp_path / "v1" / "tables"
+    tables.mkdir(parents=True)
+    held = RocksDBOptions().open(tables / "workflows-3.db")  # as a running worker holds it
+    try:
+        with pytest.raises(DataDirInUseError, match="workflows-3.db is locked.*Stop that worker first"):
+            rebuild_tables(Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path))
+    finally:
+        held.close()
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == ["tables"]  # nothing built

@@ -95,7 +95,7 @@ def test_event_consumer_filters_and_resumes_from_committed_offsets(settings: Set
     log.order("o-3", None)
 
     # Filter by type: the two closing events, decoded.
-    with EventConsumer("closers", settings=settings, from_beginning=True,
+    with EventConsumer(f"{settings.topic_prefix}-closers", settings=settings, from_beginning=True,
                        event_types=["WorkflowCompleted", "WorkflowFailed"]) as c:
         recs = _drain(c, 2)
         assert sorted((r.workflow_id, r.type) for r in recs) == [("o-1", "WorkflowCompleted"), ("o-2", "WorkflowFailed")]
@@ -104,7 +104,7 @@ def test_event_consumer_filters_and_resumes_from_committed_offsets(settings: Set
 
     # The group resumes after what it committed: only the new closing event arrives.
     log.append("o-3", WorkflowCompleted(_payload("late")))
-    with EventConsumer("closers", settings=settings, from_beginning=True,
+    with EventConsumer(f"{settings.topic_prefix}-closers", settings=settings, from_beginning=True,
                        event_types=["WorkflowCompleted", "WorkflowFailed"]) as c:
         recs = _drain(c, 1)
         assert [(r.workflow_id, r.seq, r.type) for r in recs] == [("o-3", 3, "WorkflowCompleted")]
@@ -133,13 +133,14 @@ def test_unknown_event_type_and_missing_topic_are_clear_errors(settings: Setting
 def test_reset_offsets_replays_the_topic_and_refuses_an_active_group(settings: Settings, log: Log) -> None:
     log.order("r-1", "COMPLETED")
     log.order("r-2", "COMPLETED")
-    with EventConsumer("replayer", settings=settings, from_beginning=True) as c:
+    group = f"{settings.topic_prefix}-replayer"
+    with EventConsumer(group, settings=settings, from_beginning=True) as c:
         assert len(_drain(c, 6)) == 6
         with pytest.raises(ConsumerGroupActiveError, match="stop every consumer"):
-            EventConsumer.reset_offsets("replayer", settings=settings)
-    offsets = EventConsumer.reset_offsets("replayer", settings=settings, to="beginning")
+            EventConsumer.reset_offsets(group, settings=settings)
+    offsets = EventConsumer.reset_offsets(group, settings=settings, to="beginning")
     assert set(offsets) == set(range(settings.partitions))
-    with EventConsumer("replayer", settings=settings) as c:
+    with EventConsumer(group, settings=settings) as c:
         assert sorted((r.workflow_id, r.seq) for r in _drain(c, 6)) == [
             ("r-1", 1), ("r-1", 2), ("r-1", 3), ("r-2", 1), ("r-2", 2), ("r-2", 3)]
 
@@ -157,7 +158,7 @@ def test_events_tail_cli(settings: Settings, log: Log) -> None:
         ("t-1", 1, "WorkflowStarted"), ("t-1", 2, "SignalReceived"), ("t-1", 3, "WorkflowCompleted")]
 
     # A group resumes: the first run prints the starts, the second only a new one.
-    group = ["--group", "tailers", "--type", "WorkflowStarted", "--from-beginning", "--idle-timeout", "1.5"]
+    group = ["--group", f"{settings.topic_prefix}-tailers", "--type", "WorkflowStarted", "--from-beginning", "--idle-timeout", "1.5"]
     out = runner.invoke(cli, [*base, *group], obj={})
     assert out.exit_code == 0, out.output
     assert sorted(line.split()[2] for line in out.output.splitlines()) == ["t-1", "t-2"]
@@ -208,7 +209,7 @@ def test_projection_counts_resumes_and_rebuilds_by_resetting_offsets(settings: S
 
 async def test_event_consumer_stream_from_asyncio(settings: Settings, log: Log) -> None:
     log.order("a-1", "COMPLETED")
-    consumer = EventConsumer("async-readers", settings=settings, from_beginning=True)
+    consumer = EventConsumer(f"{settings.topic_prefix}-async", settings=settings, from_beginning=True)
     try:
         seen = [(r.workflow_id, r.seq, r.type) async for r in consumer.stream(idle_timeout=1.5)]
     finally:

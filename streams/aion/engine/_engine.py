@@ -34,6 +34,7 @@ from ..codec import Codec, CodecError
 from ..model import Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
+from ._produce import BatchProducer
 from ._retention import Retention
 from ._store import HistoryStore
 from ._wheel import TimerWheel
@@ -89,6 +90,9 @@ class Engine:
         self._assigned_at_ms = now_ms()
         self._known_queues: set[str] = set()
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
+        # Events, visibility rows and effects leave through librdkafka, one future per batch
+        # (see _produce.py); Faust's producer only carries its own and the wheel's records.
+        self.out = BatchProducer(_output_config(settings))
         self.wheel = TimerWheel(self)
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
@@ -234,67 +238,63 @@ class Engine:
     async def _append(self, new_events: list[tuple[int, Event]], touched: dict[tuple[int, str], WorkflowExecution]) -> None:
         if not new_events:
             return
-        producer = self.app.producer
-        pending = []
-        for partition, ev in new_events:
-            key = self.codec.encode_event_key(EventKey(ev.workflow_id, ev.seq))
-            value = self.codec.encode_event(ev)
-            fut = await producer.send(self.names.events, key, value, partition, None, None)
-            pending.append((partition, key, value, fut))
-        rows = []
-        for (partition, wid), ex in touched.items():
-            rows.append((partition, wid.encode(), _visibility_row(ex)))
-        wf_topic = self.workflows.changelog_topic.get_topic_name()
-        wf_pending = [
-            (p, k, v, await producer.send(wf_topic, k, v, p, None, None)) for p, k, v in rows
+        if not self.out.started:
+            self.out.start()
+        events_topic = self.names.events
+        encode_key, encode_event = self.codec.encode_event_key, self.codec.encode_event
+        records: list[tuple[str, bytes | None, bytes | None, int | None]] = [
+            (events_topic, encode_key(EventKey(ev.workflow_id, ev.seq)), encode_event(ev), partition)
+            for partition, ev in new_events
         ]
-        # Wait for Kafka's acknowledgement of every event of the batch (acks=all).
-        metas = await asyncio.gather(*(f for *_, f in pending))
-        wf_metas = await asyncio.gather(*(f for *_, f in wf_pending))
+        n_events = len(records)
+        wf_topic = self.workflows.changelog_topic.get_topic_name()
+        for (partition, wid), ex in touched.items():
+            records.append((wf_topic, wid.encode(), _visibility_row(ex), partition))
+        # Wait for Kafka's acknowledgement of every event and row of the batch (acks=all).
+        offsets = await self.out.send_batch(records)
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         last_offset: dict[int, int] = {}
-        for (partition, key, value, _), meta in zip(pending, metas):
-            by_partition.setdefault(partition, []).append((key, value))
-            last_offset[partition] = max(last_offset.get(partition, -1), meta.offset)
+        for (_, key, value, partition), offset in zip(records[:n_events], offsets):
+            by_partition.setdefault(partition, []).append((key, value))  # type: ignore[arg-type]
+            last_offset[partition] = max(last_offset.get(partition, -1), offset)  # type: ignore[arg-type]
         for partition, kvs in by_partition.items():
             self.history_store.write_local(partition, kvs)  # type: ignore[arg-type]
-            self.history.data.set_persisted_offset(TP(self.names.events, partition), last_offset[partition])
-        for (partition, key, value, _), meta in zip(wf_pending, wf_metas):
+            self.history.data.set_persisted_offset(TP(events_topic, partition), last_offset[partition])
+        for (_, key, value, partition), offset in zip(records[n_events:], offsets[n_events:]):
             db = self.workflows.data._db_for_partition(partition)
             db.put(key, value)
-            self.workflows.data.set_persisted_offset(TP(wf_topic, partition), meta.offset)
+            self.workflows.data.set_persisted_offset(TP(wf_topic, partition), offset)
 
     # ------------------------------------------------------------------ effects
 
     async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, bytes | None, str]]) -> None:
         producer = self.app.producer
-        futs = []
+        futs: list[Any] = []
+        records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         timer_effects: list[tuple[int, Any]] = []
         for partition, eff in effects:
             if isinstance(eff, fx.DispatchActivity):
                 await self._ensure_queue(eff.task.task_queue)
-                futs.append(await producer.send(
+                records.append((
                     self.names.activity_tasks(eff.task.task_queue),
                     f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                    self.codec.encode_task(eff.task), None, None, None))
+                    self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.DispatchActivityCancel):
                 await self._ensure_queue(eff.task_queue)
-                futs.append(await producer.send(
+                records.append((
                     self.names.activity_tasks(eff.task_queue),
                     f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                    self.codec.encode_task(eff.task), None, None, None))
+                    self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.SendCommand):
-                futs.append(await producer.send(
+                records.append((
                     self.names.commands, eff.command.workflow_id.encode(),
-                    self.codec.encode_command(eff.command), None, None, None))
+                    self.codec.encode_command(eff.command), None))
             elif isinstance(eff, fx.SendReply):
                 topic, _, part = eff.reply_to.rpartition(":")
                 if not topic or not part.isdigit():
                     log.warning("reply_to %r is not '<topic>:<partition>'; reply dropped", eff.reply_to)
                     continue
-                futs.append(await producer.send(
-                    topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply),
-                    int(part), None, None))
+                records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part)))
             elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer)):
                 timer_effects.append((partition, eff))
             else:
@@ -307,6 +307,10 @@ class Engine:
                 {"aion.reason": reason.encode(), "aion.source.topic": self.names.commands.encode(),
                  "aion.source.partition": str(partition).encode(), "aion.source.offset": str(offset).encode()}))
         futs.extend(await self.wheel.apply(timer_effects))
+        if records:
+            if not self.out.started:
+                self.out.start()
+            futs.append(self.out.send_batch(records))
         if futs:
             await asyncio.gather(*futs)
 
@@ -346,6 +350,20 @@ def _visibility_row(ex: WorkflowExecution) -> bytes:
         "search_attributes": get("search_attributes", {}) or {},
     }
     return json.dumps(row, default=str).encode()
+
+
+def _output_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings of the engine's output producer: acks=all and idempotence (no
+    duplicates from internal retries), murmur2 keyed partitioning like Faust's and the
+    clients', a 1 ms linger so a batch's records travel together."""
+    return dict(settings.confluent_config(), **{
+        "client.id": f"{settings.topic_prefix}.engine",
+        "acks": "all",
+        "enable.idempotence": True,
+        "partitioner": "murmur2_random",
+        "linger.ms": 1,
+        "message.max.bytes": max(1_000_000, settings.max_record_bytes),
+    })
 
 
 def _faust_credentials(settings: Settings) -> Any:

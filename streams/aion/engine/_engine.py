@@ -93,6 +93,7 @@ class Engine:
         # Events, visibility rows and effects leave through librdkafka, one future per batch
         # (see _produce.py); Faust's producer only carries its own and the wheel's records.
         self.out = BatchProducer(_output_config(settings))
+        self.batch_lock = asyncio.Lock()
         self.wheel = TimerWheel(self)
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
@@ -165,6 +166,11 @@ class Engine:
         return True
 
     async def process_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        """Handle one batch of command records ``(partition, offset, value, key, timestamp)``."""
+        async with self.batch_lock:  # retirements (retention) never interleave with a batch
+            await self._process_batch(batch)
+
+    async def _process_batch(self, batch: list[tuple[Any, ...]]) -> None:
         now = now_ms()
         new_events: list[tuple[int, Event]] = []
         effects: list[tuple[int, Any]] = []

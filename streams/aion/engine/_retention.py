@@ -74,18 +74,11 @@ class Retention:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.retention_ms = engine.settings.retention_ms
-        self.lock = asyncio.Lock()
+        # Command batches and retirements exclude each other (see the module docs).
+        self.lock = engine.batch_lock
         self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0}
         if self.retention_ms <= 0:
             return
-        # Command batches and retirements exclude each other (see the module docs).
-        inner = engine.process_batch
-
-        async def process_batch(batch: list[tuple[int, int, bytes | None]]) -> None:
-            async with self.lock:
-                await inner(batch)
-
-        engine.process_batch = process_batch  # type: ignore[method-assign]
         engine.app.task(self._loop)
 
     async def _loop(self) -> None:

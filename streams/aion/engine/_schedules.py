@@ -1,0 +1,429 @@
+"""Schedules: a system workflow per schedule, on the engine's own durable timers.
+
+A schedule ``<id>`` is the workflow ``schedule:<id>`` of type ``aion.Schedule``
+(:class:`ScheduleWorkflow`, registered in every engine worker). It is ordinary workflow code:
+
+- it sleeps with a durable timer until the next fire time of its spec — a 5-field cron
+  expression (UTC, evaluated with ``croniter``) or a fixed interval (fire times
+  ``offset + k * interval`` since the epoch) — so it keeps firing live, across restarts;
+- each fire time ``t`` starts the target workflow with the deterministic id
+  ``<id>-<t as ISO-8601 UTC>`` as a child with ``parent_close_policy=ABANDON`` (the start is
+  recorded before it is sent, and its command id is deterministic: a duplicated fire or a
+  re-delivery cannot start two);
+- ``overlap`` decides what a fire does while an earlier start is still running: ``SKIP`` (do
+  nothing), ``BUFFER_ONE`` (start once the running one ends; one is kept, later ones skipped),
+  ``CANCEL_OTHER`` (cancel the running one, start when it has ended), ``ALLOW_ALL`` (start);
+- ``catch_up`` decides what happens to fire times that passed while nothing ran the
+  schedule (engine down): ``ALL`` (start each, in order; overlap applies), ``ONE`` (only the
+  latest), ``SKIP`` (none; only fires at most ``catch_up_window_ms`` late start);
+- signals ``pause(note)``, ``resume()``, ``update(changes)``, ``trigger()``, ``delete()``; query
+  ``describe()``; its spec is mirrored in search attributes (``aion.schedule.*``) so that a
+  listing needs no query;
+- it continues as new when its history grows (at a moment when nothing it started is still
+  running, carrying its state), so its history stays short.
+
+Fire times passed while paused are skipped (resume starts from the next one). Updating the
+spec (cron, interval) also restarts from the next fire time of the new spec.
+
+Limits: a target still running when the schedule must continue as new anyway (after
+``HARD_HISTORY_LIMIT`` events) is no longer tracked for overlap by the new run. Cron is UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import workflow
+from ..exceptions import TimeoutError as _WorkflowTimeout
+
+__all__ = [
+    "SCHEDULE_WORKFLOW_TYPE",
+    "OVERLAP_POLICIES",
+    "CATCH_UP_POLICIES",
+    "ScheduleSpecError",
+    "ScheduleWorkflow",
+    "schedule_workflow_id",
+    "schedule_id_of",
+    "validate_spec",
+    "next_fire_ms",
+    "fire_times",
+    "target_workflow_id",
+]
+
+SCHEDULE_WORKFLOW_TYPE = "aion.Schedule"
+WORKFLOW_ID_PREFIX = "schedule:"
+OVERLAP_POLICIES = ("SKIP", "BUFFER_ONE", "CANCEL_OTHER", "ALLOW_ALL")
+CATCH_UP_POLICIES = ("ALL", "ONE", "SKIP")
+#: Fire times started per wake-up at most (catch_up=ALL after a long outage goes on at once).
+MAX_STARTS_PER_WAKE = 100
+#: Continue as new past this many events of the run when nothing started is running...
+HISTORY_LIMIT = 1_000
+#: ...and past this many regardless.
+HARD_HISTORY_LIMIT = 10_000
+#: The most recent actions ``describe()`` reports.
+RECENT = 10
+
+_UPDATABLE = ("cron", "interval_ms", "offset_ms", "workflow_type", "args", "task_queue", "overlap", "catch_up",
+              "catch_up_window_ms", "note")
+
+
+class ScheduleSpecError(ValueError):
+    """A schedule spec that cannot work; the message says which field and what to do."""
+
+
+def schedule_workflow_id(schedule_id: str) -> str:
+    return WORKFLOW_ID_PREFIX + schedule_id
+
+
+def schedule_id_of(workflow_id: str) -> str:
+    return workflow_id[len(WORKFLOW_ID_PREFIX):] if workflow_id.startswith(WORKFLOW_ID_PREFIX) else workflow_id
+
+
+def _iso(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    if ms % 1000:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def target_workflow_id(schedule_id: str, fire_ms: int) -> str:
+    """The id of the workflow a schedule starts for fire time ``fire_ms`` (deterministic)."""
+    return f"{schedule_id}-{_iso(fire_ms)}"
+
+
+def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalise a schedule spec; raises :class:`ScheduleSpecError`."""
+    sid = spec.get("id")
+    if not sid or not isinstance(sid, str):
+        raise ScheduleSpecError("a schedule needs an id (a non-empty string)")
+    cron, interval = spec.get("cron"), spec.get("interval_ms")
+    if (cron is None) == (interval is None):
+        raise ScheduleSpecError(f"schedule {sid!r}: give exactly one of cron=... (5-field, UTC) or interval=...")
+    if cron is not None:
+        from croniter import croniter
+
+        if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise ScheduleSpecError(f"schedule {sid!r}: cron {cron!r} is not a valid 5-field cron expression "
+                                    f"(minute hour day-of-month month day-of-week, e.g. '*/5 * * * *')")
+    else:
+        if not isinstance(interval, int) or interval < 1000:
+            raise ScheduleSpecError(f"schedule {sid!r}: interval must be at least 1 second, got {interval!r} ms")
+        off = spec.get("offset_ms", 0) or 0
+        if not isinstance(off, int) or not 0 <= off < interval:
+            raise ScheduleSpecError(f"schedule {sid!r}: offset must be within [0, interval), got {off!r} ms")
+    if not spec.get("workflow_type") or not isinstance(spec.get("workflow_type"), str):
+        raise ScheduleSpecError(f"schedule {sid!r}: name the workflow to start (workflow=Order.run or a type name)")
+    if spec.get("overlap", "SKIP") not in OVERLAP_POLICIES:
+        raise ScheduleSpecError(f"schedule {sid!r}: overlap must be one of {', '.join(OVERLAP_POLICIES)}, "
+                                f"got {spec.get('overlap')!r}")
+    if spec.get("catch_up", "ONE") not in CATCH_UP_POLICIES:
+        raise ScheduleSpecError(f"schedule {sid!r}: catch_up must be one of {', '.join(CATCH_UP_POLICIES)}, "
+                                f"got {spec.get('catch_up')!r}")
+    window = spec.get("catch_up_window_ms", 10_000)
+    if not isinstance(window, int) or window < 0:
+        raise ScheduleSpecError(f"schedule {sid!r}: catch_up_window must be >= 0, got {window!r} ms")
+    if not isinstance(spec.get("args", []), list):
+        raise ScheduleSpecError(f"schedule {sid!r}: args must be a list")
+    out = {
+        "id": sid, "cron": cron, "interval_ms": interval, "offset_ms": spec.get("offset_ms", 0) or 0,
+        "workflow_type": spec["workflow_type"], "args": list(spec.get("args", [])),
+        "task_queue": spec.get("task_queue") or "default", "overlap": spec.get("overlap", "SKIP"),
+        "catch_up": spec.get("catch_up", "ONE"), "catch_up_window_ms": window,
+        "paused": bool(spec.get("paused", False)), "note": spec.get("note", "") or "",
+    }
+    if "state" in spec:
+        out["state"] = spec["state"]
+    return out
+
+
+def next_fire_ms(spec: dict[str, Any], after_ms: int) -> int:
+    """The first fire time strictly after ``after_ms``."""
+    if spec.get("cron"):
+        from croniter import croniter
+
+        it = croniter(spec["cron"], datetime.fromtimestamp(after_ms / 1000, tz=timezone.utc))
+        return int(round(it.get_next(float) * 1000))
+    interval, off = spec["interval_ms"], spec.get("offset_ms", 0) or 0
+    return ((after_ms - off) // interval + 1) * interval + off
+
+
+def fire_times(spec: dict[str, Any], after_ms: int, upto_ms: int, limit: int) -> list[int]:
+    """Fire times in ``(after_ms, upto_ms]``, the first ``limit`` of them."""
+    out: list[int] = []
+    t = after_ms
+    while len(out) < limit:
+        t = next_fire_ms(spec, t)
+        if t > upto_ms:
+            break
+        out.append(t)
+    return out
+
+
+def _latest_fire(spec: dict[str, Any], after_ms: int, upto_ms: int) -> int | None:
+    """The last fire time in ``(after_ms, upto_ms]`` (None if there is none)."""
+    if spec.get("cron"):
+        from croniter import croniter
+
+        it = croniter(spec["cron"], datetime.fromtimestamp((upto_ms + 1) / 1000, tz=timezone.utc))
+        t = int(round(it.get_prev(float) * 1000))
+    else:
+        interval, off = spec["interval_ms"], spec.get("offset_ms", 0) or 0
+        t = ((upto_ms - off) // interval) * interval + off
+    return t if after_ms < t <= upto_ms else None
+
+
+def _now_ms() -> int:
+    return int(round(workflow.time() * 1000))
+
+
+def _new_state(now: int) -> dict[str, Any]:
+    return {"last_ms": now, "buffered": None, "pending": [], "recent": [], "started": 0, "skipped": 0,
+            "created_ms": now, "runs": 1}
+
+
+@workflow.defn(name=SCHEDULE_WORKFLOW_TYPE)
+class ScheduleWorkflow:
+    """One schedule (see the module docs). Input: the spec from :func:`validate_spec`."""
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] = {}
+        self.st: dict[str, Any] = {}
+        self.running: dict[str, Any] = {}
+        self.dirty = False
+        self.deleted = False
+        self.triggers: list[int] = []
+
+    # ------------------------------------------------------------------ the loop
+    @workflow.run
+    async def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.spec = spec
+        st = spec.pop("state", None)
+        self.st = st if st is not None else _new_state(_now_ms())
+        self._publish()
+        # Starts carried over from the previous run (continue-as-new), in order.
+        carried, self.st["pending"] = list(self.st.get("pending") or []), []
+        for t in carried:
+            await self._fire(t)
+        while not self.deleted:
+            now = _now_ms()
+            if not self.spec["paused"]:
+                for t in self._due(now):
+                    await self._fire(t)
+                    if self.deleted:
+                        break
+            while self.triggers and not self.deleted:
+                await self._fire(self.triggers.pop(0), manual=True)
+            if self.st["buffered"] is not None and not self.running and not self.deleted:
+                t, self.st["buffered"] = self.st["buffered"], None
+                await self._start(t)
+            if self.deleted:
+                break
+            if self._should_continue_as_new():
+                spec_out = dict(self.spec, state=self.st)
+                if self.running and self.spec["overlap"] != "ALLOW_ALL":
+                    self._action("untracked", None, ids=sorted(self.running))
+                self.st["runs"] += 1
+                workflow.continue_as_new(spec_out)
+            nxt = None if self.spec["paused"] else next_fire_ms(self.spec, self.st["last_ms"])
+            self.dirty = False
+            now = _now_ms()
+            if nxt is not None and nxt <= now:
+                continue  # more to catch up
+            try:
+                await workflow.wait_condition(lambda: self.dirty,
+                                              timeout=None if nxt is None else timedelta(milliseconds=nxt - now))
+            except _WorkflowTimeout:
+                pass
+        return {"id": self.spec["id"], "deleted": True, "started": self.st["started"], "skipped": self.st["skipped"]}
+
+    def _due(self, now: int) -> list[int]:
+        """Fire times to act on now, per catch_up; moves ``last_ms`` past all that passed."""
+        spec, st = self.spec, self.st
+        last = st["last_ms"]
+        policy = spec["catch_up"]
+        if policy == "ALL":
+            due = fire_times(spec, last, now, MAX_STARTS_PER_WAKE)
+            if due:
+                st["last_ms"] = due[-1]
+            return due
+        latest = _latest_fire(spec, last, now)
+        if latest is None:
+            return []
+        missed = len(fire_times(spec, last, latest, MAX_STARTS_PER_WAKE)) - 1
+        st["last_ms"] = latest
+        if policy == "SKIP" and now - latest > spec["catch_up_window_ms"]:
+            missed += 1
+            latest = None
+        if missed > 0:
+            st["skipped"] += missed
+            self._action("missed", None, count=missed)
+        return [] if latest is None else [latest]
+
+    # ------------------------------------------------------------------ firing
+    async def _fire(self, t: int, manual: bool = False) -> None:
+        overlap = self.spec["overlap"]
+        if self.running and overlap != "ALLOW_ALL":
+            if overlap == "SKIP":
+                self.st["skipped"] += 1
+                self._action("skipped", t, reason="overlap")
+                return
+            if overlap == "BUFFER_ONE":
+                if self.st["buffered"] is None:
+                    self.st["buffered"] = t
+                    self._action("buffered", t)
+                else:
+                    self.st["skipped"] += 1
+                    self._action("skipped", t, reason="buffer full")
+                return
+            # CANCEL_OTHER: cancel what runs, start once it has ended.
+            for h in list(self.running.values()):
+                h.cancel()
+            self._action("cancelling", t, ids=sorted(self.running))
+            await workflow.wait_condition(lambda: not self.running or self.deleted)
+            if self.deleted:
+                return
+        await self._start(t, manual)
+
+    async def _start(self, t: int, manual: bool = False) -> None:
+        wid = target_workflow_id(self.spec["id"], t)
+        if manual:
+            wid += "-manual"
+        h = await workflow.start_child_workflow(
+            self.spec["workflow_type"], *self.spec["args"], id=wid, task_queue=self.spec["task_queue"],
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        self.running[wid] = h
+        h.add_done_callback(lambda f, wid=wid: self._ended(wid, f))
+        self.st["started"] += 1
+        self._action("started", t, workflow_id=wid)
+
+    def _ended(self, wid: str, fut: Any) -> None:
+        self.running.pop(wid, None)
+        if fut.cancelled():
+            outcome = "CANCELLED"
+        elif fut.exception() is not None:
+            outcome = str(getattr(fut.exception(), "status", "FAILED"))
+        else:
+            outcome = "COMPLETED"
+        for a in self.st["recent"]:
+            if a.get("workflow_id") == wid:
+                a["outcome"] = outcome
+        self.dirty = True
+
+    def _action(self, kind: str, t: int | None, **kw: Any) -> None:
+        a = {"action": kind, "at_ms": _now_ms(), **kw}
+        if t is not None:
+            a["fire_ms"] = t
+        self.st["recent"] = (self.st["recent"] + [a])[-RECENT:]
+
+    def _should_continue_as_new(self) -> bool:
+        n = workflow.info().run_history_length
+        if n >= HARD_HISTORY_LIMIT:
+            return True
+        if n < HISTORY_LIMIT:
+            return False
+        return not self.running or self.spec["overlap"] == "ALLOW_ALL"
+
+    def _publish(self) -> None:
+        s = self.spec
+        workflow.upsert_search_attributes({
+            "aion.schedule.id": s["id"],
+            "aion.schedule.spec": s["cron"] if s.get("cron") else f"every {s['interval_ms']}ms+{s.get('offset_ms', 0)}",
+            "aion.schedule.workflow": s["workflow_type"],
+            "aion.schedule.overlap": s["overlap"],
+            "aion.schedule.catch_up": s["catch_up"],
+            "aion.schedule.paused": "true" if s["paused"] else "false",
+            "aion.schedule.note": s.get("note", ""),
+        })
+
+    # ------------------------------------------------------------------ signals and query
+    @workflow.signal
+    def pause(self, note: str = "") -> None:
+        if not self.spec["paused"] or note:
+            self.spec["paused"] = True
+            self.spec["note"] = note or self.spec.get("note", "")
+            self._action("paused", None)
+            self._publish()
+        self.dirty = True
+
+    @workflow.signal
+    def resume(self, note: str = "") -> None:
+        if self.spec["paused"]:
+            self.spec["paused"] = False
+            self.spec["note"] = note
+            # Fire times passed while paused are skipped: the next one counts from now.
+            self.st["last_ms"] = max(self.st["last_ms"], _now_ms())
+            self._action("resumed", None)
+            self._publish()
+        self.dirty = True
+
+    @workflow.signal
+    def update(self, changes: dict[str, Any]) -> None:
+        unknown = sorted(set(changes) - set(_UPDATABLE))
+        candidate = dict(self.spec)
+        candidate.update({k: v for k, v in changes.items() if k in _UPDATABLE})
+        if "cron" in changes and changes["cron"] is not None:
+            candidate["interval_ms"] = None
+        if "interval_ms" in changes and changes["interval_ms"] is not None:
+            candidate["cron"] = None
+        try:
+            if unknown:
+                raise ScheduleSpecError(f"unknown fields {unknown}")
+            new = validate_spec(candidate)
+        except ScheduleSpecError as e:  # the client validates first; never fail the schedule
+            self._action("update_rejected", None, reason=str(e))
+            self.dirty = True
+            return
+        timing = any(new.get(k) != self.spec.get(k) for k in ("cron", "interval_ms", "offset_ms"))
+        new["paused"] = self.spec["paused"]
+        self.spec = new
+        if timing:
+            self.st["last_ms"] = max(self.st["last_ms"], _now_ms())
+        self._action("updated", None, fields=sorted(k for k in changes if k in _UPDATABLE))
+        self._publish()
+        self.dirty = True
+
+    @workflow.signal
+    def trigger(self) -> None:
+        self.triggers.append(_now_ms())
+        self.dirty = True
+
+    @workflow.signal
+    def delete(self) -> None:
+        self.deleted = True
+        self.dirty = True
+
+    @workflow.query
+    def describe(self) -> dict[str, Any]:
+        s, st = self.spec, self.st
+        upcoming: list[int] = []
+        if not s.get("paused") and not self.deleted and s:
+            t = st["last_ms"]
+            for _ in range(5):
+                t = next_fire_ms(s, t)
+                upcoming.append(t)
+        return {
+            "id": s.get("id"),
+            "cron": s.get("cron"),
+            "interval_ms": s.get("interval_ms"),
+            "offset_ms": s.get("offset_ms"),
+            "workflow_type": s.get("workflow_type"),
+            "args": s.get("args"),
+            "task_queue": s.get("task_queue"),
+            "overlap": s.get("overlap"),
+            "catch_up": s.get("catch_up"),
+            "catch_up_window_ms": s.get("catch_up_window_ms"),
+            "paused": s.get("paused"),
+            "note": s.get("note"),
+            "deleted": self.deleted,
+            "running": sorted(self.running),
+            "buffered_fire_ms": st.get("buffered"),
+            "last_fire_ms": st.get("last_ms"),
+            "next_fires_ms": upcoming,
+            "started": st.get("started", 0),
+            "skipped": st.get("skipped", 0),
+            "recent": list(st.get("recent", [])),
+            "created_ms": st.get("created_ms"),
+            "runs": st.get("runs", 1),
+        }
+

@@ -50,7 +50,10 @@ def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: 
             f"aion: no @workflow.defn class found in {list(workflow_modules)!r}; "
             "point --workflows at the modules that define your workflows."
         )
-    return Engine(settings, Registry(workflows=workflows))
+    from ._schedules import ScheduleWorkflow
+
+    # Every engine runs schedules (the aion.Schedule system workflow) beside the user's workflows.
+    return Engine(settings, Registry(workflows=[*workflows, ScheduleWorkflow]))
 
 
 def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:

@@ -397,3 +397,42 @@ class Client:
         rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings)
         return filter_rows(rows, type=type, status=status, started_after=started_after,
                            started_before=started_before, search_attributes=search_attributes)
+
+    # ------------------------------------------------------------------ schedules
+    async def create_schedule(self, schedule_id: str, **kwargs: Any) -> "ScheduleHandle":
+        """Create a schedule: ``create_schedule(id, cron=... | interval=..., workflow=Order.run,
+        args=[...], overlap="SKIP", catch_up="ONE", ...)`` (see :mod:`aion.client._schedules`)."""
+        from ._schedules import create_schedule
+
+        return await create_schedule(self, schedule_id, **kwargs)
+
+    def get_schedule_handle(self, schedule_id: str) -> "ScheduleHandle":
+        """A handle to schedule ``schedule_id``: pause, resume, update, trigger, delete, describe."""
+        from ._schedules import ScheduleHandle
+
+        return ScheduleHandle(self, schedule_id)
+
+    async def list_schedules(self, *, include_deleted: bool = False) -> list["ScheduleSummary"]:
+        """The deployment's schedules (from the visibility index, no query per schedule)."""
+        from ._schedules import list_schedules
+
+        return await list_schedules(self, include_deleted=include_deleted)
+
+
+class _Connecting:
+    """What ``Client.connect(...)`` returns: awaitable, and an async context manager."""
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._client: Client | None = None
+
+    def __await__(self) -> Any:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await self._coro
+        return self._client
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._client is not None:
+            await self._client.close()

@@ -56,6 +56,8 @@ __all__ = [
     "parse_timer_key",
     "run_prefix",
     "timer_key",
+    "timer_rows",
+    "terminal_rows",
 ]
 
 _SEP = b"\x00"
@@ -99,6 +101,36 @@ def run_prefix(ident: bytes) -> bytes:
 def timer_key(fire_at_ms: int, workflow_id: str, run_id: str, timer_id: str) -> bytes:
     """Time-row key: due time first, so a scan reads rows in firing order."""
     return be_ms(fire_at_ms) + ident_of(workflow_id, run_id, timer_id)
+
+
+def timer_rows(fire_at_ms: int, workflow_id: str, run_id: str, timer_id: str) -> list[tuple[bytes, bytes]]:
+    """The ``timers`` rows of one armed timer as a rebuild should write them: the time row and
+    its index row (so a ``DropTimer`` finds it whether or not it is in memory)."""
+    ident = ident_of(workflow_id, run_id, timer_id)
+    at = be_ms(fire_at_ms)
+    return [(at + ident, _INDEXED), (INDEX_PREFIX + ident, at)]
+
+
+def terminal_rows(events: Iterable[Any]) -> dict[bytes, bytes]:
+    """The ``timer_terminal`` rows one workflow's history implies (for a rebuild from the
+    events topic): fired / cancelled timers of open runs, one marker per closed run."""
+    from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired
+
+    rows: dict[bytes, bytes] = {}
+    closed: set[bytes] = set()
+    for ev in events:
+        b = ev.body
+        prefix = ev.workflow_id.encode() + _SEP + ev.run_id.encode() + _SEP
+        if prefix in closed:
+            continue
+        if isinstance(b, (TimerFired, TimerCancelled)):
+            rows[prefix + b.timer_id.encode()] = TerminalStore.FIRED if isinstance(b, TimerFired) else TerminalStore.CANCELLED
+        elif isinstance(b, RUN_CLOSING_EVENTS):
+            for k in [k for k in rows if k.startswith(prefix)]:
+                del rows[k]
+            rows[prefix] = TerminalStore.RUN_CLOSED
+            closed.add(prefix)
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

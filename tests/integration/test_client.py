@@ -221,9 +221,12 @@ async def test_result_timeout_and_unknown_workflow(client: Client, engine: Any) 
     assert time.monotonic() - t0 < 3
 
 
-async def test_execute_workflow(client: Client, engine: Any) -> None:
+async def test_execute_workflow_with_a_client_used_as_context_manager(topics: Any, engine: Any) -> None:
     engine(lambda cmd: [accepted(cmd), result(cmd, "done")])
-    assert await client.execute_workflow("W", 1, 2, id="exec-1") == "done"
+    async with Client.connect(settings=topics) as client:
+        assert await client.execute_workflow("W", 1, 2, id="exec-1") == "done"
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.start_workflow("W", id="after-close")
 
 
 # ---------------------------------------------------------------- signals, queries, cancel

@@ -95,7 +95,7 @@ class Client:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    async def connect(
+    def connect(
         cls,
         bootstrap_servers: str | None = None,
         *,
@@ -105,13 +105,32 @@ class Client:
         codec: Codec | None = None,
         rpc_timeout: float = 30.0,
         reply_partition: int | None = None,
-    ) -> "Client":
+    ) -> "_Connecting":
         """Connect: start the producer and position this client's reply partition at its end.
+
+        ``client = await Client.connect(...)`` (close it with ``await client.close()``), or
+        ``async with Client.connect(...) as client:``.
 
         ``settings`` defaults to ``Settings.from_env()``; ``bootstrap_servers`` and
         ``topic_prefix`` override it when given. ``reply_partition`` pins the reply partition
         (default: one picked at random).
         """
+        return _Connecting(cls._connect(
+            bootstrap_servers, topic_prefix=topic_prefix, settings=settings, converter=converter,
+            codec=codec, rpc_timeout=rpc_timeout, reply_partition=reply_partition))
+
+    @classmethod
+    async def _connect(
+        cls,
+        bootstrap_servers: str | None,
+        *,
+        topic_prefix: str | None,
+        settings: Settings | None,
+        converter: Any,
+        codec: Codec | None,
+        rpc_timeout: float,
+        reply_partition: int | None,
+    ) -> "Client":
         overrides: dict[str, Any] = {}
         if bootstrap_servers is not None:
             overrides["bootstrap_servers"] = bootstrap_servers

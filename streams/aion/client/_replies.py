@@ -12,11 +12,10 @@ import asyncio
 import logging
 import random
 import threading
-import time
 import weakref
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ..model import Reply
 from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks

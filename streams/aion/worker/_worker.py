@@ -44,7 +44,7 @@ import traceback
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 

@@ -139,7 +139,7 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
 
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)
-        await w.run()
+        await w.run(handle_signals=True)
 
     _run(main())
 

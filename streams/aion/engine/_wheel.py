@@ -78,7 +78,7 @@ class TimerWheel:
     #: How often the window is moved on (a row entering it is still ~WINDOW_MS from due).
     ADVANCE_S = 1.0
     #: Most rows loaded from the table per slice.
-    SCAN_ROWS = 2_000
+    SCAN_ROWS = 1_000
     #: Longest stretch of work before yielding to the event loop.
     SLICE_S = 0.004
     #: Longest sleep between ticks (nothing depends on it: arms wake the loop).
@@ -222,6 +222,8 @@ class TimerWheel:
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = WheelPartition(partition, self._db(self.timers, partition))
+            self._next_advance = 0.0  # load its window at the next tick, not a second later
+            self._wakeup.set()
         return part
 
     def _mark(self, partition: int, ident: bytes, state: bytes) -> None:
@@ -315,6 +317,9 @@ class TimerWheel:
                 log.exception("timer tick failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
+            if busy is None:  # rebalancing or recovering tables: nothing to do yet
+                await asyncio.sleep(0.1)
+                continue
             self._maybe_log_stats()
             if busy:
                 await asyncio.sleep(0)
@@ -366,11 +371,11 @@ class TimerWheel:
         await asyncio.sleep(0)
         return self._t()
 
-    async def _tick(self) -> bool:
+    async def _tick(self) -> bool | None:
         """One round: move the window on, fire what is due. True when it fired anything
-        (the loop then goes again at once)."""
+        (the loop then goes again at once); None while the app rebalances or recovers."""
         if self.app.rebalancing or getattr(self.app, "in_recovery", False):
-            return False
+            return None
         gen = self._gen
         for p in self._active_partitions() - set(self._parts) - self._revoked:
             self._parts[p] = WheelPartition(p, self._db(self.timers, p))

@@ -63,6 +63,15 @@ class Settings:
         "Seconds an engine worker waits for more commands to fill a batch (latency vs throughput).")
     timer_batch: int = _setting(
         1_000, "AION_TIMER_BATCH", "Most due timers an engine worker fires per tick.")
+    history_warn_events: int = _setting(
+        10_240, "AION_HISTORY_WARN_EVENTS",
+        "Events in one run after which workflow.info().continue_as_new_suggested turns true.")
+    history_fail_events: int = _setting(
+        51_200, "AION_HISTORY_FAIL_EVENTS", "Events in one run after which the run is terminated.")
+    history_warn_bytes: int = _setting(
+        10 * _MIB, "AION_HISTORY_WARN_BYTES", "Payload bytes in one run after which continue-as-new is suggested.")
+    history_fail_bytes: int = _setting(
+        50 * _MIB, "AION_HISTORY_FAIL_BYTES", "Payload bytes in one run after which the run is terminated.")
     retention_ms: int = _setting(
         7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
         "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "

@@ -53,7 +53,12 @@ def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: 
     from ._schedules import ScheduleWorkflow
 
     # Every engine runs schedules (the aion.Schedule system workflow) beside the user's workflows.
-    return Engine(settings, Registry(workflows=[*workflows, ScheduleWorkflow]))
+    from ..runtime import HistoryLimits
+
+    limits = HistoryLimits(
+        warn_events=settings.history_warn_events, fail_events=settings.history_fail_events,
+        warn_bytes=settings.history_warn_bytes, fail_bytes=settings.history_fail_bytes)
+    return Engine(settings, Registry(workflows=[*workflows, ScheduleWorkflow], history_limits=limits))
 
 
 def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:

@@ -39,11 +39,12 @@ the replay matching rules), ``_loop.py`` (the deterministic event loop), ``_watc
 from . import effects
 from ._execution import Step, WorkflowExecution
 from ._history_json import dump_history, events_from_json, events_to_json, load_history
-from ._registry import Registry
+from ._registry import HistoryLimits, Registry
 from ._replay import ReplayResult, replay_history
 
 __all__ = [
     "Registry",
+    "HistoryLimits",
     "WorkflowExecution",
     "Step",
     "effects",

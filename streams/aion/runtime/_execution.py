@@ -296,6 +296,7 @@ class WorkflowExecution:
         self.next_seq = 1
         self._command_ids: set[str] = set()
         self._refusal: Failure | None = None
+        self._cum_bytes: list[int] = []
         self._start_runs: dict[str, str] = {}
         self.run: _Run | None = None
         self._first_run_id = ""
@@ -337,6 +338,7 @@ class WorkflowExecution:
         ex = cls(registry, workflow_id)
         for ev in events:
             ex.history.append(ev)
+            ex._track_bytes(ev)
             ex.next_seq = ev.seq + 1
             ex._apply(ev, None)
         run = ex.run
@@ -403,6 +405,7 @@ class WorkflowExecution:
                     log.warning("workflow %s: ignoring command of unknown type %s", self.workflow_id, type(b).__name__)
                 else:
                     handler(self, command, b)
+                self._check_history_limits()
             return Step(self._new, self._fx, self._refusal)
         finally:
             self._cmd = None
@@ -468,6 +471,7 @@ class WorkflowExecution:
         ev = Event(self.workflow_id, self.next_seq, rid, self._now, body, self._cmd.command_id)
         self.next_seq += 1
         self.history.append(ev)
+        self._track_bytes(ev)
         self._new.append(ev)
         self._apply(ev, self._fx)
         if is_instance_input(body):
@@ -548,7 +552,41 @@ class WorkflowExecution:
             started=run.started,
             run_start_ms=run.started_at_ms,
             continue_as_new_after=self.registry.continue_as_new_suggested_after,
+            run_bytes_until=lambda seq, start=run.start_seq: self._bytes_between(start, seq),
+            continue_as_new_after_bytes=self._limits().warn_bytes,
         )
+
+    def _limits(self) -> Any:
+        from ._registry import HistoryLimits
+
+        return getattr(self.registry, "history_limits", None) or HistoryLimits()
+
+    def _bytes_between(self, first_seq: int, last_seq: int) -> int:
+        """Payload bytes of the events with seq in [first_seq, last_seq]."""
+        cum = self._cum_bytes
+        last = min(last_seq, len(cum))
+        if last < first_seq:
+            return 0
+        return cum[last - 1] - (cum[first_seq - 2] if first_seq >= 2 else 0)
+
+    def _track_bytes(self, ev: Event) -> None:
+        prev = self._cum_bytes[-1] if self._cum_bytes else 0
+        self._cum_bytes.append(prev + _payload_size(ev.body))
+
+    def _check_history_limits(self) -> None:
+        """Terminate the open run once its history passed the hard limits."""
+        run = self.run
+        if run is None or run.status != RUNNING or not self._new:
+            return
+        lim = self._limits()
+        n = self.next_seq - run.start_seq
+        size = self._bytes_between(run.start_seq, self.next_seq - 1)
+        if n > lim.fail_events or size > lim.fail_bytes:
+            what = f"{n} events (limit {lim.fail_events})" if n > lim.fail_events else f"{size} payload bytes (limit {lim.fail_bytes})"
+            self._drop_instance()
+            self._record(WorkflowTerminated(reason=(
+                f"history limit exceeded: run {run.run_id} of workflow {self.workflow_id!r} reached {what}; "
+                "use workflow.continue_as_new when workflow.info().continue_as_new_suggested turns true")))
 
     def _rebuild_instance(self, upto: int) -> WorkflowInstance | None:
         """Replay the current run's events ``history[run.start_index:upto]`` into a fresh
@@ -1286,3 +1324,17 @@ def replay_into(inst: WorkflowInstance, history: Sequence[Event], start: int, en
             return act.failure
         i = j
     return None
+
+
+def _payload_size(value: Any) -> int:
+    """Payload bytes carried by an event body (inputs, results, failure details)."""
+    if isinstance(value, Payload):
+        return len(value.data)
+    if isinstance(value, (list, tuple)):
+        return sum(_payload_size(v) for v in value)
+    if isinstance(value, Failure):
+        return len(value.message) + len(value.stack) + _payload_size(value.details) + _payload_size(value.cause)
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields:
+        return sum(_payload_size(getattr(value, f)) for f in fields)
+    return 0

@@ -144,6 +144,9 @@ class RunContext:
     started: WorkflowStarted
     run_start_ms: int
     continue_as_new_after: int
+    #: Payload bytes of this run's history up to (and including) a seq; with the byte warning.
+    run_bytes_until: Callable[[int], int] | None = None
+    continue_as_new_after_bytes: int | None = None
 
 
 @dataclass
@@ -269,7 +272,9 @@ class WorkflowInstance:
             attempt=st.attempt,
             history_length=self._seq,
             run_history_length=run_len,
-            continue_as_new_suggested=run_len >= self.ctx.continue_as_new_after,
+            continue_as_new_suggested=run_len >= self.ctx.continue_as_new_after or (
+                self.ctx.run_bytes_until is not None and self.ctx.continue_as_new_after_bytes is not None
+                and self.ctx.run_bytes_until(self._seq) >= self.ctx.continue_as_new_after_bytes),
             start_time=datetime.fromtimestamp(self.ctx.chain_start_ms / 1000, tz=timezone.utc),
             run_start_time=datetime.fromtimestamp(self.ctx.run_start_ms / 1000, tz=timezone.utc),
             first_run_id=self.ctx.first_run_id,

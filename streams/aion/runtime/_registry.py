@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Iterable
 
 from ..activity._definition import ActivityDefinition
@@ -12,6 +14,22 @@ from ..workflow._types import FailurePolicy
 __all__ = ["Registry"]
 
 
+@dataclasses.dataclass(frozen=True)
+class HistoryLimits:
+    """How long one run's history may grow (defaults like Temporal's).
+
+    Past ``warn_events`` events or ``warn_bytes`` of payload, ``workflow.info()
+    .continue_as_new_suggested`` turns true; past ``fail_events`` or ``fail_bytes`` the run is
+    terminated (``WorkflowTerminated`` with the reason), so one runaway workflow cannot grow a
+    partition's history without bound. Payload bytes approximate the encoded history size.
+    """
+
+    warn_events: int = 10_240
+    fail_events: int = 51_200
+    warn_bytes: int = 10 * 1024 * 1024
+    fail_bytes: int = 50 * 1024 * 1024
+
+
 class Registry:
     """Workflow and activity types by name, plus the runtime settings that apply to them.
 
@@ -20,8 +38,9 @@ class Registry:
 
     - ``data_converter``: payload codec (default: the process default JSON converter).
     - ``failure_policy``: supervision for types whose ``@workflow.defn`` sets none.
-    - ``continue_as_new_suggested_after``: events per run after which
-      ``workflow.info().continue_as_new_suggested`` turns true.
+    - ``history_limits``: per-run history thresholds (:class:`HistoryLimits`): past the
+      warning ``workflow.info().continue_as_new_suggested`` turns true; past the limit the
+      run is terminated. ``continue_as_new_suggested_after`` overrides the warning count.
     """
 
     def __init__(
@@ -31,13 +50,18 @@ class Registry:
         *,
         data_converter: DataConverter | None = None,
         failure_policy: FailurePolicy | None = None,
-        continue_as_new_suggested_after: int = 10_000,
+        continue_as_new_suggested_after: int | None = None,
+        history_limits: "HistoryLimits | None" = None,
     ) -> None:
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._activities: dict[str, ActivityDefinition] = {}
         self._converter = data_converter
         self.failure_policy = failure_policy or FailurePolicy()
-        self.continue_as_new_suggested_after = continue_as_new_suggested_after
+        limits = history_limits or HistoryLimits()
+        if continue_as_new_suggested_after is not None:
+            limits = dataclasses.replace(limits, warn_events=continue_as_new_suggested_after)
+        self.history_limits = limits
+        self.continue_as_new_suggested_after = limits.warn_events
         for w in workflows:
             self.add_workflow(w)
         for a in activities:

@@ -236,7 +236,7 @@ async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdi
 
             await asyncio.gather(*(warm_start(i) for i in range(cal)))
             rate = cal / max(0.001, time.monotonic() - c0)
-            lead = 5.0 + 1.5 * n / rate
+            lead = 5.0 + 2.5 * n / rate  # (a long run of starts goes slower than the calibration)
             t0 = int((time.time() + lead) * 1000)
             span = int(duration * 1000)
             ats = [t0 + (i * span) // max(1, n) for i in range(n)]

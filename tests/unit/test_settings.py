@@ -38,6 +38,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_BATCH_WINDOW": "0.02",
         "AION_TIMER_BATCH": "10",
         "AION_RETENTION_MS": "0",
+        "AION_SESSION_TIMEOUT": "7.5",
         "AION_HISTORY_WARN_EVENTS": "100",
         "AION_HISTORY_FAIL_EVENTS": "500",
         "AION_HISTORY_WARN_BYTES": "1000",
@@ -57,6 +58,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.cache_size, s.batch_size, s.batch_window, s.timer_batch) == (500, 64, 0.02, 10)
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
+    assert s.session_timeout == 7.5
     assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (100, 500, 1000, 5000)
     assert s.schema_registry_url == "http://registry:8081"
     assert s.security_protocol == "SASL_SSL"  # normalised to upper case

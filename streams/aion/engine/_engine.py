@@ -70,6 +70,9 @@ class Engine:
             producer_linger_ms=1,
             producer_acks=-1,
             broker_commit_every=1000,
+            # Fail-over: a killed worker's partitions move after this long without heartbeats.
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=max(0.5, settings.session_timeout / 4),
             broker_commit_interval=0.5,
             stream_buffer_maxsize=4096,
             # A command or event may carry max_payload_bytes of payload: fetch and send that much.

@@ -72,6 +72,10 @@ class Settings:
         10 * _MIB, "AION_HISTORY_WARN_BYTES", "Payload bytes in one run after which continue-as-new is suggested.")
     history_fail_bytes: int = _setting(
         50 * _MIB, "AION_HISTORY_FAIL_BYTES", "Payload bytes in one run after which the run is terminated.")
+    session_timeout: float = _setting(
+        10.0, "AION_SESSION_TIMEOUT",
+        "Seconds without heartbeats after which Kafka gives a dead worker's partitions to the others "
+        "(engine and activity workers): the hand-over time after a kill -9.")
     retention_ms: int = _setting(
         7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
         "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "

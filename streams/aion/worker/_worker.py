@@ -256,7 +256,9 @@ class ActivityWorker:
                 base,
                 group_id=self.group_id,
                 client_id=f"{self.settings.topic_prefix}.activity-worker",
-                **{"partition.assignment.strategy": "cooperative-sticky"},
+                **{"partition.assignment.strategy": "cooperative-sticky",
+                   "session.timeout.ms": int(self.settings.session_timeout * 1000),
+                   "heartbeat.interval.ms": max(500, int(self.settings.session_timeout * 250))},
             )
         )
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,

@@ -26,6 +26,15 @@ from ._errors import CommandRejectedError, QueryTimeoutError, RPCTimeoutError, W
 from ._handle import WorkflowHandle
 from ._history import WorkflowDescription
 from ._replies import TopicMissingError
+from ._schedules import (
+    ScheduleAlreadyExistsError,
+    ScheduleCatchUpPolicy,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleNotFoundError,
+    ScheduleOverlapPolicy,
+    ScheduleSummary,
+)
 
 from ._visibility import WorkflowSummary
 
@@ -34,6 +43,13 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowDescription",
     "WorkflowSummary",
+    "ScheduleHandle",
+    "ScheduleDescription",
+    "ScheduleSummary",
+    "ScheduleOverlapPolicy",
+    "ScheduleCatchUpPolicy",
+    "ScheduleAlreadyExistsError",
+    "ScheduleNotFoundError",
     "EventConsumer",
     "EventRecord",
     "ConsumerGroupActiveError",

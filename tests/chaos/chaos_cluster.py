@@ -1,0 +1,159 @@
+"""Engine and activity worker processes of the chaos test, and the broker's stop/start.
+
+Each process is ``python -m aion.cli ...`` in its own session (so ``kill -9`` of its group
+takes everything it started), logging to its own file. Engine workers get their own data
+folder, or a dead worker's folder to exercise the reuse of local RocksDB state.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
+
+#: Faust's consumer-group timing for the engine workers (Faust reads these variables). The
+#: default session timeout (60 s) is how long a kill -9'd worker's partitions stay orphaned;
+#: 6 s is the broker's minimum (group.min.session.timeout.ms).
+ENGINE_GROUP_ENV = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+
+
+@dataclass
+class Proc:
+    kind: str  # "engine" | "activities"
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    data_dir: Path | None = None
+    p: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    ended: str = ""
+
+    def start(self) -> "Proc":
+        f = open(self.log, "ab")
+        self.p = subprocess.Popen([sys.executable, "-m", "aion.cli", *self.args], env=self.env,
+                                  stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        f.close()
+        self.started_at = time.monotonic()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.p is not None
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return bool(self.p and self.p.poll() is None)
+
+    def kill9(self) -> None:
+        if self.p and self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+        self.ended = "killed"
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.p and self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+                return
+        if not self.ended:
+            self.ended = "stopped"
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class ChaosCluster:
+    """The processes of one chaos run (topic prefix ``settings.topic_prefix``)."""
+
+    settings: object
+    tmp: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.env = dict(os.environ)
+        self.env.update({
+            "AION_BOOTSTRAP_SERVERS": s.bootstrap_servers,  # type: ignore[attr-defined]
+            "AION_TOPIC_PREFIX": s.topic_prefix,  # type: ignore[attr-defined]
+            "AION_PARTITIONS": str(s.partitions),  # type: ignore[attr-defined]
+            "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), self.env.get("PYTHONPATH", "")] if p),
+        })
+        self._n = 0
+
+    def _name(self, kind: str) -> str:
+        self._n += 1
+        return f"{kind}{self._n}"
+
+    def engine(self, data_dir: Path | None = None) -> Proc:
+        name = self._name("engine")
+        data_dir = data_dir or self.tmp / f"data-{name}"
+        env = dict(self.env, AION_DATA_DIR=str(data_dir), **ENGINE_GROUP_ENV)
+        p = Proc("engine", name, ["worker", "--workflows", "chaos_workflows", "--loglevel", os.environ.get("AION_CHAOS_ENGINE_LOGLEVEL", "warning")], env,
+                 self.tmp / f"{name}.log", data_dir).start()
+        self.procs.append(p)
+        return p
+
+    def activities(self, concurrency: int = 100) -> Proc:
+        name = self._name("acts")
+        p = Proc("activities", name, ["activity-worker", "--activities", "chaos_workflows", "--concurrency",
+                                      str(concurrency)], self.env, self.tmp / f"{name}.log").start()
+        self.procs.append(p)
+        return p
+
+    def alive(self, kind: str) -> list[Proc]:
+        return [p for p in self.procs if p.kind == kind and p.alive()]
+
+    def reusable_data_dirs(self) -> list[Path]:
+        """Data folders of dead engine workers that no live worker uses."""
+        live = {p.data_dir for p in self.alive("engine")}
+        dead = [p.data_dir for p in self.procs if p.kind == "engine" and not p.alive() and p.data_dir is not None]
+        return sorted({d for d in dead if d not in live})
+
+    def by_pid(self, pid: int) -> Proc | None:
+        return next((p for p in self.procs if p.p is not None and p.pid == pid), None)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop(timeout=20)
+
+    def logs(self, n: int = 30) -> str:
+        return "\n".join(f"--- {p.name} ({p.ended or ('alive' if p.alive() else 'exited')})\n{p.tail(n)}"
+                         for p in self.procs)
+
+
+# ------------------------------------------------------------------ the broker
+
+
+def local_broker_port(bootstrap: str) -> str | None:
+    """The port when ``bootstrap`` is a kafka-local launcher broker on 127.0.0.1 (so this test
+    may stop and start it), else None."""
+    hosts = [h.strip() for h in bootstrap.split(",") if h.strip()]
+    if len(hosts) != 1:
+        return None
+    host, _, port = hosts[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    env = dict(os.environ, KAFKA_LOCAL_PORT=port)
+    r = subprocess.run([str(KAFKA_LOCAL), "status"], env=env, capture_output=True, text=True, timeout=60)
+    return port if r.returncode == 0 else None
+
+
+def broker(action: str, port: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KAFKA_LOCAL_PORT=port)
+    return subprocess.run([str(KAFKA_LOCAL), action], env=env, capture_output=True, text=True, timeout=300)

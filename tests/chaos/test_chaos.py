@@ -1,0 +1,583 @@
+"""Chaos: kill -9 engine and activity workers and restart the broker while 500+ workflows run,
+then prove from the events topic alone that nothing was lost, duplicated or corrupted.
+
+What runs (real processes, real broker, 6 partitions):
+
+- two engine workers and two activity workers (``chaos_workflows``: activities that fail and
+  are retried, timers that fire and are cancelled, signals, child workflows on other
+  partitions, continue-as-new, a non-retryable failure, slow heartbeating activities);
+- a load of ``AION_CHAOS_WORKFLOWS`` (default 520) root workflows started at a steady rate;
+- while it runs: ``AION_CHAOS_ENGINE_KILLS`` (default 8) times, kill -9 a random engine worker
+  and start a new one — with a fresh data folder or a dead worker's one (local RocksDB reuse) —
+  then wait until every workflow that was in flight at the kill recorded a new event (that
+  wait is the *recovery time*) and a second or two more; then stop and start the broker once
+  (only when it is the kafka-local launcher on 127.0.0.1); then kill -9 the activity worker
+  that is running a slow activity right now and start a new one.
+
+Then: every workflow (and child) must close as expected; the whole events topic, read from
+offset 0 (re-writes included), must pass :func:`aion.testing.check_event_log`; nothing may be
+dead-lettered; and the surviving engine worker's RocksDB tables must equal a rebuild from the
+events topic (``aion rebuild``'s digests, plus a direct row-by-row comparison of ``history``).
+
+Reproduce: ``python -m pytest -q tests/chaos -s`` (``AION_CHAOS_SEED`` replays a run's choices;
+``AION_CHAOS_BROKER_RESTART=0`` leaves the broker alone, e.g. when others share it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aion.client import Client
+from aion.codec import partition_for
+from aion.engine.settings import Settings
+from aion.engine.topics import TopicNames, ensure_topics
+from aion.exceptions import WorkflowAlreadyStartedError
+from aion.model import Command, SignalWorkflow
+from aion.testing._checker import Expectation, check_event_log, read_event_log
+
+from chaos_cluster import ChaosCluster, broker, local_broker_port
+from chaos_follow import EventFollower
+from chaos_workflows import expected_outcome
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(600)]
+
+PARTITIONS = 6
+N_WORKFLOWS = int(os.environ.get("AION_CHAOS_WORKFLOWS", "520"))
+ENGINE_KILLS = int(os.environ.get("AION_CHAOS_ENGINE_KILLS", "8"))
+TRICKLE_RATE = float(os.environ.get("AION_CHAOS_START_RATE", "2"))  # root workflows per second between waves
+WAVE = 30  # root workflows started right before each fault
+SLOW_FLOWS = 12
+RECOVERY_CAP_S = 60.0
+DRAIN_TIMEOUT_S = 150.0
+
+
+# ============================================================================ the load
+
+
+@dataclass
+class Spec:
+    wid: str
+    wtype: str
+    args: list[Any]
+    signals: list[int] = field(default_factory=list)
+
+    def expectations(self) -> dict[str, Expectation]:
+        status, result = expected_outcome(self.wtype, self.args, self.signals)
+        runs = self.args[1] - self.args[0] + 1 if self.wtype == "LoopFlow" else 1
+        out = {self.wid: (Expectation(status, failure_type=result, runs=runs) if status == "FAILED"
+                          else Expectation(status, result, runs=runs))}
+        if self.wtype == "ParentFlow":
+            out[f"{self.wid}-child"] = Expectation(*expected_outcome("ChildFlow", self.args), runs=1)
+        return out
+
+
+def make_specs(rng: random.Random, n: int) -> list[Spec]:
+    mix = [("ActivityFlow", 30), ("TimerFlow", 15), ("SignalFlow", 15), ("ParentFlow", 15), ("LoopFlow", 12),
+           ("DeclineFlow", 5), ("SlowFlow", 8)]
+    kinds = [k for k, w in mix for _ in range(w)]
+    specs = []
+    for i in range(n):
+        kind = rng.choice(kinds)
+        wid = f"{kind.lower()}-{i}"
+        if kind == "ActivityFlow":
+            specs.append(Spec(wid, kind, [f"k{i}", rng.choice([0, 0, 1, 2])]))
+        elif kind == "TimerFlow":
+            specs.append(Spec(wid, kind, [i]))
+        elif kind == "SignalFlow":
+            specs.append(Spec(wid, kind, [2], [rng.randrange(100), rng.randrange(100)]))
+        elif kind == "ParentFlow":
+            specs.append(Spec(wid, kind, [i]))
+        elif kind == "LoopFlow":
+            specs.append(Spec(wid, kind, [0, rng.choice([1, 2])]))
+        elif kind == "DeclineFlow":
+            specs.append(Spec(wid, kind, [f"d{i}"]))
+        else:
+            specs.append(Spec(wid, kind, [f"s{i}"]))
+    return specs
+
+
+@dataclass
+class Stats:
+    seed: int = 0
+    started: int = 0
+    start_retries: int = 0
+    signals: int = 0
+    signal_retries: int = 0
+    engine_kills: list[dict[str, Any]] = field(default_factory=list)
+    broker_restart: dict[str, Any] | None = None
+    broker_skipped: str = ""
+    activity_kills: list[dict[str, Any]] = field(default_factory=list)
+    #: workflow id -> when its start was first sent (monotonic)
+    sent: dict[str, float] = field(default_factory=dict)
+    #: The port of a kafka-local broker this test stopped and has not started again yet.
+    broker_down: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def say(self, msg: str) -> None:
+        line = f"[chaos {time.strftime('%H:%M:%S')}] {msg}"
+        self.notes.append(line)
+        print(line, flush=True)
+
+
+async def start_spec(client: Client, spec: Spec, stats: Stats) -> None:
+    """Start ``spec`` (idempotent retries: same request id) and send its signals (idempotent
+    retries: fixed command ids)."""
+    stats.sent.setdefault(spec.wid, time.monotonic())
+    for attempt in range(20):
+        try:
+            await client.start_workflow(spec.wtype, *spec.args, id=spec.wid, request_id=f"chaos-{spec.wid}",
+                                        id_reuse_policy="REJECT_DUPLICATE")
+            break
+        except WorkflowAlreadyStartedError:
+            if attempt == 0:
+                raise
+            break  # an earlier attempt went through (and the run moved on, e.g. continued as new)
+        except Exception:  # RPCTimeoutError while a partition changes hands, KafkaException while the broker restarts
+            stats.start_retries += 1
+            await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"could not start {spec.wid} in 20 attempts")
+    stats.started += 1
+    for i, value in enumerate(spec.signals):
+        payloads = client.converter.to_payloads([value])
+        cid = f"chaos-signal-{spec.wid}-{i}"
+        for _ in range(20):
+            cmd = Command(command_id=cid, workflow_id=spec.wid, sent_at_ms=int(time.time() * 1000),
+                          body=SignalWorkflow("add", payloads, signal_id=cid), reply_to=client.reply_to)
+            try:
+                await client.request(cmd, payloads, what="signal 'add'")
+                break
+            except Exception:
+                stats.signal_retries += 1
+                await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"could not signal {spec.wid} in 20 attempts")
+        stats.signals += 1
+
+
+class Load:
+    """Starts the specs: a steady trickle, plus a wave right before each fault (so that many
+    workflows are in flight when it strikes), and whatever is left in a burst at the end."""
+
+    def __init__(self, client: Client, specs: list[Spec], stats: Stats) -> None:
+        self.client = client
+        self.queue = list(specs)
+        self.stats = stats
+        self.tasks: list[asyncio.Task[None]] = []
+        self.done = asyncio.Event()
+
+    def _start(self, n: int) -> int:
+        batch, self.queue = self.queue[:n], self.queue[n:]
+        for spec in batch:
+            self.tasks.append(asyncio.create_task(start_spec(self.client, spec, self.stats)))
+        return len(batch)
+
+    def wave(self, n: int = WAVE) -> int:
+        return self._start(n)
+
+    async def trickle(self) -> None:
+        while self.queue and not self.done.is_set():
+            self._start(1)
+            try:
+                await asyncio.wait_for(self.done.wait(), 1.0 / TRICKLE_RATE)
+            except asyncio.TimeoutError:
+                pass
+        while self.queue:  # the faults are over: the rest, quickly
+            self._start(10)
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*self.tasks)
+
+
+# ============================================================================ the faults
+
+
+def in_flight(follower: EventFollower, stats: Stats) -> dict[str, int]:
+    """Workflows in flight now: open ones (-> their highest seq) and starts sent but not yet
+    recorded (-> 0)."""
+    open_ = follower.snapshot_open()
+    known = follower.known()
+    for wid in list(stats.sent):
+        if wid not in known:
+            open_.setdefault(wid, 0)
+    return open_
+
+
+async def wait_recovery(follower: EventFollower, t0: float, open_at: dict[str, int], cap: float,
+                        ref: float | None = None) -> tuple[float | None, list[str]]:
+    """Seconds from ``ref`` (default: the fault at ``t0``) until every workflow of ``open_at``
+    recorded a new event after ``t0``; None (and the ids still waiting) after ``cap`` seconds."""
+    ref = t0 if ref is None else ref
+    while True:
+        rec, waiting = follower.recovery(t0, open_at)
+        if rec is not None:
+            return max(0.0, rec - (ref - t0)), waiting
+        if time.monotonic() - ref > cap:
+            return None, waiting
+        await asyncio.sleep(0.05)
+
+
+async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats, rng: random.Random,
+                broker_port: str | None, slow_specs: list[Spec]) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(3)
+    # -------------------------------------------------------------- engine workers
+    for k in range(ENGINE_KILLS):
+        load.wave()
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        engines = cluster.alive("engine")
+        settled = [e for e in engines if time.monotonic() - e.started_at > 5]
+        # Mostly a worker that owns partitions; now and then one still starting up / restoring.
+        victim = rng.choice(settled if settled and rng.random() < 0.75 else engines)
+        reuse = cluster.reusable_data_dirs()
+        data_dir = rng.choice(reuse) if reuse and rng.random() < 0.4 else None
+        open_at = in_flight(follower, stats)
+        t0 = time.monotonic()
+        victim.kill9()
+        new = cluster.engine(data_dir)
+        rec, waiting = await wait_recovery(follower, t0, open_at, RECOVERY_CAP_S)
+        stats.engine_kills.append({"victim": victim.name, "pid": victim.pid, "lived_s": round(t0 - victim.started_at, 1),
+                                   "replacement": new.name, "reused_data_dir": data_dir is not None,
+                                   "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5]})
+        stats.say(f"engine kill {k + 1}/{ENGINE_KILLS}: kill -9 {victim.name} (pid {victim.pid}, up "
+                  f"{t0 - victim.started_at:.1f}s), started {new.name}"
+                  f"{' reusing ' + data_dir.name if data_dir else ''}; {len(open_at)} workflows in flight, "
+                  + (f"all progressed after {rec:.2f}s" if rec is not None else
+                     f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}"))
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+    # -------------------------------------------------------------- the broker
+    if os.environ.get("AION_CHAOS_BROKER_RESTART", "1") == "0":
+        stats.broker_skipped = "AION_CHAOS_BROKER_RESTART=0"
+    elif broker_port is None:
+        stats.broker_skipped = (f"the session broker ({cluster.settings.bootstrap_servers}) is not the kafka-local "  # type: ignore[attr-defined]
+                                f"launcher on 127.0.0.1: not stopping a broker this test did not launch")
+    if stats.broker_skipped:
+        stats.say(f"broker restart skipped: {stats.broker_skipped}")
+    else:
+        assert broker_port is not None
+        load.wave()
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        open_at = in_flight(follower, stats)
+        t0 = time.monotonic()
+        stats.broker_down = broker_port
+        r = await loop.run_in_executor(None, broker, "stop", broker_port)
+        assert r.returncode == 0, f"kafka-local stop failed: {r.stdout}{r.stderr}"
+        down = time.monotonic()
+        await asyncio.sleep(2.0)
+        r = await loop.run_in_executor(None, broker, "start", broker_port)
+        assert r.returncode == 0, f"kafka-local start failed: {r.stdout}{r.stderr}"
+        stats.broker_down = None
+        up = time.monotonic()
+        follower.reconnect()
+        rec, waiting = await wait_recovery(follower, t0, open_at, RECOVERY_CAP_S, ref=up)
+        stats.broker_restart = {"stop_s": round(down - t0, 1), "down_s": round(up - down, 1), "in_flight": len(open_at),
+                                "recovery_s": rec, "stuck": waiting[:5]}
+        stats.say(f"broker stopped ({down - t0:.1f}s) and started again ({up - down:.1f}s down); "
+                  f"{len(open_at)} workflows in flight, "
+                  + (f"all progressed {rec:.2f}s after the broker was back" if rec is not None else
+                     f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}"))
+        await asyncio.sleep(1.0)
+    # -------------------------------------------------------------- an activity worker, mid-activity
+    load.queue[:0] = slow_specs
+    load.wave(len(slow_specs) + WAVE)
+    import socket
+
+    host = socket.gethostname()
+    deadline = time.monotonic() + 60
+    victim = None
+    while time.monotonic() < deadline and victim is None:
+        for p in cluster.alive("activities"):
+            running = follower.running_on(f"{host}:{p.pid}:")
+            if any(w.startswith("slowflow-") for w in running):
+                victim, hit = p, running
+                break
+        else:
+            await asyncio.sleep(0.05)
+    if victim is None:
+        stats.say("activity worker kill: no slow activity was seen running within 60s (skipped)")
+        return
+    t0 = time.monotonic()
+    victim.kill9()
+    new = cluster.activities()
+    rec, waiting = await wait_recovery(follower, t0, hit, 120.0)
+    # Recovery here = every workflow whose attempt died with the worker closed (retried elsewhere).
+    closed_at: float | None = None
+    while time.monotonic() - t0 < 120:
+        if set(hit) <= follower.closed():
+            closed_at = time.monotonic() - t0
+            break
+        await asyncio.sleep(0.1)
+    stats.activity_kills.append({"victim": victim.name, "pid": victim.pid, "attempts_lost": len(hit),
+                                 "progress_s": rec, "completed_s": closed_at, "replacement": new.name})
+    stats.say(f"activity worker kill: kill -9 {victim.name} (pid {victim.pid}) while it ran {len(hit)} attempt(s) "
+              f"({sorted(hit)[:4]}), started {new.name}; their workflows "
+              + (f"completed after {closed_at:.1f}s" if closed_at is not None else "did NOT complete within 120s"))
+
+
+# ============================================================================ the test
+
+
+async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    seed = int(os.environ.get("AION_CHAOS_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    stats = Stats(seed=seed)
+    t_begin = time.monotonic()
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=PARTITIONS,
+                        data_dir=tmp_path)
+    ensure_topics(settings)
+    names = TopicNames(settings.topic_prefix)
+    broker_port = local_broker_port(kafka_bootstrap)
+    specs = make_specs(rng, N_WORKFLOWS)
+    slow_specs = [Spec(f"slowflow-x{i}", "SlowFlow", [f"x{i}"]) for i in range(SLOW_FLOWS)]
+    expected: dict[str, Expectation] = {}
+    for s in [*specs, *slow_specs]:
+        expected.update(s.expectations())
+    stats.say(f"seed {seed}; prefix {topic_prefix}; {len(specs) + len(slow_specs)} root workflows "
+              f"({len(expected)} with children) on {PARTITIONS} partitions; broker {kafka_bootstrap}"
+              f"{' (kafka-local, restartable)' if broker_port else ''}")
+
+    cluster = ChaosCluster(settings, tmp_path)
+    follower = EventFollower(settings.confluent_config(), names.events, PARTITIONS).start()
+    client: Client | None = None
+    try:
+        cluster.engine()
+        cluster.engine()
+        cluster.activities()
+        cluster.activities()
+        client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix,
+                                      settings=settings, rpc_timeout=20.0)
+        warm = _probe_ids(PARTITIONS, "warmup")
+        await asyncio.gather(*(start_spec(client, Spec(w, "ActivityFlow", [w, 0]), stats) for w in warm))
+        for w in warm:
+            expected[w] = Expectation("COMPLETED", f"done:{w}", runs=1)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(warm) <= follower.closed():
+            await asyncio.sleep(0.1)
+        assert set(warm) <= follower.closed(), f"the engine workers did not come up within 120s\n{cluster.logs()}"
+        stats.say(f"2 engine and 2 activity workers up: a workflow on every partition completed "
+                  f"{time.monotonic() - t_begin:.1f}s after the start")
+        load = Load(client, specs, stats)
+        trickle = asyncio.create_task(load.trickle())
+        try:
+            await drive(cluster, follower, load, stats, rng, broker_port, slow_specs)
+        finally:
+            load.done.set()
+        await trickle
+        t_chaos_end = time.monotonic()
+        stats.say(f"faults done after {t_chaos_end - t_begin:.0f}s; {stats.started} workflows started "
+                  f"({stats.start_retries} start retries, {stats.signals} signals, {stats.signal_retries} signal retries)")
+
+        # ---------------------------------------------------------------- drain
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            missing = set(expected) - follower.closed()
+            if not missing:
+                break
+            await asyncio.sleep(0.2)
+        missing = sorted(set(expected) - follower.closed())
+        if missing:
+            stats.say(f"{len(missing)} workflows did not close within {DRAIN_TIMEOUT_S:.0f}s, e.g. "
+                      + ", ".join(f"{w} (last seq {t.max_seq} {t.last_type})" if (t := follower.track(w)) else f"{w} (no events)"
+                                  for w in missing[:8]))
+            print(cluster.logs(), flush=True)
+        else:
+            stats.say(f"all {len(expected)} workflows closed {time.monotonic() - t_chaos_end:.1f}s after the faults")
+
+        # ---------------------------------------------------------------- hand over, then stop
+        engines = cluster.alive("engine")
+        last = engines[-1]
+        for e in engines[:-1]:
+            e.stop()
+        probes = _probe_ids(PARTITIONS)
+        for wid in probes:
+            await start_spec(client, Spec(wid, "ActivityFlow", [wid, 0]), stats)
+            expected[wid] = Expectation("COMPLETED", f"done:{wid}", runs=1)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not set(probes) <= follower.closed():
+            await asyncio.sleep(0.2)
+        assert set(probes) <= follower.closed(), (
+            f"the last engine worker {last.name} did not take over every partition within 90s "
+            f"(probe workflows {sorted(set(probes) - follower.closed())} open)\n{cluster.logs()}")
+        last.stop()
+        for a in cluster.alive("activities"):
+            a.stop()
+        stats.say(f"{last.name} took over all {PARTITIONS} partitions and stopped; checking")
+
+        # ---------------------------------------------------------------- the events topic
+        log = read_event_log(settings)
+        report = check_event_log(log, expected=expected, only_expected=True, strict_recorded_at=False)
+        dlq = _dead_letters(settings)
+        tables = _compare_tables(settings, last.data_dir, log)
+        _print_summary(stats, report, follower, cluster, tables, dlq, time.monotonic() - t_begin)
+
+        report.raise_for_violations()
+        assert not dlq, f"{len(dlq)} commands were dead-lettered under chaos, e.g. {dlq[:3]}"
+        for problem in tables["problems"]:
+            raise AssertionError(f"engine tables differ from the events topic: {problem}")
+    finally:
+        if client is not None:
+            await client.close()
+        follower.stop()
+        cluster.stop()
+        if stats.broker_down:  # the restart failed half-way: the rest of the session needs the broker
+            broker("start", stats.broker_down)
+
+
+def _probe_ids(partitions: int, name: str = "probe") -> list[str]:
+    """One workflow id per partition."""
+    ids: dict[int, str] = {}
+    i = 0
+    while len(ids) < partitions:
+        wid = f"{name}-{i}"
+        ids.setdefault(partition_for(wid, partitions), wid)
+        i += 1
+    return [ids[p] for p in range(partitions)]
+
+
+def _dead_letters(settings: Settings) -> list[str]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = TopicNames(settings.topic_prefix).dlq
+    c = Consumer({**settings.confluent_config(), "group.id": f"chaos-dlq-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return []
+        out: list[str] = []
+        for p in md.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if hi <= lo:
+                continue
+            c.assign([TopicPartition(topic, p, lo)])
+            while True:
+                m = c.poll(5)
+                if m is None or m.error() is not None:
+                    break
+                headers = dict(m.headers() or [])
+                out.append(f"{m.key()!r}: {headers.get('aion.reason', b'').decode(errors='replace')}")
+                if m.offset() >= hi - 1:
+                    break
+        return out
+    finally:
+        c.close()
+
+
+def _compare_tables(settings: Settings, data_dir: Path | None, log: Any) -> dict[str, Any]:
+    """The stopped worker's tables vs the events topic: ``aion rebuild``'s digests (when the
+    rebuild module is there) and a direct row-by-row comparison of the ``history`` table."""
+    assert data_dir is not None
+    out: dict[str, Any] = {"problems": [], "digests": {}, "history_rows": 0, "method": ""}
+    # 1. history, row by row, against the compacted view of the records we read.
+    from aion.codec import Codec
+    from rocksdict import AccessType, Options, Rdict
+
+    codec = Codec()
+    want: dict[int, dict[bytes, bytes]] = {p: {} for p in range(settings.partitions)}
+    for r in log.records:
+        if r.key is None:
+            continue
+        if r.value is None:
+            want[r.partition].pop(r.key, None)
+        else:
+            want[r.partition][r.key] = r.value
+    paths = {int(p.name[len("history-"):-3]): p for p in data_dir.glob("**/tables/history-*.db")}
+    for part in range(settings.partitions):
+        path = paths.get(part)
+        if path is None:
+            out["problems"].append(f"{data_dir} has no history table for partition {part}")
+            continue
+        db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            got = {k: v for k, v in db.items() if not k.startswith(b"__faust")}
+        finally:
+            db.close()
+        out["history_rows"] += len(got)
+        for k in sorted(set(got) | set(want[part])):
+            if got.get(k) != want[part].get(k):
+                key = codec.decode_event_key(k)
+                what = "missing" if k not in got else ("extra" if k not in want[part] else "different")
+                out["problems"].append(f"history partition {part}: {what} row for {key.workflow_id!r} seq {key.seq}")
+                break
+    out["method"] = "history table row by row"
+    # 2. aion rebuild: rebuild every table from the topic into a temp folder, compare digests.
+    try:
+        from aion.engine._rebuild import rebuild_tables
+    except ImportError:
+        out["method"] += "; aion rebuild not available (history compared directly only)"
+        return out
+    rep = rebuild_tables(settings.replace(data_dir=data_dir), swap=False)
+    out["method"] += "; aion rebuild digests (swap=False)"
+    for d in rep.digests:
+        out["digests"][d.table] = {"matches": d.matches, "rows": d.old_rows, "rebuilt_rows": d.new_rows,
+                                   "only_old": d.only_old, "only_new": d.only_new, "different": d.different}
+        if not d.matches:
+            out["problems"].append(f"table {d.table!r}: digest {d.old[:12]} != rebuilt {d.new[:12]} "
+                                   f"({d.old_rows} rows vs {d.new_rows} rebuilt: {d.only_old} only in the worker's, "
+                                   f"{d.only_new} only in the rebuild, {d.different} different)")
+    return out
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}s"
+
+
+def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: ChaosCluster, tables: dict[str, Any],
+                   dlq: list[str], wall_s: float) -> None:
+    recs = [k["recovery_s"] for k in stats.engine_kills if k["recovery_s"] is not None]
+    engines = [p for p in cluster.procs if p.kind == "engine"]
+    acts = [p for p in cluster.procs if p.kind == "activities"]
+    lines = [
+        "",
+        "================ chaos run ================",
+        f"seed {stats.seed}; wall time {wall_s:.0f}s",
+        f"workflows: {report.workflows} ({stats.started} started by the client incl. probes, the rest children); "
+        f"statuses {dict(report.statuses)}",
+        f"engine kills (kill -9): {len(stats.engine_kills)}, of which {sum(k['reused_data_dir'] for k in stats.engine_kills)} "
+        f"restarted on a dead worker's data folder; engine processes started: {len(engines)}",
+        f"recovery after an engine kill (until every in-flight workflow recorded a new event): "
+        + (f"median {statistics.median(recs):.2f}s, max {max(recs):.2f}s over {len(recs)} kills" if recs else "-")
+        + (f"; {len(stats.engine_kills) - len(recs)} kills NOT recovered within {RECOVERY_CAP_S:.0f}s" if len(recs) < len(stats.engine_kills) else ""),
+        "broker restart: " + (f"recovery {_ms(stats.broker_restart['recovery_s'])} after it was back "
+                              f"(stop {stats.broker_restart['stop_s']}s, down {stats.broker_restart['down_s']}s, "
+                              f"{stats.broker_restart['in_flight']} in flight)" if stats.broker_restart else f"skipped ({stats.broker_skipped})"),
+        "activity worker kills (kill -9 mid-activity): " + (", ".join(
+            f"{k['attempts_lost']} attempt(s) lost, their workflows completed after {_ms(k['completed_s'])}"
+            for k in stats.activity_kills) or "none") + f"; activity worker processes started: {len(acts)}",
+        f"events topic: {report.records} records checked ({report.rewrite_records} re-written records of "
+        f"{report.rewritten_keys} keys, {len(report.recorded_at_drifts)} with another recorded_at), "
+        f"{report.events} events, {report.runs} runs, {report.timers} timers, {report.activities} activities "
+        f"({report.activity_retries} retried attempts), {report.signals} signals, {report.children} children",
+        f"dead letters: {len(dlq)}",
+        f"tables ({tables['method']}): {tables['history_rows']} history rows; "
+        + ", ".join(f"{t}: {'match' if d['matches'] else 'DIFFER'} ({d['rows']} rows)" for t, d in tables["digests"].items()),
+        f"invariant violations: {len(report.violations)}" + (f"; first: {report.violations[0]}" if report.violations else ""),
+        "==========================================",
+    ]
+    for d in report.recorded_at_drifts[:5]:
+        lines.insert(-1, f"recorded_at drift: {d}")
+    for p in tables["problems"][:5]:
+        lines.insert(-1, f"table problem: {p}")
+    print("\n".join(lines), flush=True)
+    out = os.environ.get("AION_CHAOS_REPORT")
+    if out:
+        Path(out).write_text(json.dumps({
+            "seed": stats.seed, "wall_s": round(wall_s, 1), "workflows": report.workflows,
+            "engine_kills": stats.engine_kills, "broker_restart": stats.broker_restart,
+            "broker_skipped": stats.broker_skipped, "activity_kills": stats.activity_kills,
+            "engine_processes": len(engines), "activity_processes": len(acts),
+            "records_checked": report.records, "rewrites": report.rewrite_records,
+            "recorded_at_drifts": len(report.recorded_at_drifts), "events": report.events,
+            "recovery_median_s": statistics.median(recs) if recs else None, "recovery_max_s": max(recs) if recs else None,
+            "tables": tables, "violations": [str(v) for v in report.violations[:20]], "dead_letters": dlq[:20],
+        }, indent=2, default=str))

@@ -17,6 +17,16 @@ transport (an in-memory log, a timer heap, in-process activities) and the clock 
 
 from ._activities import WORKER_IDENTITY
 from ._activity_env import ActivityEnvironment
+from ._checker import (
+    CheckReport,
+    EventLog,
+    Expectation,
+    InvariantViolationError,
+    Violation,
+    check_event_log,
+    check_events_topic,
+    read_event_log,
+)
 from ._client import TestClient, TestWorkflowHandle
 from ._environment import EngineBugError, WorkflowEnvironment, WorkflowTaskFailedError
 
@@ -28,4 +38,13 @@ __all__ = [
     "WorkflowTaskFailedError",
     "EngineBugError",
     "WORKER_IDENTITY",
+    # invariants of a deployment's events topic (read from offset 0, independent of the engine)
+    "check_events_topic",
+    "check_event_log",
+    "read_event_log",
+    "EventLog",
+    "Expectation",
+    "CheckReport",
+    "Violation",
+    "InvariantViolationError",
 ]

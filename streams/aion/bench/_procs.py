@@ -113,8 +113,9 @@ class Procs:
     def engine(self, extra_env: dict[str, str] | None = None) -> Proc:
         name = self._name("engine")
         env = dict(self.env, AION_DATA_DIR=str(self.workdir / name), **(extra_env or {}))
+        level = os.environ.get("AION_BENCH_LOGLEVEL", "warning")
         return self._start(Proc("engine", ["-m", "aion.cli", "worker", "--workflows", "aion.bench._workload",
-                                           "--loglevel", "warning"], env, self.workdir / f"{name}.log"))
+                                           "--loglevel", level], env, self.workdir / f"{name}.log"))
 
     def activities(self, concurrency: int = 1000) -> Proc:
         name = self._name("activities")

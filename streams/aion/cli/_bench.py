@@ -66,7 +66,7 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.option("--engines", type=int, default=1, show_default=True, help="Engine workers (throughput, latency).")
 @click.option("--activity-workers", type=int, default=1, show_default=True)
 @click.option("--kills", type=int, default=3, show_default=True, help="kill -9 rounds (recovery).")
-@click.option("--recovery-rate", type=float, default=100.0, show_default=True, help="Starts per second during recovery.")
+@click.option("--recovery-rate", type=float, default=50.0, show_default=True, help="Starts per second during recovery.")
 @click.option("--rebuild-events", type=int, default=1_000_000, show_default=True, help="Events to rebuild (rebuild).")
 @click.option("--no-floor", is_flag=True, help="Skip the Kafka floor runs beside throughput and latency.")
 @click.option("--keep-topics", is_flag=True, help="Keep each run's topics and logs (for inspection).")

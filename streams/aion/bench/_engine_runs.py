@@ -139,7 +139,8 @@ def _rate_key(rate: float) -> str:
 
 
 async def recovery(base: Settings, *, duration: float, kills: int, rate: float, activity_workers: int,
-                   progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+                   progress: Progress | None = None, keep: bool = False, settle: float = 15.0,
+                   deadline: float = 180.0) -> dict[str, Any]:
     """Steady open-loop load on two engine workers; ``kills`` times: kill -9 the older one and
     measure how long the workflows it held stand still, then start a replacement and let the
     group settle.
@@ -151,7 +152,7 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
     over, recovered their tables and went on, so the figure is the takeover time as a user
     sees it.
     """
-    settle = max(15.0, duration / max(1, kills))
+    settle = max(settle, duration / max(1, kills))
     results: list[dict[str, Any]] = []
     with Deployment(base, "rec", keep=keep) as deploy:
         s = deploy.settings
@@ -173,8 +174,8 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
                 victim.kill9()
                 victim.killed = True  # type: ignore[attr-defined]
                 await _sleep_progress(PROBE_S, progress, f"kill {k + 1}/{kills}: probing")
-                deadline = t_kill + 180.0
-                while time.monotonic() < deadline:
+                give_up = t_kill + deadline
+                while time.monotonic() < give_up:
                     waiting = [st for st in live.pending.values() if st <= t_kill + PROBE_S]
                     if not waiting:
                         break
@@ -203,6 +204,7 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
         "recovery_s_max": max(secs) if secs else None,
         "kills": results,
         "never_recovered": sum(1 for r in results if r["seconds"] is None),
+        "deadline_s": deadline,
         "rate_per_s": rate,
         "engines": 2,
         "activity_workers": activity_workers,

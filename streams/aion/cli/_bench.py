@@ -106,7 +106,8 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
         result: dict[str, Any] = _run(run_bench_async(settings, names, options, live))
     finally:
         live.done()
-    result["command"] = "aion " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    argv = [shlex.quote(a) for a in sys.argv[1:]]
+    result["command"] = "aion " + ("" if "bench" in argv else "bench ") + " ".join(argv)
     click.echo(render_facts(result))
     click.echo(render_table(result, markdown=markdown))
     if json_path:

@@ -31,7 +31,9 @@ import faust
 from faust.types import TP
 
 from ..codec import Codec, CodecError
-from ..model import Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply
+from ..model import (
+    RUN_CLOSING_EVENTS, Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply, TimerCancelled, TimerFired,
+)
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._produce import BatchProducer
@@ -179,6 +181,8 @@ class Engine:
         effects: list[tuple[int, Any]] = []
         touched: dict[tuple[int, str], WorkflowExecution] = {}
         dlq: list[tuple[int, int, bytes | None, bytes | None, str]] = []
+        # Timer terminal states of workflows recovered after a hand-over (see below).
+        terminal_replay: list[tuple[int, Event]] = []
         for partition, offset, raw, rkey, *rest in batch:
             timestamp = rest[0] if rest else None
             if raw is None:
@@ -207,6 +211,10 @@ class Engine:
                 ex = self._execution(partition, cmd.workflow_id)
                 if self._needs_recovery(partition, cmd.workflow_id, timestamp):
                     effects.extend((partition, e) for e in ex.recovery_effects(now))
+                    # The previous owner may have died after recording the events but before its
+                    # timer_terminal rows reached the changelog (fired/cancelled timers, the closed
+                    # run's marker); re-applying the recorded ones writes what is missing.
+                    terminal_replay.extend((partition, e) for e in ex.history if _is_terminal(e))
                 if isinstance(cmd.body, QueryWorkflow):
                     reply = ex.query(cmd)
                     if cmd.reply_to:
@@ -238,7 +246,7 @@ class Engine:
             # What the resident instances hold is no longer what the log holds: forget them.
             self._cache.clear()
             raise
-        self.wheel.on_recorded(new_events)
+        self.wheel.on_recorded(terminal_replay + new_events if terminal_replay else new_events)
         await self._perform(effects, dlq)
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
@@ -329,6 +337,12 @@ class Engine:
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
         self._known_queues.add(queue)
+
+
+def _is_terminal(ev: Event) -> bool:
+    """Events that decide a ``timer_terminal`` row: a timer fired or cancelled, a run closed."""
+    return isinstance(ev.body, (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS))
+
 
 def _payload_bytes(value: Any) -> int:
     """Total size of the payloads a command carries (inputs, args, results, details)."""

@@ -19,10 +19,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
 
-#: Faust's consumer-group timing for the engine workers (Faust reads these variables). The
-#: default session timeout (60 s) is how long a kill -9'd worker's partitions stay orphaned;
-#: 6 s is the broker's minimum (group.min.session.timeout.ms).
-ENGINE_GROUP_ENV = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+#: How long a kill -9'd worker's partitions stay orphaned (engine and activity workers):
+#: ``AION_SESSION_TIMEOUT`` as deployed (default 10 s) unless ``AION_CHAOS_SESSION_TIMEOUT``
+#: says otherwise (6 s is the broker's minimum, group.min.session.timeout.ms).
+SESSION_TIMEOUT_ENV = ({"AION_SESSION_TIMEOUT": os.environ["AION_CHAOS_SESSION_TIMEOUT"]}
+                       if os.environ.get("AION_CHAOS_SESSION_TIMEOUT") else {})
 
 
 @dataclass
@@ -93,6 +94,7 @@ class ChaosCluster:
             "AION_TOPIC_PREFIX": s.topic_prefix,  # type: ignore[attr-defined]
             "AION_PARTITIONS": str(s.partitions),  # type: ignore[attr-defined]
             "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), self.env.get("PYTHONPATH", "")] if p),
+            **SESSION_TIMEOUT_ENV,
         })
         self._n = 0
 
@@ -100,10 +102,10 @@ class ChaosCluster:
         self._n += 1
         return f"{kind}{self._n}"
 
-    def engine(self, data_dir: Path | None = None) -> Proc:
+    def engine(self, data_dir: Path | None = None, **extra_env: str) -> Proc:
         name = self._name("engine")
         data_dir = data_dir or self.tmp / f"data-{name}"
-        env = dict(self.env, AION_DATA_DIR=str(data_dir), **ENGINE_GROUP_ENV)
+        env = dict(self.env, AION_DATA_DIR=str(data_dir), **extra_env)
         p = Proc("engine", name, ["worker", "--workflows", "chaos_workflows", "--loglevel", os.environ.get("AION_CHAOS_ENGINE_LOGLEVEL", "warning")], env,
                  self.tmp / f"{name}.log", data_dir).start()
         self.procs.append(p)

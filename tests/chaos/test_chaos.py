@@ -44,7 +44,7 @@ from aion.engine.settings import Settings
 from aion.engine.topics import TopicNames, ensure_topics
 from aion.exceptions import WorkflowAlreadyStartedError
 from aion.model import Command, SignalWorkflow
-from aion.testing._checker import Expectation, check_event_log, read_event_log
+from aion.testing import Expectation, check_event_log, read_event_log
 
 from chaos_cluster import ChaosCluster, broker, local_broker_port
 from chaos_follow import EventFollower
@@ -118,6 +118,7 @@ class Stats:
     broker_restart: dict[str, Any] | None = None
     broker_skipped: str = ""
     activity_kills: list[dict[str, Any]] = field(default_factory=list)
+    session_timeout: float = 0.0
     #: workflow id -> when its start was first sent (monotonic)
     sent: dict[str, float] = field(default_factory=dict)
     #: The port of a kafka-local broker this test stopped and has not started again yet.
@@ -234,7 +235,7 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
     # -------------------------------------------------------------- engine workers
     for k in range(ENGINE_KILLS):
         load.wave()
-        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
         engines = cluster.alive("engine")
         settled = [e for e in engines if time.monotonic() - e.started_at > 5]
         # Mostly a worker that owns partitions; now and then one still starting up / restoring.
@@ -347,6 +348,8 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
               f"{' (kafka-local, restartable)' if broker_port else ''}")
 
     cluster = ChaosCluster(settings, tmp_path)
+    stats.session_timeout = Settings.from_env(cluster.env).session_timeout
+    stats.say(f"workers' session timeout (AION_SESSION_TIMEOUT): {stats.session_timeout:g}s")
     follower = EventFollower(settings.confluent_config(), names.events, PARTITIONS).start()
     client: Client | None = None
     try:
@@ -540,7 +543,7 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
     lines = [
         "",
         "================ chaos run ================",
-        f"seed {stats.seed}; wall time {wall_s:.0f}s",
+        f"seed {stats.seed}; wall time {wall_s:.0f}s; workers' session timeout {stats.session_timeout:g}s",
         f"workflows: {report.workflows} ({stats.started} started by the client incl. probes, the rest children); "
         f"statuses {dict(report.statuses)}",
         f"engine kills (kill -9): {len(stats.engine_kills)}, of which {sum(k['reused_data_dir'] for k in stats.engine_kills)} "
@@ -572,7 +575,7 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
     out = os.environ.get("AION_CHAOS_REPORT")
     if out:
         Path(out).write_text(json.dumps({
-            "seed": stats.seed, "wall_s": round(wall_s, 1), "workflows": report.workflows,
+            "seed": stats.seed, "wall_s": round(wall_s, 1), "session_timeout_s": stats.session_timeout, "workflows": report.workflows,
             "engine_kills": stats.engine_kills, "broker_restart": stats.broker_restart,
             "broker_skipped": stats.broker_skipped, "activity_kills": stats.activity_kills,
             "engine_processes": len(engines), "activity_processes": len(acts),

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -51,8 +50,9 @@ class Proc:
 class Cluster:
     """Engine and activity workers on one topic prefix, all stopped at the end."""
 
-    def __init__(self, settings, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings, tmp: Path, workflows: str = "engine_workflows") -> None:  # type: ignore[no-untyped-def]
         self.settings = settings
+        self.workflows = workflows
         self.tmp = tmp
         self.procs: list[Proc] = []
         self.env = dict(os.environ)
@@ -65,11 +65,15 @@ class Cluster:
         })
         self._n = 0
 
-    def engine(self, name: str | None = None) -> Proc:
+    def engine(self, name: str | None = None, fault: str | None = None) -> Proc:
+        """An engine worker (data dir named ``name``: reuse a name to restart on the same
+        RocksDB folder); ``fault`` sets ``AION_FAULT`` (see aion/engine/_wheel.py)."""
         self._n += 1
         name = name or f"engine{self._n}"
         env = dict(self.env, AION_DATA_DIR=str(self.tmp / name))
-        p = Proc(["worker", "--workflows", "engine_workflows", "--loglevel", "warning"], env, self.tmp / f"{name}.log").start()
+        if fault:
+            env["AION_FAULT"] = fault
+        p = Proc(["worker", "--workflows", self.workflows, "--loglevel", "warning"], env, self.tmp / f"{name}.log").start()
         self.procs.append(p)
         return p
 

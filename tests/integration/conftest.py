@@ -25,3 +25,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _integration_broker(kafka_bootstrap: str) -> str:
     return kafka_bootstrap
+
+
+@pytest.fixture
+def make_cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """``make_cluster(workflows_module="engine_workflows")``: engine/activity worker processes on
+    this test's topics (created here), all stopped at the end of the test."""
+    from _procs import Cluster
+
+    from aion.engine.topics import ensure_topics
+
+    made: list[Cluster] = []
+
+    def make(workflows: str = "engine_workflows") -> Cluster:
+        ensure_topics(settings)
+        c = Cluster(settings, tmp_path, workflows)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    """A cluster running ``engine_workflows``; tests start the workers they need."""
+    return make_cluster()
+
+
+@pytest.fixture
+async def client(settings):  # type: ignore[no-untyped-def]
+    """An ``aion.client.Client`` on this test's topics."""
+    from aion.client import Client
+
+    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    yield c
+    await c.close()

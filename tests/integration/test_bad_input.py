@@ -3,13 +3,11 @@ engine keeps serving everything else."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
-from aion.client import Client
 from aion.codec import Codec
 from aion.engine.topics import TopicNames
 from aion.exceptions import (
@@ -22,26 +20,14 @@ from aion.exceptions import (
 )
 from aion.model import ActivityTaskCompleted, Command, Payload, StartWorkflow
 
-from _procs import Cluster
 
 
 @pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    from aion.engine.topics import ensure_topics
-
-    ensure_topics(settings)
-    c = Cluster(settings, tmp_path)
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    c = make_cluster()
     c.engine()
     c.activities()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
+    return c
 
 
 def produce_raw(settings, key: bytes | None, value: bytes) -> None:  # type: ignore[no-untyped-def]

@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from aion.client import Client
 from aion.exceptions import WorkflowAlreadyStartedError, WorkflowFailureError
 
-from _procs import Cluster
-
-
-@pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    from aion.engine.topics import ensure_topics
-
-    ensure_topics(settings)
-    c = Cluster(settings, tmp_path)
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
 
 
 def types(history) -> list[str]:  # type: ignore[no-untyped-def]

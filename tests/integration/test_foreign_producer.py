@@ -17,14 +17,11 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import load_schema, to_parsing_canonical_form
 
-from aion.engine.topics import ensure_topics
 
-from _procs import Cluster
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -79,14 +76,6 @@ def json_payload(value: object) -> dict:
 
 
 # ---------------------------------------------------------------- the test
-
-
-@pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    ensure_topics(settings)
-    c = Cluster(settings, tmp_path)
-    yield c
-    c.stop()
 
 
 def test_start_and_signal_as_plain_avro_records_and_read_the_result(cluster, settings) -> None:  # type: ignore[no-untyped-def]

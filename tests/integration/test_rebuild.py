@@ -20,28 +20,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from faust.stores.rocksdb import RocksDBOptions
 
-from aion.client import Client, QueryTimeoutError
-from aion.engine.topics import ensure_topics
+from aion.client import QueryTimeoutError
 
 from _procs import HERE, Cluster
-
-
-@pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    ensure_topics(settings)
-    c = Cluster(settings, tmp_path)
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
 
 
 def aion(cluster: Cluster, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

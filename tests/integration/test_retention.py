@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from faust.stores.rocksdb import RocksDBOptions
 
-from aion.client import Client, QueryTimeoutError
+from aion.client import QueryTimeoutError
 from aion.codec import Codec, partition_for
 from aion.engine.topics import TopicNames, ensure_topics
 from aion.model import EventKey
@@ -42,13 +42,6 @@ def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
     c.env["AION_RETENTION_MS"] = str(RETENTION_MS)
     yield c
     c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
 
 
 def raw_records(bootstrap: str, topic: str, partition: int) -> list[tuple[str, int, bool]]:

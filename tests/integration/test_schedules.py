@@ -13,42 +13,19 @@ import time
 import pytest
 
 from aion.bench._timers import read_events
-from aion.client import Client
 from aion.client._schedules import ScheduleAlreadyExistsError, ScheduleNotFoundError, ScheduleSpecError
 from aion.engine._schedules import target_workflow_id
 
-from _procs import Cluster, Proc
 
 INTERVAL_MS = 2_000
 RUN_MS = 4_500  # each started workflow spans two more fires
 
 
-class ScheduleCluster(Cluster):
-    def engine(self, name: str | None = None) -> Proc:  # type: ignore[override]
-        self._n += 1
-        name = name or f"engine{self._n}"
-        env = dict(self.env, AION_DATA_DIR=str(self.tmp / name))
-        p = Proc(["worker", "--workflows", "timer_workflows", "--loglevel", "warning"], env,
-                 self.tmp / f"{name}.log").start()
-        self.procs.append(p)
-        return p
 
 
 @pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    from aion.engine.topics import ensure_topics
-
-    ensure_topics(settings)
-    c = ScheduleCluster(settings, tmp_path)
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    return make_cluster("timer_workflows")
 
 
 def runs_of(histories, schedule_id: str) -> list[tuple[str, int, int | None, str]]:  # type: ignore[no-untyped-def]

@@ -10,29 +10,16 @@ from click.testing import CliRunner
 from confluent_kafka import Producer
 
 from aion.cli._main import cli
-from aion.client import Client
-from aion.codec import Codec
-from aion.engine.topics import TopicNames, ensure_topics
-from aion.model import Command, Payload, StartWorkflow
+from aion.engine.topics import TopicNames
 
-from _procs import Cluster
 
 
 @pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    ensure_topics(settings)
-    c = Cluster(settings, tmp_path)
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    c = make_cluster()
     c.engine()
     c.activities()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
+    return c
 
 
 async def test_deadlocked_workflow_is_held_and_resumes_after_the_fix(cluster, client, tmp_path):  # type: ignore[no-untyped-def]

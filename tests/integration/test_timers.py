@@ -10,47 +10,21 @@ import uuid
 import pytest
 
 from aion.bench._timers import fire_lags, produce_commands, read_commands, read_events
-from aion.client import Client
 from aion.exceptions import WorkflowNotFoundError
 from aion.model import Command, FireTimer, SignalWorkflow
 
-from _procs import Cluster, Proc
+from _procs import Proc
 
 
 #: How long a test waits for a workflow after a kill -9 (session timeout + recovery).
 KILL_WAIT = 150.0
 
 
-class TimerCluster(Cluster):
-    """Engine workers running ``timer_workflows``; ``fault`` sets ``AION_FAULT``."""
-
-    def engine(self, name: str | None = None, fault: str | None = None) -> Proc:  # type: ignore[override]
-        self._n += 1
-        name = name or f"engine{self._n}"
-        env = dict(self.env, AION_DATA_DIR=str(self.tmp / name))
-        if fault:
-            env["AION_FAULT"] = fault
-        p = Proc(["worker", "--workflows", "timer_workflows", "--loglevel", "warning"], env,
-                 self.tmp / f"{name}.log").start()
-        self.procs.append(p)
-        return p
 
 
 @pytest.fixture
-def cluster(settings, tmp_path):  # type: ignore[no-untyped-def]
-    from aion.engine.topics import ensure_topics
-
-    ensure_topics(settings)
-    c = TimerCluster(settings, tmp_path)
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-async def client(settings):  # type: ignore[no-untyped-def]
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
-    yield c
-    await c.close()
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    return make_cluster("timer_workflows")
 
 
 def types(history) -> list[str]:  # type: ignore[no-untyped-def]

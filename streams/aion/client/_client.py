@@ -34,22 +34,11 @@ from ..model import (
 )
 from ._errors import RPCTimeoutError, error_from_reply
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
-from ._names import handler_name, workflow_name
+from ._names import handler_name, start_body, workflow_name
 from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
 from ._visibility import WorkflowSummary
 
 log = logging.getLogger(__name__)
-
-ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
-
-
-def _ms(value: timedelta | float | int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(float(value) * 1000)
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -271,21 +260,11 @@ class Client:
         request_id: str | None,
         wait_result: bool,
     ) -> tuple[StartWorkflow, Any]:
-        name, hint = workflow_name(workflow)
-        if id_reuse_policy not in ID_REUSE_POLICIES:
-            raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, got {id_reuse_policy!r}")
-        body = StartWorkflow(
-            workflow_type=name,
-            input=self.converter.to_payloads(list(args)),
-            task_queue=task_queue,
-            id_reuse_policy=id_reuse_policy,
-            request_id=request_id or str(uuid.uuid4()),
-            execution_timeout_ms=_ms(execution_timeout),
-            run_timeout_ms=_ms(run_timeout),
-            search_attributes=dict(search_attributes or {}),
-            wait_result=wait_result,
+        return start_body(
+            self.converter, workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
+            execution_timeout=execution_timeout, run_timeout=run_timeout,
+            search_attributes=search_attributes, request_id=request_id, wait_result=wait_result,
         )
-        return body, hint
 
     async def start_workflow(
         self,

@@ -3,9 +3,12 @@ and, when known, the type hints that decode the answers."""
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import timedelta
+from typing import Any, Sequence
 
 from ..converter import return_hint_of
+from ..model import StartWorkflow
 from ..workflow._definition import WorkflowDefinition
 
 
@@ -51,3 +54,40 @@ def handler_name(handler: Any, kind: str) -> tuple[str, Any]:
         except Exception:
             hint = None
     return name, hint
+
+
+#: The id-reuse policies a start may name (see ``StartWorkflow.id_reuse_policy``).
+ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
+
+
+def to_ms(value: timedelta | float | int | None) -> int | None:
+    """A duration (timedelta or seconds) in whole milliseconds; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return int(float(value) * 1000)
+
+
+def start_body(
+    converter: Any, workflow: Any, args: Sequence[Any], *, task_queue: str, id_reuse_policy: str,
+    execution_timeout: timedelta | float | None, run_timeout: timedelta | float | None,
+    search_attributes: dict[str, str] | None, request_id: str | None, wait_result: bool,
+) -> tuple[StartWorkflow, Any]:
+    """The ``StartWorkflow`` a client sends for ``start_workflow(...)``, and the result type hint
+    of the workflow's run method (shared by the Kafka client and the test environment)."""
+    name, hint = workflow_name(workflow)
+    if id_reuse_policy not in ID_REUSE_POLICIES:
+        raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, got {id_reuse_policy!r}")
+    body = StartWorkflow(
+        workflow_type=name,
+        input=converter.to_payloads(list(args)),
+        task_queue=task_queue,
+        id_reuse_policy=id_reuse_policy,
+        request_id=request_id or str(uuid.uuid4()),
+        execution_timeout_ms=to_ms(execution_timeout),
+        run_timeout_ms=to_ms(run_timeout),
+        search_attributes=dict(search_attributes or {}),
+        wait_result=wait_result,
+    )
+    return body, hint

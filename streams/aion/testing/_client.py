@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 from ..client._errors import QueryTimeoutError, WorkflowResultTimeoutError, error_from_reply
 from ..client._history import WorkflowDescription, closes_workflow, describe
-from ..client._names import handler_name, workflow_name
+from ..client._names import handler_name, start_body, workflow_name
 from ..exceptions import WorkflowFailureError, WorkflowNotFoundError
 from ..model import (
     CancelWorkflow,
@@ -35,17 +35,6 @@ from ._environment import RUN_CLOSED, Mailbox
 
 if TYPE_CHECKING:
     from ._environment import WorkflowEnvironment
-
-ID_REUSE_POLICIES = ("ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING")
-
-
-def _ms(value: timedelta | float | int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return int(value.total_seconds() * 1000)
-    return int(float(value) * 1000)
-
 
 class TestClient:
     """The environment's client (``env.client``); see :class:`aion.client.Client` for the API."""
@@ -104,21 +93,11 @@ class TestClient:
         search_attributes: dict[str, str] | None,
         request_id: str | None,
     ) -> tuple[StartWorkflow, Any]:
-        name, hint = workflow_name(workflow)
-        if id_reuse_policy not in ID_REUSE_POLICIES:
-            raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, got {id_reuse_policy!r}")
-        body = StartWorkflow(
-            workflow_type=name,
-            input=self.converter.to_payloads(list(args)),
-            task_queue=task_queue,
-            id_reuse_policy=id_reuse_policy,
-            request_id=request_id or str(uuid.uuid4()),
-            execution_timeout_ms=_ms(execution_timeout),
-            run_timeout_ms=_ms(run_timeout),
-            search_attributes=dict(search_attributes or {}),
-            wait_result=True,
+        return start_body(
+            self.converter, workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
+            execution_timeout=execution_timeout, run_timeout=run_timeout,
+            search_attributes=search_attributes, request_id=request_id, wait_result=True,
         )
-        return body, hint
 
     async def start_workflow(
         self,

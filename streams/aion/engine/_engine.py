@@ -33,6 +33,7 @@ from faust.types import TP
 from ..codec import Codec, CodecError
 from ..model import (
     RUN_CLOSING_EVENTS, Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply, TimerCancelled, TimerFired,
+    TimerStarted,
 )
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
@@ -258,6 +259,9 @@ class Engine:
                     # timer_terminal rows reached the changelog (fired/cancelled timers, the closed
                     # run's marker); re-applying the recorded ones writes what is missing.
                     terminal_replay.extend((partition, e) for e in ex.history if _is_terminal(e))
+                    # Likewise its DropTimer effects: a timer that fired, was cancelled or whose run
+                    # closed must not keep its row (a far one would stay until it fell due).
+                    effects.extend((partition, d) for d in _ended_timers(ex))
                 if isinstance(cmd.body, QueryWorkflow):
                     reply = ex.query(cmd)
                     if cmd.reply_to:
@@ -385,6 +389,24 @@ class Engine:
 def _is_terminal(ev: Event) -> bool:
     """Events that decide a ``timer_terminal`` row: a timer fired or cancelled, a run closed."""
     return isinstance(ev.body, (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS))
+
+
+def _ended_timers(ex: WorkflowExecution) -> list[fx.DropTimer]:
+    """``DropTimer`` for every user timer of ``ex``'s history that fired, was cancelled or
+    belongs to a closed run (dropping a timer without a row writes nothing)."""
+    started: list[tuple[str, str]] = []
+    ended: set[tuple[str, str]] = set()
+    closed: set[str] = set()
+    for e in ex.history:
+        b = e.body
+        if isinstance(b, TimerStarted):
+            started.append((e.run_id, b.timer_id))
+        elif isinstance(b, (TimerFired, TimerCancelled)):
+            ended.add((e.run_id, b.timer_id))
+        elif isinstance(b, RUN_CLOSING_EVENTS):
+            closed.add(e.run_id)
+    return [fx.DropTimer(ex.workflow_id, run_id, timer_id) for run_id, timer_id in started
+            if (run_id, timer_id) in ended or run_id in closed]
 
 
 def _payload_bytes(value: Any) -> int:

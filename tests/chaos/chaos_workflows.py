@@ -153,6 +153,18 @@ class SlowFlow:
             retry_policy=FAST_RETRY)
 
 
+@workflow.defn
+class NapFlow:
+    """A short timer inside a long ``workflow.timeout``: the step of its fire also cancels the
+    timeout's timer (a far one, kept in the timers table beyond the wheel's window)."""
+
+    @workflow.run
+    async def run(self, ms: int) -> str:
+        async with workflow.timeout(timedelta(seconds=300)):
+            await workflow.sleep(timedelta(milliseconds=ms))
+        return "rested"
+
+
 # ---------------------------------------------------------------- the oracle
 
 
@@ -178,5 +190,7 @@ def expected_outcome(workflow_type: str, args: list[Any], signals: list[int] | N
         return "FAILED", "Declined"
     if workflow_type == "SlowFlow":
         return "COMPLETED", f"slow:{args[0]}"
+    if workflow_type == "NapFlow":
+        return "COMPLETED", "rested"
     raise ValueError(f"no expected outcome for workflow type {workflow_type!r}")
 

@@ -30,26 +30,36 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.1)
 
 
-async def test_timer_terminal_rows_survive_a_crash_right_after_the_fire_is_recorded(
-        kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
-    """The worker dies after the batch with ``TimerFired`` + ``WorkflowCompleted`` is on the
-    events topic but before its ``timer_terminal`` rows reach their changelog. The next owner
-    (fresh data folder) must still end with the rows a rebuild derives (the run's closed marker)."""
+@pytest.mark.parametrize("workflow,args,last", [
+    # activity, then a 200 ms timer whose fire completes the run: the closed-run marker
+    ("ActivityFlow", ["k", 0], ["TimerFired", "WorkflowCompleted"]),
+    # a timer fires inside a 300 s timeout: the same step cancels the timeout's (far) timer
+    ("NapFlow", [200], ["TimerFired", "TimerCancelled", "WorkflowCompleted"]),
+])
+async def test_tables_equal_a_rebuild_after_a_crash_right_after_a_fire_is_recorded(
+        workflow: str, args: list[object], last: list[str], kafka_bootstrap: str, topic_prefix: str,
+        tmp_path: Path) -> None:
+    """The worker dies once the batch with the fire is on the events topic, before the batch's
+    effects and table rows (``timer_terminal`` states, the dropped timer's ``timers`` rows)
+    reach their changelogs. The next owner (fresh data folder: only the changelogs to restore
+    from) must end with the tables a rebuild derives from the events topic."""
     from aion.engine._rebuild import rebuild_tables
 
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
                         data_dir=tmp_path)
     ensure_topics(settings)
     cluster = ChaosCluster(settings, tmp_path)
-    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    # The survivor needs the session timeout (the crashed member's) plus its start-up: be patient.
+    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                                  rpc_timeout=90.0)
     try:
         crashing = cluster.engine(AION_FAULT="after_fire_recorded")
         cluster.activities()
-        h = await client.start_workflow("ActivityFlow", "k", 0, id="crash-1")  # activity, 200 ms timer, done
+        h = await client.start_workflow(workflow, *args, id="crash-1")
         await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
         assert "AION_FAULT=after_fire_recorded" in crashing.tail()
         history = await h.history()
-        assert [e.type for e in history][-2:] == ["TimerFired", "WorkflowCompleted"]
+        assert [e.type for e in history][-len(last):] == last
 
         survivor = cluster.engine()  # a fresh data folder: only the changelogs to restore from
         # A workflow after it on the same (only) partition: once it completes, the crashed

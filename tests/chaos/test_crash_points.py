@@ -53,7 +53,8 @@ async def test_tables_equal_a_rebuild_after_a_crash_right_after_a_fire_is_record
     client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
                                   rpc_timeout=90.0)
     try:
-        crashing = cluster.engine(AION_FAULT="after_fire_recorded")
+        # 6 s: the broker's minimum session timeout, so the survivor takes over sooner.
+        crashing = cluster.engine(AION_FAULT="after_fire_recorded", AION_SESSION_TIMEOUT="6")
         cluster.activities()
         h = await client.start_workflow(workflow, *args, id="crash-1")
         await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
@@ -61,7 +62,7 @@ async def test_tables_equal_a_rebuild_after_a_crash_right_after_a_fire_is_record
         history = await h.history()
         assert [e.type for e in history][-len(last):] == last
 
-        survivor = cluster.engine()  # a fresh data folder: only the changelogs to restore from
+        survivor = cluster.engine(AION_SESSION_TIMEOUT="6")  # a fresh data folder: only the changelogs to restore from
         # A workflow after it on the same (only) partition: once it completes, the crashed
         # batch's command was re-delivered and handled by the survivor.
         assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"

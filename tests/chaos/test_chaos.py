@@ -4,15 +4,19 @@ then prove from the events topic alone that nothing was lost, duplicated or corr
 What runs (real processes, real broker, 6 partitions):
 
 - two engine workers and two activity workers (``chaos_workflows``: activities that fail and
-  are retried, timers that fire and are cancelled, signals, child workflows on other
-  partitions, continue-as-new, a non-retryable failure, slow heartbeating activities);
-- a load of ``AION_CHAOS_WORKFLOWS`` (default 520) root workflows started at a steady rate;
-- while it runs: ``AION_CHAOS_ENGINE_KILLS`` (default 8) times, kill -9 a random engine worker
-  and start a new one — with a fresh data folder or a dead worker's one (local RocksDB reuse) —
-  then wait until every workflow that was in flight at the kill recorded a new event (that
-  wait is the *recovery time*) and a second or two more; then stop and start the broker once
-  (only when it is the kafka-local launcher on 127.0.0.1); then kill -9 the activity worker
-  that is running a slow activity right now and start a new one.
+  are retried, timers that fire and are cancelled — near ones and far ones, signals, child
+  workflows on other partitions, continue-as-new, a non-retryable failure, slow heartbeating
+  activities);
+- a load of ``AION_CHAOS_WORKFLOWS`` (default 520) root workflows: a trickle, and a wave of 30
+  right before each fault so that many are in flight when it strikes;
+- ``AION_CHAOS_ENGINE_KILLS`` (default 8) times: kill -9 a random engine worker (mostly one
+  that owns partitions, now and then one still starting up) and start a new one — with a
+  fresh data folder or a dead worker's one (local RocksDB reuse) — then wait until every
+  workflow that was in flight at the kill (open, or its start sent) recorded a new event: that
+  wait is the *recovery time*; a second or two later, the next kill. Then stop and start the
+  broker once (only when it is the kafka-local launcher on 127.0.0.1); then kill -9 the
+  activity worker that is running a slow activity right now and start a new one. The workers
+  run with the deployed ``AION_SESSION_TIMEOUT`` (``AION_CHAOS_SESSION_TIMEOUT`` overrides).
 
 Then: every workflow (and child) must close as expected; the whole events topic, read from
 offset 0 (re-writes included), must pass :func:`aion.testing.check_event_log`; nothing may be
@@ -55,7 +59,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(60
 PARTITIONS = 6
 N_WORKFLOWS = int(os.environ.get("AION_CHAOS_WORKFLOWS", "520"))
 ENGINE_KILLS = int(os.environ.get("AION_CHAOS_ENGINE_KILLS", "8"))
-TRICKLE_RATE = float(os.environ.get("AION_CHAOS_START_RATE", "2"))  # root workflows per second between waves
+TRICKLE_RATE = float(os.environ.get("AION_CHAOS_START_RATE", "1.2"))  # root workflows per second between waves
 WAVE = 30  # root workflows started right before each fault
 SLOW_FLOWS = 12
 RECOVERY_CAP_S = 60.0
@@ -83,8 +87,8 @@ class Spec:
 
 
 def make_specs(rng: random.Random, n: int) -> list[Spec]:
-    mix = [("ActivityFlow", 30), ("TimerFlow", 15), ("SignalFlow", 15), ("ParentFlow", 15), ("LoopFlow", 12),
-           ("DeclineFlow", 5), ("SlowFlow", 8)]
+    mix = [("ActivityFlow", 28), ("TimerFlow", 13), ("SignalFlow", 14), ("ParentFlow", 14), ("LoopFlow", 11),
+           ("NapFlow", 7), ("DeclineFlow", 5), ("SlowFlow", 8)]
     kinds = [k for k, w in mix for _ in range(w)]
     specs = []
     for i in range(n):
@@ -100,6 +104,8 @@ def make_specs(rng: random.Random, n: int) -> list[Spec]:
             specs.append(Spec(wid, kind, [i]))
         elif kind == "LoopFlow":
             specs.append(Spec(wid, kind, [0, rng.choice([1, 2])]))
+        elif kind == "NapFlow":
+            specs.append(Spec(wid, kind, [rng.choice([100, 300, 600])]))
         elif kind == "DeclineFlow":
             specs.append(Spec(wid, kind, [f"d{i}"]))
         else:

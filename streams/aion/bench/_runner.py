@@ -195,13 +195,24 @@ def run_bench(settings: Settings, scenarios: list[str], options: BenchOptions | 
 # ------------------------------------------------------------------ table
 
 
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if float(v).is_integer() and abs(v) >= 10:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:,.1f}"
+    return f"{v:,.2f}"
+
+
 def _fmt(v: Any, spread: Any = None, unit: str = "") -> str:
     if v is None:
         return "-"
-    s = f"{v:,.1f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
+    s = _num(v)
     if isinstance(spread, list) and len(spread) == 2 and spread[0] != spread[1]:
-        a, b = spread
-        s += f" ({a:,.4g}–{b:,.4g})"
+        s += f" ({_num(spread[0])}–{_num(spread[1])})"
     return s + unit
 
 

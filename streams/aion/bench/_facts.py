@@ -40,6 +40,10 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def _first(v: Any) -> Any:
+    return v[0] if isinstance(v, tuple) else v
+
+
 def machine_facts(settings: Settings) -> dict[str, Any]:
     import confluent_kafka
 
@@ -56,8 +60,8 @@ def machine_facts(settings: Settings) -> dict[str, Any]:
         "python": platform.python_version(),
         "faust": _version("faust-streaming"),
         "aiokafka": _version("aiokafka"),
-        "confluent_kafka": confluent_kafka.version()[0],
-        "librdkafka": confluent_kafka.libversion()[0],
+        "confluent_kafka": _first(confluent_kafka.version()),
+        "librdkafka": _first(confluent_kafka.libversion()),
         "fastavro": _version("fastavro"),
         "aion": _version("aion-streams"),
         "kafka_broker": broker_version(pid),

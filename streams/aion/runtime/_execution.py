@@ -259,6 +259,9 @@ class _Run:
     run_deadline_ms: int | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
     close_body: Any = None
+    #: The commands its close sent to other workflows (children under a TERMINATE /
+    #: REQUEST_CANCEL policy, the parent): re-sent by :meth:`recovery_effects`.
+    close_commands: list[Command] = field(default_factory=list)
 
     @property
     def workflow_type(self) -> str:
@@ -424,11 +427,16 @@ class WorkflowExecution:
     def recovery_effects(self, now_ms: int) -> list[Effect]:
         """Effects to re-issue after a restart, for anything of the open run that may have been
         recorded without its effect being performed: live timers, undelivered activity attempts
-        (not yet started), child starts and cancel requests. All are idempotent downstream."""
+        (not yet started), child starts and cancel requests — or, once the latest run closed,
+        the commands its close sent (its result to the parent, the parent-close policy of its
+        open children). All are idempotent downstream."""
         out: list[Effect] = []
         run = self.run
-        if run is None or run.status != RUNNING:
+        if run is None:
             return out
+        if run.status != RUNNING:
+            # Same command ids as at the close: a receiver that has them records nothing.
+            return [SendCommand(c) for c in run.close_commands]
         self._now = now_ms
         wf, rid = self.workflow_id, run.run_id
         for tid, at in run.timers.items():
@@ -793,27 +801,30 @@ class WorkflowExecution:
         for ch in run.children.values():
             if ch.closed:
                 continue
-            if fx is not None and ch.parent_close_policy in ("TERMINATE", "REQUEST_CANCEL"):
+            if ch.parent_close_policy in ("TERMINATE", "REQUEST_CANCEL"):
                 body: Any = (TerminateWorkflow(reason=f"parent {wf!r} run closed ({status})")
                              if ch.parent_close_policy == "TERMINATE"
                              else CancelWorkflow(reason=f"parent {wf!r} run closed ({status})"))
-                fx.append(SendCommand(Command(f"{wf}:{rid}:close-child:{ch.child_workflow_id}",
-                                              ch.child_workflow_id, t, body)))
+                run.close_commands.append(Command(f"{wf}:{rid}:close-child:{ch.child_workflow_id}",
+                                                  ch.child_workflow_id, t, body))
             ch.closed = True
+        if status != "CONTINUED_AS_NEW":
+            result, failure = self._outcome(b, status)
+            self._last_close = (rid, status, result, failure)
+            st = run.started
+            if st.parent_workflow_id:
+                run.close_commands.append(Command(
+                    f"{wf}:{rid}:result-to-parent", st.parent_workflow_id, t,
+                    ChildWorkflowResult(run_id=st.parent_run_id or "", child_workflow_id=wf,
+                                        outcome=status, result=result, failure=failure)))
+        if fx is not None:
+            fx.extend(SendCommand(c) for c in run.close_commands)
         if status == "CONTINUED_AS_NEW":
             return
-        result, failure = self._outcome(b, status)
-        self._last_close = (rid, status, result, failure)
         waiters, self._waiters = self._waiters, []
         if fx is not None:
             for cmd_id, reply_to in waiters:
                 fx.append(SendReply(reply_to, Reply(cmd_id, wf, "RESULT", rid, status, result, failure)))
-            st = run.started
-            if st.parent_workflow_id:
-                fx.append(SendCommand(Command(
-                    f"{wf}:{rid}:result-to-parent", st.parent_workflow_id, t,
-                    ChildWorkflowResult(run_id=st.parent_run_id or "", child_workflow_id=wf,
-                                        outcome=status, result=result, failure=failure))))
 
     @staticmethod
     def _outcome(b: Any, status: str) -> tuple[Payload | None, Failure | None]:

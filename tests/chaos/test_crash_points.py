@@ -30,19 +30,22 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("workflow,args,last", [
+@pytest.mark.parametrize("workflow,args,crashed_in,last,result", [
     # activity, then a 200 ms timer whose fire completes the run: the closed-run marker
-    ("ActivityFlow", ["k", 0], ["TimerFired", "WorkflowCompleted"]),
+    ("ActivityFlow", ["k", 0], "crash-1", ["TimerFired", "WorkflowCompleted"], "done:k"),
     # a timer fires inside a 300 s timeout: the same step cancels the timeout's (far) timer
-    ("NapFlow", [200], ["TimerFired", "TimerCancelled", "WorkflowCompleted"]),
+    ("NapFlow", [200], "crash-1", ["TimerFired", "TimerCancelled", "WorkflowCompleted"], "rested"),
+    # the child's last timer completes it: the step's effect is the result to the parent
+    ("ParentFlow", [4], "crash-1-child", ["TimerFired", "WorkflowCompleted"], 41),
 ])
-async def test_tables_equal_a_rebuild_after_a_crash_right_after_a_fire_is_recorded(
-        workflow: str, args: list[object], last: list[str], kafka_bootstrap: str, topic_prefix: str,
-        tmp_path: Path) -> None:
+async def test_a_crash_right_after_a_fire_is_recorded(
+        workflow: str, args: list[object], crashed_in: str, last: list[str], result: object, kafka_bootstrap: str,
+        topic_prefix: str, tmp_path: Path) -> None:
     """The worker dies once the batch with the fire is on the events topic, before the batch's
-    effects and table rows (``timer_terminal`` states, the dropped timer's ``timers`` rows)
-    reach their changelogs. The next owner (fresh data folder: only the changelogs to restore
-    from) must end with the tables a rebuild derives from the events topic."""
+    effects (the dropped timer's ``timers`` rows, a child's result to its parent) and its
+    ``timer_terminal`` rows reach Kafka. The next owner (fresh data folder: only the
+    changelogs to restore from) must finish the workflow and end with the tables a rebuild
+    derives from the events topic."""
     from aion.engine._rebuild import rebuild_tables
 
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
@@ -59,10 +62,11 @@ async def test_tables_equal_a_rebuild_after_a_crash_right_after_a_fire_is_record
         h = await client.start_workflow(workflow, *args, id="crash-1")
         await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
         assert "AION_FAULT=after_fire_recorded" in crashing.tail()
-        history = await h.history()
+        history = await client.get_workflow_handle(crashed_in).history()
         assert [e.type for e in history][-len(last):] == last
 
         survivor = cluster.engine(AION_SESSION_TIMEOUT="6")  # a fresh data folder: only the changelogs to restore from
+        assert await h.result(timeout=60) == result
         # A workflow after it on the same (only) partition: once it completes, the crashed
         # batch's command was re-delivered and handled by the survivor.
         assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"

@@ -250,6 +250,3 @@ def broker_version(pid: int | None) -> str | None:
     m = re.search(r"kafka_\d+\.\d+-(\d+\.\d+\.\d+)", cmd) or re.search(r"kafka-clients-(\d+\.\d+\.\d+)", cmd)
     return m.group(1) if m else None
 
-
-def signal_name(sig: Any) -> str:
-    return getattr(sig, "name", str(sig))

@@ -122,4 +122,6 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
 
 def bench_main() -> None:
     """``python -m aion.bench ...``: the same as ``aion bench ...``."""
-    cli(["bench", *sys.argv[1:]], obj={}, prog_name="python -m aion.bench")
+    from ..engine.settings import Settings
+
+    bench_cmd.main(sys.argv[1:], prog_name="python -m aion.bench", obj={"settings": Settings.from_env()})

@@ -240,8 +240,9 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
     await asyncio.sleep(3)
     # -------------------------------------------------------------- engine workers
     for k in range(ENGINE_KILLS):
-        load.wave()
-        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        wave = load.wave()
+        # Most of a wave's workflows finish within a second: strike while they are in flight.
+        await asyncio.sleep(rng.uniform(0.05, 0.5))
         engines = cluster.alive("engine")
         settled = [e for e in engines if time.monotonic() - e.started_at > 5]
         # Mostly a worker that owns partitions; now and then one still starting up / restoring.
@@ -255,10 +256,11 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
         rec, waiting = await wait_recovery(follower, t0, open_at, RECOVERY_CAP_S)
         stats.engine_kills.append({"victim": victim.name, "pid": victim.pid, "lived_s": round(t0 - victim.started_at, 1),
                                    "replacement": new.name, "reused_data_dir": data_dir is not None,
-                                   "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5]})
+                                   "wave": wave, "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5]})
         stats.say(f"engine kill {k + 1}/{ENGINE_KILLS}: kill -9 {victim.name} (pid {victim.pid}, up "
                   f"{t0 - victim.started_at:.1f}s), started {new.name}"
-                  f"{' reusing ' + data_dir.name if data_dir else ''}; {len(open_at)} workflows in flight, "
+                  f"{' reusing ' + data_dir.name if data_dir else ''}; {len(open_at)} workflows in flight "
+                  f"({wave} just started), "
                   + (f"all progressed after {rec:.2f}s" if rec is not None else
                      f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}"))
         await asyncio.sleep(rng.uniform(1.0, 3.0))
@@ -272,8 +274,8 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
         stats.say(f"broker restart skipped: {stats.broker_skipped}")
     else:
         assert broker_port is not None
-        load.wave()
-        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        load.wave(WAVE + 10)
+        await asyncio.sleep(rng.uniform(0.05, 0.5))
         open_at = in_flight(follower, stats)
         t0 = time.monotonic()
         stats.broker_down = broker_port

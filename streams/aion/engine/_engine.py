@@ -262,6 +262,9 @@ class Engine:
                     # Likewise its DropTimer effects: a timer that fired, was cancelled or whose run
                     # closed must not keep its row (a far one would stay until it fell due).
                     effects.extend((partition, d) for d in _ended_timers(ex))
+                    # And its visibility row, which may not have reached the changelog either.
+                    if ex.history:
+                        touched[(partition, cmd.workflow_id)] = ex
                 if isinstance(cmd.body, QueryWorkflow):
                     reply = ex.query(cmd)
                     if cmd.reply_to:
@@ -300,7 +303,7 @@ class Engine:
         self.stats["events"] += len(new_events)
 
     async def _append(self, new_events: list[tuple[int, Event]], touched: dict[tuple[int, str], WorkflowExecution]) -> None:
-        if not new_events:
+        if not new_events and not touched:
             return
         if not self.out.started:
             self.out.start()

@@ -636,7 +636,7 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
         f"statuses {dict(report.statuses)}",
         f"engine kills (kill -9): {len(stats.engine_kills)}, of which {sum(k['reused_data_dir'] for k in stats.engine_kills)} "
         f"restarted on a dead worker's data folder; engine processes started: {len(engines)}",
-        f"recovery after an engine kill (until every in-flight workflow recorded a new event): "
+        "recovery after an engine kill (until every in-flight workflow recorded a new event): "
         + (f"median {statistics.median(recs):.2f}s, max {max(recs):.2f}s over {len(recs)} kills" if recs else "-")
         + (f"; {len(stats.engine_kills) - len(recs)} kills NOT recovered within {RECOVERY_CAP_S:.0f}s" if len(recs) < len(stats.engine_kills) else ""),
         "broker restart: " + (f"recovery {_ms(stats.broker_restart['recovery_s'])} after it was back "

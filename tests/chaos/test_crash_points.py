@@ -77,3 +77,44 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     finally:
         await client.close()
         cluster.stop()
+
+
+@pytest.mark.parametrize("workflow,args,result", [
+    ("ActivityFlow", ["k", 0], "done:k"),  # WorkflowStarted | ActivityScheduled
+    ("TimerFlow", [3], 13),  # WorkflowStarted | TimerStarted
+])
+async def test_a_crash_inside_a_step_append_is_repaired(
+        workflow: str, args: list[object], result: object, kafka_bootstrap: str, topic_prefix: str,
+        tmp_path: Path) -> None:
+    """The worker dies after the first event of the start's step reached Kafka and before the
+    rest did (two produce requests). The next owner replays a history that ends inside the
+    step; the re-delivered start (a duplicate by its command id) must record what the step
+    still owes, once, under the start's command id, and the workflow must finish."""
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
+                        data_dir=tmp_path)
+    ensure_topics(settings)
+    cluster = ChaosCluster(settings, tmp_path)
+    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                                  rpc_timeout=90.0)
+    try:
+        crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
+        cluster.activities()
+        # The start's answer comes from the survivor (the crashed worker never sent it).
+        starting = asyncio.ensure_future(client.start_workflow(workflow, *args, id="cut-1"))
+        await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at mid_step_append")
+        assert "AION_FAULT=mid_step_append" in crashing.tail()
+        history = await client.get_workflow_handle("cut-1").history()
+        assert [e.type for e in history] == ["WorkflowStarted"]
+
+        cluster.engine(AION_SESSION_TIMEOUT="6")
+        h = await starting
+        assert await h.result(timeout=90) == result
+        history = await h.history()
+        assert [e.seq for e in history] == list(range(1, len(history) + 1))
+        start_cid = history[0].command_id
+        assert [e.type for e in history if e.command_id == start_cid][:2] == ["WorkflowStarted", history[1].type]
+        assert history[1].type in ("ActivityScheduled", "TimerStarted") and history[1].command_id == start_cid
+        assert sum(e.type == history[1].type and e.command_id == start_cid for e in history) == 1
+    finally:
+        await client.close()
+        cluster.stop()

@@ -40,7 +40,7 @@ from ..runtime import effects as fx
 from ._produce import BatchProducer
 from ._retention import Retention
 from ._store import HistoryStore
-from ._wheel import TimerWheel
+from ._wheel import TimerWheel, _crash, _faults
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
 
@@ -101,6 +101,7 @@ class Engine:
         self.out = BatchProducer(_output_config(settings))
         self.batch_lock = asyncio.Lock()
         self.wheel = TimerWheel(self)
+        self._faults = _faults()  # fault injection for tests (AION_FAULT, see _wheel.py)
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
@@ -180,7 +181,9 @@ class Engine:
             feeder.cancel()
             self._queue = None
 
-    def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
+    def _execution(self, partition: int, workflow_id: str, recovering: bool = False) -> WorkflowExecution:
+        """The workflow's execution: resident, or rebuilt from its history. ``recovering``: the
+        previous owner may have died inside one of its steps (see ``from_history(repair=True)``)."""
         cache = self._cache.setdefault(partition, OrderedDict())
         ex = cache.get(workflow_id)
         if ex is not None:
@@ -188,7 +191,7 @@ class Engine:
             return ex
         history = self.history_store.load(partition, workflow_id)
         if history:
-            ex = WorkflowExecution.from_history(self.registry, workflow_id, history)
+            ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=recovering)
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         cache[workflow_id] = ex
@@ -251,9 +254,11 @@ class Engine:
                         command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
                         failure=Failure(type="PayloadTooLargeError", message=reason)))))
                 continue
+            recovering = False
             try:
-                ex = self._execution(partition, cmd.workflow_id)
-                if self._needs_recovery(partition, cmd.workflow_id, timestamp):
+                recovering = self._needs_recovery(partition, cmd.workflow_id, timestamp)
+                ex = self._execution(partition, cmd.workflow_id, recovering)
+                if recovering:
                     effects.extend((partition, e) for e in ex.recovery_effects(now))
                     # The previous owner may have died after recording the events but before its
                     # timer_terminal rows reached the changelog (fired/cancelled timers, the closed
@@ -274,6 +279,8 @@ class Engine:
             except Exception as exc:
                 log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
                 self._cache.get(partition, {}).pop(cmd.workflow_id, None)  # type: ignore[union-attr]
+                if recovering:  # not recovered yet: the next command tries again
+                    self._recovered.get(partition, set()).discard(cmd.workflow_id)
                 dlq.append((partition, offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: {type(exc).__name__}: {exc}"))
                 if cmd.reply_to:
                     effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
@@ -314,6 +321,8 @@ class Engine:
             for partition, ev in new_events
         ]
         n_events = len(records)
+        if "mid_step_append" in self._faults:
+            await self._crash_mid_step(records, new_events)
         wf_topic = self.workflows.changelog_topic.get_topic_name()
         for (partition, wid), ex in touched.items():
             records.append((wf_topic, wid.encode(), _visibility_row(ex), partition))
@@ -331,6 +340,15 @@ class Engine:
             db = self.workflows.data._db_for_partition(partition)
             db.put(key, value)
             self.workflows.data.set_persisted_offset(TP(wf_topic, partition), offset)
+
+    async def _crash_mid_step(self, records: list[Any], new_events: list[tuple[int, Event]]) -> None:
+        """Fault injection (``AION_FAULT=mid_step_append``): append the batch only up to the
+        first event of its first multi-event step, wait for Kafka, then die — the log keeps
+        half a step, as when the engine is killed between two produce requests."""
+        for i in range(1, len(new_events)):
+            if new_events[i][1].command_id == new_events[i - 1][1].command_id:
+                await self.out.send_batch(records[:i])
+                _crash("mid_step_append")
 
     # ------------------------------------------------------------------ effects
 

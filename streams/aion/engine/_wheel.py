@@ -31,7 +31,8 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
 
 Fault injection (tests only): ``AION_FAULT`` (comma-separated) makes the worker ``os._exit(137)``
 at a point — ``after_fire_emit``: fires acknowledged by Kafka, rows not yet deleted;
-``after_fire_recorded``: a batch holding a ``TimerFired`` is durable, its effects not performed.
+``after_fire_recorded``: a batch holding a ``TimerFired`` is durable, its effects not performed;
+``mid_step_append`` (in the engine): only the first part of a step's events reached Kafka.
 """
 
 from __future__ import annotations

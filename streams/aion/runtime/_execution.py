@@ -312,6 +312,11 @@ class WorkflowExecution:
         self.load_failure: BaseException | None = None
         self._resident_since_ms: int | None = None
         self._child_starts: dict[tuple[str, str], ChildWorkflowStarted] = {}
+        #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
+        self._owed: list[EventBody] = []
+        self._owed_close: WorkflowContinuedAsNew | WorkflowTaskFailed | None = None
+        self._owed_command_id = ""
+        self._record_as: str | None = None
         # per step
         self._now = 0
         self._cmd: Command | None = None
@@ -326,12 +331,21 @@ class WorkflowExecution:
 
     @classmethod
     def from_history(cls, registry: Any, workflow_id: str, events: Sequence[Event], *,
-                     run_code: bool = True) -> "WorkflowExecution":
+                     run_code: bool = True, repair: bool = False) -> "WorkflowExecution":
         """Rebuild by replaying ``events`` (the whole history, in seq order).
 
         Never raises for the workflow's sake: a divergence or a code failure during the replay
         leaves the execution held (``held`` is True, ``load_failure`` says why) and the next
         step records it as ``WorkflowTaskFailed``.
+
+        ``repair=True`` (the engine, for a workflow it takes over after a crash): the history
+        may end inside a step, because the previous owner died while its events were on their
+        way to Kafka in more than one produce request (each partition keeps a prefix of them).
+        What the step still owes — the commands the code issues past the end, the new run's
+        start after ``WorkflowContinuedAsNew``, ``WorkflowFailed`` after the last task
+        failure — is recorded by the next :meth:`handle` (usually the step's own command,
+        re-delivered), with that step's command id. Without ``repair`` such a history replays
+        as a divergence (``aion replay check`` reports it).
 
         ``run_code=False`` rebuilds the engine state only (status, run, live timers and
         activities, :meth:`recovery_effects`) without running workflow code; ``registry`` may
@@ -346,7 +360,18 @@ class WorkflowExecution:
             ex._apply(ev, None)
         run = ex.run
         if run_code and run is not None and run.status == RUNNING and not run.held:
-            ex._rebuild_instance(len(ex.history))
+            inst = ex._rebuild_instance(len(ex.history), extend=repair)
+            if inst is not None and inst.tail:
+                ex._owed = list(inst.tail)
+                inst.tail = []
+        if repair and ex.history:
+            last = ex.history[-1].body
+            if isinstance(last, WorkflowContinuedAsNew) or (
+                    isinstance(last, WorkflowTaskFailed) and last.retry_at_ms is None
+                    and run is not None and run.status == RUNNING):
+                ex._owed_close = last
+        if ex._owed or ex._owed_close is not None:
+            ex._owed_command_id = ex.history[-1].command_id
         return ex
 
     # ------------------------------------------------------------------ properties
@@ -393,6 +418,8 @@ class WorkflowExecution:
         if self._resident_since_ms is None:
             self._resident_since_ms = now_ms
         try:
+            if self._owed or self._owed_close is not None:
+                self._finish_cut_step()
             b = command.body
             if isinstance(b, QueryWorkflow):
                 if command.reply_to:
@@ -414,6 +441,29 @@ class WorkflowExecution:
             self._cmd = None
             self._fx = None
             self._new = []
+
+    def _finish_cut_step(self) -> None:
+        """Record what a step cut short by a crash still owes, under that step's command id."""
+        owed, self._owed = self._owed, []
+        last, self._owed_close = self._owed_close, None
+        run = self.run
+        assert run is not None
+        log.warning("workflow %s (run %s): the history ends inside the step of command %s (the previous "
+                    "owner died while appending it); recording what that step still owes",
+                    self.workflow_id, run.run_id, self._owed_command_id)
+        self._record_as = self._owed_command_id
+        try:
+            if isinstance(last, WorkflowContinuedAsNew):
+                self._start_continued(run, last)
+            elif isinstance(last, WorkflowTaskFailed):
+                self._record(WorkflowFailed(last.failure))
+            for body in owed:
+                self._record(body)
+                if isinstance(body, WorkflowContinuedAsNew):
+                    self._start_continued(run, body)
+            self._check_history_limits()
+        finally:
+            self._record_as = None
 
     def resume(self, command_id: str, now_ms: int) -> Step:
         """Retry a held workflow now (e.g. right after deploying fixed code) instead of
@@ -476,7 +526,7 @@ class WorkflowExecution:
     def _record(self, body: EventBody, run_id: str | None = None) -> Event:
         assert self._cmd is not None
         rid = run_id if run_id is not None else (self.run.run_id if self.run is not None else "")
-        ev = Event(self.workflow_id, self.next_seq, rid, self._now, body, self._cmd.command_id)
+        ev = Event(self.workflow_id, self.next_seq, rid, self._now, body, self._record_as or self._cmd.command_id)
         self.next_seq += 1
         self.history.append(ev)
         self._track_bytes(ev)
@@ -596,7 +646,7 @@ class WorkflowExecution:
                 f"history limit exceeded: run {run.run_id} of workflow {self.workflow_id!r} reached {what}; "
                 "use workflow.continue_as_new when workflow.info().continue_as_new_suggested turns true")))
 
-    def _rebuild_instance(self, upto: int) -> WorkflowInstance | None:
+    def _rebuild_instance(self, upto: int, *, extend: bool = False) -> WorkflowInstance | None:
         """Replay the current run's events ``history[run.start_index:upto]`` into a fresh
         instance. On failure: no instance, ``load_failure`` set."""
         self._drop_instance()
@@ -611,7 +661,7 @@ class WorkflowExecution:
             return None
         inst = WorkflowInstance(defn, self._run_context(run), self.registry.converter,
                                 self.registry.policy_for(run.workflow_type), self.registry)
-        failure = replay_into(inst, self.history, run.start_index, upto)
+        failure = replay_into(inst, self.history, run.start_index, upto, extend=extend)
         if failure is not None:
             inst.dispose()
             self.load_failure = failure
@@ -1304,10 +1354,21 @@ class WorkflowExecution:
 # ============================================================================ replay of one run
 
 
-def replay_into(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int) -> BaseException | None:
+def replay_into(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int, *,
+                extend: bool = False) -> BaseException | None:
     """Replay ``history[start:end]`` (one run segment) into ``inst``; returns a task failure
     (divergence, deadlock, code failure) or None. The last activation is a replay too: the
-    history holds every command of every completed step."""
+    history holds every command of every completed step — unless ``extend``: then the last
+    activation may go on past the end and ``inst.tail`` holds what it issued there (the
+    repair of a step cut short by a crash, see ``WorkflowInstance.activate``)."""
+    inst.extend_at_end = extend
+    try:
+        return _replay_segment(inst, history, start, end)
+    finally:
+        inst.extend_at_end = False
+
+
+def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int) -> BaseException | None:
     held = False
     i = start
     while i < end:

@@ -242,6 +242,11 @@ class WorkflowInstance:
         self._cursor_seq = 0
         self._next_history_event: Event | None = None
         self._issued: list[EventBody] = []
+        #: Replay only: let the last activation go on live past the end of the history (a step
+        #: cut short by a crash, see :meth:`activate`); ``tail`` then holds what it issued.
+        self.extend_at_end = False
+        self._tail_from: int | None = None
+        self.tail: list[EventBody] = []
         self._in_query = False
         self.divergence: NondeterminismError | None = None
         self.task_failure: BaseException | None = None
@@ -295,6 +300,7 @@ class WorkflowInstance:
             )
         if self.disposed or self.closed is not None or self.divergence is not None:
             raise _Halt()
+        self._extend_at_end()
         if self._expected is None:
             self._issued.append(body)
             return body
@@ -314,6 +320,13 @@ class WorkflowInstance:
         self._cursor_seq = ev.seq + 1
         self._issued.append(ev.body)
         return ev.body
+
+    def _extend_at_end(self) -> None:
+        """At the end of the history, with ``extend_at_end``: go on live (see :meth:`activate`)."""
+        if (self.extend_at_end and self._expected is not None and not self._expected
+                and self._next_history_event is None):
+            self._expected = None
+            self._tail_from = len(self._issued)
 
     def _diverge(self, seq: int, expected: str, found: str) -> None:
         self.divergence = NondeterminismError(
@@ -519,6 +532,8 @@ class WorkflowInstance:
         hint = result_type if result_type is not None else return_hint_of(fn)
         mid = str(self._next_side_effect)
         self._next_side_effect += 1
+        if not (self._in_query or self.closed is not None or self.disposed):
+            self._extend_at_end()
         if self._expected is not None:
             rec = self._issue(MarkerRecorded(MARKER_SIDE_EFFECT, mid, None))
             value = rec.value  # type: ignore[union-attr]
@@ -788,11 +803,22 @@ class WorkflowInstance:
         ``expected``: the history's command events for this activation (replay), or None (live).
         ``next_event``: the history event after them (for divergence messages); ``next_seq``:
         the seq the first command takes.
+
+        With ``extend_at_end`` set, a replayed activation that reaches the end of the history
+        (``next_event`` None) and issues more than it holds goes on live instead of diverging,
+        and ``tail`` gets the commands it issued beyond the history. A step's events can reach
+        Kafka only in part when the engine dies while appending them (two produce requests):
+        the engine repairs such a step by recording that tail (see
+        ``WorkflowExecution.from_history(repair=True)``). None of the missing events had an
+        effect (effects wait for the whole batch), so the code's continuation is as valid as
+        the lost one. ``workflow.patched`` never extends: at the end it keeps replay's answer.
         """
         self._expected = deque(expected) if expected is not None else None
         self._next_history_event = next_event
         self._cursor_seq = next_seq
         self._issued = []
+        self._tail_from = None
+        self.tail = []
         self.task_failure = None
         timeout = self.policy.deadlock_timeout
         armed = _watchdog.arm(timeout.total_seconds()) if timeout else None
@@ -814,6 +840,9 @@ class WorkflowInstance:
         finally:
             self.loop.interrupt_flag = None
         act = Activation(commands=list(self._issued))
+        if self._tail_from is not None:
+            self.tail = act.commands[self._tail_from:]
+            self._tail_from = None
         expected_left = self._expected
         self._expected = None
         if deadlocked:

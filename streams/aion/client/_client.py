@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 import uuid
 from datetime import timedelta
 from typing import Any, Sequence
@@ -24,6 +23,7 @@ from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..exceptions import PayloadTooLargeError
 from ..model import (
+    now_ms,
     Command,
     CommandBody,
     Payload,
@@ -39,10 +39,6 @@ from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
 from ._visibility import WorkflowSummary
 
 log = logging.getLogger(__name__)
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 class Client:
     """A connection to an Aion deployment (one topic prefix on one Kafka cluster).

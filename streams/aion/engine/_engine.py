@@ -23,17 +23,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any
 
 import faust
 from faust.types import TP
 
 from ..codec import Codec, CodecError
 from ..model import (
-    RUN_CLOSING_EVENTS, Command, Event, EventKey, Failure, Payload, QueryWorkflow, Reply, TimerCancelled, TimerFired,
-    TimerStarted,
+    RUN_CLOSING_EVENTS, Event, EventKey, Failure, QueryWorkflow, Reply, TimerCancelled, TimerFired, TimerStarted,
+    now_ms, payload_size,
 )
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
@@ -45,10 +44,6 @@ from .settings import Settings
 from .topics import TopicNames, ensure_topics
 
 log = logging.getLogger("aion.engine")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Engine:
@@ -243,7 +238,7 @@ class Engine:
             except Exception as exc:  # a decoder bug must not stop the partition
                 dlq.append((partition, offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
                 continue
-            size = _payload_bytes(cmd.body)
+            size = payload_size(cmd.body)
             if size > self.settings.max_payload_bytes:
                 reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
                           f"the limit of {self.settings.max_payload_bytes} (AION_MAX_PAYLOAD_BYTES); store large "
@@ -428,18 +423,6 @@ def _ended_timers(ex: WorkflowExecution) -> list[fx.DropTimer]:
             closed.add(e.run_id)
     return [fx.DropTimer(ex.workflow_id, run_id, timer_id) for run_id, timer_id in started
             if (run_id, timer_id) in ended or run_id in closed]
-
-
-def _payload_bytes(value: Any) -> int:
-    """Total size of the payloads a command carries (inputs, args, results, details)."""
-    if isinstance(value, Payload):
-        return len(value.data)
-    if isinstance(value, (list, tuple)):
-        return sum(_payload_bytes(v) for v in value)
-    if hasattr(value, "__dataclass_fields__"):
-        return sum(_payload_bytes(getattr(value, f)) for f in value.__dataclass_fields__
-                   if f not in ("workflow_type", "signal_name", "query_name", "run_id"))
-    return 0
 
 
 def _visibility_row(ex: WorkflowExecution) -> bytes:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired
+from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, now_ms
 from ..runtime import effects as fx
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 
@@ -54,10 +54,6 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 log = logging.getLogger("aion.engine.timers")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _faults() -> frozenset[str]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds: the unit of every timestamp in the model."""
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,3 +54,20 @@ class ActivityTimeouts:
     schedule_to_start_ms: int | None = None
     start_to_close_ms: int | None = None
     heartbeat_ms: int | None = None
+
+
+def payload_size(value: Any) -> int:
+    """Bytes of user data an event, command or task body carries: its payloads (inputs,
+    arguments, results, details) and the text of its failures (message and stack), which land
+    in the history too. The one measure behind the payload limit (``AION_MAX_PAYLOAD_BYTES``,
+    checked by the engine on every command) and the history size limits (the runtime)."""
+    if isinstance(value, Payload):
+        return len(value.data)
+    if isinstance(value, (list, tuple)):
+        return sum(payload_size(v) for v in value)
+    if isinstance(value, Failure):
+        return len(value.message) + len(value.stack) + payload_size(value.details) + payload_size(value.cause)
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields:
+        return sum(payload_size(getattr(value, f)) for f in fields)
+    return 0

@@ -130,6 +130,7 @@ from ..model import (
     WorkflowTaskFailed,
     WorkflowTerminated,
     WorkflowTimedOut,
+    payload_size,
 )
 from .effects import (
     DispatchActivity,
@@ -629,7 +630,7 @@ class WorkflowExecution:
 
     def _track_bytes(self, ev: Event) -> None:
         prev = self._cum_bytes[-1] if self._cum_bytes else 0
-        self._cum_bytes.append(prev + _payload_size(ev.body))
+        self._cum_bytes.append(prev + payload_size(ev.body))
 
     def _check_history_limits(self) -> None:
         """Terminate the open run once its history passed the hard limits."""
@@ -1397,16 +1398,3 @@ def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int
         i = j
     return None
 
-
-def _payload_size(value: Any) -> int:
-    """Payload bytes carried by an event body (inputs, results, failure details)."""
-    if isinstance(value, Payload):
-        return len(value.data)
-    if isinstance(value, (list, tuple)):
-        return sum(_payload_size(v) for v in value)
-    if isinstance(value, Failure):
-        return len(value.message) + len(value.stack) + _payload_size(value.details) + _payload_size(value.cause)
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields:
-        return sum(_payload_size(getattr(value, f)) for f in fields)
-    return 0

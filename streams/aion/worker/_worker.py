@@ -56,6 +56,7 @@ from ..exceptions import exception_to_failure
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..model import (
+    now_ms,
     ActivityHeartbeat,
     ActivityTask,
     ActivityTaskCancelled,
@@ -90,10 +91,6 @@ def outcome_command_id(key: AttemptKey, kind: str) -> str:
     sends the same id, which the engine de-duplicates."""
     wf, run, act, attempt = key
     return str(uuid.uuid5(_OUTCOME_NS, f"{wf}\x00{run}\x00{act}\x00{attempt}\x00{kind}"))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(eq=False)

@@ -63,3 +63,14 @@ def test_byte_limits_and_replay_agree() -> None:
     sim.send(sim.signal("wf-1", "add", "stop"))
     sim.settle()
     assert sim.types("wf-1")[-1] == "WorkflowCompleted"
+
+
+def test_payload_size_counts_payloads_and_failure_text_the_same_for_engine_and_runtime() -> None:
+    """One measure serves the engine's payload limit (commands) and the history limits (events)."""
+    from aion.model import ActivityTaskFailed, Failure, Payload, StartWorkflow, payload_size
+
+    start = StartWorkflow("W", [Payload("application/json", b"12345"), Payload("application/json", b"678")])
+    assert payload_size(start) == 8
+    failure = Failure("E", "boom", details=Payload("application/json", b"xy"), stack="tb",
+                      cause=Failure("C", "why"))
+    assert payload_size(ActivityTaskFailed(run_id="r", activity_id="1", attempt=1, failure=failure)) == 4 + 2 + 2 + 3

@@ -313,6 +313,7 @@ class WorkflowExecution:
         self.load_failure: BaseException | None = None
         self._resident_since_ms: int | None = None
         self._child_starts: dict[tuple[str, str], ChildWorkflowStarted] = {}
+        self._continued_from: _Run | None = None
         #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
         self._owed: list[EventBody] = []
         self._owed_close: WorkflowContinuedAsNew | WorkflowTaskFailed | None = None
@@ -490,6 +491,13 @@ class WorkflowExecution:
             return [SendCommand(c) for c in run.close_commands]
         self._now = now_ms
         wf, rid = self.workflow_id, run.run_id
+        prev = self._continued_from
+        if prev is not None and prev.close_commands and self.history[-1].command_id == self.history[run.start_index].command_id:
+            # The history ends with the step that continued the previous run as this one: that
+            # step's effects include the previous run's close commands (its children's
+            # parent-close policies). Once a later step is recorded they were performed (a
+            # batch's effects go out before the next batch), and the child ids may be reused.
+            out.extend(SendCommand(c) for c in prev.close_commands)
         for tid, at in run.timers.items():
             out.append(ScheduleTimer(wf, rid, tid, at))
         if run.exec_deadline_ms is not None:
@@ -812,6 +820,9 @@ class WorkflowExecution:
             self._last_close = None
         run.exec_deadline_ms = self._exec_deadline_ms
         run.run_deadline_ms = t + b.run_timeout_ms if b.run_timeout_ms else None
+        # The run this one continues: its close commands (parent-close policies of its open
+        # children) were effects of the same step as this start (see recovery_effects).
+        self._continued_from = prev if b.previous_run_id is not None and prev is not None else None
         self.run = run
         self._drop_instance()
         if ev.command_id:

@@ -274,3 +274,35 @@ def test_parent_close_policy(policy: str, kid_status: str) -> None:
     s.run()
     assert s.value("mom") == "parent done"
     assert s.ex("kid").status == kid_status
+
+
+@workflow.defn
+class Looper:
+    @workflow.run
+    async def run(self, n: int) -> str:
+        await workflow.start_child_workflow(Kid.run, True, id=f"kid-{n}")  # parent_close_policy TERMINATE
+        await workflow.sleep(1)
+        if n < 1:
+            workflow.continue_as_new(n + 1)
+        return "looped"
+
+
+def test_recovery_re_sends_the_close_commands_of_the_run_continued_in_the_last_step() -> None:
+    """A crash after the continue-as-new step was recorded but before its effects went out:
+    the taker-over re-sends the old run's parent-close commands (TERMINATE of its open child)
+    — and only while that step is the history's last (a later step means they went out)."""
+    s = Sim([Looper, Kid], [echo])
+    s.start(Looper, 0, id="loop")
+    s.run()
+    assert s.value("loop") == "looped"
+    assert s.ex("kid-0").status == "TERMINATED" and s.ex("kid-1").status == "TERMINATED"
+    full = s.history("loop")
+    can = next(i for i, e in enumerate(full) if e.type == "WorkflowContinuedAsNew")
+    end_of_step = max(i for i, e in enumerate(full) if e.command_id == full[can].command_id) + 1
+    ex = WorkflowExecution.from_history(s.registry, "loop", full[:end_of_step])
+    sent = [e.command for e in ex.recovery_effects(0) if isinstance(e, effects.SendCommand)]
+    assert [(c.workflow_id, type(c.body).__name__) for c in sent if c.workflow_id == "kid-0"] == [
+        ("kid-0", "TerminateWorkflow")]
+    later = WorkflowExecution.from_history(s.registry, "loop", full[:end_of_step + 1])
+    assert not [e for e in later.recovery_effects(0)
+                if isinstance(e, effects.SendCommand) and e.command.workflow_id == "kid-0"]

@@ -30,6 +30,25 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.1)
 
 
+@pytest.fixture
+async def one_partition(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """One partition (every workflow on the crashing worker), a process cluster and a client
+    patient enough for a hand-over (the crashed member's session timeout plus the survivor's
+    start-up); all stopped afterwards. Engines get a 6 s session timeout (the broker's
+    minimum), so the survivor takes over sooner."""
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
+                        data_dir=tmp_path)
+    ensure_topics(settings)
+    cluster = ChaosCluster(settings, tmp_path)
+    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                                  rpc_timeout=90.0)
+    try:
+        yield settings, cluster, client
+    finally:
+        await client.close()
+        cluster.stop()
+
+
 @pytest.mark.parametrize("workflow,args,crashed_in,last,result", [
     # activity, then a 200 ms timer whose fire completes the run: the closed-run marker
     ("ActivityFlow", ["k", 0], "crash-1", ["TimerFired", "WorkflowCompleted"], "done:k"),
@@ -39,8 +58,8 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
     ("ParentFlow", [4], "crash-1-child", ["TimerFired", "WorkflowCompleted"], 41),
 ])
 async def test_a_crash_right_after_a_fire_is_recorded(
-        workflow: str, args: list[object], crashed_in: str, last: list[str], result: object, kafka_bootstrap: str,
-        topic_prefix: str, tmp_path: Path) -> None:
+        workflow: str, args: list[object], crashed_in: str, last: list[str], result: object,
+        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
     """The worker dies once the batch with the fire is on the events topic, before the batch's
     effects (the dropped timer's ``timers`` rows, a child's result to its parent) and its
     ``timer_terminal`` rows reach Kafka. The next owner (fresh data folder: only the
@@ -48,35 +67,24 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     derives from the events topic."""
     from aion.engine._rebuild import rebuild_tables
 
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
-                        data_dir=tmp_path)
-    ensure_topics(settings)
-    cluster = ChaosCluster(settings, tmp_path)
-    # The survivor needs the session timeout (the crashed member's) plus its start-up: be patient.
-    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
-                                  rpc_timeout=90.0)
-    try:
-        # 6 s: the broker's minimum session timeout, so the survivor takes over sooner.
-        crashing = cluster.engine(AION_FAULT="after_fire_recorded", AION_SESSION_TIMEOUT="6")
-        cluster.activities()
-        h = await client.start_workflow(workflow, *args, id="crash-1")
-        await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
-        assert "AION_FAULT=after_fire_recorded" in crashing.tail()
-        history = await client.get_workflow_handle(crashed_in).history()
-        assert [e.type for e in history][-len(last):] == last
+    settings, cluster, client = one_partition
+    crashing = cluster.engine(AION_FAULT="after_fire_recorded", AION_SESSION_TIMEOUT="6")
+    cluster.activities()
+    h = await client.start_workflow(workflow, *args, id="crash-1")
+    await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
+    assert "AION_FAULT=after_fire_recorded" in crashing.tail()
+    history = await client.get_workflow_handle(crashed_in).history()
+    assert [e.type for e in history][-len(last):] == last
 
-        survivor = cluster.engine(AION_SESSION_TIMEOUT="6")  # a fresh data folder: only the changelogs to restore from
-        assert await h.result(timeout=60) == result
-        # A workflow after it on the same (only) partition: once it completes, the crashed
-        # batch's command was re-delivered and handled by the survivor.
-        assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"
-        survivor.stop()
-        report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
-        assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
-            (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
-    finally:
-        await client.close()
-        cluster.stop()
+    survivor = cluster.engine(AION_SESSION_TIMEOUT="6")  # a fresh data folder: only the changelogs to restore from
+    assert await h.result(timeout=60) == result
+    # A workflow after it on the same (only) partition: once it completes, the crashed
+    # batch's command was re-delivered and handled by the survivor.
+    assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"
+    survivor.stop()
+    report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
+    assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
+        (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
 
 
 @pytest.mark.parametrize("workflow,args,result", [
@@ -84,37 +92,26 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     ("TimerFlow", [3], 13),  # WorkflowStarted | TimerStarted
 ])
 async def test_a_crash_inside_a_step_append_is_repaired(
-        workflow: str, args: list[object], result: object, kafka_bootstrap: str, topic_prefix: str,
-        tmp_path: Path) -> None:
+        workflow: str, args: list[object], result: object, one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
     """The worker dies after the first event of the start's step reached Kafka and before the
     rest did (two produce requests). The next owner replays a history that ends inside the
     step; the re-delivered start (a duplicate by its command id) must record what the step
     still owes, once, under the start's command id, and the workflow must finish."""
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, partitions=1,
-                        data_dir=tmp_path)
-    ensure_topics(settings)
-    cluster = ChaosCluster(settings, tmp_path)
-    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
-                                  rpc_timeout=90.0)
-    try:
-        crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
-        cluster.activities()
-        # The start's answer comes from the survivor (the crashed worker never sent it).
-        starting = asyncio.ensure_future(client.start_workflow(workflow, *args, id="cut-1"))
-        await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at mid_step_append")
-        assert "AION_FAULT=mid_step_append" in crashing.tail()
-        history = await client.get_workflow_handle("cut-1").history()
-        assert [e.type for e in history] == ["WorkflowStarted"]
+    _, cluster, client = one_partition
+    crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
+    cluster.activities()
+    # The start's answer comes from the survivor (the crashed worker never sent it).
+    starting = asyncio.ensure_future(client.start_workflow(workflow, *args, id="cut-1"))
+    await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at mid_step_append")
+    assert "AION_FAULT=mid_step_append" in crashing.tail()
+    history = await client.get_workflow_handle("cut-1").history()
+    assert [e.type for e in history] == ["WorkflowStarted"]
 
-        cluster.engine(AION_SESSION_TIMEOUT="6")
-        h = await starting
-        assert await h.result(timeout=90) == result
-        history = await h.history()
-        assert [e.seq for e in history] == list(range(1, len(history) + 1))
-        start_cid = history[0].command_id
-        assert [e.type for e in history if e.command_id == start_cid][:2] == ["WorkflowStarted", history[1].type]
-        assert history[1].type in ("ActivityScheduled", "TimerStarted") and history[1].command_id == start_cid
-        assert sum(e.type == history[1].type and e.command_id == start_cid for e in history) == 1
-    finally:
-        await client.close()
-        cluster.stop()
+    cluster.engine(AION_SESSION_TIMEOUT="6")
+    h = await starting
+    assert await h.result(timeout=90) == result
+    history = await h.history()
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    start_cid = history[0].command_id
+    assert history[1].type in ("ActivityScheduled", "TimerStarted") and history[1].command_id == start_cid
+    assert sum(e.type == history[1].type and e.command_id == start_cid for e in history) == 1

@@ -126,6 +126,29 @@ async def test_pause_resume_update_delete_and_list(cluster, client):  # type: ig
     await again.delete()
 
 
+async def test_cron_in_a_time_zone(cluster, client):  # type: ignore[no-untyped-def]
+    """A cron schedule read in New York, then moved to Tokyo: its next fire times are 09:00
+    on those clocks; a zone name that does not exist is refused with the reason."""
+    from zoneinfo import ZoneInfo
+
+    cluster.engine()
+    with pytest.raises(ScheduleSpecError, match="unknown time zone 'Mars/Olympus'"):
+        await client.create_schedule("tz-bad", cron="0 9 * * *", timezone="Mars/Olympus", workflow="Target")
+    h = await client.create_schedule("tz", cron="0 9 * * *", timezone="America/New_York", workflow="Target",
+                                     args=[0])
+    d = await h.describe()
+    assert d.timezone == "America/New_York" and len(d.next_fire_times) == 5
+    assert {t.astimezone(ZoneInfo("America/New_York")).hour for t in d.next_fire_times} == {9}
+    await h.update(timezone="Asia/Tokyo")
+    deadline = time.monotonic() + 20
+    while (d := await h.describe()).timezone != "Asia/Tokyo":  # the update is a signal: applied shortly
+        assert time.monotonic() < deadline, d
+        await asyncio.sleep(0.2)
+    assert {t.astimezone(ZoneInfo("Asia/Tokyo")).hour for t in d.next_fire_times} == {9}
+    assert d.next_fire_times[0].utcoffset() is not None
+    await h.delete()
+
+
 def test_cli_schedule_commands(cluster, settings):  # type: ignore[no-untyped-def]
     cluster.engine()
     env = dict(os.environ, AION_BOOTSTRAP_SERVERS=settings.bootstrap_servers, AION_TOPIC_PREFIX=settings.topic_prefix,
@@ -137,9 +160,11 @@ def test_cli_schedule_commands(cluster, settings):  # type: ignore[no-untyped-de
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    aion("create", "cli-1", "Target", "0", "--cron", "*/5 * * * *", "--overlap", "buffer_one", "--catch-up", "all")
+    aion("create", "cli-1", "Target", "0", "--cron", "*/5 * * * *", "--timezone", "Europe/Paris",
+         "--overlap", "buffer_one", "--catch-up", "all")
     d = json.loads(aion("describe", "cli-1", "--json"))
     assert d["cron"] == "*/5 * * * *" and d["overlap"] == "BUFFER_ONE" and d["catch_up"] == "ALL"
+    assert d["timezone"] == "Europe/Paris"
     assert len(d["next_fire_times"]) == 5
     aion("pause", "cli-1", "--note", "quiet")
     aion("update", "cli-1", "--args", "[7]")

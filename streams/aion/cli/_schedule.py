@@ -38,7 +38,9 @@ def _jsonable(value: Any) -> Any:
 @click.argument("schedule_id")
 @click.argument("workflow_type")
 @click.argument("args", nargs=-1)
-@click.option("--cron", default=None, help="5-field cron expression, UTC (e.g. '*/5 * * * *').")
+@click.option("--cron", default=None, help="5-field cron expression (e.g. '*/5 * * * *'), read in --timezone.")
+@click.option("--timezone", "tz", default="UTC", show_default=True,
+              help="IANA time zone the cron expression is read in, e.g. Europe/Paris (daylight saving followed).")
 @click.option("--interval", type=float, default=None, help="Seconds between fires (instead of --cron).")
 @click.option("--offset", type=float, default=None, help="Seconds past each interval boundary (with --interval).")
 @click.option("--task-queue", default="default", show_default=True)
@@ -53,11 +55,12 @@ def _jsonable(value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sched_create(ctx: click.Context, schedule_id: str, workflow_type: str, args: tuple[str, ...], cron: str | None,
-                 interval: float | None, offset: float | None, task_queue: str, overlap: str, catch_up: str,
+                 tz: str, interval: float | None, offset: float | None, task_queue: str, overlap: str, catch_up: str,
                  catch_up_window: float, paused: bool, note: str, as_json: bool) -> None:
     """Create SCHEDULE_ID starting WORKFLOW_TYPE with JSON ARGS at each fire time."""
     async def fn(c: Any) -> Any:
-        h = await c.create_schedule(schedule_id, workflow=workflow_type, args=_args(args), cron=cron, interval=interval,
+        h = await c.create_schedule(schedule_id, workflow=workflow_type, args=_args(args), cron=cron, timezone=tz,
+                                    interval=interval,
                                     offset=offset, task_queue=task_queue, overlap=overlap.upper(),
                                     catch_up=catch_up.upper(), catch_up_window=catch_up_window, paused=paused, note=note)
         return {"schedule_id": h.id, "workflow_id": h.workflow_id}
@@ -97,6 +100,7 @@ def sched_trigger(ctx: click.Context, schedule_id: str) -> None:
 @schedule.command("update")
 @click.argument("schedule_id")
 @click.option("--cron", default=None)
+@click.option("--timezone", "tz", default=None, help="IANA time zone for the cron expression.")
 @click.option("--interval", type=float, default=None, help="Seconds.")
 @click.option("--offset", type=float, default=None, help="Seconds.")
 @click.option("--workflow", "workflow_type", default=None, help="Workflow type to start.")
@@ -107,7 +111,8 @@ def sched_trigger(ctx: click.Context, schedule_id: str) -> None:
 @click.option("--catch-up-window", type=float, default=None, help="Seconds.")
 @click.option("--note", default=None)
 @click.pass_context
-def sched_update(ctx: click.Context, schedule_id: str, cron: str | None, interval: float | None, offset: float | None,
+def sched_update(ctx: click.Context, schedule_id: str, cron: str | None, tz: str | None, interval: float | None,
+                 offset: float | None,
                  workflow_type: str | None, args_json: str | None, task_queue: str | None, overlap: str | None,
                  catch_up: str | None, catch_up_window: float | None, note: str | None) -> None:
     """Change the schedule's spec, target or policies (only what is given)."""
@@ -122,7 +127,7 @@ def sched_update(ctx: click.Context, schedule_id: str, cron: str | None, interva
 
     async def fn(c: Any) -> None:
         await c.get_schedule_handle(schedule_id).update(
-            cron=cron, interval=interval, offset=offset, workflow=workflow_type, args=args, task_queue=task_queue,
+            cron=cron, timezone=tz, interval=interval, offset=offset, workflow=workflow_type, args=args, task_queue=task_queue,
             overlap=overlap.upper() if overlap else None, catch_up=catch_up.upper() if catch_up else None,
             catch_up_window=catch_up_window, note=note)
 

@@ -103,6 +103,8 @@ class ScheduleDescription:
 
     id: str
     cron: str | None
+    #: The IANA zone ``cron`` is read in ("UTC" unless set).
+    timezone: str
     interval: timedelta | None
     offset: timedelta | None
     workflow_type: str
@@ -129,7 +131,7 @@ class ScheduleDescription:
     @classmethod
     def from_query(cls, d: dict[str, Any]) -> "ScheduleDescription":
         return cls(
-            id=d["id"], cron=d.get("cron"),
+            id=d["id"], cron=d.get("cron"), timezone=d.get("timezone") or "UTC",
             interval=None if d.get("interval_ms") is None else timedelta(milliseconds=d["interval_ms"]),
             offset=None if d.get("interval_ms") is None else timedelta(milliseconds=d.get("offset_ms") or 0),
             workflow_type=d["workflow_type"], args=list(d.get("args") or []), task_queue=d.get("task_queue", "default"),
@@ -197,6 +199,7 @@ class ScheduleHandle:
         self,
         *,
         cron: str | None = None,
+        timezone: str | None = None,
         interval: timedelta | float | None = None,
         offset: timedelta | float | None = None,
         workflow: Any = None,
@@ -214,6 +217,8 @@ class ScheduleHandle:
             raise ScheduleSpecError(f"schedule {self.id!r}: give cron or interval, not both")
         if cron is not None:
             changes.update(cron=cron, interval_ms=None)
+        if timezone is not None:
+            changes["timezone"] = timezone
         if interval is not None:
             changes.update(interval_ms=_ms(interval, "interval"), cron=None, offset_ms=_ms(offset, "offset") or 0)
         elif offset is not None:
@@ -236,8 +241,9 @@ class ScheduleHandle:
             return
         # Validate against the current spec, so a bad change fails here and not in the schedule.
         current = (await self.describe()).raw
-        candidate = {k: current.get(k) for k in ("id", "cron", "interval_ms", "offset_ms", "workflow_type", "args",
-                                                 "task_queue", "overlap", "catch_up", "catch_up_window_ms", "note")}
+        candidate = {k: current.get(k) for k in ("id", "cron", "timezone", "interval_ms", "offset_ms", "workflow_type",
+                                                 "args", "task_queue", "overlap", "catch_up", "catch_up_window_ms",
+                                                 "note")}
         candidate.update(changes)
         validate_spec(candidate)
         await self._signal("update", changes)
@@ -259,6 +265,7 @@ async def create_schedule(
     workflow: Any,
     args: Sequence[Any] = (),
     cron: str | None = None,
+    timezone: str = "UTC",
     interval: timedelta | float | None = None,
     offset: timedelta | float | None = None,
     task_queue: str = "default",
@@ -269,8 +276,10 @@ async def create_schedule(
     note: str = "",
 ) -> ScheduleHandle:
     """Create schedule ``schedule_id``: start ``workflow`` (``Order.run``, ``Order`` or a type
-    name) with ``args`` at each fire time of ``cron`` (5 fields, UTC) or every ``interval``
-    (timedelta or seconds; fire times ``offset + k * interval`` since the epoch).
+    name) with ``args`` at each fire time of ``cron`` (5 fields, read as wall-clock time in
+    ``timezone``, an IANA name such as ``"Europe/Paris"``; daylight-saving changes are
+    followed) or every ``interval`` (timedelta or seconds; fire times
+    ``offset + k * interval`` since the epoch).
 
     Each start gets the workflow id ``<schedule_id>-<fire time, ISO-8601 UTC>``.
     Raises :class:`ScheduleSpecError` for an invalid spec, :class:`ScheduleAlreadyExistsError`
@@ -278,7 +287,7 @@ async def create_schedule(
     """
     name, _ = workflow_name(workflow)
     spec = validate_spec({
-        "id": schedule_id, "cron": cron, "interval_ms": _ms(interval, "interval"),
+        "id": schedule_id, "cron": cron, "timezone": timezone, "interval_ms": _ms(interval, "interval"),
         "offset_ms": _ms(offset, "offset") or 0, "workflow_type": name, "args": list(args),
         "task_queue": task_queue, "overlap": _policy(overlap, ScheduleOverlapPolicy, "overlap"),
         "catch_up": _policy(catch_up, ScheduleCatchUpPolicy, "catch_up"),

@@ -4,7 +4,8 @@ A schedule ``<id>`` is the workflow ``schedule:<id>`` of type ``aion.Schedule``
 (:class:`ScheduleWorkflow`, registered in every engine worker). It is ordinary workflow code:
 
 - it sleeps with a durable timer until the next fire time of its spec — a 5-field cron
-  expression (UTC, evaluated with ``croniter``) or a fixed interval (fire times
+  expression (read in ``timezone``, an IANA zone, UTC by default; evaluated with ``croniter``,
+  which follows daylight-saving changes) or a fixed interval (fire times
   ``offset + k * interval`` since the epoch) — so it keeps firing live, across restarts;
 - each fire time ``t`` starts the target workflow with the deterministic id
   ``<id>-<t as ISO-8601 UTC>`` as a child with ``parent_close_policy=ABANDON`` (the start is
@@ -23,16 +24,17 @@ A schedule ``<id>`` is the workflow ``schedule:<id>`` of type ``aion.Schedule``
   running, carrying its state), so its history stays short.
 
 Fire times passed while paused are skipped (resume starts from the next one). Updating the
-spec (cron, interval) also restarts from the next fire time of the new spec.
+spec (cron, time zone, interval) also restarts from the next fire time of the new spec.
 
 Limits: a target still running when the schedule must continue as new anyway (after
-``HARD_HISTORY_LIMIT`` events) is no longer tracked for overlap by the new run. Cron is UTC.
+``HARD_HISTORY_LIMIT`` events) is no longer tracked for overlap by the new run.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import workflow
 from ..exceptions import TimeoutError as _WorkflowTimeout
@@ -64,8 +66,10 @@ HARD_HISTORY_LIMIT = 10_000
 #: The most recent actions ``describe()`` reports.
 RECENT = 10
 
-_UPDATABLE = ("cron", "interval_ms", "offset_ms", "workflow_type", "args", "task_queue", "overlap", "catch_up",
-              "catch_up_window_ms", "note")
+_UPDATABLE = ("cron", "timezone", "interval_ms", "offset_ms", "workflow_type", "args", "task_queue", "overlap",
+              "catch_up", "catch_up_window_ms", "note")
+#: Fields whose change moves the fire times (the schedule restarts from the next one).
+_TIMING = ("cron", "timezone", "interval_ms", "offset_ms")
 
 
 class ScheduleSpecError(ValueError):
@@ -99,7 +103,13 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
         raise ScheduleSpecError("a schedule needs an id (a non-empty string)")
     cron, interval = spec.get("cron"), spec.get("interval_ms")
     if (cron is None) == (interval is None):
-        raise ScheduleSpecError(f"schedule {sid!r}: give exactly one of cron=... (5-field, UTC) or interval=...")
+        raise ScheduleSpecError(f"schedule {sid!r}: give exactly one of cron=... (5 fields) or interval=...")
+    tz = spec.get("timezone") or "UTC"
+    try:
+        _zone(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ScheduleSpecError(f"schedule {sid!r}: unknown time zone {tz!r}: give an IANA name such as "
+                                f"'Europe/Paris' or 'America/New_York' (the default is 'UTC')") from None
     if cron is not None:
         from croniter import croniter
 
@@ -126,7 +136,7 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(spec.get("args", []), list):
         raise ScheduleSpecError(f"schedule {sid!r}: args must be a list")
     out = {
-        "id": sid, "cron": cron, "interval_ms": interval, "offset_ms": spec.get("offset_ms", 0) or 0,
+        "id": sid, "cron": cron, "timezone": tz, "interval_ms": interval, "offset_ms": spec.get("offset_ms", 0) or 0,
         "workflow_type": spec["workflow_type"], "args": list(spec.get("args", [])),
         "task_queue": spec.get("task_queue") or "default", "overlap": spec.get("overlap", "SKIP"),
         "catch_up": spec.get("catch_up", "ONE"), "catch_up_window_ms": window,
@@ -137,13 +147,41 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _zone(name: str | None) -> tzinfo:
+    if not name or name == "UTC":
+        return timezone.utc
+    return ZoneInfo(name)
+
+
+def _cron_step(spec: dict[str, Any], from_ms: int, forward: bool) -> int:
+    """The cron fire time strictly after (``forward``) or at-or-before ``from_ms``.
+
+    The expression matches wall-clock times in the spec's zone: croniter walks naive local
+    times, each is placed in the zone, and a time that falls on the wrong side of ``from_ms``
+    (in an hour that a daylight-saving change repeats) is stepped over. So a local time that
+    happens twice (autumn) fires once, at its first occurrence, and one that does not exist
+    (spring) fires at the same moment an hour later on the clock (02:30 -> 03:30), as
+    Vixie cron does. (croniter's own handling of aware datetimes drifts by an hour for the
+    days after a change.)"""
+    from croniter import croniter
+
+    zone = _zone(spec.get("timezone"))
+    local = datetime.fromtimestamp(from_ms / 1000, tz=zone).replace(tzinfo=None)
+    if not forward:
+        local += timedelta(microseconds=1)  # get_prev is strict: include from_ms itself
+    it = croniter(spec["cron"], local)
+    for _ in range(4):
+        naive = it.get_next(datetime) if forward else it.get_prev(datetime)
+        t = int(round(naive.replace(tzinfo=zone).timestamp() * 1000))
+        if (t > from_ms) if forward else (t <= from_ms):
+            return t
+    raise ScheduleSpecError(f"cron {spec['cron']!r} in {spec.get('timezone')!r} found no fire time near {from_ms}")
+
+
 def next_fire_ms(spec: dict[str, Any], after_ms: int) -> int:
     """The first fire time strictly after ``after_ms``."""
     if spec.get("cron"):
-        from croniter import croniter
-
-        it = croniter(spec["cron"], datetime.fromtimestamp(after_ms / 1000, tz=timezone.utc))
-        return int(round(it.get_next(float) * 1000))
+        return _cron_step(spec, after_ms, forward=True)
     interval, off = spec["interval_ms"], spec.get("offset_ms", 0) or 0
     return ((after_ms - off) // interval + 1) * interval + off
 
@@ -163,14 +201,18 @@ def fire_times(spec: dict[str, Any], after_ms: int, upto_ms: int, limit: int) ->
 def _latest_fire(spec: dict[str, Any], after_ms: int, upto_ms: int) -> int | None:
     """The last fire time in ``(after_ms, upto_ms]`` (None if there is none)."""
     if spec.get("cron"):
-        from croniter import croniter
-
-        it = croniter(spec["cron"], datetime.fromtimestamp((upto_ms + 1) / 1000, tz=timezone.utc))
-        t = int(round(it.get_prev(float) * 1000))
+        t = _cron_step(spec, upto_ms, forward=False)
     else:
         interval, off = spec["interval_ms"], spec.get("offset_ms", 0) or 0
         t = ((upto_ms - off) // interval) * interval + off
     return t if after_ms < t <= upto_ms else None
+
+
+def _spec_text(s: dict[str, Any]) -> str:
+    if not s.get("cron"):
+        return f"every {s['interval_ms']}ms+{s.get('offset_ms', 0)}"
+    tz = s.get("timezone") or "UTC"
+    return s["cron"] if tz == "UTC" else f"{s['cron']} ({tz})"
 
 
 def _now_ms() -> int:
@@ -328,7 +370,7 @@ class ScheduleWorkflow:
         s = self.spec
         workflow.upsert_search_attributes({
             "aion.schedule.id": s["id"],
-            "aion.schedule.spec": s["cron"] if s.get("cron") else f"every {s['interval_ms']}ms+{s.get('offset_ms', 0)}",
+            "aion.schedule.spec": _spec_text(s),
             "aion.schedule.workflow": s["workflow_type"],
             "aion.schedule.overlap": s["overlap"],
             "aion.schedule.catch_up": s["catch_up"],
@@ -374,7 +416,7 @@ class ScheduleWorkflow:
             self._action("update_rejected", None, reason=str(e))
             self.dirty = True
             return
-        timing = any(new.get(k) != self.spec.get(k) for k in ("cron", "interval_ms", "offset_ms"))
+        timing = any(new.get(k) != self.spec.get(k) for k in _TIMING)
         new["paused"] = self.spec["paused"]
         self.spec = new
         if timing:
@@ -405,6 +447,7 @@ class ScheduleWorkflow:
         return {
             "id": s.get("id"),
             "cron": s.get("cron"),
+            "timezone": s.get("timezone") or "UTC",
             "interval_ms": s.get("interval_ms"),
             "offset_ms": s.get("offset_ms"),
             "workflow_type": s.get("workflow_type"),

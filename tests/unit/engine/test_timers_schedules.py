@@ -61,6 +61,31 @@ def test_fire_times_cron_and_interval() -> None:
     assert target_workflow_id("s", T0_MS + 5) == "s-2030-01-01T00:00:00.005Z"
 
 
+def test_cron_in_a_time_zone_follows_daylight_saving() -> None:
+    """'0 9 * * *' in Paris is 08:00 UTC in winter and 07:00 UTC in summer; a 02:30 that does
+    not exist on the spring-forward day is skipped."""
+    daily = spec(cron="0 9 * * *", interval_ms=None, timezone="Europe/Paris")
+    assert daily["timezone"] == "Europe/Paris"
+    jan = int(datetime(2030, 1, 15, tzinfo=timezone.utc).timestamp() * 1000)
+    jul = int(datetime(2030, 7, 15, tzinfo=timezone.utc).timestamp() * 1000)
+    assert datetime.fromtimestamp(next_fire_ms(daily, jan) / 1000, tz=timezone.utc).hour == 8
+    assert datetime.fromtimestamp(next_fire_ms(daily, jul) / 1000, tz=timezone.utc).hour == 7
+    assert spec(cron="0 9 * * *", interval_ms=None)["timezone"] == "UTC"
+    assert datetime.fromtimestamp(next_fire_ms(spec(cron="0 9 * * *", interval_ms=None), jul) / 1000,
+                                  tz=timezone.utc).hour == 9
+    # Europe/Paris: spring forward 2030-03-31 02:00 -> 03:00 (no 02:30: it fires at 03:30, the
+    # same moment), fall back 2030-10-27 03:00 -> 02:00 (02:30 twice: it fires once).
+    night = spec(cron="30 2 * * *", interval_ms=None, timezone="Europe/Paris")
+
+    def utc(after: datetime, days: int) -> list[str]:
+        t = int(after.timestamp() * 1000)
+        return [datetime.fromtimestamp(x / 1000, tz=timezone.utc).strftime("%m-%dT%H:%M")
+                for x in fire_times(night, t, t + days * 86_400_000, 10)]
+
+    assert utc(datetime(2030, 3, 29, 12, tzinfo=timezone.utc), 3) == ["03-30T01:30", "03-31T01:30", "04-01T00:30"]
+    assert utc(datetime(2030, 10, 25, 12, tzinfo=timezone.utc), 3) == ["10-26T00:30", "10-27T00:30", "10-28T01:30"]
+
+
 @pytest.mark.parametrize("bad, msg", [
     ({"cron": "* * *", "interval_ms": None}, "5-field"),
     ({"cron": "* * * * *"}, "exactly one"),
@@ -68,6 +93,7 @@ def test_fire_times_cron_and_interval() -> None:
     ({"overlap": "MAYBE"}, "overlap must be one of"),
     ({"catch_up": "SOME"}, "catch_up must be one of"),
     ({"workflow_type": ""}, "name the workflow"),
+    ({"cron": "0 9 * * *", "interval_ms": None, "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
 ])
 def test_invalid_specs_say_what_to_fix(bad, msg) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ScheduleSpecError, match=msg):

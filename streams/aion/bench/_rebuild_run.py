@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import shutil
 import time
 import uuid
 from typing import Any
@@ -128,19 +130,39 @@ def _rebuild_tool() -> Any:
     return rebuild_tables
 
 
+#: Reuse an events topic filled by an earlier run (``<prefix>.events``, e.g. one kept with
+#: ``--keep-topics``) instead of writing ``events`` records again: for A/B runs of the rebuild
+#: itself. The topic is left as it is (not deleted) at the end.
+REUSE_ENV = "AION_BENCH_REBUILD_REUSE_PREFIX"
+
+
 async def rebuild(base: Settings, *, events: int, progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     tool = _rebuild_tool()
     out: dict[str, Any] = {}
+    reuse = os.environ.get(REUSE_ENV) or None
+    if reuse is not None and tool is None:
+        raise RuntimeError(f"{REUSE_ENV} needs aion.engine._rebuild (the rebuild tool); unset it")
     if tool is None:
         # Baseline: a fresh engine worker on an empty events topic.
         with Deployment(base, "rb0", keep=keep) as empty:
             if progress is not None:
                 progress(0.0, "engine start on an empty events topic")
             baseline = await _time_to_answer(empty)
-    with Deployment(base, "rb", keep=keep) as deploy:
-        fill_s = await loop.run_in_executor(None, fill_events, deploy.settings, events, progress)
+    with Deployment(base, "rb", keep=keep or reuse is not None) as deploy:
+        if reuse is not None:
+            # The deployment's own (empty) topics stay unused; the reused prefix is read.
+            deploy.delete_topics()
+            deploy.settings = deploy.settings.replace(topic_prefix=reuse)
+            deploy.names = type(deploy.names)(reuse)
+            fill_s = None
+            if progress is not None:
+                progress(0.0, f"reusing the events topic {deploy.names.events} ({REUSE_ENV})")
+        else:
+            fill_s = await loop.run_in_executor(None, fill_events, deploy.settings, events, progress)
         n = await deploy.aend_offsets(deploy.names.events)
+        if n == 0:
+            raise RuntimeError(f"{deploy.names.events} is empty or missing: check {REUSE_ENV}={reuse!r}")
         bare_s = await loop.run_in_executor(None, bare_read, deploy.settings, n)
         if tool is not None:
             settings = deploy.settings.replace(data_dir=deploy.dir / "rebuild")
@@ -151,6 +173,8 @@ async def rebuild(base: Settings, *, events: int, progress: Progress | None = No
                     progress(time.monotonic() - t0, f"rebuilding: {p.phase} {p.events}/{p.total_events} events")
 
             rep = await loop.run_in_executor(None, lambda: tool(settings, progress=report, swap=True, keep_backup=False))
+            if reuse is not None and not keep:  # the deployment is kept (for the topic): not its folder
+                shutil.rmtree(deploy.dir, ignore_errors=True)
             rebuild_s = max(1e-3, rep.total_s)
             out.update({
                 "method": "aion.engine._rebuild.rebuild_tables (history, workflows, timers from offset 0)",
@@ -171,7 +195,7 @@ async def rebuild(base: Settings, *, events: int, progress: Progress | None = No
         "events": n,
         "events_per_s": round(n / rebuild_s, 0),
         "rebuild_s": round(rebuild_s, 2),
-        "write_events_per_s": round(n / max(1e-6, fill_s), 0),
+        "write_events_per_s": round(n / max(1e-6, fill_s), 0) if fill_s is not None else None,
         "floor_read_events_per_s": round(n / max(1e-6, bare_s), 0),
     })
     return out

@@ -13,12 +13,14 @@ The schemas are the ``.avsc`` files in ``schemas/`` (``$AION_SCHEMAS_DIR`` to ov
 
 from ._codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Codec, Task
 from ._errors import CodecError, SchemaLoadError
+from ._fastread import event_reader
 from ._partition import murmur2, partition_for
 from ._schemas import SCHEMAS_DIR_ENV, locate_schemas_dir
 
 __all__ = [
     "Codec",
     "CodecError",
+    "event_reader",
     "SchemaLoadError",
     "Task",
     "partition_for",

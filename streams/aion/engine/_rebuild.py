@@ -33,7 +33,9 @@ local database holds; recovery reads the changelog from the next one.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,9 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..codec import Codec
-from ..model import Event
+from ..codec import event_reader
+from ..model import RUN_CLOSING_EVENTS, Event, TimerCancelled, TimerFired
 from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
+from ._timers import ident_of
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -246,24 +250,32 @@ def scan_events(
         c.close()
 
 
-def _group_by_workflow(codec: Codec, items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, list[Event]]]:
+def _seq_of(ev: Event) -> int:
+    return ev.seq
+
+
+def _group_by_workflow(codec: Codec, items: Iterable[tuple[bytes, bytes]],
+                       decode: Callable[[bytes], Event] | None = None) -> Iterator[tuple[str, list[Event]]]:
     """Consecutive history rows (in key order) grouped per workflow, events sorted by seq.
 
     All keys of one workflow share a prefix (framing + length-prefixed id) that no other
     workflow's key starts with, so in key order a workflow's rows are contiguous; the
-    workflow id is read from the event (decoding the key too would cost a second decode)."""
+    workflow id is read from the event (decoding the key too would cost a second decode).
+    ``decode`` (default ``codec.decode_event``) decodes one value, e.g. the faster
+    :func:`aion.codec.event_reader`, which decodes exactly the same."""
+    decode = decode or codec.decode_event
     current: str | None = None
     events: list[Event] = []
     for _, value in items:
-        ev = codec.decode_event(value)
+        ev = decode(value)
         if ev.workflow_id != current:
             if current is not None and events:
-                events.sort(key=lambda e: e.seq)
+                events.sort(key=_seq_of)
                 yield current, events
             current, events = ev.workflow_id, []
         events.append(ev)
     if current is not None and events:
-        events.sort(key=lambda e: e.seq)
+        events.sort(key=_seq_of)
         yield current, events
 
 
@@ -313,6 +325,20 @@ def read_histories(
 # ---------------------------------------------------------------------------- derived rows
 
 
+class _EngineState(WorkflowExecution):
+    """``WorkflowExecution`` for deriving rows: the same state, without the per-event payload
+    byte count (``_track_bytes``, a walk over every field of every event body). That count
+    only feeds the history size limits checked when a command is handled, which a derived
+    execution never does; skipping it makes a rebuild's derive markedly faster."""
+
+    def _track_bytes(self, ev: Event) -> None:
+        pass
+
+
+#: Event bodies that change ``timer_terminal`` rows (a cheap first test per event).
+_TERMINAL_BODIES: tuple[type, ...] = (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS)
+
+
 class DerivedTables:
     """The derived tables of one partition, written the way the engine writes them.
 
@@ -321,9 +347,11 @@ class DerivedTables:
     the running engine reads; ``dbs`` maps a table name to a database (rocksdict, raw mode)."""
 
     def __init__(self, partition: int, dbs: dict[str, Any], now_ms: int) -> None:
+        from ._engine import _visibility_row
         from ._timers import TerminalStore, WheelPartition, be_ms
         from ._wheel import TimerWheel
 
+        self._visibility_row = _visibility_row
         self.partition = partition
         self.now_ms = now_ms
         self.workflows = dbs["workflows"]
@@ -338,32 +366,202 @@ class DerivedTables:
 
     def add(self, workflow_id: str, events: list[Event]) -> None:
         """Derive one workflow's rows from its whole history (events in seq order)."""
-        from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired
-        from ._engine import _visibility_row
-        from ._timers import ident_of
-
-        ex = WorkflowExecution.from_history(None, workflow_id, events, run_code=False)
-        self.workflows.put(workflow_id.encode(), _visibility_row(ex))
+        ex = _EngineState.from_history(None, workflow_id, events, run_code=False)
+        self.workflows.put(workflow_id.encode(), self._visibility_row(ex))
         self.workflow_rows += 1
-        if self.timers is not None:
+        timers = self.timers
+        if timers is not None:
             for eff in ex.recovery_effects(self.now_ms):
                 if isinstance(eff, fx.ScheduleTimer):
                     out: list[Any] = []
-                    self.timers.arm(eff.fire_at_ms, ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out)
+                    timers.arm(eff.fire_at_ms, ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out)
                     self.timer_rows += 1
-            self.timers.live.clear()
-            self.timers.heap.clear()
-        if self.terminal is not None:
+            timers.live.clear()
+            timers.heap.clear()
+        terminal = self.terminal
+        if terminal is not None:
             # What the wheel's on_recorded keeps, event by event.
             sink: list[Any] = []
             for ev in events:
                 b = ev.body
-                if isinstance(b, TimerFired):
-                    self.terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), self.terminal.FIRED, sink)
-                elif isinstance(b, TimerCancelled):
-                    self.terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), self.terminal.CANCELLED, sink)
-                elif isinstance(b, RUN_CLOSING_EVENTS):
-                    self.terminal.close_run(workflow_id, ev.run_id, sink)
+                if isinstance(b, _TERMINAL_BODIES):
+                    if isinstance(b, TimerFired):
+                        terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), terminal.FIRED, sink)
+                    elif isinstance(b, TimerCancelled):
+                        terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), terminal.CANCELLED, sink)
+                    elif isinstance(b, RUN_CLOSING_EVENTS):
+                        terminal.close_run(workflow_id, ev.run_id, sink)
+
+
+def _derive_partition(partition: int, codec: Codec, decode: Callable[[bytes], Event], history_db: Any,
+                      dbs: dict[str, Any], now_ms: int) -> tuple[int, int]:
+    """Derive one partition's rows from its rebuilt ``history`` database into ``dbs``;
+    returns (workflow rows, timer rows)."""
+    out = DerivedTables(partition, dbs, now_ms)
+    add = out.add
+    for wid, evs in _group_by_workflow(codec, _rows(history_db), decode):
+        add(wid, evs)
+    return out.workflow_rows, out.timer_rows
+
+
+# ---------------------------------------------------------------------------- parallel derive
+
+#: Below this many events the derive stays in the calling process: starting worker processes
+#: (a Python interpreter importing the engine, ~1 s of CPU each) costs more than it saves.
+PARALLEL_MIN_EVENTS = 200_000
+
+
+@dataclass
+class _DeriveJob:
+    """One partition's derive, for a worker process (paths and options, no open handles)."""
+
+    partition: int
+    paths: dict[str, str]  # table -> RocksDB folder (history and the derived tables)
+    options: dict[str, Any]  # table -> Faust's RocksDBOptions (picklable: plain attributes)
+    now_ms: int
+
+
+def _worker_main() -> None:
+    """A derive worker process: the registry URL, then jobs, arrive pickled on stdin; a
+    ``("ready", None)`` and then one ``("ok", (workflow rows, timer rows))`` or
+    ``("error", text)`` per job go back on stdout. Ends when stdin closes."""
+    import pickle
+    import traceback
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the result stream
+    from . import _engine  # noqa: F401 - imported now, while the parent still reads the topic
+
+    codec = Codec(registry_url=pickle.load(inp))
+    decode = event_reader(codec)
+    pickle.dump(("ready", None), out)
+    out.flush()
+    while True:
+        try:
+            job: _DeriveJob = pickle.load(inp)
+        except EOFError:
+            return
+        try:
+            dbs = {t: _open_fresh(job.options[t], Path(path)) for t, path in job.paths.items()}
+            try:
+                derived = {t: db for t, db in dbs.items() if t != "history"}
+                result: tuple[str, Any] = ("ok", _derive_partition(
+                    job.partition, codec, decode, dbs["history"], derived, job.now_ms))
+            finally:
+                for db in dbs.values():
+                    db.close()
+        except Exception as exc:  # reported to the parent, which raises it as a RebuildError
+            result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        pickle.dump(result, out)
+        out.flush()
+
+
+class _DerivePool:
+    """Worker processes deriving partitions in parallel (each partition has its own databases,
+    so they need no coordination).
+
+    Plain ``python -c`` children fed over pipes rather than ``multiprocessing``: its ``spawn``
+    re-imports the caller's main script in every child (a script without a ``__main__`` guard
+    would run again), and ``fork`` is unsafe with RocksDB's and librdkafka's threads."""
+
+    def __init__(self, processes: int, registry_url: str | None) -> None:
+        import pickle
+        import subprocess
+
+        import aion
+
+        env = dict(os.environ)
+        root = str(Path(aion.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        code = "from aion.engine._rebuild import _worker_main; _worker_main()"
+        self.procs: list[Any] = []
+        try:
+            for _ in range(processes):
+                proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=env)
+                self.procs.append(proc)
+                pickle.dump(registry_url, proc.stdin)
+                proc.stdin.flush()
+        except BaseException:
+            self.stop()
+            raise
+
+    def run(self, jobs: list[_DeriveJob]) -> Iterator[tuple[int, int]]:
+        """(workflow rows, timer rows) per job, as the workers finish them."""
+        import pickle
+        import selectors
+
+        todo = list(reversed(jobs))
+        doing: dict[int, _DeriveJob | None] = {}
+        sel = selectors.DefaultSelector()
+        for i, proc in enumerate(self.procs):
+            sel.register(proc.stdout, selectors.EVENT_READ, i)
+            doing[i] = None
+        try:
+            while doing:
+                for key, _ in sel.select():
+                    i = key.data
+                    proc, job = self.procs[i], doing[i]
+                    try:
+                        kind, value = pickle.load(proc.stdout)
+                    except EOFError:
+                        what = f"deriving partition {job.partition}" if job is not None else "starting"
+                        raise RebuildError(
+                            f"a derive worker process (pid {proc.pid}) exited ({proc.wait()}) while {what}; "
+                            "its error is above. Run again, or with processes=1 to derive in one "
+                            "process") from None
+                    if kind == "error":
+                        raise RebuildError(f"deriving the tables of partition "
+                                           f"{job.partition if job else '?'} failed: {value}")
+                    if kind == "ok":
+                        yield value
+                    if todo:
+                        doing[i] = todo.pop()
+                        pickle.dump(doing[i], proc.stdin)
+                        proc.stdin.flush()
+                    else:
+                        del doing[i]
+                        sel.unregister(proc.stdout)
+        finally:
+            sel.close()
+
+    def close(self) -> None:
+        """Let the workers end (stdin closed) and wait for them."""
+        for proc in self.procs:
+            proc.stdin.close()
+        for proc in self.procs:
+            proc.wait()
+            proc.stdout.close()
+        self.procs = []
+
+    def stop(self) -> None:
+        """End the workers at once (a failed or interrupted rebuild): they may be writing into
+        the folders about to be removed."""
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+            for f in (proc.stdin, proc.stdout):
+                try:
+                    f.close()
+                except Exception:  # pragma: no cover - a broken pipe
+                    pass
+        self.procs = []
+
+
+def _derive_pool(settings: Settings, events: int, partitions: int, processes: int | None) -> _DerivePool | None:
+    """Worker processes for the derive, or None to derive in this process. The children
+    rebuild their codec from the settings; with an in-memory ``mock://`` schema registry
+    (tests) they could not read the schema ids, so they are not used then."""
+    if processes is None:
+        if events < PARALLEL_MIN_EVENTS:
+            return None
+        processes = os.cpu_count() or 1
+    processes = min(processes, partitions)
+    registry = settings.schema_registry_url
+    if processes <= 1 or (registry is not None and registry.startswith("mock://")):
+        return None
+    return _DerivePool(processes, registry)
 
 
 # ---------------------------------------------------------------------------- digests
@@ -422,10 +620,7 @@ def _digest(table: str, old: list[Any], new: list[Any]) -> TableDigest:
 
 def _feed(h: Any, row: tuple[bytes, bytes]) -> None:
     k, v = row
-    h.update(len(k).to_bytes(4, "big"))
-    h.update(k)
-    h.update(len(v).to_bytes(4, "big"))
-    h.update(v)
+    h.update(b"".join((len(k).to_bytes(4, "big"), k, len(v).to_bytes(4, "big"), v)))
 
 
 # ---------------------------------------------------------------------------- the rebuild
@@ -456,6 +651,19 @@ def _tables(engine: "Engine") -> dict[str, Any]:
     return out
 
 
+def _open_fresh(options: Any, path: Path) -> Any:
+    """Open a database of the rebuild's work folder (Faust's options), writing without the
+    write-ahead log: the folder is thrown away if the rebuild fails, and closing a database
+    flushes its memtables to disk before the folders are swapped in."""
+    from rocksdict import WriteOptions
+
+    db = options.open(path)
+    wo = WriteOptions()
+    wo.disable_wal = True
+    db.set_write_options(wo)
+    return db
+
+
 def _open_old(table: Any, path: Path, data_dir: Path) -> Any:
     try:
         return table.data.rocksdb_options.open(path)
@@ -476,12 +684,16 @@ def rebuild_tables(
     swap: bool = True,
     keep_backup: bool = True,
     now_ms: int | None = None,
+    processes: int | None = None,
 ) -> RebuildReport:
     """Rebuild the engine tables of the worker whose data folder is ``settings.data_dir``.
 
     ``partitions``: the partitions to rebuild (default: every partition of the events topic).
     ``swap=False`` builds and compares only (the fresh folders are removed afterwards).
     ``keep_backup``: move the replaced tables to ``<tabledir>/../replaced-<time>/`` (else delete).
+    ``processes``: worker processes deriving partitions in parallel (1: in this process; default:
+    one per CPU, up to the partition count, once the topic holds at least
+    ``PARALLEL_MIN_EVENTS`` events).
     Raises :class:`DataDirInUseError` when a worker holds the data folder.
     """
     started = time.monotonic()
@@ -529,6 +741,7 @@ def rebuild_tables(
     # 2. Hold the current tables (their LOCK files) for the whole rebuild.
     old: dict[tuple[str, int], Any] = {}
     new: dict[tuple[str, int], Any] = {}
+    pool: _DerivePool | None = None
     read_started = time.monotonic()
     read_s = 0.0
 
@@ -546,7 +759,10 @@ def rebuild_tables(
         work_dir.mkdir(parents=True)
         for table, t in tables.items():
             for p in wanted:
-                new[(table, p)] = t.data.rocksdb_options.open(work_dir / f"{table}-{p}.db")
+                new[(table, p)] = _open_fresh(t.data.rocksdb_options, work_dir / f"{table}-{p}.db")
+
+        # Worker processes for the derive (step 4) start now: their imports overlap the read.
+        pool = _derive_pool(settings, total, len(wanted), processes)
 
         # 3. history: the events topic, record by record.
         from rocksdict import WriteBatch
@@ -590,12 +806,28 @@ def rebuild_tables(
         # 4. The derived tables, per workflow from its history; Faust's persisted offsets.
         workflows = timers = 0
         offsets: dict[str, dict[int, int]] = {t: {} for t in tables}
+        if pool is not None:
+            # The children open the partitions' databases themselves: close them here first.
+            for key in list(new):
+                new.pop(key).close()
+            jobs = [_DeriveJob(p, {t: str(work_dir / f"{t}-{p}.db") for t in tables},
+                               {t: tables[t].data.rocksdb_options for t in tables}, now_ms) for p in wanted]
+            for wf_rows, timer_rows in pool.run(jobs):
+                workflows += wf_rows
+                timers += timer_rows
+            pool.close()
+            pool = None
+            for table, t in tables.items():
+                for p in wanted:
+                    new[(table, p)] = _open_fresh(t.data.rocksdb_options, work_dir / f"{table}-{p}.db")
+        else:
+            decode = event_reader(codec)
+            for p in wanted:
+                wf_rows, timer_rows = _derive_partition(
+                    p, codec, decode, new[("history", p)], {t: new[(t, p)] for t in derived}, now_ms)
+                workflows += wf_rows
+                timers += timer_rows
         for p in wanted:
-            out = DerivedTables(p, {t: new[(t, p)] for t in derived}, now_ms)
-            for wid, evs in _group_by_workflow(codec, _rows(new[("history", p)])):
-                out.add(wid, evs)
-            workflows += out.workflow_rows
-            timers += out.timer_rows
             if ends[p][1] > 0:
                 offsets["history"][p] = ends[p][1] - 1
             for table in derived:
@@ -616,6 +848,8 @@ def rebuild_tables(
             data_dir=Path(settings.data_dir), table_dir=table_dir, partitions=wanted, events=events,
             workflows=workflows, timers=timers, read_s=read_s, total_s=0.0, digests=digests, offsets=offsets)
     except BaseException:
+        if pool is not None:
+            pool.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
     finally:

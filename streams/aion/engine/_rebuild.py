@@ -325,16 +325,6 @@ def read_histories(
 # ---------------------------------------------------------------------------- derived rows
 
 
-class _EngineState(WorkflowExecution):
-    """``WorkflowExecution`` for deriving rows: the same state, without the per-event payload
-    byte count (``_track_bytes``, a walk over every field of every event body). That count
-    only feeds the history size limits checked when a command is handled, which a derived
-    execution never does; skipping it makes a rebuild's derive markedly faster."""
-
-    def _track_bytes(self, ev: Event) -> None:
-        pass
-
-
 #: Event bodies that change ``timer_terminal`` rows (a cheap first test per event).
 _TERMINAL_BODIES: tuple[type, ...] = (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS)
 
@@ -366,7 +356,7 @@ class DerivedTables:
 
     def add(self, workflow_id: str, events: list[Event]) -> None:
         """Derive one workflow's rows from its whole history (events in seq order)."""
-        ex = _EngineState.from_history(None, workflow_id, events, run_code=False)
+        ex = WorkflowExecution.from_history(None, workflow_id, events, run_code=False)
         self.workflows.put(workflow_id.encode(), self._visibility_row(ex))
         self.workflow_rows += 1
         timers = self.timers

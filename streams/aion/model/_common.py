@@ -61,13 +61,24 @@ def payload_size(value: Any) -> int:
     arguments, results, details) and the text of its failures (message and stack), which land
     in the history too. The one measure behind the payload limit (``AION_MAX_PAYLOAD_BYTES``,
     checked by the engine on every command) and the history size limits (the runtime)."""
-    if isinstance(value, Payload):
+    t = type(value)
+    if t is Payload:
         return len(value.data)
-    if isinstance(value, (list, tuple)):
-        return sum(payload_size(v) for v in value)
-    if isinstance(value, Failure):
+    if t is Failure:
         return len(value.message) + len(value.stack) + payload_size(value.details) + payload_size(value.cause)
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields:
-        return sum(payload_size(getattr(value, f)) for f in fields)
-    return 0
+    if t is list or t is tuple:
+        return sum(payload_size(v) for v in value)
+    fields = _FIELDS.get(t)
+    if fields is None:
+        fields = _FIELDS[t] = tuple(getattr(t, "__dataclass_fields__", ()))
+    n = 0
+    for f in fields:
+        v = getattr(value, f)
+        if v is not None and type(v) not in _SCALARS:
+            n += payload_size(v)
+    return n
+
+
+#: Field names per type (payload_size walks every event and command: no per-call lookups).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, bytes, dict})

@@ -357,7 +357,6 @@ class WorkflowExecution:
         ex = cls(registry, workflow_id)
         for ev in events:
             ex.history.append(ev)
-            ex._track_bytes(ev)
             ex.next_seq = ev.seq + 1
             ex._apply(ev, None)
         run = ex.run
@@ -538,7 +537,6 @@ class WorkflowExecution:
         ev = Event(self.workflow_id, self.next_seq, rid, self._now, body, self._record_as or self._cmd.command_id)
         self.next_seq += 1
         self.history.append(ev)
-        self._track_bytes(ev)
         self._new.append(ev)
         self._apply(ev, self._fx)
         if is_instance_input(body):
@@ -629,16 +627,20 @@ class WorkflowExecution:
         return getattr(self.registry, "history_limits", None) or HistoryLimits()
 
     def _bytes_between(self, first_seq: int, last_seq: int) -> int:
-        """Payload bytes of the events with seq in [first_seq, last_seq]."""
+        """Payload bytes of the events with seq in [first_seq, last_seq].
+
+        Counted lazily (``_cum_bytes[i]``: bytes of ``history[:i + 1]``), each event once: a
+        replay for reading only (``aion rebuild``) never pays for it."""
         cum = self._cum_bytes
-        last = min(last_seq, len(cum))
+        last = min(last_seq, len(self.history))
+        if len(cum) < last:
+            total = cum[-1] if cum else 0
+            for ev in self.history[len(cum):last]:
+                total += payload_size(ev.body)
+                cum.append(total)
         if last < first_seq:
             return 0
         return cum[last - 1] - (cum[first_seq - 2] if first_seq >= 2 else 0)
-
-    def _track_bytes(self, ev: Event) -> None:
-        prev = self._cum_bytes[-1] if self._cum_bytes else 0
-        self._cum_bytes.append(prev + payload_size(ev.body))
 
     def _check_history_limits(self) -> None:
         """Terminate the open run once its history passed the hard limits."""

@@ -58,10 +58,12 @@ class _Bar:
 @click.option("--no-swap", is_flag=True, help="Build and compare digests only; leave the current tables in place.")
 @click.option("--discard-old", is_flag=True, help="Delete the replaced tables instead of keeping them in replaced-<time>/.")
 @click.option("--fail-on-mismatch", is_flag=True, help="Exit with status 3 when a rebuilt table differs from the one it replaces.")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Worker processes deriving partitions in parallel (default: one per CPU from 200,000 events on; 1: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def rebuild_cmd(ctx: click.Context, data_dir: str | None, partitions: tuple[int, ...], no_swap: bool,
-                discard_old: bool, fail_on_mismatch: bool, as_json: bool) -> None:
+                discard_old: bool, fail_on_mismatch: bool, processes: int | None, as_json: bool) -> None:
     """Rebuild a stopped engine worker's RocksDB tables from the events topic.
 
     Reads the events topic from offset 0 into fresh table folders (history, workflows, timers),
@@ -77,7 +79,7 @@ def rebuild_cmd(ctx: click.Context, data_dir: str | None, partitions: tuple[int,
     bar = _Bar()
     try:
         report = rebuild_tables(s, partitions=partitions or None, progress=bar, swap=not no_swap,
-                                keep_backup=not discard_old)
+                                keep_backup=not discard_old, processes=processes)
     except DataDirInUseError as exc:
         bar.close()
         _fail(f"refusing to rebuild: {exc}")

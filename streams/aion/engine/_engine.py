@@ -92,7 +92,8 @@ class Engine:
         self._known_queues: set[str] = set()
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
         # Events, visibility rows and effects leave through librdkafka, one future per batch
-        # (see _produce.py); Faust's producer only carries its own and the wheel's records.
+        # (see _produce.py), and so do the timer wheel's rows and fires: one producer keeps their
+        # order. Faust's producer only carries its own records and the dead letters.
         self.out = BatchProducer(_output_config(settings))
         self.batch_lock = asyncio.Lock()
         self.wheel = TimerWheel(self)

@@ -38,6 +38,10 @@ class _Batch:
         self.offsets: list[int] = [-1] * n
         self.error: str | None = None
 
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
     def report(self, i: int, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.error = self.error or f"{msg.topic()}[{msg.partition()}]: {err.str()}"
@@ -59,6 +63,7 @@ class BatchProducer:
         self._producer: Producer | None = None
         self._in_flight = 0
         self._poller: asyncio.Task[None] | None = None
+        self._tail: asyncio.Task[None] | None = None  # the last batch still waiting for queue room
 
     def start(self) -> None:
         self._producer = Producer(self._config)
@@ -78,32 +83,67 @@ class BatchProducer:
 
     async def send_batch(self, records: Sequence[Record]) -> list[int]:
         """Produce ``records`` (in order) and wait until Kafka acknowledged all of them."""
+        return await self.produce_batch(records)
+
+    def produce_batch(self, records: Sequence[Record]) -> "asyncio.Future[list[int]]":
+        """Hand ``records`` to librdkafka now, in order, and return a future of their offsets
+        that resolves once Kafka acknowledged all of them (or fails with :class:`ProduceError`).
+
+        The records are queued before this returns (the caller can rely on the order of two
+        batches); only when librdkafka's local queue is full does the rest follow in a task."""
+        loop = asyncio.get_running_loop()
         if not records:
-            return []
+            done: asyncio.Future[list[int]] = loop.create_future()
+            done.set_result([])
+            return done
         producer = self._producer
         assert producer is not None, "BatchProducer.start() was not called"
-        batch = _Batch(asyncio.get_running_loop().create_future(), len(records))
-        report = batch.report
+        batch = _Batch(loop.create_future(), len(records))
         self._in_flight += 1
-        try:
-            if self._poller is None or self._poller.done():
-                self._poller = asyncio.create_task(self._poll())
-            for i, (topic, key, value, partition) in enumerate(records):
-                def delivered(err: KafkaError | None, msg: Message, _i: int = i) -> None:
-                    report(_i, err, msg)
+        batch.future.add_done_callback(self._settled)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        tail = self._tail
+        i = 0 if tail is not None and not tail.done() else self._produce_from(producer, batch, records, 0)
+        if i < len(records):
+            # The local queue is full (or an earlier batch still waits for room): the rest
+            # follows in a task, after the earlier batches' records.
+            rest = asyncio.ensure_future(self._produce_rest(producer, batch, records, i, tail))
+            rest.add_done_callback(lambda t: batch.fail(t.exception()) if not t.cancelled() and t.exception() else None)
+            self._tail = rest
+        return batch.future
 
-                while True:
-                    try:
-                        if partition is None:
-                            producer.produce(topic, value, key, on_delivery=delivered)
-                        else:
-                            producer.produce(topic, value, key, partition, on_delivery=delivered)
-                        break
-                    except BufferError:  # the local queue is full: let librdkafka drain it
-                        await asyncio.sleep(0.005)
-            return await batch.future
-        finally:
-            self._in_flight -= 1
+    def _settled(self, _future: "asyncio.Future[list[int]]") -> None:
+        self._in_flight -= 1
+
+    @staticmethod
+    def _produce_from(producer: Producer, batch: _Batch, records: Sequence[Record], start: int) -> int:
+        """Produce records from ``start`` on until done or the local queue is full; returns
+        the index of the first record not produced."""
+        report = batch.report
+        for i in range(start, len(records)):
+            topic, key, value, partition = records[i]
+
+            def delivered(err: KafkaError | None, msg: Message, _i: int = i) -> None:
+                report(_i, err, msg)
+
+            try:
+                if partition is None:
+                    producer.produce(topic, value, key, on_delivery=delivered)
+                else:
+                    producer.produce(topic, value, key, partition, on_delivery=delivered)
+            except BufferError:  # the local queue is full: let librdkafka drain it
+                return i
+        return len(records)
+
+    async def _produce_rest(self, producer: Producer, batch: _Batch, records: Sequence[Record], i: int,
+                            tail: "asyncio.Task[None] | None") -> None:
+        if tail is not None and not tail.done():
+            await asyncio.wait({tail})
+            i = self._produce_from(producer, batch, records, i)
+        while i < len(records):
+            await asyncio.sleep(0.005)
+            i = self._produce_from(producer, batch, records, i)
 
     async def close(self, timeout: float = 10.0) -> None:
         producer = self._producer

@@ -239,11 +239,30 @@ class TimerWheel:
         at = be_ms(fire_at_ms)
         return [(self.timers, partition, (at + ident, b"I")), (self.timers, partition, (INDEX_PREFIX + ident, at))]
 
+    def _out(self) -> Any:
+        """The engine's librdkafka output producer (events, rows, effects: one producer keeps
+        their order), or None for a stand-in engine without one (then Faust's producer)."""
+        out = getattr(self.engine, "out", None)
+        if out is not None and not out.started:
+            out.start()
+        return out
+
     async def _send(self, writes: list[tuple[Any, int, Write]]) -> list[Any]:
         """Send row writes to their tables' changelogs; Faust's persisted offset of a table
-        partition follows the acknowledgements (so recovery re-reads only what is new)."""
+        partition follows the acknowledgements (so recovery re-reads only what is new).
+        Through the engine's output producer the whole list is one batch with one future
+        (``_await_all`` of the returned list waits for it)."""
         if not writes:
             return []
+        out = self._out()
+        if out is not None:
+            gen = self._gen
+            t0 = self._t()
+            fut = out.produce_batch([(table.changelog_topic.get_topic_name(), key, value, partition)
+                                     for table, partition, (key, value) in writes])
+            fut.add_done_callback(lambda f: self._acked_batch(writes, gen, f))
+            self._block(t0)
+            return [fut]
         producer = self.app.producer
         futs = []
         gen = self._gen
@@ -285,6 +304,18 @@ class TimerWheel:
         if offset > self._acks.get(key, -1):
             self._acks[key] = offset
         if not self._acks_flush:  # once per loop iteration, not once per record
+            self._acks_flush = True
+            asyncio.get_running_loop().call_soon(self._flush_acks, gen)
+
+    def _acked_batch(self, writes: list[tuple[Any, int, Write]], gen: int, fut: Any) -> None:
+        """Offsets of a batch sent through the output producer (one per write, in order)."""
+        if fut.cancelled() or fut.exception() is not None or gen != self._gen:
+            return
+        acks = self._acks
+        for (table, partition, _), offset in zip(writes, fut.result()):
+            if offset > acks.get((table, partition), -1) and partition not in self._revoked:
+                acks[(table, partition)] = offset
+        if not self._acks_flush:
             self._acks_flush = True
             asyncio.get_running_loop().call_soon(self._flush_acks, gen)
 
@@ -435,6 +466,8 @@ class TimerWheel:
         codec = self.engine.codec
         commands = self.engine.names.commands
         producer = self.app.producer
+        out = self._out()
+        records: list[tuple[str, bytes, bytes, int]] = []
         futs = []
         try:
             for part, keys in taken:
@@ -446,13 +479,18 @@ class TimerWheel:
                     cmd = Command(
                         command_id=f"timer:{wf}:{run}:{tid}:{fire_at}", workflow_id=wf, sent_at_ms=sent,
                         body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at))
-                    futs.append(await producer.send(
-                        commands, wf.encode(), codec.encode_command(cmd), part.partition, None, None))
+                    if out is not None:
+                        records.append((commands, wf.encode(), codec.encode_command(cmd), part.partition))
+                    else:
+                        futs.append(await producer.send(
+                            commands, wf.encode(), codec.encode_command(cmd), part.partition, None, None))
                     self.send_lag.observe(sent - fire_at)
                     if tid.isdigit():  # a workflow's own timer: its TimerFired gives the fire lag
                         self._sent[ident] = fire_at
                     if time.perf_counter() - t0 > self.SLICE_S:
                         t0 = await self._yield(t0)
+            if records:
+                futs.append(out.produce_batch(records))
             self._block(t0)
             await self._await_all(futs)
         except BaseException:

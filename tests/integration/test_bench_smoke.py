@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ async def test_recovery_reports_each_kill(settings) -> None:  # type: ignore[no-
     assert len(r["kills"]) == 1 and r["engines"] == 2
     kill = r["kills"][0]
     assert kill["workflows_observed"] >= kill["still_waiting"] >= 0
+    # The kill's wall-clock time, to find it in the broker's and the engines' logs.
+    assert abs(kill["killed_at_unix"] - time.time()) < 600
     # Either the kill was recovered from (a number of seconds) or it is reported as not.
     assert (kill["seconds"] is None) == (r["never_recovered"] == 1)
 

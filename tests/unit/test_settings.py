@@ -25,6 +25,15 @@ def test_defaults_point_at_a_local_broker() -> None:
     assert s == Settings()
 
 
+def test_fail_over_defaults() -> None:
+    # A dead worker's partitions move after the broker's lowest session timeout, and the survivor
+    # hears of the rebalance within half a second of it.
+    s = Settings()
+    assert s.session_timeout == 6.0
+    assert s.heartbeat_interval == 0.5
+    assert s.standby_replicas == 0
+
+
 def test_every_setting_is_read_from_its_variable() -> None:
     env = {
         "AION_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
@@ -39,6 +48,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_TIMER_BATCH": "10",
         "AION_RETENTION_MS": "0",
         "AION_SESSION_TIMEOUT": "7.5",
+        "AION_HEARTBEAT_INTERVAL": "1.5",
         "AION_HISTORY_WARN_EVENTS": "100",
         "AION_HISTORY_FAIL_EVENTS": "500",
         "AION_HISTORY_WARN_BYTES": "1000",
@@ -58,7 +68,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.cache_size, s.batch_size, s.batch_window, s.timer_batch) == (500, 64, 0.02, 10)
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
-    assert s.session_timeout == 7.5
+    assert (s.session_timeout, s.heartbeat_interval) == (7.5, 1.5)
     assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (100, 500, 1000, 5000)
     assert s.schema_registry_url == "http://registry:8081"
     assert s.security_protocol == "SASL_SSL"  # normalised to upper case
@@ -100,6 +110,10 @@ def test_replace_copies_and_validates() -> None:
         ({"AION_TOPIC_PREFIX": "my prefix"}, r"AION_TOPIC_PREFIX.*not a valid topic prefix"),
         ({"AION_SECURITY_PROTOCOL": "TLS"}, r"AION_SECURITY_PROTOCOL.*not one of PLAINTEXT, SSL"),
         ({"AION_SASL_MECHANISM": "PLAIN"}, r"AION_SASL_MECHANISM.*set that too"),
+        ({"AION_SESSION_TIMEOUT": "0"}, r"AION_SESSION_TIMEOUT.*must be a number of seconds above 0"),
+        ({"AION_HEARTBEAT_INTERVAL": "-1"}, r"AION_HEARTBEAT_INTERVAL.*must be a number of seconds above 0"),
+        ({"AION_SESSION_TIMEOUT": "6", "AION_HEARTBEAT_INTERVAL": "2.5"},
+         r"AION_HEARTBEAT_INTERVAL.*more than a third of session_timeout \(AION_SESSION_TIMEOUT\) = 6"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

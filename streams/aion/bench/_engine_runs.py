@@ -171,6 +171,7 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
             for k in range(kills):
                 victim = [p for p in deploy.procs.of("engine") if p.alive()][0]
                 t_kill = time.monotonic()
+                killed_at = time.time()
                 victim.kill9()
                 victim.killed = True  # type: ignore[attr-defined]
                 await _sleep_progress(PROBE_S, progress, f"kill {k + 1}/{kills}: probing")
@@ -191,6 +192,9 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
                     "still_waiting": len(stuck),
                     "seconds": round(waits[-1], 2) if waits and not stuck else (None if stuck else 0.0),
                     "p50_wait_s": round(median(waits) or 0.0, 3),
+                    # Wall-clock time of the kill, to line the figure up with the processes' and
+                    # the broker's logs (session expiry, rebalance, table recovery).
+                    "killed_at_unix": round(killed_at, 3),
                 })
                 deploy.procs.engine()
                 await _sleep_progress(settle, progress, f"kill {k + 1}/{kills}: replacement joining")

@@ -51,7 +51,10 @@ class Settings:
         1, "AION_REPLICATION_FACTOR", "Replication factor of created topics (1 for a single local broker).")
     standby_replicas: int = _setting(
         0, "AION_STANDBY_REPLICAS",
-        "Faust standby replicas of the engine's tables: faster fail-over, more disk and network.")
+        "Faust standby replicas of the engine's tables: another engine worker keeps a copy of each "
+        "partition's tables up to date, so the one that takes over after a crash reads only the last "
+        "moments of the changelogs instead of all of them. Costs each standby's disk and the CPU to "
+        "follow the events topic; no effect with a single engine worker.")
     data_dir: Path = _setting(
         Path("./.data"), "AION_DATA_DIR", "Folder of an engine worker's RocksDB tables (one per worker).")
     cache_size: int = _setting(
@@ -73,9 +76,17 @@ class Settings:
     history_fail_bytes: int = _setting(
         50 * _MIB, "AION_HISTORY_FAIL_BYTES", "Payload bytes in one run after which the run is terminated.")
     session_timeout: float = _setting(
-        10.0, "AION_SESSION_TIMEOUT",
+        6.0, "AION_SESSION_TIMEOUT",
         "Seconds without heartbeats after which Kafka gives a dead worker's partitions to the others "
-        "(engine and activity workers): the hand-over time after a kill -9.")
+        "(engine and activity workers): most of the hand-over time after a kill -9. 6 is the lowest "
+        "a default broker accepts (group.min.session.timeout.ms); a worker stalled longer than this "
+        "(GC, swap, an overloaded host, a long pause of the broker) is taken for dead and its "
+        "partitions move, so raise it on busy or far-away clusters.")
+    heartbeat_interval: float = _setting(
+        0.5, "AION_HEARTBEAT_INTERVAL",
+        "Seconds between a worker's heartbeats to the group coordinator. A survivor learns of a "
+        "rebalance on its next heartbeat, so this bounds how long it waits after a dead worker's "
+        "session expired; at most a third of the session timeout.")
     retention_ms: int = _setting(
         7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
         "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "
@@ -180,6 +191,14 @@ class Settings:
         if isinstance(self.batch_window, bool) or not isinstance(self.batch_window, (int, float)) \
                 or not 0 <= self.batch_window <= 60:
             raise bad("batch_window", "must be a number of seconds between 0 and 60")
+        for name in ("session_timeout", "heartbeat_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise bad(name, "must be a number of seconds above 0 (and at most 3600)")
+        if self.heartbeat_interval * 3 > self.session_timeout:
+            raise bad("heartbeat_interval", f"is more than a third of session_timeout (AION_SESSION_TIMEOUT) = "
+                                            f"{self.session_timeout:g}: a live worker could miss its session; "
+                                            f"lower it or raise the session timeout")
         if self.security_protocol is not None and self.security_protocol not in _SECURITY_PROTOCOLS:
             raise bad("security_protocol", f"is not one of {', '.join(_SECURITY_PROTOCOLS)}")
         if self.sasl_mechanism and not (self.security_protocol or "").startswith("SASL_"):

@@ -20,7 +20,7 @@ REPO = HERE.parents[1]
 KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
 
 #: How long a kill -9'd worker's partitions stay orphaned (engine and activity workers):
-#: ``AION_SESSION_TIMEOUT`` as deployed (default 10 s) unless ``AION_CHAOS_SESSION_TIMEOUT``
+#: ``AION_SESSION_TIMEOUT`` as deployed (default 6 s) unless ``AION_CHAOS_SESSION_TIMEOUT``
 #: says otherwise (6 s is the broker's minimum, group.min.session.timeout.ms).
 SESSION_TIMEOUT_ENV = ({"AION_SESSION_TIMEOUT": os.environ["AION_CHAOS_SESSION_TIMEOUT"]}
                        if os.environ.get("AION_CHAOS_SESSION_TIMEOUT") else {})

@@ -129,7 +129,7 @@ async def _kill_at(cluster, client, fault: str, same_dir: bool):  # type: ignore
     cluster.engine("faulty" if same_dir else "replacement")  # restart, or fail over to a fresh worker
     try:
         # The new worker gets the partitions once the group drops the killed member (its
-        # session times out: Faust's broker_session_timeout, 60 s by default).
+        # session times out: AION_SESSION_TIMEOUT, 6 s by default).
         assert await h.result(timeout=KILL_WAIT) == "woke"
     except Exception:
         print(cluster.logs())

@@ -12,8 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import uuid
-from datetime import timedelta
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from confluent_kafka import Consumer
 
@@ -22,30 +21,32 @@ from ..converter import default_converter
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..exceptions import PayloadTooLargeError
-from ..model import (
-    now_ms,
-    Command,
-    CommandBody,
-    Payload,
-    Reply,
-    SignalWithStart,
-    SignalWorkflow,
-    StartWorkflow,
-)
-from ._errors import RPCTimeoutError, error_from_reply
+from ..model import now_ms, Command, CommandBody, Payload, Reply
+from ._base import ClientBase
+from ._errors import RPCTimeoutError
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
-from ._names import handler_name, start_body, workflow_name
 from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
 from ._visibility import WorkflowSummary
 
+if TYPE_CHECKING:
+    from ._handle import WorkflowHandle
+    from ._schedules import ScheduleHandle, ScheduleSummary
+
 log = logging.getLogger(__name__)
 
-class Client:
+class Client(ClientBase["WorkflowHandle"]):
     """A connection to an Aion deployment (one topic prefix on one Kafka cluster).
 
     Create with ``await Client.connect(...)``; close with ``await client.close()`` or use it as
-    an async context manager. One client serves any number of concurrent requests.
+    an async context manager. One client serves any number of concurrent requests. The workflow
+    methods (start, signal, handles) live in :class:`~aion.client._base.ClientBase`; this class
+    is their Kafka transport.
     """
+
+    # The engine sends a started workflow's RESULT to the start's reply_to: its handle keeps
+    # the start's waiter (GetResult only backs it up).
+    _result_follows_start = True
+    _query_timeout_hint = " (its engine worker may be down or rebalancing; try again)"
 
     def __init__(
         self,
@@ -164,12 +165,6 @@ class Client:
         await self._producer.close()
         self._readers.shutdown(wait=False, cancel_futures=True)
 
-    async def __aenter__(self) -> "Client":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
     @property
     def reply_to(self) -> str:
         """``<replies topic>:<partition>`` this client reads its answers from."""
@@ -224,161 +219,30 @@ class Client:
     def forget(self, command_id: str) -> None:
         self._router.unregister(command_id)
 
-    async def request(self, cmd: Command, payloads: Sequence[Payload] = (), *, what: str, timeout: float | None = None) -> Reply:
-        """Send ``cmd`` and wait for its first answer; an ERROR answer raises the matching error."""
+    async def _ask(self, cmd: Command, payloads: Sequence[Payload], timeout: float) -> tuple[Reply, ReplyWaiter]:
         waiter = self.new_waiter()
         await self.send(cmd, waiter, payloads)
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(waiter.ack), timeout if timeout is not None else self.rpc_timeout)
-        except asyncio.TimeoutError:
-            self.forget(cmd.command_id)
-            raise RPCTimeoutError(
-                f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "
-                f"{timeout if timeout is not None else self.rpc_timeout:.1f}s (command {cmd.command_id}). "
-                f"Is an engine worker running for topic prefix {self.settings.topic_prefix!r}?"
-            ) from None
-        if reply.kind == "ERROR":
-            self.forget(cmd.command_id)
-            raise error_from_reply(reply, what)
-        return reply
+        # Shielded: a timeout must not cancel the waiter's futures (its RESULT may still come).
+        return await asyncio.wait_for(asyncio.shield(waiter.ack), timeout), waiter
 
-    # ------------------------------------------------------------------ workflows
-    def _start_body(
-        self,
-        workflow: Any,
-        args: Sequence[Any],
-        *,
-        task_queue: str,
-        id_reuse_policy: str,
-        execution_timeout: timedelta | float | None,
-        run_timeout: timedelta | float | None,
-        search_attributes: dict[str, str] | None,
-        request_id: str | None,
-        wait_result: bool,
-    ) -> tuple[StartWorkflow, Any]:
-        return start_body(
-            self.converter, workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
-            execution_timeout=execution_timeout, run_timeout=run_timeout,
-            search_attributes=search_attributes, request_id=request_id, wait_result=wait_result,
+    def _forget(self, command_id: str) -> None:
+        self.forget(command_id)
+
+    def _no_answer(self, cmd: Command, what: str, timeout: float) -> BaseException:
+        return RPCTimeoutError(
+            f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "
+            f"{timeout:.1f}s (command {cmd.command_id}). Is an engine worker running "
+            f"for topic prefix {self.settings.topic_prefix!r}?"
         )
 
-    async def start_workflow(
-        self,
-        workflow: Any,
-        *args: Any,
-        id: str,
-        task_queue: str = "default",
-        id_reuse_policy: str = "ALLOW_DUPLICATE",
-        execution_timeout: timedelta | float | None = None,
-        run_timeout: timedelta | float | None = None,
-        search_attributes: dict[str, str] | None = None,
-        request_id: str | None = None,
-        result_type: Any = None,
-    ) -> "WorkflowHandle":
-        """Start a workflow (``Order.run``, ``Order`` or ``"Order"``) and return its handle once
-        the engine recorded the start.
-
-        Raises :class:`~aion.exceptions.WorkflowAlreadyStartedError` when the id is taken and the
-        policy refuses, :class:`~aion.exceptions.PayloadTooLargeError` before sending an
-        oversized input. Retrying with the same ``request_id`` is idempotent.
-        """
-        from ._handle import WorkflowHandle
-
-        body, hint = self._start_body(
-            workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
-            execution_timeout=execution_timeout, run_timeout=run_timeout,
-            search_attributes=search_attributes, request_id=request_id, wait_result=True,
-        )
-        cmd = self._command(id, body)
-        waiter = self.new_waiter()
-        await self.send(cmd, waiter, body.input)
-        reply = await self._await_ack(cmd, waiter, "start_workflow")
-        return WorkflowHandle(
-            self, id, run_id=reply.run_id, result_type=result_type if result_type is not None else hint,
-            result_waiter=waiter, follow_latest=True,
-        )
-
-    async def _await_ack(self, cmd: Command, waiter: ReplyWaiter, what: str) -> Reply:
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(waiter.ack), self.rpc_timeout)
-        except asyncio.TimeoutError:
-            self.forget(cmd.command_id)
-            raise RPCTimeoutError(
-                f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "
-                f"{self.rpc_timeout:.1f}s (command {cmd.command_id}). Is an engine worker running "
-                f"for topic prefix {self.settings.topic_prefix!r}?"
-            ) from None
-        if reply.kind == "ERROR":
-            self.forget(cmd.command_id)
-            raise error_from_reply(reply, what)
-        return reply
-
-    async def execute_workflow(
-        self,
-        workflow: Any,
-        *args: Any,
-        id: str,
-        result_timeout: float | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Start a workflow and wait for its result (see :meth:`start_workflow`, ``handle.result``)."""
-        handle = await self.start_workflow(workflow, *args, id=id, **kwargs)
-        return await handle.result(timeout=result_timeout)
-
-    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None, result_type: Any = None) -> "WorkflowHandle":
-        """A handle to an existing workflow. With ``run_id``, commands target that run only."""
+    def _new_handle(self, workflow_id: str, *, run_id: str | None, result_type: Any,
+                    follow_latest: bool, result_waiter: Any = None) -> "WorkflowHandle":
         from ._handle import WorkflowHandle
 
         return WorkflowHandle(self, workflow_id, run_id=run_id, result_type=result_type,
-                              follow_latest=run_id is None)
+                              result_waiter=result_waiter, follow_latest=follow_latest)
 
-    def get_workflow_handle_for(self, workflow: Any, workflow_id: str, *, run_id: str | None = None) -> "WorkflowHandle":
-        """Like :meth:`get_workflow_handle`, typed by the workflow (its result decodes with the
-        run method's return hint)."""
-        _name, hint = workflow_name(workflow)
-        return self.get_workflow_handle(workflow_id, run_id=run_id, result_type=hint)
-
-    async def signal_with_start(
-        self,
-        workflow: Any,
-        *args: Any,
-        id: str,
-        signal: Any,
-        signal_args: Sequence[Any] = (),
-        task_queue: str = "default",
-        id_reuse_policy: str = "ALLOW_DUPLICATE",
-        execution_timeout: timedelta | float | None = None,
-        run_timeout: timedelta | float | None = None,
-        search_attributes: dict[str, str] | None = None,
-        request_id: str | None = None,
-        result_type: Any = None,
-    ) -> "WorkflowHandle":
-        """Signal the workflow, starting it first when no run is open (one atomic command)."""
-        from ._handle import WorkflowHandle
-
-        start, hint = self._start_body(
-            workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
-            execution_timeout=execution_timeout, run_timeout=run_timeout,
-            search_attributes=search_attributes, request_id=request_id, wait_result=True,
-        )
-        sname, _ = handler_name(signal, "signal")
-        sargs = self.converter.to_payloads(list(signal_args))
-        cmd = self._command(id, SignalWithStart(start=start, signal_name=sname, args=sargs))
-        waiter = self.new_waiter()
-        await self.send(cmd, waiter, [*start.input, *sargs])
-        reply = await self._await_ack(cmd, waiter, "signal_with_start")
-        return WorkflowHandle(
-            self, id, run_id=reply.run_id, result_type=result_type if result_type is not None else hint,
-            result_waiter=waiter, follow_latest=True,
-        )
-
-    async def signal_workflow(self, workflow_id: str, signal: Any, *args: Any, run_id: str | None = None) -> None:
-        """Send a signal (also ``handle.signal``); returns once the engine recorded it."""
-        name, _ = handler_name(signal, "signal")
-        payloads = self.converter.to_payloads(list(args))
-        cmd = self._command(workflow_id, SignalWorkflow(name, payloads, signal_id=str(uuid.uuid4()), run_id=run_id))
-        await self.request(cmd, payloads, what=f"signal {name!r}")
-
+    # ------------------------------------------------------------------ workflows
     async def list_workflows(
         self, *, type: str | None = None, status: str | None = None,
         started_after: Any = None, started_before: Any = None,

@@ -455,13 +455,16 @@ def _drain(queue: "asyncio.Queue[Any]") -> list[Any]:
 def _output_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings of the engine's output producer: acks=all and idempotence (no
     duplicates from internal retries), murmur2 keyed partitioning like Faust's and the
-    clients', a 1 ms linger so a batch's records travel together."""
+    clients', and no linger: the engine hands over a whole batch at once and then waits for
+    its acks, so lingering only delays them (each append and each effects send waited ~1-2 ms
+    more with ``linger.ms=1``: -10 ms start->result p50 at 50/s). Records produced while a
+    request is in flight still travel together."""
     return dict(settings.confluent_config(), **{
         "client.id": f"{settings.topic_prefix}.engine",
         "acks": "all",
         "enable.idempotence": True,
         "partitioner": "murmur2_random",
-        "linger.ms": 1,
+        "linger.ms": 0,
         "message.max.bytes": max(1_000_000, settings.max_record_bytes),
     })
 

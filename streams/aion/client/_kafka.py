@@ -27,7 +27,8 @@ def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: s
       from internal retries;
     - ``partitioner=murmur2_random``: keyed commands land on the same partition as aiokafka /
       Faust / the Java client would put them (the engine relies on it);
-    - ``linger.ms=2``: messages produced together travel in one request.
+    - ``linger.ms=0``: a start or signal leaves at once (librdkafka still batches what queues
+      while a request is in flight); a 2 ms linger added 2 ms to every start's latency.
     """
     cfg = dict(base)
     cfg.update(
@@ -36,7 +37,7 @@ def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: s
             "acks": "all",
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
-            "linger.ms": 2,
+            "linger.ms": 0,
             "message.max.bytes": max(1_000_000, max_record_bytes),
         }
     )

@@ -70,7 +70,7 @@ class Engine:
             broker_commit_every=1000,
             # Fail-over: a killed worker's partitions move after this long without heartbeats.
             broker_session_timeout=settings.session_timeout,
-            broker_heartbeat_interval=max(0.5, settings.session_timeout / 4),
+            broker_heartbeat_interval=settings.heartbeat_interval,
             broker_commit_interval=0.5,
             stream_buffer_maxsize=4096,
             # A command or event may carry max_payload_bytes of payload: fetch and send that much.
@@ -239,7 +239,8 @@ class Engine:
             except Exception as exc:  # a decoder bug must not stop the partition
                 dlq.append((partition, offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
                 continue
-            size = payload_size(cmd.body)
+            # A record no larger than the limit cannot carry more payload than it: skip the walk.
+            size = payload_size(cmd.body) if len(raw) > self.settings.max_payload_bytes else 0
             if size > self.settings.max_payload_bytes:
                 reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
                           f"the limit of {self.settings.max_payload_bytes} (AION_MAX_PAYLOAD_BYTES); store large "

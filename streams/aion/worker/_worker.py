@@ -255,7 +255,7 @@ class ActivityWorker:
                 client_id=f"{self.settings.topic_prefix}.activity-worker",
                 **{"partition.assignment.strategy": "cooperative-sticky",
                    "session.timeout.ms": int(self.settings.session_timeout * 1000),
-                   "heartbeat.interval.ms": max(500, int(self.settings.session_timeout * 250))},
+                   "heartbeat.interval.ms": int(self.settings.heartbeat_interval * 1000)},
             )
         )
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,

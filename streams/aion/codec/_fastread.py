@@ -107,6 +107,18 @@ class _Compiler:
         out.append(f"{ind}if not b & 0x81: {v} = b >> 1")
         out.append(f"{ind}else: {v}, p = _size_tail(d, p, b)")
 
+    def _blocks(self, n: str, out: list[str], ind: str) -> None:
+        """The loop over an array's or map's blocks, down to the per-item ``for`` (its body
+        goes at ``ind`` + 8 spaces): a count per block, 0 ends; a negative count is followed
+        by the block's byte size (skipped)."""
+        out.append(f"{ind}while True:")
+        self._long(n, out, ind + "    ")
+        out.append(f"{ind}    if {n} == 0: break")
+        out.append(f"{ind}    if {n} < 0:")
+        out.append(f"{ind}        {n} = -{n}")
+        self._long(self.tmp(), out, ind + "        ")
+        out.append(f"{ind}    for _ in range({n}):")
+
     def value(self, t: Any, v: str, out: list[str], ind: str) -> None:
         """Lines that read one value of Avro type ``t`` from ``d`` at ``p`` into variable ``v``."""
         if isinstance(t, list):
@@ -119,25 +131,13 @@ class _Compiler:
             elif kind == "array":
                 n, x = self.tmp(), self.tmp()
                 out.append(f"{ind}{v} = []")
-                out.append(f"{ind}while True:")
-                self._long(n, out, ind + "    ")
-                out.append(f"{ind}    if {n} == 0: break")
-                out.append(f"{ind}    if {n} < 0:")
-                out.append(f"{ind}        {n} = -{n}")
-                self._long(self.tmp(), out, ind + "        ")
-                out.append(f"{ind}    for _ in range({n}):")
+                self._blocks(n, out, ind)
                 self.value(t["items"], x, out, ind + "        ")
                 out.append(f"{ind}        {v}.append({x})")
             elif kind == "map":
                 n, k, x = self.tmp(), self.tmp(), self.tmp()
                 out.append(f"{ind}{v} = {{}}")
-                out.append(f"{ind}while True:")
-                self._long(n, out, ind + "    ")
-                out.append(f"{ind}    if {n} == 0: break")
-                out.append(f"{ind}    if {n} < 0:")
-                out.append(f"{ind}        {n} = -{n}")
-                self._long(self.tmp(), out, ind + "        ")
-                out.append(f"{ind}    for _ in range({n}):")
+                self._blocks(n, out, ind)
                 self.value("string", k, out, ind + "        ")
                 self.value(t["values"], x, out, ind + "        ")
                 out.append(f"{ind}        {v}[{k}] = {x}")

@@ -317,7 +317,6 @@ class WorkflowExecution:
         #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
         self._owed: list[EventBody] = []
         self._owed_close: WorkflowContinuedAsNew | WorkflowTaskFailed | None = None
-        self._owed_command_id = ""
         self._record_as: str | None = None
         # per step
         self._now = 0
@@ -371,8 +370,6 @@ class WorkflowExecution:
                     isinstance(last, WorkflowTaskFailed) and last.retry_at_ms is None
                     and run is not None and run.status == RUNNING):
                 ex._owed_close = last
-        if ex._owed or ex._owed_close is not None:
-            ex._owed_command_id = ex.history[-1].command_id
         return ex
 
     # ------------------------------------------------------------------ properties
@@ -449,10 +446,12 @@ class WorkflowExecution:
         last, self._owed_close = self._owed_close, None
         run = self.run
         assert run is not None
+        # Nothing was recorded since the load: the history's last event is the cut step's.
+        cut_step = self.history[-1].command_id
         log.warning("workflow %s (run %s): the history ends inside the step of command %s (the previous "
                     "owner died while appending it); recording what that step still owes",
-                    self.workflow_id, run.run_id, self._owed_command_id)
-        self._record_as = self._owed_command_id
+                    self.workflow_id, run.run_id, cut_step)
+        self._record_as = cut_step
         try:
             if isinstance(last, WorkflowContinuedAsNew):
                 self._start_continued(run, last)

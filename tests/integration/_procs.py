@@ -67,7 +67,7 @@ class Cluster:
 
     def engine(self, name: str | None = None, fault: str | None = None) -> Proc:
         """An engine worker (data dir named ``name``: reuse a name to restart on the same
-        RocksDB folder); ``fault`` sets ``AION_FAULT`` (see aion/engine/_wheel.py)."""
+        RocksDB folder); ``fault`` sets ``AION_FAULT`` (see aion/engine/_faults.py)."""
         self._n += 1
         name = name or f"engine{self._n}"
         env = dict(self.env, AION_DATA_DIR=str(self.tmp / name))

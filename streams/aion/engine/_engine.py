@@ -36,10 +36,12 @@ from ..model import (
 )
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
+from ._faults import crash, faults
+from ._feed import CommandIntake
 from ._produce import BatchProducer
 from ._retention import Retention
 from ._store import HistoryStore
-from ._wheel import TimerWheel, _crash, _faults
+from ._wheel import TimerWheel
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
 
@@ -97,10 +99,12 @@ class Engine:
         self.out = BatchProducer(_output_config(settings))
         self.batch_lock = asyncio.Lock()
         self.wheel = TimerWheel(self)
-        self._faults = _faults()  # fault injection for tests (AION_FAULT, see _wheel.py)
+        self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
+        self.intake = CommandIntake(self)  # every command offset, in order, once (see _feed.py)
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
+        self.app.timer(1.0)(self.intake.watch)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -122,6 +126,7 @@ class Engine:
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         self._assigned_at_ms = now_ms()
         self._recovered.clear()
+        self.intake.reset()
         self.wheel.on_assigned()
 
     def _active_partitions(self) -> set[int]:
@@ -147,10 +152,12 @@ class Engine:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * size)
         self._queue = queue
         stream.enable_acks = False
+        self.intake.install()
 
         async def feed() -> None:
             async for ev in stream.events():
-                await queue.put(ev)
+                if await self.intake.admit(ev):
+                    await queue.put(ev)
 
         feeder = asyncio.ensure_future(feed())
         try:
@@ -345,7 +352,7 @@ class Engine:
         for i in range(1, len(new_events)):
             if new_events[i][1].command_id == new_events[i - 1][1].command_id:
                 await self.out.send_batch(records[:i])
-                _crash("mid_step_append")
+                crash("mid_step_append")
 
     # ------------------------------------------------------------------ effects
 

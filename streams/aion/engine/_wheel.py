@@ -29,18 +29,13 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
   timers pending in memory per partition, the stored rows' estimate, fired/dropped counts and
   the longest stretch the loop held the event loop.
 
-Fault injection (tests only): ``AION_FAULT`` (comma-separated) makes the worker ``os._exit(137)``
-at a point — ``after_fire_emit``: fires acknowledged by Kafka, rows not yet deleted;
-``after_fire_recorded``: a batch holding a ``TimerFired`` is durable, its effects not performed;
-``mid_step_append`` (in the engine): only the first part of a step's events reached Kafka.
+Fault injection (tests only): ``after_fire_emit`` and ``after_fire_recorded`` (see _faults.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -48,23 +43,13 @@ from faust.types import TP
 
 from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, now_ms
 from ..runtime import effects as fx
+from ._faults import crash, faults
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
 log = logging.getLogger("aion.engine.timers")
-
-
-def _faults() -> frozenset[str]:
-    return frozenset(f.strip() for f in os.environ.get("AION_FAULT", "").split(",") if f.strip())
-
-
-def _crash(point: str) -> None:
-    """Fault injection: die like ``kill -9`` would (no cleanup, no flush of Python buffers)."""
-    sys.stderr.write(f"aion: AION_FAULT={point}: exiting with 137\n")
-    sys.stderr.flush()
-    os._exit(137)
 
 
 class TimerWheel:
@@ -99,7 +84,7 @@ class TimerWheel:
         self._wakeup = asyncio.Event()
         self._next_advance = 0.0
         self._last_stats = time.monotonic()
-        self._faults = _faults()
+        self._faults = faults()
         self.lag = LagHistogram()
         self.send_lag = LagHistogram()
         self.stats: dict[str, Any] = {
@@ -147,7 +132,7 @@ class TimerWheel:
                 TerminalStore(self._db(self.terminal, partition)).close_run(ev.workflow_id, ev.run_id, out)
                 self._queued.extend((self.terminal, partition, w) for w in out)
         if fired and "after_fire_recorded" in self._faults:
-            _crash("after_fire_recorded")
+            crash("after_fire_recorded")
 
     async def apply(self, effects: list[tuple[int, Any]]) -> list[Any]:
         """Arm/disarm timers for a batch; returns the changelog sends to wait for. A repeated
@@ -498,7 +483,7 @@ class TimerWheel:
                 part.put_back(keys)
             raise
         if "after_fire_emit" in self._faults:
-            _crash("after_fire_emit")
+            crash("after_fire_emit")
         if gen != self._gen:
             return True  # the partitions moved meanwhile: the new owner re-fires (deduplicated)
         t0 = self._t()

@@ -59,12 +59,13 @@ async def one_partition(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path)
 ])
 async def test_a_crash_right_after_a_fire_is_recorded(
         workflow: str, args: list[object], crashed_in: str, last: list[str], result: object,
-        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
+        one_partition: tuple[Settings, ChaosCluster, Client], monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker dies once the batch with the fire is on the events topic, before the batch's
     effects (the dropped timer's ``timers`` rows, a child's result to its parent) and its
     ``timer_terminal`` rows reach Kafka. The next owner (fresh data folder: only the
-    changelogs to restore from) must finish the workflow and end with the tables a rebuild
-    derives from the events topic."""
+    changelogs to restore from; its history caught up from the events topic before Faust's
+    recovery) must finish the workflow and end with the tables a rebuild derives from the
+    events topic."""
     from aion.engine._rebuild import rebuild_tables
 
     settings, cluster, client = one_partition
@@ -76,11 +77,13 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     history = await client.get_workflow_handle(crashed_in).history()
     assert [e.type for e in history][-len(last):] == last
 
+    monkeypatch.setenv("AION_CHAOS_ENGINE_LOGLEVEL", "info")
     survivor = cluster.engine(AION_SESSION_TIMEOUT="6")  # a fresh data folder: only the changelogs to restore from
     assert await h.result(timeout=60) == result
     # A workflow after it on the same (only) partition: once it completes, the crashed
     # batch's command was re-delivered and handled by the survivor.
     assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"
+    assert "history: caught up" in survivor.log.read_text(errors="replace")
     survivor.stop()
     report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
     assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [

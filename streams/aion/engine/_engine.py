@@ -40,7 +40,7 @@ from ._faults import crash, faults
 from ._feed import CommandIntake
 from ._produce import BatchProducer
 from ._retention import Retention
-from ._store import HistoryStore
+from ._store import HistoryStore, HistoryTable
 from ._wheel import TimerWheel
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
@@ -85,7 +85,9 @@ class Engine:
         self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
         self.events_topic = self.app.topic(self.names.events, partitions=n, compacting=True, **raw)
         tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
-        self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
+        self.history = self.app.tables.add(HistoryTable(
+            self.app, name="history", changelog_topic=self.events_topic, beacon=self.app.tables.beacon, **tbl))
+        self.history.aion_settings = settings
         self.workflows = self.app.Table("workflows", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}

@@ -83,7 +83,8 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     # A workflow after it on the same (only) partition: once it completes, the crashed
     # batch's command was re-delivered and handled by the survivor.
     assert await client.execute_workflow("ActivityFlow", "later", 0, id="crash-2", result_timeout=60) == "done:later"
-    assert "history: caught up" in survivor.log.read_text(errors="replace")
+    survivor_log = survivor.log.read_text(errors="replace")
+    assert "history: caught up" in survivor_log and "workflows: caught up" in survivor_log
     survivor.stop()
     report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
     assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [

@@ -40,7 +40,7 @@ from ._faults import crash, faults
 from ._feed import CommandIntake
 from ._produce import BatchProducer
 from ._retention import Retention
-from ._store import HistoryStore, HistoryTable
+from ._store import CaughtUpTable, HistoryStore
 from ._wheel import TimerWheel
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
@@ -80,14 +80,13 @@ class Engine:
             producer_max_request_size=settings.max_record_bytes,
             broker_credentials=_faust_credentials(settings),
             logging_config=None,
+            Table=CaughtUpTable,  # caught up from its changelog before Faust's recovery (_store.py)
         )
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
         self.events_topic = self.app.topic(self.names.events, partitions=n, compacting=True, **raw)
         tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
-        self.history = self.app.tables.add(HistoryTable(
-            self.app, name="history", changelog_topic=self.events_topic, beacon=self.app.tables.beacon, **tbl))
-        self.history.aion_settings = settings
+        self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
         self.workflows = self.app.Table("workflows", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
@@ -103,6 +102,8 @@ class Engine:
         self.wheel = TimerWheel(self)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
         self.intake = CommandIntake(self)  # every command offset, in order, once (see _feed.py)
+        for table in self.app.tables.values():  # the catch-up reads changelogs with these settings
+            table.aion_settings = settings
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)

@@ -180,18 +180,20 @@ def scan_events(
     progress: Callable[[int, int], None] | None = None,
     ends: dict[int, tuple[int, int]] | None = None,
     starts: dict[int, int] | None = None,
+    topic: str | None = None,
     timeout_s: float = 600.0,
 ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of the events topic's ``partitions`` (all by default) from offset 0 up to
     their end offsets at the call, as ``(partition, offset, key, value)``, in offset order per
     partition. ``progress(records, partitions_done)`` is called after each fetched batch.
     ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``starts``
-    (partition -> offset) starts a partition later than its first offset."""
+    (partition -> offset) starts a partition later than its first offset; ``topic`` reads
+    another topic of the deployment (a table's changelog) the same way."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     from .topics import TopicNames
 
-    topic = TopicNames(settings.topic_prefix).events
+    topic = topic or TopicNames(settings.topic_prefix).events
     c = _consumer(settings, "scan")
     try:
         n = _topic_partitions(c, topic)
@@ -215,7 +217,9 @@ def scan_events(
         c.assign([TopicPartition(topic, p, ends[p][0]) for p in sorted(pending)])
         deadline = time.monotonic() + timeout_s
         while pending:
-            msgs = c.consume(10_000, 0.5)
+            # consume() waits for all 10,000 or the timeout: keep the timeout short, or a scan of
+            # a few records (a takeover's catch-up, _store.py) takes the whole timeout.
+            msgs = c.consume(10_000, 0.02)
             finished: set[int] = set()
             for m in msgs:
                 err = m.error()

@@ -97,21 +97,23 @@ def scan_items(table: Any, partition: int, start: bytes = b"") -> Iterator[tuple
         it.next()
 
 
-class HistoryTable(faust.Table):  # type: ignore[misc]
-    """The ``history`` table (its changelog is the events topic), caught up before Faust's
+class CaughtUpTable(faust.Table):  # type: ignore[misc]
+    """An engine table (raw bytes rows, RocksDB) caught up from its changelog before Faust's
     recovery reads it.
 
-    A worker that takes over a partition has to restore its history from the events topic:
-    every event ever recorded there (minus retired workflows), so a takeover grows with the
-    history kept. Faust's recovery reads a changelog record by record (~10,000 records/s
-    on the development machine, seconds per partition after a few minutes of load). Right after
-    Faust opened the newly assigned partitions' databases and before its recovery starts, this
-    table reads what its local copy lacks with librdkafka straight into RocksDB (the rebuild's
-    reader, hundreds of thousands of records/s) and records the offset reached; Faust's
-    recovery then reads only what was appended since. Standby partitions are left to Faust.
+    A worker that takes over a partition restores its tables from their changelogs: for
+    ``history`` the events topic, every event recorded there (minus retired workflows); for
+    ``workflows``, ``timers`` and ``timer_terminal`` their own changelogs, which grow with the
+    load too. Faust's recovery reads a changelog record by record (~10,000 records/s on the
+    development machine: seconds per takeover after a few minutes of load, growing with
+    age). Right after Faust opened the newly assigned partitions' databases and before its
+    recovery starts, this table reads what its local copy lacks with librdkafka straight into
+    RocksDB (the rebuild's reader, hundreds of thousands of records/s) and records the offset
+    reached; Faust's recovery then reads only what was appended since. Standby partitions are
+    left to Faust.
     """
 
-    #: Set by the engine: the settings the catch-up reads the events topic with.
+    #: Set by the engine: the settings the catch-up reads the changelog with.
     aion_settings: "Settings | None" = None
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
@@ -125,23 +127,23 @@ class HistoryTable(faust.Table):  # type: ignore[misc]
             return
         t0 = time.monotonic()
         try:
-            n = await asyncio.get_running_loop().run_in_executor(None, catch_up_history, self.data, settings,
+            n = await asyncio.get_running_loop().run_in_executor(None, catch_up, self.data, settings,
                                                                  topic, partitions)
         except Exception as exc:  # Faust's recovery reads it all instead: slower, not wrong
-            log.warning("history catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
-                        partitions, type(exc).__name__, exc)
+            log.warning("%s: catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
+                        self.name, partitions, type(exc).__name__, exc)
             return
         if n:
-            log.info("history: caught up %d records of partitions %s in %.2fs before recovery", n, partitions,
-                     time.monotonic() - t0)
+            log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
+                     partitions, time.monotonic() - t0)
 
 
-def catch_up_history(store: Any, settings: "Settings", topic: str, partitions: list[int],
-                     flush_every: int = 20_000) -> int:
-    """Read each partition of the events ``topic`` from just after the offset ``store`` (the
-    history table's Faust rocksdict store) holds to the end, into the partition's database,
-    moving the stored offset along (as Faust's ``apply_changelog_batch`` does). Returns the
-    records read."""
+def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int],
+             flush_every: int = 20_000) -> int:
+    """Read each partition of the changelog ``topic`` from just after the offset ``store`` (the
+    table's Faust rocksdict store) holds to the end, into the partition's database, moving
+    the stored offset along (as Faust's ``apply_changelog_batch`` does). Returns the records
+    read."""
     import rocksdict
 
     from ._rebuild import scan_events
@@ -163,7 +165,7 @@ def catch_up_history(store: Any, settings: "Settings", topic: str, partitions: l
             dbs[p].write(batch)
         batches.clear()
 
-    for p, offset, key, value in scan_events(settings, partitions, starts=starts):
+    for p, offset, key, value in scan_events(settings, partitions, starts=starts, topic=topic):
         batch = batches.get(p)
         if batch is None:
             batch = batches[p] = rocksdict.WriteBatch(raw_mode=True)

@@ -37,7 +37,7 @@ from ..model import (
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._feed import CommandIntake
+from ._feed import CommandIntake, shorten_fetch_wait
 from ._produce import BatchProducer
 from ._retention import Retention
 from ._store import CaughtUpTable, HistoryStore
@@ -57,6 +57,7 @@ class Engine:
         self.names = TopicNames(settings.topic_prefix)
         self.codec = codec or Codec(registry_url=settings.schema_registry_url)
         n = settings.partitions
+        shorten_fetch_wait()  # Faust parks fetches 1.5 s; a rebalance's offset look-ups wait behind them
         self.app = faust.App(
             f"{settings.topic_prefix}-engine",
             broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],

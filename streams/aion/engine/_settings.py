@@ -54,7 +54,8 @@ class Settings:
         "Faust standby replicas of the engine's tables: another engine worker keeps a copy of each "
         "partition's tables up to date, so the one that takes over after a crash reads only the last "
         "moments of the changelogs instead of all of them. Costs each standby's disk and the CPU to "
-        "follow the events topic; no effect with a single engine worker.")
+        "follow the events topic (on 2 cores with 2 engines: takeover 8.3 -> 6.5 s, throughput halved); "
+        "no effect with a single engine worker.")
     data_dir: Path = _setting(
         Path("./.data"), "AION_DATA_DIR", "Folder of an engine worker's RocksDB tables (one per worker).")
     cache_size: int = _setting(

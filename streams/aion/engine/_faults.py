@@ -10,7 +10,7 @@ Points:
 - ``mid_step_append`` (engine): only the first part of a step's events reached Kafka — exit 137;
 - ``drop_command`` (engine): the command records at offsets 1 and 3 are thrown away the first
   time they reach the worker, before the engine sees them, as Faust's stream buffer can lose one around a rebalance (see
-  ``_feed.CommandFeed``) — the worker goes on.
+  ``_feed.CommandIntake``) — the worker goes on.
 """
 
 from __future__ import annotations

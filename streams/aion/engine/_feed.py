@@ -131,12 +131,17 @@ class CommandIntake:
         self.guard = OffsetGuard()
         self._offsets: Consumer | None = None
         self._last_record = time.monotonic()
+        #: Bumped by every rebalance: a baseline read across one is stale.
+        self._epoch = 0
+        #: Inside an ``await`` of ``admit`` (the stream is not quiet, it is waiting for us).
+        self._admitting = False
         #: Fault injection: (partition, offset) of records thrown away the first time they arrive.
         self._drop = {1, 3} if "drop_command" in faults() else set()
         self.holes = 0  # seeks back, for tests and stats
 
     def reset(self) -> None:
         self.guard.reset()
+        self._epoch += 1
 
     def install(self) -> None:
         """Turn off Faust's own read-offset filter for the commands topic (call before Faust's
@@ -149,50 +154,98 @@ class CommandIntake:
             consumer._read_offset = _ReadOffsets(self.engine.names.commands, consumer._read_offset)
 
     async def admit(self, ev: Any) -> bool:
-        """Whether the stream event ``ev`` goes to the batch queue (False: drop it unacked; it
-        is either handled already or will be read again)."""
+        """Whether the stream event ``ev`` goes to the batch queue. A record not admitted is
+        handled already or will be read again: it is released (see :meth:`_release`), never
+        acknowledged, so no offset commit passes it."""
         self._last_record = time.monotonic()
         if self._drop and ev.message.offset in self._drop:
             self._drop.discard(ev.message.offset)
             log.warning("AION_FAULT=drop_command: dropping the command record at %s[%d]@%d",
                         ev.message.topic, ev.message.partition, ev.message.offset)
+            self._release(ev)
             return False
         tp = ev.message.tp
         partition, offset = tp.partition, ev.message.offset
-        if not self.guard.has_baseline(partition):
-            self.guard.set_baseline(partition, await self._baseline(tp, offset))
-        verdict = self.guard.admit(partition, offset, time.monotonic())
-        if verdict == SEEK:
-            await self._seek_back(tp, f"offset {offset} arrived")
-        return verdict == ADMIT
+        self._admitting = True
+        try:
+            if not self.guard.has_baseline(partition):
+                epoch = self._epoch
+                base = await self._baseline(tp, offset)
+                if epoch != self._epoch:  # a rebalance meanwhile: the record may not be ours now
+                    self._release(ev)
+                    return False
+                self.guard.set_baseline(partition, base)
+            verdict = self.guard.admit(partition, offset, time.monotonic())
+            if verdict == SEEK:
+                await self._seek_back(tp, f"offset {offset} arrived")
+        finally:
+            self._admitting = False
+            self._last_record = time.monotonic()
+        if verdict != ADMIT:
+            self._release(ev)
+            return False
+        return True
+
+    def _release(self, ev: Any) -> None:
+        """Let Faust forget a record the engine will not handle: marked done without an ack
+        (the ack would count its offset as committable), so a rebalance's wait for unfinished
+        records does not wait for it."""
+        message = ev.message
+        message.acked = True
+        self.engine.app.consumer._unacked_messages.discard(message)
 
     async def watch(self) -> None:
         """Periodic (Faust timer): after a quiet second, seek back partitions whose high
-        watermark is past what was admitted — their last records were lost."""
+        watermark is past what was admitted — their last records were lost (also the first
+        records after a rebalance: a partition that got nothing since has its baseline read
+        here)."""
         engine = self.engine
         app = engine.app
         queue = getattr(engine, "_queue", None)
-        if (getattr(app, "rebalancing", False) or time.monotonic() - self._last_record < self.QUIET_S
+        if (getattr(app, "rebalancing", False) or self._admitting
+                or time.monotonic() - self._last_record < self.QUIET_S
                 or queue is None or not queue.empty() or engine.batch_lock.locked()):
-            return  # busy (a batch, a full queue) or rebalancing: quiet is not a loss
+            return  # busy (a batch, a full queue, a baseline read) or rebalancing: quiet is not a loss
         consumer = app.consumer
+        topic = engine.names.commands
         highs: dict[int, int | None] = {}
-        for p in self.engine._active_partitions():
+        for p in engine._active_partitions():
             try:
-                highs[p] = consumer.highwater(TP(self.engine.names.commands, p))
+                highs[p] = consumer.highwater(TP(topic, p))
             except Exception:  # not fetched yet, or the consumer is between assignments
                 highs[p] = None
+            high = highs[p]
+            if high and not self.guard.has_baseline(p):
+                epoch = self._epoch
+                base = await self._baseline(TP(topic, p), high)
+                if epoch != self._epoch or self.guard.has_baseline(p) or time.monotonic() - self._last_record < self.QUIET_S:
+                    return  # things moved meanwhile: look again next time
+                self.guard.set_baseline(p, base)
         for partition, _ in self.guard.behind(highs, time.monotonic()):
-            await self._seek_back(TP(self.engine.names.commands, partition),
+            await self._seek_back(TP(topic, partition),
                                   f"no record for {self.QUIET_S:.0f}s, high watermark {highs[partition]}")
 
     async def _seek_back(self, tp: TP, why: str) -> None:
         offset = self.guard.expected(tp.partition)
         assert offset is not None
-        self.holes += 1
-        log.warning("commands %s[%d]: offset %d was never delivered (%s); re-reading from it "
-                    "(Faust's stream lost the record, e.g. around a rebalance)", tp.topic, tp.partition, offset, why)
-        await self.engine.app.consumer.seek(tp, offset)
+        low = await asyncio.get_running_loop().run_in_executor(None, self._low_watermark, tp)
+        if low is not None and low > offset:
+            # Deleted by retention before this worker read them: nothing to re-read.
+            log.error("commands %s[%d]: offsets %d..%d were deleted (retention) before the engine read them; "
+                      "going on from %d", tp.topic, tp.partition, offset, low - 1, low)
+            self.guard.set_baseline(tp.partition, low)
+            offset = low
+        else:
+            self.holes += 1
+            log.warning("commands %s[%d]: offset %d was never delivered (%s); re-reading from it "
+                        "(Faust's stream lost the record, e.g. around a rebalance)", tp.topic, tp.partition,
+                        offset, why)
+        try:
+            # Through the consumer's own thread (Faust's plain ``seek`` calls aiokafka from this one).
+            await self.engine.app.consumer.seek_wait({tp: offset})
+        except Exception as exc:  # revoked meanwhile (IllegalStateError) or the broker is away
+            log.warning("commands %s[%d]: seek back to %d failed (%s: %s); trying again later",
+                        tp.topic, tp.partition, offset, type(exc).__name__, exc)
 
     async def _baseline(self, tp: TP, first: int) -> int:
         """The offset this worker's reading of ``tp`` starts at: the group's committed offset,
@@ -203,7 +256,7 @@ class CommandIntake:
             return 0
         return await asyncio.get_running_loop().run_in_executor(None, self._read_baseline, tp, first)
 
-    def _read_baseline(self, tp: TP, first: int) -> int:
+    def _consumer(self) -> Consumer:
         if self._offsets is None:
             s = self.engine.settings
             self._offsets = Consumer(dict(s.confluent_config(), **{
@@ -211,11 +264,20 @@ class CommandIntake:
                 "client.id": f"{s.topic_prefix}.engine-offsets",
                 "enable.auto.commit": False,
             }))
+        return self._offsets
+
+    def _low_watermark(self, tp: TP) -> int | None:
+        try:
+            return int(self._consumer().get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[0])
+        except Exception:  # the broker is away: assume the records are still there
+            return None
+
+    def _read_baseline(self, tp: TP, first: int) -> int:
         ktp = TopicPartition(tp.topic, tp.partition)
         try:
-            committed = self._offsets.committed([ktp], timeout=10)[0].offset
+            committed = self._consumer().committed([ktp], timeout=10)[0].offset
             if committed < 0 or committed < first:
-                low, _high = self._offsets.get_watermark_offsets(ktp, timeout=10)
+                low, _high = self._consumer().get_watermark_offsets(ktp, timeout=10)
                 committed = max(committed, low)
         except Exception as exc:  # the broker is unreachable: trust the stream
             log.warning("commands %s[%d]: could not read the committed offset (%s); starting at %d",

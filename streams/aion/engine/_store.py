@@ -138,12 +138,20 @@ class CaughtUpTable(faust.Table):  # type: ignore[misc]
                      partitions, time.monotonic() - t0)
 
 
+#: A catch-up that reads nothing for this long gives up (Faust's recovery then reads it all):
+#: it runs inside the rebalance callback, which must not hang on a broker that is restarting.
+STALL_S = 15.0
+#: Longest a catch-up runs (it holds up the rebalance callback); the rest is left to Faust.
+BUDGET_S = 30.0
+
+
 def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int],
-             flush_every: int = 20_000) -> int:
+             flush_bytes: int = 32 * 1024 * 1024, budget_s: float = BUDGET_S) -> int:
     """Read each partition of the changelog ``topic`` from just after the offset ``store`` (the
     table's Faust rocksdict store) holds to the end, into the partition's database, moving
-    the stored offset along (as Faust's ``apply_changelog_batch`` does). Returns the records
-    read."""
+    the stored offset along (as Faust's ``apply_changelog_batch`` does: the offset goes in
+    the same write batch as the rows). Stops after ``budget_s`` (Faust's recovery reads the
+    rest). Returns the records read."""
     import rocksdict
 
     from ._rebuild import scan_events
@@ -157,7 +165,8 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
         starts[p] = 0 if persisted is None else persisted + 1
     batches: dict[int, Any] = {}
     last: dict[int, int] = {}
-    count = 0
+    count = pending = 0
+    deadline = time.monotonic() + budget_s
 
     def flush() -> None:
         for p, batch in batches.items():
@@ -165,7 +174,8 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
             dbs[p].write(batch)
         batches.clear()
 
-    for p, offset, key, value in scan_events(settings, partitions, starts=starts, topic=topic):
+    for p, offset, key, value in scan_events(settings, partitions, starts=starts, topic=topic,
+                                               timeout_s=STALL_S):
         batch = batches.get(p)
         if batch is None:
             batch = batches[p] = rocksdict.WriteBatch(raw_mode=True)
@@ -175,7 +185,11 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
             batch.put(key, value)
         last[p] = offset
         count += 1
-        if count % flush_every == 0:
+        pending += len(key or b"") + len(value or b"")
+        if pending >= flush_bytes:
             flush()
+            pending = 0
+            if time.monotonic() > deadline:
+                break  # the rebalance callback must not run long: Faust reads the rest
     flush()
     return count

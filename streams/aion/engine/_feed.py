@@ -137,7 +137,6 @@ class CommandIntake:
         self._admitting = False
         #: Fault injection: (partition, offset) of records thrown away the first time they arrive.
         self._drop = {1, 3} if "drop_command" in faults() else set()
-        self.holes = 0  # seeks back, for tests and stats
 
     def reset(self) -> None:
         self.guard.reset()
@@ -236,7 +235,6 @@ class CommandIntake:
             self.guard.set_baseline(tp.partition, low)
             offset = low
         else:
-            self.holes += 1
             log.warning("commands %s[%d]: offset %d was never delivered (%s); re-reading from it "
                         "(Faust's stream lost the record, e.g. around a rebalance)", tp.topic, tp.partition,
                         offset, why)

@@ -179,15 +179,13 @@ def scan_events(
     *,
     progress: Callable[[int, int], None] | None = None,
     ends: dict[int, tuple[int, int]] | None = None,
-    starts: dict[int, int] | None = None,
     topic: str | None = None,
     timeout_s: float = 600.0,
 ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of the events topic's ``partitions`` (all by default) from offset 0 up to
     their end offsets at the call, as ``(partition, offset, key, value)``, in offset order per
     partition. ``progress(records, partitions_done)`` is called after each fetched batch.
-    ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``starts``
-    (partition -> offset) starts a partition later than its first offset; ``topic`` reads
+    ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``topic`` reads
     another topic of the deployment (a table's changelog) the same way."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -205,8 +203,6 @@ def scan_events(
         if bad:
             raise RebuildError(f"partition(s) {bad} do not exist: {topic!r} has {n} partitions (0..{n - 1})")
         ends = dict(ends) if ends is not None else _end_offsets(c, topic, wanted)
-        if starts:
-            ends = {p: (max(low, starts.get(p, low)), high) for p, (low, high) in ends.items()}
         pending = {p for p in wanted if ends[p][1] > ends[p][0]}
         done = len(wanted) - len(pending)
         count = 0

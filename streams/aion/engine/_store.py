@@ -152,11 +152,11 @@ BUDGET_S = 30.0
 
 def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int],
              flush_bytes: int = 32 * 1024 * 1024, budget_s: float = BUDGET_S) -> int:
-    """Read each partition of the changelog ``topic`` from just after the offset ``store`` (the
-    table's Faust rocksdict store) holds to the end, into the partition's database, moving
-    the stored offset along (as Faust's ``apply_changelog_batch`` does: the offset goes in
-    the same write batch as the rows). Stops after ``budget_s`` (Faust's recovery reads the
-    rest). Returns the records read."""
+    """Read each partition of the changelog ``topic`` — partitions ``store`` (the table's Faust
+    rocksdict store) holds no copy of — from its first offset to the end, into the partition's
+    database, moving the stored offset along (as Faust's ``apply_changelog_batch`` does: the
+    offset goes in the same write batch as the rows). Stops after ``budget_s`` (Faust's
+    recovery reads the rest). Returns the records read."""
     import rocksdict
 
     from ._rebuild import scan_events
@@ -164,10 +164,6 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
     # The handles Faust opened for this assignment (not re-opened if a new rebalance revokes a
     # partition meanwhile: what is written is valid history either way).
     dbs = {p: store._db_for_partition(p) for p in partitions}
-    starts = {}
-    for p in partitions:
-        persisted = store.persisted_offset(TP(topic, p))
-        starts[p] = 0 if persisted is None else persisted + 1
     batches: dict[int, Any] = {}
     last: dict[int, int] = {}
     count = pending = 0
@@ -179,7 +175,7 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
             dbs[p].write(batch)
         batches.clear()
 
-    for p, offset, key, value in scan_events(settings, partitions, starts=starts, topic=topic,
+    for p, offset, key, value in scan_events(settings, partitions, topic=topic,
                                                timeout_s=STALL_S):
         batch = batches.get(p)
         if batch is None:

@@ -64,7 +64,8 @@ def _consumer(settings: Settings) -> Any:
     from confluent_kafka import Consumer
 
     return Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.timers-read.{uuid.uuid4().hex}",
-                     "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+                     "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                     "isolation.level": "read_committed"})
 
 
 def _read_topic(settings: Settings, topic: str, timeout: float) -> Iterable[tuple[bytes | None, bytes | None]]:
@@ -374,12 +375,34 @@ class _App:
         return fn
 
 
+class _Output:
+    """The wheel's output without a broker: every transaction commits at once (counted by topic)."""
+
+    def __init__(self, producer: _Producer, partitions: int) -> None:
+        self.lock = asyncio.Lock()
+        self._producer = producer
+        self._partitions = set(range(partitions))
+
+    def owned(self) -> set[int]:
+        return set(self._partitions)
+
+    async def write(self, partition: int, records: Any) -> list[int]:
+        out = []
+        for topic, key, value, p in records:
+            out.append((await (await self._producer.send(topic, key, value, p, None, None))).offset)
+        return out
+
+    def lost(self, partition: int) -> None:
+        self._partitions.discard(partition)
+
+
 class _Engine:
     def __init__(self, root: Path, partitions: int, timer_batch: int) -> None:
         self.settings = Settings(partitions=partitions, timer_batch=timer_batch, data_dir=root)
         self.names = TopicNames("bench")
         self.codec = Codec()
         self.app = _App(root, self.names.commands, partitions)
+        self.output = _Output(self.app.producer, partitions)
 
 
 class InProcessWheel:
@@ -391,7 +414,8 @@ class InProcessWheel:
 
         self.root = root
         self.engine = _Engine(root, partitions, timer_batch)
-        self.wheel = TimerWheel(self.engine)  # type: ignore[arg-type]
+        e = self.engine
+        self.wheel = TimerWheel(e.app, e.settings, e.codec, e.names, e.output)
         for table in self.engine.app.tables.values():  # Faust opens them at assignment
             for p in range(partitions):
                 table.data._db_for_partition(p)

@@ -2,20 +2,31 @@
 
 One batch at a time (group commit):
 
-1. take up to ``batch_size`` commands (``stream.take_events``), decode each (undecodable or
-   invalid input goes to the dead-letter topic with the reason, nothing else stops);
+1. take up to ``batch_size`` command records of the partitions this worker owns (read with
+   librdkafka, committed records only: ``_feed.py``), decode each (undecodable or invalid
+   input goes to the dead-letter topic with the reason, nothing else stops);
 2. run each through its workflow's :class:`~aion.runtime.WorkflowExecution` (resident in a
    bounded per-partition cache, or rebuilt from the RocksDB ``history`` table on a miss);
-3. append the batch's new events to the events topic on the partition of their workflow
-   and wait until Kafka acknowledged all of them (acks=all) — only then write them to the
-   local RocksDB cache;
-4. perform the batch's effects (activity tasks, commands to other workflows, replies,
-   timer rows) and wait for those sends too. Record before effect holds per batch: no
-   effect leaves this process before the event that caused it is durable.
+3. per partition, one Kafka transaction (``_txn.py``) holds everything the batch writes for
+   it — its events, visibility rows, timer and terminal rows, activity tasks, commands to
+   other workflows, replies, dead letters — and the partition's consumed command offsets.
+   It commits whole or not at all; only then are the events and rows written to the local
+   RocksDB tables (timer rows are written before, journaled, and put back on an abort).
 
-The offsets of the batch's commands are committed by Faust after the batch returns, so a
-crash anywhere in 1–4 re-delivers the commands; the runtime drops what the history already
-holds (by command id and by seq), so re-processing appends nothing new.
+**Single writer.** Each partition's producer is fenced in when the partition is assigned, and
+before its tables are restored (``_store.CaughtUpTable``): a worker that stalled and lost the
+partition can commit nothing more for it. A fenced worker drops the partition at once.
+
+**Failure paths.** A partition whose transaction aborts (a record refused, a call failed) or
+whose step raised outside the runtime loses nothing: its local rows are put back, its
+resident workflows forgotten, and its commands are handled again one per transaction, so that
+a failure is pinned to one command: a step whose events would carry more payload than
+``AION_MAX_PAYLOAD_BYTES`` is refused before anything is written (the run is terminated with a
+``PayloadTooLargeError`` reason, as Temporal terminates a workflow whose payload is over its
+limit), a command whose transaction Kafka refuses is dead-lettered with the reason, and a
+failure that names no record (the broker away) makes the engine read the partition again from
+its committed offset after a pause. No offset is ever committed past a command whose step is
+not in the same committed transaction.
 """
 
 from __future__ import annotations
@@ -24,28 +35,76 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import faust
 from faust.types import TP
 
 from ..codec import Codec, CodecError
 from ..model import (
-    RUN_CLOSING_EVENTS, Event, EventKey, Failure, QueryWorkflow, Reply, TimerCancelled, TimerFired, TimerStarted,
-    now_ms, payload_size,
+    Command, Event, EventKey, Failure, QueryWorkflow, Reply, TerminateWorkflow, TimerFired, now_ms, payload_size,
 )
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._feed import CommandIntake, shorten_fetch_wait
-from ._produce import BatchProducer
+from ._faust import db_for, keep_paused, patch_worker_consumer, store_offset
+from ._feed import CommandReader
 from ._retention import Retention
 from ._store import CaughtUpTable, HistoryStore
+from ._txn import Aborted, Fenced, Record, TxnError, Writers
 from ._wheel import TimerWheel
 from .settings import Settings
 from .topics import TopicNames, ensure_topics
 
 log = logging.getLogger("aion.engine")
+
+#: Seconds the engine waits before reading a partition again after a failure that names no
+#: command (the broker away, a transaction timed out).
+RETRY_PAUSE_S = 1.0
+
+
+class _StepTooLarge(Exception):
+    def __init__(self, command: Command, reason: str) -> None:
+        super().__init__(reason)
+        self.command = command
+        self.reason = reason
+
+
+@dataclass
+class _Work:
+    """One partition's share of a batch: what its transaction writes."""
+
+    partition: int
+    first: int
+    next: int  # the partition's committed offset once the transaction commits
+    events: list[Event] = field(default_factory=list)
+    touched: dict[str, WorkflowExecution] = field(default_factory=dict)
+    effects: list[Any] = field(default_factory=list)
+    dlq: list[tuple[int, bytes | None, bytes | None, str]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    n_events: int = 0
+    n_rows: int = 0
+    wheel_writes: list[Any] = field(default_factory=list)
+    commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
+
+
+class _EngineOutput:
+    """The timer wheel's and the retention's way out: the engine's transactions, under its
+    batch lock (see ``_wheel.TimerOutput``)."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+        self.lock = engine.batch_lock
+
+    def owned(self) -> set[int]:
+        return self._engine.owned()
+
+    async def write(self, partition: int, records: Sequence[Record]) -> list[int]:
+        return await self._engine.writers.run(partition, records, None)
+
+    def lost(self, partition: int) -> None:
+        self._engine.lose(partition)
 
 
 class Engine:
@@ -57,7 +116,7 @@ class Engine:
         self.names = TopicNames(settings.topic_prefix)
         self.codec = codec or Codec(registry_url=settings.schema_registry_url)
         n = settings.partitions
-        shorten_fetch_wait()  # Faust parks fetches 1.5 s; a rebalance's offset look-ups wait behind them
+        patch_worker_consumer()  # read committed; short fetch waits (see _faust.py)
         self.app = faust.App(
             f"{settings.topic_prefix}-engine",
             broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
@@ -81,7 +140,7 @@ class Engine:
             producer_max_request_size=settings.max_record_bytes,
             broker_credentials=_faust_credentials(settings),
             logging_config=None,
-            Table=CaughtUpTable,  # caught up from its changelog before Faust's recovery (_store.py)
+            Table=CaughtUpTable,  # fenced in, then caught up from its changelog before Faust's recovery
         )
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
@@ -91,297 +150,383 @@ class Engine:
         self.workflows = self.app.Table("workflows", **tbl)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
-        self._recovered: dict[int, set[str]] = {}
-        self._assigned_at_ms = now_ms()
+        self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
+        self._ready: set[int] = set()  # partitions fenced in, restored and being read
+        self._fenced_gen: int | None = None
+        self._fencing: asyncio.Future[None] | None = None
         self._known_queues: set[str] = set()
-        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0}
-        # Events, visibility rows and effects leave through librdkafka, one future per batch
-        # (see _produce.py), and so do the timer wheel's rows and fires: one producer keeps their
-        # order. Faust's producer only carries its own records and the dead letters.
-        self.out = BatchProducer(_output_config(settings))
+        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0}
         self.batch_lock = asyncio.Lock()
-        self.wheel = TimerWheel(self)
+        self.reader = CommandReader(settings.confluent_config(), self.app.conf.id, self.names.commands,
+                                    max_record_bytes=settings.max_record_bytes)
+        self.writers = Writers(_output_config(settings), self.app.conf.id, self.names.commands,
+                               self.reader.group_metadata(), n)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
-        self.intake = CommandIntake(self)  # every command offset, in order, once (see _feed.py)
+        if "mid_step_append" in self._faults:
+            self.writers.before_commit = _crash_mid_step
+        self.output = _EngineOutput(self)
+        self.wheel = TimerWheel(self.app, settings, self.codec, self.names, self.output)
         for table in self.app.tables.values():  # the catch-up reads changelogs with these settings
             table.aion_settings = settings
+            table.aion_before_restore = self._fence_in
         self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
-        self.app.timer(1.0)(self.intake.watch)
         self.app.on_partitions_revoked.connect(self._on_revoked)
-        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_rebalance_complete.connect(self._on_restored)
 
-    # ------------------------------------------------------------------ rebalance
+    # ------------------------------------------------------------------ ownership
+
+    def _assigned_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names.commands}
+
+    def owned(self) -> set[int]:
+        """Partitions this worker may process now: fenced in, restored, being read."""
+        return self._ready & self.writers.owned()
+
+    async def _fence_in(self, generation_id: int) -> None:
+        """Before any table of an assignment is restored (called by each table; the work is done
+        once per generation): a fresh transactional producer for every assigned partition, which
+        fences out every earlier producer of it (see _txn.py)."""
+        if self._fenced_gen != generation_id or self._fencing is None:
+            self._fenced_gen = generation_id
+            self._fencing = asyncio.ensure_future(self._open_writers())
+        await asyncio.shield(self._fencing)
+
+    async def _open_writers(self) -> None:
+        async with self.batch_lock:  # a batch still in flight finishes first
+            self._ready.clear()
+            self.writers.close()
+            self._cache.clear()
+            self._loaded.clear()
+        await self.writers.open(self._assigned_partitions())
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        queue = getattr(self, "_queue", None)
-        if queue is not None and not queue.empty():
-            # Queued commands of revoked partitions belong to their next owner (not acked).
-            keep = [ev for ev in _drain(queue) if ev.message.tp not in revoked]
-            for ev in keep:
-                queue.put_nowait(ev)
-        for tp in revoked:
-            if tp.topic == self.names.commands:
-                self._cache.pop(tp.partition, None)
-                self._recovered.pop(tp.partition, None)
-        self.wheel.on_revoked({tp.partition for tp in revoked if tp.topic == self.names.commands})
+        """Stop processing revoked partitions (after the batch in flight): their next owner
+        fences in their producers and reads from the committed offsets."""
+        parts = {tp.partition for tp in revoked if tp.topic == self.names.commands}
+        async with self.batch_lock:
+            self._drop(parts)
+            self.writers.close(parts)
 
-    async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        self._assigned_at_ms = now_ms()
-        self._recovered.clear()
-        self.intake.reset()
+    def _drop(self, parts: set[int]) -> None:
+        self._ready -= parts
+        self.reader.unassign(parts)
+        for p in parts:
+            self._cache.pop(p, None)
+            self._loaded.pop(p, None)
+        self.wheel.on_revoked(parts)
+
+    def lose(self, partition: int) -> None:
+        """``partition`` was fenced: another worker owns it now. Nothing more is processed or
+        written for it until a rebalance assigns it again (with a new producer and a restore)."""
+        if partition in self._ready:
+            self.stats["fenced"] += 1
+        self._drop({partition})
+        self.writers.close({partition})
+
+    async def _on_restored(self, sender: Any = None, **kwargs: Any) -> None:
+        """Faust's recovery is done: read the owned partitions from their committed offsets."""
+        parts = self._assigned_partitions() & self.writers.owned()
+        todo = parts - self._ready
+        if not todo:
+            return
+        try:
+            offsets = await asyncio.get_running_loop().run_in_executor(None, self.reader.committed, todo)
+        except Exception as exc:
+            log.error("could not read the committed offsets of partitions %s (%s); the next rebalance tries "
+                      "again", sorted(todo), exc)
+            return
+        if self._assigned_partitions() & self.writers.owned() != parts:
+            return  # a rebalance meanwhile: its own completion assigns
+        keep_paused(self.app.consumer, self.names.commands)
+        self.reader.assign(offsets)
+        self._ready |= todo
         self.wheel.on_assigned()
-
-    def _active_partitions(self) -> set[int]:
-        return {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == self.names.commands
-        }
+        log.info("reading commands partitions %s from offsets %s", sorted(todo),
+                 {p: offsets[p] for p in sorted(offsets)})
 
     # ------------------------------------------------------------------ commands
 
     async def _agent(self, stream: Any) -> None:
-        """Self-clocking group commit: a feeder task moves the stream's events into a queue;
-        each batch is everything queued (up to ``batch_size``) once the previous batch is done.
-        Under load the queue fills while a batch is appended, so batches grow with the load;
-        when idle a lone command goes at once.
-
-        (``stream.take_events`` stops buffering while a batch is processed and then collects
-        for a whole ``batch_window``: batches stayed at what arrives in 5 ms however much was
-        waiting, and every command paid the window.) Events are acked only after their batch
-        was processed, so Faust commits no offset whose command is not durable."""
+        """Self-clocking group commit: each batch is what the intake holds (up to
+        ``batch_size``) once the previous batch is done; when idle a lone command goes at once.
+        Faust's stream of the commands topic is never fetched (``keep_paused``): the agent
+        subscribes for the assignment (the tables are co-partitioned with it)."""
+        keep_paused(self.app.consumer, self.names.commands)
         size = self.settings.batch_size
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * size)
-        self._queue = queue
-        stream.enable_acks = False
-        self.intake.install()
+        while True:
+            msgs = await self.reader.take_async(size, 0.1)
+            if not msgs:
+                continue
+            owned = self.owned()
+            batch = [(m.partition(), m.offset(), m.value(), m.key(), None) for m in msgs if m.partition() in owned]
+            if batch:
+                await self.process_batch(batch)
 
-        async def feed() -> None:
-            async for ev in stream.events():
-                if await self.intake.admit(ev):
-                    await queue.put(ev)
-
-        feeder = asyncio.ensure_future(feed())
-        try:
-            while True:
-                if queue.empty():
-                    getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
-                        feeder.result()  # the stream ended or failed: end (or fail) the agent
-                        return
-                    batch = [getter.result()]
-                else:
-                    batch = [queue.get_nowait()]
-                while len(batch) < size and not queue.empty():
-                    batch.append(queue.get_nowait())
-                await self.process_batch(
-                    [(ev.message.partition, ev.message.offset, ev.value, ev.message.key, ev.message.timestamp)
-                     for ev in batch]
-                )
-                for ev in batch:
-                    await stream.ack(ev)
-        finally:
-            feeder.cancel()
-            self._queue = None
-
-    def _execution(self, partition: int, workflow_id: str, recovering: bool = False) -> WorkflowExecution:
-        """The workflow's execution: resident, or rebuilt from its history. ``recovering``: the
-        previous owner may have died inside one of its steps (see ``from_history(repair=True)``)."""
+    def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
+        """The workflow's execution: resident, or rebuilt from its history. The first load after
+        an assignment repairs a history written by an engine without transactions that died
+        inside a step (see ``from_history(repair=True)``)."""
         cache = self._cache.setdefault(partition, OrderedDict())
         ex = cache.get(workflow_id)
         if ex is not None:
             cache.move_to_end(workflow_id)
             return ex
         history = self.history_store.load(partition, workflow_id)
+        loaded = self._loaded.setdefault(partition, set())
         if history:
-            ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=recovering)
+            ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=workflow_id not in loaded)
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
+        loaded.add(workflow_id)
         cache[workflow_id] = ex
         while len(cache) > self.settings.cache_size:
             cache.popitem(last=False)
         return ex
 
-    def _needs_recovery(self, partition: int, workflow_id: str, timestamp: float | None) -> bool:
-        """Whether this command may be a re-delivery after a crash or hand-over, and the
-        workflow's recorded-but-maybe-unperformed effects must be issued again.
-
-        A command produced before this worker got the partition can be one whose batch was
-        recorded but whose effects were lost (the previous owner died between the two); the
-        first time such a command touches a workflow, the runtime's ``recovery_effects``
-        (live timers, undelivered activity attempts, child starts, cancel requests — all
-        idempotent downstream) are performed again. Later commands need nothing.
-        """
-        if timestamp is None or timestamp * 1000 > self._assigned_at_ms + 1000:
-            return False
-        seen = self._recovered.setdefault(partition, set())
-        if workflow_id in seen:
-            return False
-        seen.add(workflow_id)
-        return True
-
     async def process_batch(self, batch: list[tuple[Any, ...]]) -> None:
         """Handle one batch of command records ``(partition, offset, value, key, timestamp)``."""
-        async with self.batch_lock:  # retirements (retention) never interleave with a batch
-            await self._process_batch(batch)
+        async with self.batch_lock:  # retirements (retention) and timer fires never interleave
+            by_partition: dict[int, list[tuple[Any, ...]]] = {}
+            owned = self.owned()
+            for rec in batch:
+                if rec[0] in owned:
+                    by_partition.setdefault(rec[0], []).append(rec)
+            if not by_partition:
+                return
+            failed = await self._run_batch(by_partition)
+            for p in failed:
+                await self._one_by_one(p, by_partition[p])
+            self.stats["batches"] += 1
+            self.stats["commands"] += len(batch)
 
-    async def _process_batch(self, batch: list[tuple[Any, ...]]) -> None:
+    async def _run_batch(self, by_partition: dict[int, list[tuple[Any, ...]]]) -> list[int]:
+        """One transaction per partition, side by side; returns the partitions that must be
+        handled again command by command (nothing of them is visible)."""
         now = now_ms()
-        new_events: list[tuple[int, Event]] = []
-        effects: list[tuple[int, Any]] = []
-        touched: dict[tuple[int, str], WorkflowExecution] = {}
-        dlq: list[tuple[int, int, bytes | None, bytes | None, str]] = []
-        # Timer terminal states of workflows recovered after a hand-over (see below).
-        terminal_replay: list[tuple[int, Event]] = []
-        for partition, offset, raw, rkey, *rest in batch:
-            timestamp = rest[0] if rest else None
-            if raw is None:
-                dlq.append((partition, offset, rkey, raw, "empty record value (tombstone) on the commands topic"))
-                continue
+        works: list[_Work] = []
+        failed: list[int] = []
+        for p, recs in by_partition.items():
             try:
-                cmd = self.codec.decode_command(raw)
-            except CodecError as exc:
-                dlq.append((partition, offset, rkey, raw, f"undecodable command: {exc}"))
-                continue
-            except Exception as exc:  # a decoder bug must not stop the partition
-                dlq.append((partition, offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
-                continue
-            # A record no larger than the limit cannot carry more payload than it: skip the walk.
-            size = payload_size(cmd.body) if len(raw) > self.settings.max_payload_bytes else 0
-            if size > self.settings.max_payload_bytes:
-                reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
-                          f"the limit of {self.settings.max_payload_bytes} (AION_MAX_PAYLOAD_BYTES); store large "
-                          "data elsewhere and pass a reference")
-                dlq.append((partition, offset, rkey, raw, reason))
-                if cmd.reply_to:
-                    effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
-                        command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
-                        failure=Failure(type="PayloadTooLargeError", message=reason)))))
-                continue
-            recovering = False
-            try:
-                recovering = self._needs_recovery(partition, cmd.workflow_id, timestamp)
-                ex = self._execution(partition, cmd.workflow_id, recovering)
-                if recovering:
-                    effects.extend((partition, e) for e in ex.recovery_effects(now))
-                    # The previous owner may have died after recording the events but before its
-                    # timer_terminal rows reached the changelog (fired/cancelled timers, the closed
-                    # run's marker); re-applying the recorded ones writes what is missing.
-                    terminal_replay.extend((partition, e) for e in ex.history if _is_terminal(e))
-                    # Likewise its DropTimer effects: a timer that fired, was cancelled or whose run
-                    # closed must not keep its row (a far one would stay until it fell due).
-                    effects.extend((partition, d) for d in _ended_timers(ex))
-                    # And its visibility row, which may not have reached the changelog either.
-                    if ex.history:
-                        touched[(partition, cmd.workflow_id)] = ex
-                if isinstance(cmd.body, QueryWorkflow):
-                    reply = ex.query(cmd)
-                    if cmd.reply_to:
-                        effects.append((partition, fx.SendReply(cmd.reply_to, reply)))
-                    continue
-                step = ex.handle(cmd, now)
+                works.append(await self._prepare(p, recs, now))
             except Exception as exc:
-                log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
-                self._cache.get(partition, {}).pop(cmd.workflow_id, None)  # type: ignore[union-attr]
-                if recovering:  # not recovered yet: the next command tries again
-                    self._recovered.get(partition, set()).discard(cmd.workflow_id)
-                dlq.append((partition, offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: {type(exc).__name__}: {exc}"))
-                if cmd.reply_to:
-                    effects.append((partition, fx.SendReply(cmd.reply_to, Reply(
-                        command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
-                        failure=Failure(type="EngineError", message=f"the engine could not process {cmd.type} for workflow {cmd.workflow_id!r}: {exc}; the command was dead-lettered to {self.names.dlq}")))))
-                continue
-            refusal = getattr(step, "refusal", None)
-            if refusal is not None and not cmd.reply_to and not step.effects:
-                # Refused with nobody to tell (no reply_to): keep it, with the reason.
-                dlq.append((partition, offset, rkey, raw, f"{cmd.type} refused: {refusal.type}: {refusal.message}"))
-            for ev in step.events:
-                new_events.append((partition, ev))
-            for eff in step.effects:
-                effects.append((partition, eff))
-            if step.events:
-                touched[(partition, cmd.workflow_id)] = ex
-        try:
-            await self._append(new_events, touched)
-        except BaseException:
-            # What the resident instances hold is no longer what the log holds: forget them.
-            self._cache.clear()
-            raise
-        self.wheel.on_recorded(terminal_replay + new_events if terminal_replay else new_events)
-        await self._perform(effects, dlq)
-        self.stats["batches"] += 1
-        self.stats["commands"] += len(batch)
-        self.stats["events"] += len(new_events)
+                self._rollback(p)
+                if not isinstance(exc, _StepTooLarge):
+                    log.exception("partition %d: preparing a batch of %d commands failed; handling them one by one",
+                                  p, len(recs))
+                failed.append(p)
+        results = await asyncio.gather(*(self._commit(w) for w in works), return_exceptions=True)
+        for w, res in zip(works, results):
+            if isinstance(res, Fenced):
+                self.lose(w.partition)
+            elif isinstance(res, BaseException):
+                self.stats["aborted"] += 1
+                log.warning("partition %d: a batch of %d commands was aborted, nothing of it is visible (%s); "
+                            "handling them one by one", w.partition, len(by_partition[w.partition]), res)
+                failed.append(w.partition)
+        return failed
 
-    async def _append(self, new_events: list[tuple[int, Event]], touched: dict[tuple[int, str], WorkflowExecution]) -> None:
-        if not new_events and not touched:
+    async def _one_by_one(self, partition: int, recs: list[tuple[Any, ...]]) -> None:
+        """Handle ``recs`` of ``partition`` one transaction each, pinning a failure to its
+        command (see the module docs)."""
+        for i, rec in enumerate(recs):
+            if partition not in self.owned():
+                return
+            offset = rec[1]
+            try:
+                work = await self._prepare(partition, [rec], now_ms())
+            except _StepTooLarge as exc:
+                self._rollback(partition)
+                work = await self._refuse_large(partition, rec, exc)
+            except Exception as exc:
+                self._rollback(partition)
+                log.exception("partition %d: command at offset %d failed outside the runtime", partition, offset)
+                work = self._dead_letter_work(partition, rec, f"engine error: {type(exc).__name__}: {exc}")
+            try:
+                await self._commit(work)
+                continue
+            except Fenced:
+                self.lose(partition)
+                return
+            except (TxnError, Exception) as exc:
+                self.stats["aborted"] += 1
+                record = exc.record if isinstance(exc, Aborted) else None
+                if record is None and isinstance(exc, TxnError):
+                    # Nothing names the command (the broker away, a timeout): read it again later.
+                    log.warning("partition %d: transaction of the command at offset %d failed (%s); reading "
+                                "the partition again from there in %.1fs", partition, offset, exc, RETRY_PAUSE_S)
+                    self.reader.rewind({partition: offset})
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    return
+                reason = f"{exc}"
+            # The command's own transaction was refused: dead-letter it, with the reason.
+            try:
+                await self._commit(self._dead_letter_work(partition, rec, f"transaction refused: {reason}"))
+            except Fenced:
+                self.lose(partition)
+                return
+            except Exception as exc:
+                log.warning("partition %d: dead-lettering offset %d failed (%s); reading again from there",
+                            partition, offset, exc)
+                self.reader.rewind({partition: offset})
+                await asyncio.sleep(RETRY_PAUSE_S)
+                return
+
+    def _rollback(self, partition: int) -> None:
+        """Nothing of the partition's transaction is visible: put its local rows back and
+        forget its resident workflows (they may hold steps the log does not)."""
+        self.wheel.rolled_back(partition)
+        self._cache.pop(partition, None)
+
+    async def _prepare(self, partition: int, recs: list[tuple[Any, ...]], now: int) -> _Work:
+        """Run the partition's commands and assemble its transaction's records."""
+        work = _Work(partition, recs[0][1], recs[-1][1] + 1)
+        for _partition, offset, raw, rkey, *_rest in recs:
+            self._step(work, offset, raw, rkey, now)
+        if "effects_error" in self._faults and work.effects:
+            self._faults = self._faults - {"effects_error"}
+            raise RuntimeError("AION_FAULT=effects_error: an exception while performing the batch's effects")
+        await self._assemble(work)
+        return work
+
+    def _step(self, work: _Work, offset: int, raw: bytes | None, rkey: bytes | None, now: int) -> None:
+        partition = work.partition
+        if raw is None:
+            work.dlq.append((offset, rkey, raw, "empty record value (tombstone) on the commands topic"))
             return
-        if not self.out.started:
-            self.out.start()
+        try:
+            cmd = self.codec.decode_command(raw)
+        except CodecError as exc:
+            work.dlq.append((offset, rkey, raw, f"undecodable command: {exc}"))
+            return
+        except Exception as exc:  # a decoder bug must not stop the partition
+            work.dlq.append((offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
+            return
+        limit = self.settings.max_payload_bytes
+        # A record no larger than the limit cannot carry more payload than it: skip the walk.
+        size = payload_size(cmd.body) if len(raw) > limit else 0
+        if size > limit:
+            reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
+                      f"the limit of {limit} (AION_MAX_PAYLOAD_BYTES); store large data elsewhere and pass a "
+                      "reference")
+            work.dlq.append((offset, rkey, raw, reason))
+            if cmd.reply_to:
+                work.effects.append(fx.SendReply(cmd.reply_to, Reply(
+                    command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
+                    failure=Failure(type="PayloadTooLargeError", message=reason))))
+            return
+        try:
+            ex = self._execution(partition, cmd.workflow_id)
+            if isinstance(cmd.body, QueryWorkflow):
+                reply = ex.query(cmd)
+                if cmd.reply_to:
+                    work.effects.append(fx.SendReply(cmd.reply_to, reply))
+                return
+            step = ex.handle(cmd, now)
+        except Exception as exc:
+            log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
+            self._cache.get(partition, OrderedDict()).pop(cmd.workflow_id, None)
+            work.dlq.append((offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: "
+                                                f"{type(exc).__name__}: {exc}"))
+            if cmd.reply_to:
+                work.effects.append(fx.SendReply(cmd.reply_to, Reply(
+                    command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
+                    failure=Failure(type="EngineError", message=(
+                        f"the engine could not process {cmd.type} for workflow {cmd.workflow_id!r}: {exc}; the "
+                        f"command was dead-lettered to {self.names.dlq}")))))
+            return
+        work.commands[cmd.command_id] = cmd
+        refusal = step.refusal
+        if refusal is not None and not cmd.reply_to and not step.effects:
+            # Refused with nobody to tell (no reply_to): keep it, with the reason.
+            work.dlq.append((offset, rkey, raw, f"{cmd.type} refused: {refusal.type}: {refusal.message}"))
+        work.events.extend(step.events)
+        work.effects.extend(step.effects)
+        if step.events:
+            work.touched[cmd.workflow_id] = ex
+
+    async def _refuse_large(self, partition: int, rec: tuple[Any, ...], exc: _StepTooLarge) -> _Work:
+        """A step over the payload limit: nothing of it is recorded. A running workflow is
+        terminated with the reason (its next command would only produce the same step); a
+        start is refused. The sender, if it waits, gets ``PayloadTooLargeError``."""
+        cmd = exc.command
+        offset = rec[1]
+        work = _Work(partition, offset, offset + 1)
+        log.warning("partition %d: %s", partition, exc.reason)
+        ex = self._execution(partition, cmd.workflow_id)
+        if ex.history and ex.status == "RUNNING":
+            term = Command(command_id=f"{cmd.command_id}:payload-too-large", workflow_id=cmd.workflow_id,
+                           sent_at_ms=now_ms(), body=TerminateWorkflow(reason=f"PayloadTooLargeError: {exc.reason}"))
+            step = ex.handle(term, now_ms())
+            work.events.extend(step.events)
+            work.effects.extend(e for e in step.effects if not isinstance(e, fx.SendReply))
+            if step.events:
+                work.touched[cmd.workflow_id] = ex
+        else:
+            work.dlq.append((offset, rec[3], rec[2], exc.reason))
+        if cmd.reply_to:
+            work.effects.append(fx.SendReply(cmd.reply_to, Reply(
+                command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
+                failure=Failure(type="PayloadTooLargeError", message=exc.reason))))
+        await self._assemble(work)
+        return work
+
+    def _dead_letter_work(self, partition: int, rec: tuple[Any, ...], reason: str) -> _Work:
+        offset = rec[1]
+        work = _Work(partition, offset, offset + 1)
+        work.records.append(self._dlq_record(partition, offset, rec[3], rec[2], reason))
+        return work
+
+    def _dlq_record(self, partition: int, offset: int, key: bytes | None, raw: bytes | None, reason: str) -> Any:
+        log.warning("dead-lettered %s[%d]@%d: %s", self.names.commands, partition, offset, reason)
+        self.stats["dlq"] += 1
+        return (self.names.dlq, key, raw, None,
+                [("aion.reason", reason.encode()), ("aion.source.topic", self.names.commands.encode()),
+                 ("aion.source.partition", str(partition).encode()), ("aion.source.offset", str(offset).encode())])
+
+    async def _assemble(self, work: _Work) -> None:
+        """The records of the partition's transaction, in order: events, visibility rows, timer
+        and terminal rows (staged in the local tables, journaled), effects, dead letters."""
+        p = work.partition
         events_topic = self.names.events
         encode_key, encode_event = self.codec.encode_event_key, self.codec.encode_event
-        records: list[tuple[str, bytes | None, bytes | None, int | None]] = [
-            (events_topic, encode_key(EventKey(ev.workflow_id, ev.seq)), encode_event(ev), partition)
-            for partition, ev in new_events
-        ]
-        n_events = len(records)
-        if "mid_step_append" in self._faults:
-            await self._crash_mid_step(records, new_events)
+        records = work.records
+        limit = self.settings.max_payload_bytes
+        for ev in work.events:
+            value = encode_event(ev)
+            # A record no larger than the limit cannot carry more payload than it: skip the walk.
+            if len(value) > limit and (size := payload_size(ev.body)) > limit:
+                cmd = work.commands.get(ev.command_id)
+                reason = (f"the step of command {ev.command_id!r} for workflow {ev.workflow_id!r} would record "
+                          f"{type(ev.body).__name__} (seq {ev.seq}) with {size} bytes of payload, over the limit "
+                          f"of {limit} (AION_MAX_PAYLOAD_BYTES); store large data elsewhere and pass a reference")
+                if cmd is None:
+                    raise RuntimeError(reason)
+                raise _StepTooLarge(cmd, reason)
+            records.append((events_topic, encode_key(EventKey(ev.workflow_id, ev.seq)), value, p))
+        work.n_events = len(work.events)
         wf_topic = self.workflows.changelog_topic.get_topic_name()
-        for (partition, wid), ex in touched.items():
-            records.append((wf_topic, wid.encode(), _visibility_row(ex), partition))
-        # Wait for Kafka's acknowledgement of every event and row of the batch (acks=all).
-        offsets = await self.out.send_batch(records)
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        last_offset: dict[int, int] = {}
-        for (_, key, value, partition), offset in zip(records[:n_events], offsets):
-            by_partition.setdefault(partition, []).append((key, value))  # type: ignore[arg-type]
-            last_offset[partition] = max(last_offset.get(partition, -1), offset)  # type: ignore[arg-type]
-        for partition, kvs in by_partition.items():
-            self.history_store.write_local(partition, kvs)  # type: ignore[arg-type]
-            self.history.data.set_persisted_offset(TP(events_topic, partition), last_offset[partition])
-        for (_, key, value, partition), offset in zip(records[n_events:], offsets[n_events:]):
-            db = self.workflows.data._db_for_partition(partition)
-            db.put(key, value)
-            self.workflows.data.set_persisted_offset(TP(wf_topic, partition), offset)
-
-    async def _crash_mid_step(self, records: list[Any], new_events: list[tuple[int, Event]]) -> None:
-        """Fault injection (``AION_FAULT=mid_step_append``): append the batch only up to the
-        first event of its first multi-event step, wait for Kafka, then die — the log keeps
-        half a step, as when the engine is killed between two produce requests."""
-        for i in range(1, len(new_events)):
-            if new_events[i][1].command_id == new_events[i - 1][1].command_id:
-                await self.out.send_batch(records[:i])
-                crash("mid_step_append")
-
-    # ------------------------------------------------------------------ effects
-
-    async def _perform(self, effects: list[tuple[int, Any]], dlq: list[tuple[int, int, bytes | None, bytes | None, str]]) -> None:
-        producer = self.app.producer
-        futs: list[Any] = []
-        records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        timer_effects: list[tuple[int, Any]] = []
-        for partition, eff in effects:
+        for wid, ex in work.touched.items():
+            records.append((wf_topic, wid.encode(), _visibility_row(ex), p))
+        work.n_rows = len(work.touched)
+        timer_effects = [(p, e) for e in work.effects if isinstance(e, (fx.ScheduleTimer, fx.DropTimer))]
+        work.wheel_writes = self.wheel.stage([(p, ev) for ev in work.events], timer_effects)
+        records.extend(self.wheel.records(work.wheel_writes))
+        for eff in work.effects:
             if isinstance(eff, fx.DispatchActivity):
                 await self._ensure_queue(eff.task.task_queue)
-                records.append((
-                    self.names.activity_tasks(eff.task.task_queue),
-                    f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                    self.codec.encode_task(eff.task), None))
+                records.append((self.names.activity_tasks(eff.task.task_queue),
+                                f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
+                                self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.DispatchActivityCancel):
                 await self._ensure_queue(eff.task_queue)
-                records.append((
-                    self.names.activity_tasks(eff.task_queue),
-                    f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                    self.codec.encode_task(eff.task), None))
+                records.append((self.names.activity_tasks(eff.task_queue),
+                                f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
+                                self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.SendCommand):
-                records.append((
-                    self.names.commands, eff.command.workflow_id.encode(),
-                    self.codec.encode_command(eff.command), None))
+                records.append((self.names.commands, eff.command.workflow_id.encode(),
+                                self.codec.encode_command(eff.command), None))
             elif isinstance(eff, fx.SendReply):
                 topic, _, part = eff.reply_to.rpartition(":")
                 if not topic or not part.isdigit():
@@ -389,23 +534,40 @@ class Engine:
                     continue
                 records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part)))
             elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer)):
-                timer_effects.append((partition, eff))
+                continue
             else:
                 log.warning("unknown effect %r ignored", eff)
-        for partition, offset, rkey, raw, reason in dlq:
-            log.warning("dead-lettered %s[%d]@%d: %s", self.names.commands, partition, offset, reason)
-            self.stats["dlq"] += 1
-            futs.append(await producer.send(
-                self.names.dlq, rkey, raw, None, None,
-                {"aion.reason": reason.encode(), "aion.source.topic": self.names.commands.encode(),
-                 "aion.source.partition": str(partition).encode(), "aion.source.offset": str(offset).encode()}))
-        futs.extend(await self.wheel.apply(timer_effects))
-        if records:
-            if not self.out.started:
-                self.out.start()
-            futs.append(self.out.send_batch(records))
-        if futs:
-            await asyncio.gather(*futs)
+        for offset, rkey, raw, reason in work.dlq:
+            records.append(self._dlq_record(p, offset, rkey, raw, reason))
+
+    async def _commit(self, work: _Work) -> None:
+        """The partition's transaction; then the local tables. Raises ``TxnError`` (and puts
+        the local rows back) when it did not commit."""
+        p = work.partition
+        if "refuse_record" in self._faults and len(work.records) >= 2:
+            self._faults = self._faults - {"refuse_record"}
+            topic, key, _value, part, *hdrs = work.records[1]
+            work.records[1] = (topic, key, b"\0" * (self.settings.max_record_bytes + 1), part, *hdrs)
+            log.warning("AION_FAULT=refuse_record: record 1 of partition %d's transaction made too large", p)
+        try:
+            offsets = await self.writers.run(p, work.records, work.next)
+        except BaseException:
+            self._rollback(p)
+            raise
+        if "after_fire_recorded" in self._faults and any(isinstance(ev.body, TimerFired) for ev in work.events):
+            crash("after_fire_recorded")
+        n_ev, n_rows = work.n_events, work.n_rows
+        if n_ev:
+            self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
+            store_offset(self.history, p, max(offsets[:n_ev]))
+        if n_rows:
+            db = db_for(self.workflows, p)
+            for _, key, value, *_ in work.records[n_ev:n_ev + n_rows]:
+                db.put(key, value)
+            store_offset(self.workflows, p, max(offsets[n_ev:n_ev + n_rows]))
+        w0 = n_ev + n_rows
+        self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
+        self.stats["events"] += n_ev
 
     async def _ensure_queue(self, queue: str) -> None:
         if queue in self._known_queues:
@@ -415,27 +577,12 @@ class Engine:
         self._known_queues.add(queue)
 
 
-def _is_terminal(ev: Event) -> bool:
-    """Events that decide a ``timer_terminal`` row: a timer fired or cancelled, a run closed."""
-    return isinstance(ev.body, (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS))
-
-
-def _ended_timers(ex: WorkflowExecution) -> list[fx.DropTimer]:
-    """``DropTimer`` for every user timer of ``ex``'s history that fired, was cancelled or
-    belongs to a closed run (dropping a timer without a row writes nothing)."""
-    started: list[tuple[str, str]] = []
-    ended: set[tuple[str, str]] = set()
-    closed: set[str] = set()
-    for e in ex.history:
-        b = e.body
-        if isinstance(b, TimerStarted):
-            started.append((e.run_id, b.timer_id))
-        elif isinstance(b, (TimerFired, TimerCancelled)):
-            ended.add((e.run_id, b.timer_id))
-        elif isinstance(b, RUN_CLOSING_EVENTS):
-            closed.add(e.run_id)
-    return [fx.DropTimer(ex.workflow_id, run_id, timer_id) for run_id, timer_id in started
-            if (run_id, timer_id) in ended or run_id in closed]
+def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
+    """Fault injection (``AION_FAULT=mid_step_append``): the batch's records were handed to
+    Kafka inside the transaction, the commit not done — die (the next owner's fencing aborts
+    the transaction: nothing of it is ever visible)."""
+    if sum(1 for r in records if r[0].endswith(".events")) >= 2:
+        crash("mid_step_append")
 
 
 def _visibility_row(ex: WorkflowExecution) -> bytes:
@@ -455,13 +602,6 @@ def _visibility_row(ex: WorkflowExecution) -> bytes:
         "search_attributes": get("search_attributes", {}) or {},
     }
     return json.dumps(row, default=str).encode()
-
-
-def _drain(queue: "asyncio.Queue[Any]") -> list[Any]:
-    out = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
 
 
 def _output_config(settings: Settings) -> dict[str, Any]:

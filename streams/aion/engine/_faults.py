@@ -4,13 +4,16 @@ random kill to hit it.
 
 Points:
 
-- ``after_fire_emit`` (timer wheel): fires acknowledged by Kafka, their rows not yet deleted — exit 137;
-- ``after_fire_recorded`` (timer wheel): a batch holding a ``TimerFired`` is durable, its
-  effects not performed — exit 137;
-- ``mid_step_append`` (engine): only the first part of a step's events reached Kafka — exit 137;
-- ``drop_command`` (engine): the command records at offsets 1 and 3 are thrown away the first
-  time they reach the worker, before the engine sees them, as Faust's stream buffer can lose one around a rebalance (see
-  ``_feed.CommandIntake``) — the worker goes on.
+- ``after_fire_emit`` (timer wheel): a transaction with fires (and their rows' deletion)
+  committed, the local bookkeeping not done — exit 137;
+- ``after_fire_recorded`` (engine): a batch's transaction holding a ``TimerFired`` committed,
+  its events not yet in the local tables — exit 137;
+- ``mid_step_append`` (engine): a batch's records (two or more events) handed to Kafka inside
+  its transaction, the commit not done — exit 137 (the next owner's fencing aborts it);
+- ``refuse_record`` (engine, once): record 1 of the first transaction with two or more
+  records is made larger than Kafka accepts: the transaction aborts — the worker goes on;
+- ``effects_error`` (engine, once): an exception while a batch's effects are prepared — the
+  worker goes on.
 """
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ def _consumer(settings: Settings, what: str) -> Any:
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
+        # Only committed records: an aborted engine transaction's records stay in the log.
+        "isolation.level": "read_committed",
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": max(8 * 1024 * 1024, settings.max_record_bytes),
         "queued.max.messages.kbytes": 256 * 1024,
@@ -163,6 +165,16 @@ def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int]) -> dict[i
     from confluent_kafka import TopicPartition
 
     return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions}
+
+
+def end_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """``partition -> (low, high)`` of ``topic``, high being the last stable offset (committed
+    records only: the reader's isolation level)."""
+    c = _consumer(settings, "ends")
+    try:
+        return _end_offsets(c, topic, partitions)
+    finally:
+        c.close()
 
 
 def _topic_partitions(consumer: Any, topic: str) -> int | None:

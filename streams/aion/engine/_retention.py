@@ -6,9 +6,9 @@ worker owns. A workflow whose latest run closed (not continued as new) more than
 
 1. a tombstone (``value=None``) for each of its ``{workflow_id, seq}`` keys on the compacted
    events topic, on the workflow's partition, and for its rows on the ``workflows`` and
-   ``timer_terminal`` changelogs (a closed workflow has no armed timers); the task waits until
-   Kafka acknowledged them all;
-2. only then its rows leave the local tables (and its resident instance the cache), and
+   ``timer_terminal`` changelogs (a closed workflow has no armed timers), in one transaction of
+   the partition's producer (a worker fenced out of the partition retires nothing);
+2. only once it committed its rows leave the local tables (and its resident instance the cache), and
    Faust's persisted offsets move past the tombstones.
 
 The log cleaner later drops the records and, after ``delete.retention.ms``, the tombstones; a
@@ -30,10 +30,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from faust.types import TP
-
 from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
+from ._faust import db_for, store_offset
 from ._store import _prefix_items, scan_items, workflow_key_prefix
+from ._txn import Fenced
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -99,7 +99,7 @@ class Retention:
             return 0
         now = int(time.time() * 1000) if now_ms is None else now_ms
         retired = 0
-        for p in sorted(self.engine._active_partitions()):
+        for p in sorted(self.engine.owned()):
             candidates: list[str] = []
             for i, (key, value) in enumerate(scan_items(self.engine.workflows, p)):
                 if value is not None and expired(value, now, self.retention_ms):
@@ -110,7 +110,7 @@ class Retention:
                     await asyncio.sleep(0)
             if candidates:
                 async with self.lock:
-                    if p in self.engine._active_partitions():
+                    if p in self.engine.owned():
                         retired += await self._retire(p, candidates, now)
         self.stats["sweeps"] += 1
         return retired
@@ -118,7 +118,7 @@ class Retention:
     def _history_keys(self, partition: int, workflow_id: str) -> tuple[list[bytes], bool]:
         """The workflow's history keys, and whether its last event closes the workflow."""
         codec = self.engine.codec
-        db = self.engine.history.data._db_for_partition(partition)
+        db = db_for(self.engine.history, partition)
         keys: list[bytes] = []
         last: tuple[int, bytes] | None = None
         for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
@@ -135,9 +135,8 @@ class Retention:
 
     async def _retire(self, partition: int, workflow_ids: list[str], now_ms: int) -> int:
         eng = self.engine
-        wf_db = eng.workflows.data._db_for_partition(partition)
+        wf_db = db_for(eng.workflows, partition)
         wf_topic = eng.workflows.changelog_topic.get_topic_name()
-        producer = eng.app.producer
         plan: list[tuple[str, list[bytes]]] = []
         for wid in workflow_ids:
             row = wf_db.get(wid.encode())
@@ -151,25 +150,24 @@ class Retention:
             return 0
         # The timer wheel's terminal states of the workflow's runs (closed-run markers) go too.
         terminal = getattr(getattr(eng, "wheel", None), "terminal", None)
-        term_db = terminal.data._db_for_partition(partition) if terminal is not None else None
+        term_db = db_for(terminal, partition) if terminal is not None else None
         term_keys = {wid: _keys_with_prefix(term_db, wid.encode() + b"\0") if term_db is not None else []
                      for wid, _ in plan}
-        futs: list[Any] = []
-        wf_futs: list[Any] = []
-        term_futs: list[Any] = []
+        # One transaction of the partition (the engine's producer: a fenced worker retires nothing).
+        events, wf_rows, term_rows = [], [], []
         for wid, keys in plan:
-            for key in keys:
-                futs.append(await producer.send(eng.names.events, key, None, partition, None, None))
-            wf_futs.append(await producer.send(wf_topic, wid.encode(), None, partition, None, None))
+            events.extend((eng.names.events, key, None, partition) for key in keys)
+            wf_rows.append((wf_topic, wid.encode(), None, partition))
             if terminal is not None:
                 term_topic = terminal.changelog_topic.get_topic_name()
-                for key in term_keys[wid]:
-                    term_futs.append(await producer.send(term_topic, key, None, partition, None, None))
-        metas = await asyncio.gather(*futs)
-        wf_metas = await asyncio.gather(*wf_futs)
-        term_metas = await asyncio.gather(*term_futs)
-        # The tombstones are durable: now the local rows and the resident instances go.
-        hist_db = eng.history.data._db_for_partition(partition)
+                term_rows.extend((term_topic, key, None, partition) for key in term_keys[wid])
+        try:
+            offsets = await eng.writers.run(partition, events + wf_rows + term_rows, None)
+        except Fenced:
+            eng.lose(partition)
+            return 0
+        # The tombstones are committed: now the local rows and the resident instances go.
+        hist_db = db_for(eng.history, partition)
         cache = eng._cache.get(partition)
         for wid, keys in plan:
             for key in keys:
@@ -179,13 +177,13 @@ class Retention:
                 term_db.delete(key)  # type: ignore[union-attr]
             if cache is not None:
                 cache.pop(wid, None)
-        if metas:
-            eng.history.data.set_persisted_offset(TP(eng.names.events, partition), max(m.offset for m in metas))
-        if wf_metas:
-            eng.workflows.data.set_persisted_offset(TP(wf_topic, partition), max(m.offset for m in wf_metas))
-        if term_metas and terminal is not None:
-            terminal.data.set_persisted_offset(TP(terminal.changelog_topic.get_topic_name(), partition),
-                                               max(m.offset for m in term_metas))
+        n_ev, n_wf = len(events), len(wf_rows)
+        if n_ev:
+            store_offset(eng.history, partition, max(offsets[:n_ev]))
+        store_offset(eng.workflows, partition, max(offsets[n_ev:n_ev + n_wf]))
+        if term_rows and terminal is not None:
+            store_offset(terminal, partition, max(offsets[n_ev + n_wf:]))
+        futs = events
         self.stats["retired_workflows"] += len(plan)
         self.stats["tombstones"] += len(futs)
         log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(futs))

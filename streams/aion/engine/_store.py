@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 import faust
 from faust.types import TP
@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aion.engine")
 
 
-def _db(table: Any, partition: int) -> Any:
-    """The rocksdict database of ``table`` for ``partition`` (opened on first use)."""
-    return table.data._db_for_partition(partition)
+from ._faust import db_for as _db
 
 
 def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
@@ -98,76 +96,80 @@ def scan_items(table: Any, partition: int, start: bytes = b"") -> Iterator[tuple
 
 
 class CaughtUpTable(faust.Table):  # type: ignore[misc]
-    """An engine table (raw bytes rows, RocksDB) caught up from its changelog before Faust's
-    recovery reads it.
+    """An engine table (raw bytes rows, RocksDB) fenced in and caught up from its changelog
+    before Faust's recovery reads it.
 
-    A worker that takes over a partition restores its tables from their changelogs: for
-    ``history`` the events topic, every event recorded there (minus retired workflows); for
-    ``workflows``, ``timers`` and ``timer_terminal`` their own changelogs, which grow with the
-    load too. Faust's recovery reads a changelog record by record (~10,000 records/s on the
-    development machine: seconds per takeover after a few minutes of load, growing with
-    age). Right after Faust opened the newly assigned partitions' databases and before its
-    recovery starts, this table reads the partitions it has no copy of with librdkafka straight into
-    RocksDB (the rebuild's reader, hundreds of thousands of records/s) and records the offset
-    reached; Faust's recovery then reads only what was appended since. Standby partitions are
-    left to Faust.
+    On every assignment, right after Faust opened the assigned partitions' databases and
+    before its recovery starts:
+
+    1. **Fencing.** ``aion_before_restore`` (the engine's) initialises the transactional
+       producer of every assigned commands partition (``_txn.py``): the previous owner's open
+       transaction is aborted and its producer can write nothing more. Only then is the
+       partition's state read, so what is restored is all the previous owner will ever have
+       written (a stalled worker that wakes up cannot append behind the restore's back).
+    2. **Catch-up.** Each assigned active partition is read from its stored offset to the end
+       of its changelog with librdkafka, committed records only, straight into RocksDB (the
+       rebuild's reader, hundreds of thousands of records/s; Faust's recovery reads ~10,000
+       records/s), and the stored offset is set to the end of the log. The end of a changelog
+       written in transactions is a commit marker, which Faust's recovery (outside its own
+       exactly-once mode) would wait for forever as if it were a record: after the catch-up it
+       finds nothing left to read.
+
+    Standby partitions are left to Faust.
     """
 
     #: Set by the engine: the settings the catch-up reads the changelog with.
     aion_settings: "Settings | None" = None
+    #: Set by the engine: fences in the assigned partitions before any table is read.
+    aion_before_restore: "Callable[[int], Awaitable[None]] | None" = None
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if self.aion_before_restore is not None:
+            await self.aion_before_restore(generation_id)
         settings = self.aion_settings
         topic = self.changelog_topic.get_topic_name()
         standbys = self.app.assignor.assigned_standbys()
-        # Only partitions this worker holds no copy of (no stored offset): a copy left by an
-        # earlier assignment or a reused data folder is brought up to date by Faust, as before
-        # (a chaos run once ended with a closed-run marker missing from a reused folder's
-        # timer_terminal table; not shown to come from here, but kept out of that path).
-        partitions = sorted(tp.partition for tp in newly_assigned if tp.topic == topic and tp not in standbys
-                            and self.data.persisted_offset(tp) is None)
-        if settings is None or not partitions:
+        starts = {tp.partition: (self.data.persisted_offset(tp) or -1) + 1
+                  for tp in assigned if tp.topic == topic and tp not in standbys}
+        if settings is None or not starts:
             return
         t0 = time.monotonic()
         try:
-            n = await asyncio.get_running_loop().run_in_executor(None, catch_up, self.data, settings,
-                                                                 topic, partitions)
-        except Exception as exc:  # Faust's recovery reads it all instead: slower, not wrong
+            n = await asyncio.get_running_loop().run_in_executor(None, catch_up, self.data, settings, topic, starts)
+        except Exception as exc:  # Faust's recovery reads it instead: slower, not wrong
             log.warning("%s: catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
-                        self.name, partitions, type(exc).__name__, exc)
+                        self.name, sorted(starts), type(exc).__name__, exc)
             return
-        if n:
-            log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
-                     partitions, time.monotonic() - t0)
+        log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
+                 sorted(starts), time.monotonic() - t0)
 
 
 #: A catch-up that reads nothing for this long gives up (Faust's recovery then reads it all):
 #: it runs inside the rebalance callback, which must not hang on a broker that is restarting.
 STALL_S = 15.0
-#: Longest a catch-up runs (it holds up the rebalance callback); the rest is left to Faust.
-BUDGET_S = 30.0
 
 
-def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int],
-             flush_bytes: int = 32 * 1024 * 1024, budget_s: float = BUDGET_S) -> int:
-    """Read each partition of the changelog ``topic`` — partitions ``store`` (the table's Faust
-    rocksdict store) holds no copy of — from its first offset to the end, into the partition's
-    database, moving the stored offset along (as Faust's ``apply_changelog_batch`` does: the
-    offset goes in the same write batch as the rows). Stops after ``budget_s`` (Faust's
-    recovery reads the rest). Returns the records read."""
+def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int],
+             flush_bytes: int = 32 * 1024 * 1024) -> int:
+    """Read each partition of the changelog ``topic`` from ``starts[partition]`` to the end (the
+    last stable offset: committed records only) into ``store``'s (the table's Faust rocksdict
+    store) database of that partition, moving the stored offset along (as Faust's
+    ``apply_changelog_batch`` does: the offset goes in the same write batch as the rows), and
+    finally to the last offset of the log (a commit marker, past every record read). Returns
+    the records read."""
     import rocksdict
 
-    from ._rebuild import scan_events
+    from ._rebuild import end_offsets, scan_events
 
-    # The handles Faust opened for this assignment (not re-opened if a new rebalance revokes a
-    # partition meanwhile: what is written is valid history either way).
+    partitions = sorted(starts)
     dbs = {p: store._db_for_partition(p) for p in partitions}
+    highs = {p: high for p, (_low, high) in end_offsets(settings, topic, partitions).items()}
+    ends = {p: (min(starts[p], highs[p]), highs[p]) for p in partitions}
     batches: dict[int, Any] = {}
     last: dict[int, int] = {}
     count = pending = 0
-    deadline = time.monotonic() + budget_s
 
     def flush() -> None:
         for p, batch in batches.items():
@@ -175,8 +177,7 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
             dbs[p].write(batch)
         batches.clear()
 
-    for p, offset, key, value in scan_events(settings, partitions, topic=topic,
-                                               timeout_s=STALL_S):
+    for p, offset, key, value in scan_events(settings, partitions, topic=topic, ends=ends, timeout_s=STALL_S):
         batch = batches.get(p)
         if batch is None:
             batch = batches[p] = rocksdict.WriteBatch(raw_mode=True)
@@ -190,7 +191,8 @@ def catch_up(store: Any, settings: "Settings", topic: str, partitions: list[int]
         if pending >= flush_bytes:
             flush()
             pending = 0
-            if time.monotonic() > deadline:
-                break  # the rebalance callback must not run long: Faust reads the rest
     flush()
+    for p in partitions:  # past the trailing control records: nothing left for Faust to wait for
+        if highs[p] > 0 and highs[p] - 1 > last.get(p, starts[p] - 1):
+            dbs[p].put(store.offset_key, str(highs[p] - 1).encode())
     return count

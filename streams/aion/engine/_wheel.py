@@ -3,25 +3,25 @@
 One :class:`TimerWheel` per engine worker serves the partitions the worker owns
 (storage and window logic per partition: ``_timers.py``).
 
-- **Arm / disarm.** ``apply()`` turns a batch's ``ScheduleTimer`` / ``DropTimer`` effects into
-  rows of the ``timers`` table (written locally, sent to its changelog, and awaited with the
-  batch: record before effect). A timer due within the window (``WINDOW_MS``) also goes into
-  memory at once; later ones only into the table, with an index row so a ``DropTimer`` finds
-  them.
+- **Arm / disarm.** ``stage()`` turns a batch's ``ScheduleTimer`` / ``DropTimer`` effects into
+  rows of the ``timers`` table: written locally (journaled) and returned as changelog records
+  that go in the batch's transaction; an aborted transaction puts the local rows back
+  (``rolled_back``). A timer due within the window (``WINDOW_MS``) also goes into memory at
+  once; later ones only into the table, with an index row so a ``DropTimer`` finds them.
 - **The window.** The loop loads rows due before ``now + WINDOW_MS`` from the table in slices
   of at most ``SCAN_ROWS`` rows, starting at the partition's persisted scan position (so a
   worker taking over never walks the deleted rows firing leaves behind), and again every
   ``ADVANCE_S`` as time moves on.
 - **Firing.** Due timers are sent as ``FireTimer`` commands to the workflow's partition of
-  the commands topic; once Kafka acknowledged them their rows are deleted. A timer whose
-  terminal state (``timer_terminal``: fired / cancelled / run closed) is already recorded
-  is dropped instead of sent, so a crash between a fire and its row's deletion, a
-  rebalance, or a cancel that raced the fire, costs no second fire. (The runtime also
+  the commands topic in one transaction with the deletion of their rows (the partition's
+  producer: a worker fenced out of the partition fires nothing). A timer whose terminal state
+  (``timer_terminal``: fired / cancelled / run closed) is already recorded is dropped instead
+  of sent, so a rebalance or a cancel that raced the fire costs no second fire. (The runtime also
   ignores fires of timers that are not live: the table is the partition-local first line.)
 - **Bounded work.** No stretch of the loop runs longer than ``SLICE_S`` without yielding to
   the event loop (command processing shares it); at most ``settings.timer_batch`` fires per
   tick. Correctness does not depend on ticks: rows are durable and reloaded on assignment.
-- **Terminal states** come from ``on_recorded`` (the batch's events are durable):
+- **Terminal states** come from ``on_recorded`` (called by ``stage`` with the batch's events; their rows go in the same transaction):
   ``TimerFired`` / ``TimerCancelled`` per (workflow, run, timer), and a run-closed marker when
   a run ends (which covers its internal timers too: activity timeouts, retries, deadlines).
 - **Metrics** (``stats`` / :meth:`snapshot`, and a log line every ``STATS_EVERY_S``): fire lag
@@ -37,19 +37,88 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
-from faust.types import TP
-
+from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, now_ms
 from ..runtime import effects as fx
 from ._faults import crash, faults
+from ._faust import db_for, store_offset
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._txn import Fenced, Record, TxnError
+from .settings import Settings
+from .topics import TopicNames
 
 log = logging.getLogger("aion.engine.timers")
+
+
+class TimerOutput(Protocol):
+    """What the wheel writes through (the engine's transactions, ``_txn.py``)."""
+
+    #: Held while the wheel stages and writes: no batch interleaves with its local writes.
+    lock: asyncio.Lock
+
+    def owned(self) -> set[int]:
+        """The partitions this worker owns and has restored (the only ones it may fire)."""
+        ...
+
+    async def write(self, partition: int, records: Sequence[Record]) -> list[int]:
+        """One transaction of ``partition``; the records' offsets. Raises ``TxnError``."""
+        ...
+
+    def lost(self, partition: int) -> None:
+        """``partition`` was fenced: another worker owns it."""
+        ...
+
+
+class Journal:
+    """Undo records of local table writes not yet in a committed transaction, per partition:
+    an aborted transaction's rows are put back as they were (the local tables never hold what
+    the log does not)."""
+
+    def __init__(self) -> None:
+        self._undo: dict[int, list[tuple[Any, bytes, bytes | None]]] = {}
+
+    def record(self, partition: int, db: Any, key: bytes) -> None:
+        self._undo.setdefault(partition, []).append((db, key, db.get(key)))
+
+    def forget(self, partition: int) -> None:
+        self._undo.pop(partition, None)
+
+    def rollback(self, partition: int) -> int:
+        undo = self._undo.pop(partition, [])
+        for db, key, old in reversed(undo):
+            if old is None:
+                db.delete(key)
+            else:
+                db.put(key, old)
+        return len(undo)
+
+
+class JournaledDB:
+    """A partition's rocksdict database whose writes are journaled (see :class:`Journal`)."""
+
+    __slots__ = ("db", "partition", "journal")
+
+    def __init__(self, db: Any, partition: int, journal: Journal) -> None:
+        self.db, self.partition, self.journal = db, partition, journal
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)  # type: ignore[no-any-return]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.journal.record(self.partition, self.db, key)
+        self.db.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.journal.record(self.partition, self.db, key)
+        self.db.delete(key)
+
+    def iter(self) -> Any:
+        return self.db.iter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
 
 
 class TimerWheel:
@@ -67,10 +136,14 @@ class TimerWheel:
     IDLE_S = 0.5
     STATS_EVERY_S = 30.0
 
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.app = engine.app
-        n = engine.settings.partitions
+    def __init__(self, app: Any, settings: Settings, codec: Codec, names: TopicNames, output: TimerOutput) -> None:
+        self.app = app
+        self.settings = settings
+        self.codec = codec
+        self.names = names
+        self.output = output
+        self.journal = Journal()
+        n = settings.partitions
         tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
         self.timers = self.app.Table("timers", **tbl)
         self.terminal = self.app.Table("timer_terminal", **tbl)
@@ -134,9 +207,13 @@ class TimerWheel:
         if fired and "after_fire_recorded" in self._faults:
             crash("after_fire_recorded")
 
-    async def apply(self, effects: list[tuple[int, Any]]) -> list[Any]:
-        """Arm/disarm timers for a batch; returns the changelog sends to wait for. A repeated
-        ``ScheduleTimer`` (the engine's recovery effects after a hand-over) writes nothing."""
+    def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:
+        """A batch's timer work before its transaction: the terminal states of its events and
+        the arms/disarms of its ``ScheduleTimer`` / ``DropTimer`` effects. The local rows are
+        written now (journaled: :meth:`rolled_back` puts them back); returns the changelog
+        writes ``(table, partition, (key, value))`` that go in the batch's transactions. A
+        repeated ``ScheduleTimer`` writes nothing."""
+        self.on_recorded(events)
         writes: list[tuple[Any, int, Write]] = []
         wake = False
         for partition, eff in effects:
@@ -144,7 +221,6 @@ class TimerWheel:
                 ident = ident_of(eff.workflow_id, eff.run_id, eff.timer_id)
                 part = self._part(partition)
                 if part is None:
-                    writes.extend(self._changelog_only_arm(partition, eff.fire_at_ms, ident))
                     continue
                 out: list[Write] = []
                 if part.arm(eff.fire_at_ms, ident, out) is not None:
@@ -165,7 +241,64 @@ class TimerWheel:
             self._queued = []
         if wake:
             self._wakeup.set()
-        return await self._send(writes)
+        return writes
+
+    @staticmethod
+    def records(writes: Sequence[tuple[Any, int, Write]]) -> list[Record]:
+        """The changelog records of ``writes``."""
+        return [(table.changelog_topic.get_topic_name(), key, value, partition)
+                for table, partition, (key, value) in writes]
+
+    def committed(self, partition: int, writes: Sequence[tuple[Any, int, Write]], offsets: Sequence[int]) -> None:
+        """``writes`` of ``partition`` are in a committed transaction at ``offsets``: the local
+        rows stay, and Faust's recovery starts after them."""
+        self.journal.forget(partition)
+        last: dict[Any, int] = {}
+        for (table, _, _), offset in zip(writes, offsets):
+            if offset > last.get(table, -1):
+                last[table] = offset
+        for table, offset in last.items():
+            try:
+                store_offset(table, partition, offset)
+            except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
+                log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
+
+    def rolled_back(self, partition: int) -> None:
+        """The transaction of ``partition`` did not commit: its local rows are put back and the
+        partition's window is loaded again from the table."""
+        n = self.journal.rollback(partition)
+        self._queued = [q for q in self._queued if q[1] != partition]
+        self._parts.pop(partition, None)
+        self._next_advance = 0.0
+        self._wakeup.set()
+        if n:
+            log.info("partition %d: %d local timer row writes of an aborted transaction put back", partition, n)
+
+    async def apply(self, effects: list[tuple[int, Any]]) -> None:
+        """:meth:`stage` and write ``effects`` at once, one transaction per partition (tests
+        and the in-process benchmark; the engine stages a batch's timer work itself)."""
+        writes = self.stage([], effects)
+        by_partition: dict[int, list[tuple[Any, int, Write]]] = {}
+        for w in writes:
+            by_partition.setdefault(w[1], []).append(w)
+        async with self.output.lock:
+            for partition, ws in by_partition.items():
+                await self._write(partition, [], ws)
+
+    async def _write(self, partition: int, records: list[Record], writes: list[tuple[Any, int, Write]]) -> bool:
+        """``records`` and the changelog records of ``writes`` in one transaction of
+        ``partition``; whether it committed (if not, the local rows are put back)."""
+        try:
+            offsets = await self.output.write(partition, records + self.records(writes))
+        except TxnError as exc:
+            self.rolled_back(partition)
+            if isinstance(exc, Fenced):
+                self.output.lost(partition)
+            else:
+                log.warning("timer transaction of partition %d aborted (%s); the timers fire again", partition, exc)
+            return False
+        self.committed(partition, writes, offsets[len(records):])
+        return True
 
     # ------------------------------------------------------------------ reading
 
@@ -194,9 +327,8 @@ class TimerWheel:
 
     # ------------------------------------------------------------------ rows
 
-    @staticmethod
-    def _db(table: Any, partition: int) -> Any:
-        return table.data._db_for_partition(partition)
+    def _db(self, table: Any, partition: int) -> JournaledDB:
+        return JournaledDB(db_for(table, partition), partition, self.journal)
 
     def _part(self, partition: int) -> WheelPartition | None:
         if partition in self._revoked:
@@ -215,107 +347,6 @@ class TimerWheel:
         TerminalStore(self._db(self.terminal, partition)).mark(ident, state, out)
         self._queued.extend((self.terminal, partition, w) for w in out)
 
-    def _changelog_only_arm(self, partition: int, fire_at_ms: int, ident: bytes) -> list[tuple[Any, int, Write]]:
-        """A timer armed for a partition revoked mid-batch: no local row (the database is no
-        longer ours), but the changelog carries it to the new owner's table."""
-        from ._timers import INDEX_PREFIX, be_ms
-
-        log.warning("timer %s armed for revoked partition %d: written to the changelog only", ident, partition)
-        at = be_ms(fire_at_ms)
-        return [(self.timers, partition, (at + ident, b"I")), (self.timers, partition, (INDEX_PREFIX + ident, at))]
-
-    def _out(self) -> Any:
-        """The engine's librdkafka output producer (events, rows, effects: one producer keeps
-        their order), or None for a stand-in engine without one (then Faust's producer)."""
-        out = getattr(self.engine, "out", None)
-        if out is not None and not out.started:
-            out.start()
-        return out
-
-    async def _send(self, writes: list[tuple[Any, int, Write]]) -> list[Any]:
-        """Send row writes to their tables' changelogs; Faust's persisted offset of a table
-        partition follows the acknowledgements (so recovery re-reads only what is new).
-        Through the engine's output producer the whole list is one batch with one future
-        (``_await_all`` of the returned list waits for it)."""
-        if not writes:
-            return []
-        out = self._out()
-        if out is not None:
-            gen = self._gen
-            t0 = self._t()
-            fut = out.produce_batch([(table.changelog_topic.get_topic_name(), key, value, partition)
-                                     for table, partition, (key, value) in writes])
-            fut.add_done_callback(lambda f: self._acked_batch(writes, gen, f))
-            self._block(t0)
-            return [fut]
-        producer = self.app.producer
-        futs = []
-        gen = self._gen
-        last: dict[tuple[Any, int], Any] = {}
-        t0 = self._t()
-        for i, (table, partition, (key, value)) in enumerate(writes):
-            fut = await producer.send(table.changelog_topic.get_topic_name(), key, value, partition, None, None)
-            last[(table, partition)] = fut
-            futs.append(fut)
-            if i & 63 == 63 and time.perf_counter() - t0 > self.SLICE_S:
-                t0 = await self._yield(t0)
-        # One callback per table partition (its last record has the highest offset), not one
-        # per record: thousands of callbacks run back to back would hold the event loop.
-        for (table, partition), fut in last.items():
-            fut.add_done_callback(lambda f, t=table, p=partition: self._acked(t, p, gen, f))
-        self._block(t0)
-        return futs
-
-    async def _await_all(self, futs: list[Any]) -> None:
-        """Wait for sends one by one (no gather: its per-future callbacks would all run in one
-        loop iteration), yielding between stretches."""
-        t0 = self._t()
-        for i, f in enumerate(futs):
-            if f.done():
-                f.result()
-            else:
-                self._block(t0)
-                await f
-                t0 = self._t()
-            if i & 255 == 255 and time.perf_counter() - t0 > self.SLICE_S:
-                t0 = await self._yield(t0)
-        self._block(t0)
-
-    def _acked(self, table: Any, partition: int, gen: int, fut: Any) -> None:
-        if fut.cancelled() or fut.exception() is not None or gen != self._gen or partition in self._revoked:
-            return
-        key = (table, partition)
-        offset = fut.result().offset
-        if offset > self._acks.get(key, -1):
-            self._acks[key] = offset
-        if not self._acks_flush:  # once per loop iteration, not once per record
-            self._acks_flush = True
-            asyncio.get_running_loop().call_soon(self._flush_acks, gen)
-
-    def _acked_batch(self, writes: list[tuple[Any, int, Write]], gen: int, fut: Any) -> None:
-        """Offsets of a batch sent through the output producer (one per write, in order)."""
-        if fut.cancelled() or fut.exception() is not None or gen != self._gen:
-            return
-        acks = self._acks
-        for (table, partition, _), offset in zip(writes, fut.result()):
-            if offset > acks.get((table, partition), -1) and partition not in self._revoked:
-                acks[(table, partition)] = offset
-        if not self._acks_flush:
-            self._acks_flush = True
-            asyncio.get_running_loop().call_soon(self._flush_acks, gen)
-
-    def _flush_acks(self, gen: int) -> None:
-        acks, self._acks = self._acks, {}
-        self._acks_flush = False
-        if gen != self._gen:
-            return
-        for (table, partition), offset in acks.items():
-            if partition in self._revoked:
-                continue
-            try:
-                table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
-            except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
-                log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
 
     # ------------------------------------------------------------------ the loop
 
@@ -357,10 +388,6 @@ class TimerWheel:
                 best = k
         return None if best is None else int.from_bytes(best[:8], "big", signed=True)
 
-    def _active_partitions(self) -> set[int]:
-        topic = self.engine.names.commands
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
-
     def _t(self) -> float:
         """Start timing a stretch of work (wall clock; CPU time of this thread alongside)."""
         self._cpu0 = time.thread_time()
@@ -390,7 +417,7 @@ class TimerWheel:
         if self.app.rebalancing or getattr(self.app, "in_recovery", False):
             return None
         gen = self._gen
-        for p in self._active_partitions() - set(self._parts) - self._revoked:
+        for p in self.output.owned() - set(self._parts) - self._revoked:
             self._parts[p] = WheelPartition(p, self._db(self.timers, p))
         await self._advance(gen)
         if gen != self._gen:
@@ -421,103 +448,74 @@ class TimerWheel:
         self._next_advance = mono + self.ADVANCE_S if done else 0.0
 
     async def _fire(self, gen: int) -> bool:
-        now = now_ms()
-        limit = self.engine.settings.timer_batch
-        taken: list[tuple[WheelPartition, list[bytes]]] = []
-        dropped: list[tuple[WheelPartition, list[bytes]]] = []
-        t0 = self._t()
-        for part in self._parts.values():
-            if limit <= 0:
-                break
-            keys = part.take_due(now, limit)
-            if not keys:
-                continue
-            limit -= len(keys)
-            terminal = TerminalStore(self._db(self.terminal, part.partition))
-            fire, drop = [], []
-            for i, key in enumerate(keys):
-                (drop if terminal.state(key[8:]) is not None else fire).append(key)
-                if i & 63 == 63 and time.perf_counter() - t0 > self.SLICE_S:
-                    t0 = await self._yield(t0)
-            if fire:
-                taken.append((part, fire))
-            if drop:
-                dropped.append((part, drop))
-        if not taken and not dropped:
-            self._block(t0)
-            await self._persist_low(gen)
-            return False
+        """Fire what is due: per partition one transaction with the ``FireTimer`` commands and
+        the deletion of their rows (so a fire and its row's deletion are visible together or
+        not at all); rows whose timer reached a terminal state are deleted without a fire."""
+        async with self.output.lock:  # no batch interleaves with the journaled row writes
+            if gen != self._gen:
+                return False
+            owned = self.output.owned()
+            fired = False
+            for part in list(self._parts.values()):
+                if part.partition in owned and self._parts.get(part.partition) is part:
+                    fired = await self._fire_partition(part) or fired
+            await self._persist_low(gen, owned)
+            return fired
 
-        codec = self.engine.codec
-        commands = self.engine.names.commands
-        producer = self.app.producer
-        out = self._out()
-        records: list[tuple[str, bytes, bytes, int]] = []
-        futs = []
-        try:
-            for part, keys in taken:
-                for key in keys:
-                    ident = key[8:]
-                    fire_at = int.from_bytes(key[:8], "big", signed=True)
-                    wf, run, tid = parse_ident(ident)
-                    sent = now_ms()
-                    cmd = Command(
-                        command_id=f"timer:{wf}:{run}:{tid}:{fire_at}", workflow_id=wf, sent_at_ms=sent,
-                        body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at))
-                    if out is not None:
-                        records.append((commands, wf.encode(), codec.encode_command(cmd), part.partition))
-                    else:
-                        futs.append(await producer.send(
-                            commands, wf.encode(), codec.encode_command(cmd), part.partition, None, None))
-                    self.send_lag.observe(sent - fire_at)
-                    if tid.isdigit():  # a workflow's own timer: its TimerFired gives the fire lag
-                        self._sent[ident] = fire_at
-                    if time.perf_counter() - t0 > self.SLICE_S:
-                        t0 = await self._yield(t0)
-            if records:
-                futs.append(out.produce_batch(records))
-            self._block(t0)
-            await self._await_all(futs)
-        except BaseException:
-            for part, keys in taken:
-                part.put_back(keys)
-            raise
+    async def _fire_partition(self, part: WheelPartition) -> bool:
+        now = now_ms()
+        keys = part.take_due(now, self.settings.timer_batch)
+        if not keys:
+            return False
+        t0 = self._t()
+        terminal = TerminalStore(self._db(self.terminal, part.partition))
+        fire, drop = [], []
+        for key in keys:
+            (drop if terminal.state(key[8:]) is not None else fire).append(key)
+        codec = self.codec
+        commands = self.names.commands
+        records: list[Record] = []
+        sent: dict[bytes, int] = {}
+        for key in fire:
+            ident = key[8:]
+            fire_at = int.from_bytes(key[:8], "big", signed=True)
+            wf, run, tid = parse_ident(ident)
+            at = now_ms()
+            cmd = Command(
+                command_id=f"timer:{wf}:{run}:{tid}:{fire_at}", workflow_id=wf, sent_at_ms=at,
+                body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at))
+            records.append((commands, wf.encode(), codec.encode_command(cmd), part.partition))
+            self.send_lag.observe(at - fire_at)
+            if tid.isdigit():  # a workflow's own timer: its TimerFired gives the fire lag
+                sent[ident] = fire_at
+        out: list[Write] = []
+        part.fired(keys, out)
+        writes = [(self.timers, part.partition, w) for w in out]
+        self._block(t0)
+        if not await self._write(part.partition, records, writes):
+            return False
         if "after_fire_emit" in self._faults:
             crash("after_fire_emit")
-        if gen != self._gen:
-            return True  # the partitions moved meanwhile: the new owner re-fires (deduplicated)
-        t0 = self._t()
-        writes: list[tuple[Any, int, Write]] = []
-        for part, keys in (*taken, *dropped):
-            for s in range(0, len(keys), 256):
-                out: list[Write] = []
-                part.fired(keys[s:s + 256], out)
-                writes.extend((self.timers, part.partition, w) for w in out)
-                if time.perf_counter() - t0 > self.SLICE_S:
-                    t0 = await self._yield(t0)
-                    if gen != self._gen:
-                        return True
-        self.stats["fired"] += sum(len(k) for _, k in taken)
-        self.stats["dropped_terminal"] += sum(len(k) for _, k in dropped)
+        self._sent.update(sent)
+        self.stats["fired"] += len(fire)
+        self.stats["dropped_terminal"] += len(drop)
         if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
             for ident in list(self._sent)[:100_000]:
                 del self._sent[ident]
-        self._block(t0)
-        await self._await_all(await self._send(writes))
-        await self._persist_low(gen)
         return True
 
-    async def _persist_low(self, gen: int) -> None:
+    async def _persist_low(self, gen: int, owned: set[int]) -> None:
         if gen != self._gen:
             return
         mono = time.monotonic()
-        writes: list[tuple[Any, int, Write]] = []
-        for part in self._parts.values():
+        for part in list(self._parts.values()):
+            if part.partition not in owned:
+                continue
             out: list[Write] = []
             part.advance_low(mono, out)
-            writes.extend((self.timers, part.partition, w) for w in out)
-        if writes:
-            await self._await_all(await self._send(writes))
+            if out:
+                await self._write(part.partition, [], [(self.timers, part.partition, w) for w in out])
+
 
     def _maybe_log_stats(self) -> None:
         mono = time.monotonic()

@@ -1,0 +1,80 @@
+"""Every use of Faust internals, in one place (faust-streaming is pinned to the version these
+were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release changes them).
+
+- :func:`patch_worker_consumer`: Faust's worker consumer (aiokafka) reads with
+  ``isolation_level=read_committed`` (Faust sets it only in its own exactly-once mode; the
+  engine's changelogs are written in Kafka transactions, and a table restored from aborted
+  records would hold what the log does not) and parks an empty fetch at most 100 ms (Faust
+  hard-codes 1.5 s, and a rebalance's offset look-ups waited behind it: ~2.8 s of every quiet
+  takeover).
+- :func:`keep_paused`: Faust's consumer never fetches the commands topic (the engine reads it
+  with librdkafka, ``_feed.py``), though the engine's agent subscribes to it for the assignment.
+- :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
+  changelog offset Faust's recovery starts after.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+#: The faust-streaming release these hooks were read from.
+FAUST_VERSION = "0.15.3"
+
+#: Longest time the engine's Faust consumer lets the broker hold a fetch.
+FETCH_MAX_WAIT_MS = 100
+
+
+def patch_worker_consumer(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Wrap ``AIOKafkaConsumerThread._create_worker_consumer``: read committed, short fetch wait
+    (both are read by aiokafka when the consumer starts)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    cls: Any = driver.AIOKafkaConsumerThread
+    if getattr(cls, "_aion_fetch_max_wait_ms", None) is None:
+        create = cls._create_worker_consumer
+
+        def _create_worker_consumer(self: Any, transport: Any) -> Any:
+            consumer = create(self, transport)
+            consumer._fetch_max_wait_ms = cls._aion_fetch_max_wait_ms
+            consumer._isolation_level = "read_committed"  # aiokafka hands it to its Fetcher on start
+            return consumer
+
+        cls._create_worker_consumer = _create_worker_consumer
+    cls._aion_fetch_max_wait_ms = max_wait_ms
+
+
+def keep_paused(consumer: Any, topic: str) -> None:
+    """Faust's ``consumer`` never resumes fetching ``topic`` (its recovery resumes every
+    non-changelog partition when it completes); its partitions are paused now too."""
+    if getattr(consumer, "_aion_keep_paused", None) == topic:
+        return
+    resume = consumer.resume_partitions
+
+    def resume_partitions(tps: Iterable[Any]) -> None:
+        resume({tp for tp in tps if tp.topic != topic})
+
+    consumer.resume_partitions = resume_partitions
+    consumer._aion_keep_paused = topic
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # not started yet
+        assigned = set()
+    consumer.pause_partitions({tp for tp in assigned if tp.topic == topic})
+
+
+def db_for(table: Any, partition: int) -> Any:
+    """The rocksdict database of ``table`` for ``partition`` (opened on first use)."""
+    return table.data._db_for_partition(partition)
+
+
+def store_offset(table: Any, partition: int, offset: int) -> None:
+    """Record that ``table``'s local partition holds its changelog up to ``offset``."""
+    from faust.types import TP
+
+    table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
+
+
+def stored_offset(table: Any, partition: int) -> int | None:
+    from faust.types import TP
+
+    return table.data.persisted_offset(TP(table.changelog_topic.get_topic_name(), partition))

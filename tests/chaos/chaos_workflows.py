@@ -165,6 +165,17 @@ class NapFlow:
         return "rested"
 
 
+@workflow.defn
+class BigResultFlow:
+    """Returns ``n`` bytes of text: over the engine's payload limit, its closing event must be
+    refused before anything of the step is written (the run is terminated with the reason)."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        await workflow.sleep(timedelta(milliseconds=10))
+        return "x" * n
+
+
 # ---------------------------------------------------------------- the oracle
 
 

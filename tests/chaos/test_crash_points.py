@@ -60,9 +60,8 @@ async def one_partition(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path)
 async def test_a_crash_right_after_a_fire_is_recorded(
         workflow: str, args: list[object], crashed_in: str, last: list[str], result: object,
         one_partition: tuple[Settings, ChaosCluster, Client], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker dies once the batch with the fire is on the events topic, before the batch's
-    effects (the dropped timer's ``timers`` rows, a child's result to its parent) and its
-    ``timer_terminal`` rows reach Kafka. The next owner (fresh data folder: only the
+    """The worker dies once the transaction of the batch with the fire committed (its events,
+    effects and rows together), before its events reach the local tables. The next owner (fresh data folder: only the
     changelogs to restore from; its history caught up from the events topic before Faust's
     recovery) must finish the workflow and end with the tables a rebuild derives from the
     events topic."""
@@ -74,7 +73,13 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     h = await client.start_workflow(workflow, *args, id="crash-1")
     await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at after_fire_recorded")
     assert "AION_FAULT=after_fire_recorded" in crashing.tail()
-    history = await client.get_workflow_handle(crashed_in).history()
+    # Committed: visible once the transaction coordinator wrote its markers (asynchronously).
+    deadline = time.monotonic() + 10
+    while True:
+        history = await client.get_workflow_handle(crashed_in).history()
+        if [e.type for e in history][-len(last):] == last or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert [e.type for e in history][-len(last):] == last
 
     monkeypatch.setenv("AION_CHAOS_ENGINE_LOGLEVEL", "info")
@@ -95,12 +100,12 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     ("ActivityFlow", ["k", 0], "done:k"),  # WorkflowStarted | ActivityScheduled
     ("TimerFlow", [3], 13),  # WorkflowStarted | TimerStarted
 ])
-async def test_a_crash_inside_a_step_append_is_repaired(
+async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
         workflow: str, args: list[object], result: object, one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
-    """The worker dies after the first event of the start's step reached Kafka and before the
-    rest did (two produce requests). The next owner replays a history that ends inside the
-    step; the re-delivered start (a duplicate by its command id) must record what the step
-    still owes, once, under the start's command id, and the workflow must finish."""
+    """The worker dies after the start's step was handed to Kafka inside its transaction and
+    before the commit. Nothing of it may be visible (readers read committed records only); the
+    next owner's fencing aborts the transaction, reads the start again and records the step
+    once, under the start's command id, and the workflow finishes."""
     _, cluster, client = one_partition
     crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
     cluster.activities()
@@ -108,8 +113,7 @@ async def test_a_crash_inside_a_step_append_is_repaired(
     starting = asyncio.ensure_future(client.start_workflow(workflow, *args, id="cut-1"))
     await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at mid_step_append")
     assert "AION_FAULT=mid_step_append" in crashing.tail()
-    history = await client.get_workflow_handle("cut-1").history()
-    assert [e.type for e in history] == ["WorkflowStarted"]
+    assert await client.get_workflow_handle("cut-1").history() == []
 
     cluster.engine(AION_SESSION_TIMEOUT="6")
     h = await starting
@@ -121,23 +125,134 @@ async def test_a_crash_inside_a_step_append_is_repaired(
     assert sum(e.type == history[1].type and e.command_id == start_cid for e in history) == 1
 
 
+def _command(settings: Settings, workflow_id: str, workflow_type: str, args: list[object]) -> bytes:
+    import json as _json
+    import uuid as _uuid
 
-async def test_command_records_lost_inside_the_worker_are_read_again(
+    from aion.codec import Codec
+    from aion.model import Command, Payload, StartWorkflow
+
+    body = StartWorkflow(workflow_type=workflow_type,
+                         input=[Payload("application/json", _json.dumps(a).encode()) for a in args])
+    return Codec().encode_command(Command(command_id=str(_uuid.uuid4()), workflow_id=workflow_id,
+                                          sent_at_ms=int(time.time() * 1000), body=body))
+
+
+def _producer(settings: Settings, **extra: object) -> "Producer":
+    from confluent_kafka import Producer
+
+    return Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "acks": "all", **extra})
+
+
+async def test_a_sender_with_a_fast_clock_loses_nothing_across_a_takeover(
         one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
-    """Faust's stream can drop a fetched record (its buffer is cleared when flow resumes after
-    a rebalance) while the fetch position moves past it. ``AION_FAULT=drop_command`` throws the
-    records at offsets 1 and 3 away the same way. The intake must read them again: offset 1
-    from the high watermark (nothing follows it), offset 3 from the hole offset 4 shows.
-    Every signal is answered and recorded once."""
-    _, cluster, client = one_partition
-    engine = cluster.engine(AION_FAULT="drop_command")
-    h = await client.start_workflow("SignalFlow", 4, id="lost-1")  # offset 0
-    await asyncio.wait_for(h.signal("add", 1), 60)  # offset 1: dropped, the partition's last
-    await asyncio.wait_for(h.signal("add", 2), 60)  # offset 2
-    await asyncio.wait_for(asyncio.gather(h.signal("add", 3), h.signal("add", 4)), 60)  # 3 dropped, 4 shows the hole
-    assert await h.result(timeout=60) == 10
-    log = engine.tail(200)
-    assert log.count("AION_FAULT=drop_command") == 2, log
-    assert "no record for" in log and "arrived" in log, log  # both ways of finding a loss
-    assert [e.type for e in await h.history()].count("SignalReceived") == 4
+    """A start whose record carries a timestamp 5 s ahead of the engines' clocks (its sender's
+    clock runs fast), and an engine that dies inside the start's step. The survivor must record
+    the whole step and finish the workflow: no wall clock decides whether a command may be a
+    re-delivery (the engine once skipped its recovery for records stamped after the hand-over,
+    leaving such a step half-recorded forever)."""
+    settings, cluster, client = one_partition
+    crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
+    cluster.activities()
+    p = _producer(settings)
+    p.produce(settings.topic_prefix + ".commands", _command(settings, "fast-1", "ActivityFlow", ["k", 0]),
+              b"fast-1", timestamp=int(time.time() * 1000) + 5_000)
+    p.flush(10)
+    await _wait(lambda: not crashing.alive(), 60, "the engine did not crash at mid_step_append")
+    cluster.engine(AION_SESSION_TIMEOUT="6")
+    h = client.get_workflow_handle("fast-1")
+    assert await h.result(timeout=90) == "done:k"
+    assert [e.type for e in await h.history()][:2] == ["WorkflowStarted", "ActivityScheduled"]
+
+
+async def test_commands_written_in_transactions_are_read_committed_and_never_stall_the_partition(
+        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
+    """A foreign producer writes the commands topic in transactions: one committed start, one
+    aborted start, then a plain start. Their control records take offsets that never arrive
+    as records. The engine must start the committed and the plain workflow, never the aborted
+    one, and go on with the partition."""
+    settings, cluster, client = one_partition
+    engine = cluster.engine()
+    cluster.activities()
+    topic = settings.topic_prefix + ".commands"
+    tx = _producer(settings, **{"transactional.id": f"{settings.topic_prefix}-foreign"})
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    tx.produce(topic, _command(settings, "tx-ok", "ActivityFlow", ["a", 0]), b"tx-ok")
+    tx.commit_transaction(30)
+    tx.begin_transaction()
+    tx.produce(topic, _command(settings, "tx-aborted", "ActivityFlow", ["b", 0]), b"tx-aborted")
+    tx.flush(10)  # on the log, then aborted
+    tx.abort_transaction(30)
+    plain = _producer(settings)
+    plain.produce(topic, _command(settings, "plain-after", "ActivityFlow", ["c", 0]), b"plain-after")
+    plain.flush(10)
+    assert await client.get_workflow_handle("tx-ok").result(timeout=60) == "done:a"
+    assert await client.get_workflow_handle("plain-after").result(timeout=60) == "done:c"
+    assert await client.execute_workflow("ActivityFlow", "d", 0, id="later", result_timeout=60) == "done:d"
+    assert await client.get_workflow_handle("tx-aborted").history() == []
     assert engine.alive()
+
+
+async def test_a_refused_record_aborts_its_transaction_and_loses_nothing(
+        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
+    """``AION_FAULT=refuse_record``: Kafka refuses a record in the middle of a batch's
+    transaction. Nothing of the transaction may be visible, its commands are handled again one
+    per transaction, and every workflow finishes with a gapless history written once."""
+    from aion.testing import check_events_topic
+
+    settings, cluster, client = one_partition
+    engine = cluster.engine(AION_FAULT="refuse_record")
+    cluster.activities()
+    handles = await asyncio.gather(*(client.start_workflow("ActivityFlow", f"r{i}", 0, id=f"refused-{i}")
+                                     for i in range(6)))
+    assert [await h.result(timeout=60) for h in handles] == [f"done:r{i}" for i in range(6)]
+    log = engine.tail(300)
+    assert "AION_FAULT=refuse_record" in log and "was aborted" in log, log
+    report = check_events_topic(settings, strict_recorded_at=True)
+    assert not report.violations, report.violations
+    assert engine.alive()
+
+
+async def test_an_exception_in_the_effects_step_loses_no_command(
+        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
+    """``AION_FAULT=effects_error``: an exception while a batch's effects are prepared. The
+    batch's commands are handled again (one per transaction) and every workflow finishes; the
+    engine keeps running."""
+    from aion.testing import check_events_topic
+
+    settings, cluster, client = one_partition
+    engine = cluster.engine(AION_FAULT="effects_error")
+    cluster.activities()
+    handles = await asyncio.gather(*(client.start_workflow("ActivityFlow", f"e{i}", 0, id=f"effects-{i}")
+                                     for i in range(4)))
+    assert [await h.result(timeout=60) for h in handles] == [f"done:e{i}" for i in range(4)]
+    assert "AION_FAULT=effects_error" in engine.tail(300)
+    report = check_events_topic(settings, strict_recorded_at=True)
+    assert not report.violations, report.violations
+    assert engine.alive()
+
+
+async def test_a_step_over_the_payload_limit_is_refused_before_the_append(
+        one_partition: tuple[Settings, ChaosCluster, Client]) -> None:
+    """A workflow whose result is over ``AION_MAX_PAYLOAD_BYTES``: its closing step is refused
+    before anything is written (Kafka would refuse the record, or accept a payload over the
+    limit), its run is terminated with a ``PayloadTooLargeError`` reason, and the workflows
+    around it are not affected."""
+    from aion.exceptions import WorkflowFailureError
+    from aion.testing import check_events_topic
+
+    settings, cluster, client = one_partition
+    engine = cluster.engine(AION_MAX_PAYLOAD_BYTES=str(64 * 1024))
+    cluster.activities()
+    big, small = await asyncio.gather(client.start_workflow("BigResultFlow", 200 * 1024, id="big-1"),
+                                      client.start_workflow("BigResultFlow", 1024, id="small-1"))
+    assert await small.result(timeout=60) == "x" * 1024
+    with pytest.raises(WorkflowFailureError) as err:
+        await big.result(timeout=60)
+    assert "PayloadTooLargeError" in str(err.value) or "PayloadTooLargeError" in repr(err.value.__cause__)
+    history = await big.history()
+    assert [e.type for e in history][-1] == "WorkflowTerminated"
+    assert "over the limit" in engine.tail(300)
+    report = check_events_topic(settings, strict_recorded_at=True)
+    assert not report.violations, report.violations

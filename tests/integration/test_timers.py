@@ -151,11 +151,14 @@ async def test_kill9_after_fire_recorded_before_wake(cluster, client):  # type: 
 
 async def test_overdue_timers_fire_after_restart(cluster, client):  # type: ignore[no-untyped-def]
     first = cluster.engine("e")
-    handles = [await client.start_workflow("SleepOnce", 2_000, id=f"overdue-{i}") for i in range(20)]
+    # Timers long enough that none is due before the kill (20 starts and history reads take a
+    # few seconds on a loaded machine), then a wait until every one of them is overdue.
+    handles = [await client.start_workflow("SleepOnce", 8_000, id=f"overdue-{i}") for i in range(20)]
+    started = time.monotonic()
     for h in handles:
         await wait_history(h, lambda x: "TimerStarted" in types(x))
     first.kill9()
-    await asyncio.sleep(3.5)  # every timer is overdue now
+    await asyncio.sleep(max(0.0, started + 8.5 - time.monotonic()))  # every timer is overdue now
     restarted = time.time() * 1000
     cluster.engine("e")
     assert [await h.result(timeout=KILL_WAIT) for h in handles] == ["fired"] * 20

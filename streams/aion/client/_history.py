@@ -110,11 +110,13 @@ def read_until(
     while True:
         if last >= end - 1:
             return
-        msgs = fatal_or_log(consume_available(c, 1000, 0.2), f"events reader {topic}[{partition}]")
+        # A short wait: a partition written in transactions ends with a commit marker, which is
+        # never delivered; the position moves past it instead (checked below).
+        msgs = fatal_or_log(consume_available(c, 1000, 0.02), f"events reader {topic}[{partition}]")
         for m in msgs:
             last = m.offset()
             yield m
-        if not msgs:
+        if not msgs or last < end - 1:
             pos = EventPartitionReader.position(c, topic, partition)
             if pos >= end:
                 return

@@ -29,7 +29,7 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
   timers pending in memory per partition, the stored rows' estimate, fired/dropped counts and
   the longest stretch the loop held the event loop.
 
-Fault injection (tests only): ``after_fire_emit`` and ``after_fire_recorded`` (see _faults.py).
+Fault injection (tests only): ``after_fire_emit`` (see _faults.py).
 """
 
 from __future__ import annotations
@@ -186,11 +186,9 @@ class TimerWheel:
 
     def on_recorded(self, events: list[tuple[int, Event]]) -> None:
         """A batch's events are durable: keep the terminal states (``timer_terminal``)."""
-        fired = False
         for partition, ev in events:
             b = ev.body
             if isinstance(b, TimerFired):
-                fired = True
                 ident = ident_of(ev.workflow_id, ev.run_id, b.timer_id)
                 self._mark(partition, ident, TerminalStore.FIRED)
                 at = self._sent.pop(ident, None)
@@ -204,8 +202,6 @@ class TimerWheel:
                 out: list[Write] = []
                 TerminalStore(self._db(self.terminal, partition)).close_run(ev.workflow_id, ev.run_id, out)
                 self._queued.extend((self.terminal, partition, w) for w in out)
-        if fired and "after_fire_recorded" in self._faults:
-            crash("after_fire_recorded")
 
     def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:
         """A batch's timer work before its transaction: the terminal states of its events and

@@ -160,7 +160,7 @@ class Engine:
         self.reader = CommandReader(settings.confluent_config(), self.app.conf.id, self.names.commands,
                                     max_record_bytes=settings.max_record_bytes)
         self.writers = Writers(_output_config(settings), self.app.conf.id, self.names.commands,
-                               self.reader.group_metadata(), n)
+                               self.reader.group_metadata, n)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
         if "mid_step_append" in self._faults:
             self.writers.before_commit = _crash_mid_step

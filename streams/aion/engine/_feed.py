@@ -35,7 +35,7 @@ class CommandReader:
 
     def __init__(self, config: dict[str, Any], group_id: str, topic: str, *, max_record_bytes: int) -> None:
         self.topic = topic
-        self._consumer = Consumer(dict(config, **{
+        self._config = dict(config, **{
             # The engine group's committed offsets (and its id in transactional offset commits);
             # assign() only: this consumer never joins the group.
             "group.id": group_id,
@@ -48,8 +48,16 @@ class CommandReader:
             "fetch.min.bytes": 1,
             "max.partition.fetch.bytes": max(1_048_576, max_record_bytes),
             "fetch.max.bytes": max(52_428_800, max_record_bytes),
-        }))
+        })
+        self._client: Consumer | None = None
         self._assigned: set[int] = set()
+
+    @property
+    def _consumer(self) -> Consumer:
+        """Created on first use (an engine built only for its tables never connects)."""
+        if self._client is None:
+            self._client = Consumer(self._config)
+        return self._client
 
     def group_metadata(self) -> Any:
         """The group metadata for transactional offset commits (group id, generation -1)."""
@@ -116,7 +124,9 @@ class CommandReader:
         return await asyncio.get_running_loop().run_in_executor(None, self.take, n, timeout)
 
     def close(self) -> None:
-        try:
-            self._consumer.close()
-        except Exception:
-            pass
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass

@@ -199,8 +199,8 @@ class _Refused(Exception):
 class Writers:
     """The engine worker's :class:`PartitionWriter` per owned commands partition."""
 
-    def __init__(self, config: dict[str, Any], app_id: str, commands_topic: str, group_metadata: Any,
-                 partitions: int) -> None:
+    def __init__(self, config: dict[str, Any], app_id: str, commands_topic: str,
+                 group_metadata: Callable[[], Any], partitions: int) -> None:
         self._config = config
         self.app_id = app_id
         self.commands_topic = commands_topic
@@ -225,8 +225,9 @@ class Writers:
         """Fence in ``partitions`` (each a new producer and ``init_transactions``), in parallel.
         Returns the partitions that could not be opened (logged)."""
         loop = asyncio.get_running_loop()
+        metadata = self._group_metadata()
         todo = {p: PartitionWriter(p, dict(self._config, **{"transactional.id": self.transactional_id(p)}),
-                                   self.commands_topic, self._group_metadata, before_commit=self.before_commit)
+                                   self.commands_topic, metadata, before_commit=self.before_commit)
                 for p in partitions if p not in self.owned()}
         if not todo:
             return set()

@@ -69,7 +69,8 @@ class Deployment:
     def end_offsets(self, topic: str) -> int:
         """Sum of the end offsets of ``topic``'s partitions (records ever appended)."""
         if self._consumer is None:
-            cfg = dict(self.settings.confluent_config(), **{"group.id": f"{self.settings.topic_prefix}.bench.meta"})
+            cfg = dict(self.settings.confluent_config(), **{"group.id": f"{self.settings.topic_prefix}.bench.meta",
+                                                             "isolation.level": "read_committed"})
             self._consumer = Consumer(cfg)
         total = 0
         for p in range(self.settings.partitions):

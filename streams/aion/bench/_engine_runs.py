@@ -140,7 +140,7 @@ def _rate_key(rate: float) -> str:
 
 async def recovery(base: Settings, *, duration: float, kills: int, rate: float, activity_workers: int,
                    progress: Progress | None = None, keep: bool = False, settle: float = 15.0,
-                   deadline: float = 180.0) -> dict[str, Any]:
+                   deadline: float = 180.0, pause_s: float | None = None) -> dict[str, Any]:
     """Steady open-loop load on two engine workers; ``kills`` times: kill -9 the older one and
     measure how long the workflows it held stand still, then start a replacement and let the
     group settle.
@@ -151,8 +151,14 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
     milliseconds; one on the dead worker's partitions waits until another worker took them
     over, recovered their tables and went on, so the figure is the takeover time as a user
     sees it.
+
+    ``pause_s``: instead of a kill, SIGSTOP the worker for that long (past the session
+    timeout) and then SIGCONT it: the figure is how long the workflows of the stalled worker's
+    partitions wait until another worker took them over (the stalled one, fenced, writes
+    nothing when it wakes up and rejoins; no replacement is started).
     """
     settle = max(settle, duration / max(1, kills))
+    what = "pause" if pause_s else "kill"
     results: list[dict[str, Any]] = []
     with Deployment(base, "rec", keep=keep) as deploy:
         s = deploy.settings
@@ -172,16 +178,21 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
                 victim = [p for p in deploy.procs.of("engine") if p.alive()][0]
                 t_kill = time.monotonic()
                 killed_at = time.time()
-                victim.kill9()
-                victim.killed = True  # type: ignore[attr-defined]
-                await _sleep_progress(PROBE_S, progress, f"kill {k + 1}/{kills}: probing")
+                if pause_s:
+                    victim.pause()
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(pause_s, victim.resume)
+                else:
+                    victim.kill9()
+                    victim.killed = True  # type: ignore[attr-defined]
+                await _sleep_progress(PROBE_S, progress, f"{what} {k + 1}/{kills}: probing")
                 give_up = t_kill + deadline
                 while time.monotonic() < give_up:
                     waiting = [st for st in live.pending.values() if st <= t_kill + PROBE_S]
                     if not waiting:
                         break
                     if progress is not None:
-                        progress(time.monotonic() - t_kill, f"kill {k + 1}/{kills}: {len(waiting)} workflows "
+                        progress(time.monotonic() - t_kill, f"{what} {k + 1}/{kills}: {len(waiting)} workflows "
                                                             f"still waiting for a worker")
                     await asyncio.sleep(0.2)
                 affected = [(st, end) for st, end, _ in live.done if t_kill - 60 <= st <= t_kill + PROBE_S and end >= t_kill]
@@ -196,8 +207,13 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
                     # the broker's logs (session expiry, rebalance, table recovery).
                     "killed_at_unix": round(killed_at, 3),
                 })
-                deploy.procs.engine()
-                await _sleep_progress(settle, progress, f"kill {k + 1}/{kills}: replacement joining")
+                if pause_s:
+                    await asyncio.sleep(max(0.0, t_kill + pause_s - time.monotonic()))
+                    victim.resume()
+                    await _sleep_progress(settle, progress, f"pause {k + 1}/{kills}: stalled worker rejoining")
+                else:
+                    deploy.procs.engine()
+                    await _sleep_progress(settle, progress, f"kill {k + 1}/{kills}: replacement joining")
             stop.set()
             await load_task
         finally:
@@ -208,6 +224,7 @@ async def recovery(base: Settings, *, duration: float, kills: int, rate: float, 
         "recovery_s_max": max(secs) if secs else None,
         "kills": results,
         "never_recovered": sum(1 for r in results if r["seconds"] is None),
+        "fault": f"SIGSTOP for {pause_s:g} s, then SIGCONT" if pause_s else "kill -9",
         "deadline_s": deadline,
         "rate_per_s": rate,
         "engines": 2,

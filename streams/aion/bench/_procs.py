@@ -72,6 +72,17 @@ class Proc:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls (a GC or swap pause, a VM migration) without dying."""
+        if self.alive():
+            assert self.p is not None
+            os.killpg(self.p.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive():
+            assert self.p is not None
+            os.killpg(self.p.pid, signal.SIGCONT)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.alive():
             assert self.p is not None

@@ -93,7 +93,8 @@ def fill_events(settings: Settings, n_events: int, progress: Progress | None = N
 def bare_read(settings: Settings, n_events: int) -> float:
     """Seconds one bare consumer takes to read every record of the events topic from offset 0."""
     c = Consumer(dict(settings.confluent_config(), **{"group.id": f"{settings.topic_prefix}.bench.{uuid.uuid4().hex}",
-                                                       "enable.auto.commit": False, "enable.partition.eof": False}))
+                                                       "enable.auto.commit": False, "enable.partition.eof": False,
+                                                       "isolation.level": "read_committed"}))
     topic = f"{settings.topic_prefix}.events"
     c.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     t0 = time.monotonic()

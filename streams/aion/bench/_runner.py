@@ -13,7 +13,7 @@ from ._facts import machine_facts
 from ._stats import combine_runs, ratio
 
 #: Scenario names in the order ``all`` runs them.
-SCENARIOS = ("throughput", "latency", "timers", "rebuild", "recovery", "floor")
+SCENARIOS = ("throughput", "latency", "timers", "rebuild", "recovery", "pause", "floor")
 
 Progress = Callable[[float, str], None]
 
@@ -38,6 +38,7 @@ class BenchOptions:
     recovery_rate: float = 50.0
     recovery_settle: float = 15.0
     recovery_deadline: float = 180.0
+    pause_s: float = 14.0
     #: Timer scenario sizes (None: the timer scenario's own defaults).
     timer_count: int | None = None
     timer_pending: int | None = None
@@ -78,6 +79,10 @@ async def _run_one(name: str, settings: Settings, o: BenchOptions, progress: Pro
         return await er.recovery(settings, duration=o.duration, kills=o.kills, rate=o.recovery_rate,
                                  activity_workers=o.activity_workers, progress=progress, keep=keep,
                                  settle=o.recovery_settle, deadline=o.recovery_deadline)
+    if name == "pause":
+        return await er.recovery(settings, duration=o.duration, kills=o.kills, rate=o.recovery_rate,
+                                 activity_workers=o.activity_workers, progress=progress, keep=keep,
+                                 settle=o.recovery_settle, deadline=o.recovery_deadline, pause_s=o.pause_s)
     if name == "rebuild":
         from ._rebuild_run import rebuild
 
@@ -281,6 +286,15 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add("recovery", "seconds until in-flight progress (max)", t, ("recovery_s_max",), None, None, " s")
         if t.get("never_recovered"):
             rows.append(("recovery", f"kills not recovered within {t.get('deadline_s'):g} s",
+                         f"{t['never_recovered']} of {len(t.get('kills') or [])}", "", ""))
+    if "pause" in sc:
+        t = sc["pause"]
+        add("pause", "seconds until a stalled worker's partitions progress (median)", t, ("recovery_s_median",),
+            None, None, " s")
+        add("pause", "seconds until a stalled worker's partitions progress (max)", t, ("recovery_s_max",),
+            None, None, " s")
+        if t.get("never_recovered"):
+            rows.append(("pause", f"pauses not recovered within {t.get('deadline_s'):g} s",
                          f"{t['never_recovered']} of {len(t.get('kills') or [])}", "", ""))
     if "floor" in sc and "throughput" not in sc and "latency" not in sc:
         f = sc["floor"]

@@ -1,4 +1,4 @@
-"""``aion bench [SCENARIO]...``: throughput, latency, timers, rebuild, recovery and the Kafka floor.
+"""``aion bench [SCENARIO]...``: throughput, latency, timers, rebuild, recovery, pause and the Kafka floor.
 
 Every run starts the workers it needs on fresh topics, shows a live progress line, prints a
 table (medians of ``--runs`` runs, with their min–max) and, with ``--json``, writes every
@@ -65,7 +65,9 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.option("--rates", default="50,200", show_default=True, help="Fixed start rates per second (latency).")
 @click.option("--engines", type=int, default=1, show_default=True, help="Engine workers (throughput, latency).")
 @click.option("--activity-workers", type=int, default=1, show_default=True)
-@click.option("--kills", type=int, default=3, show_default=True, help="kill -9 rounds (recovery).")
+@click.option("--kills", type=int, default=3, show_default=True, help="kill -9 rounds (recovery), SIGSTOP rounds (pause).")
+@click.option("--pause", "pause_s", type=float, default=14.0, show_default=True,
+              help="Seconds an engine worker is stopped with SIGSTOP before SIGCONT (pause).")
 @click.option("--recovery-rate", type=float, default=50.0, show_default=True, help="Starts per second during recovery.")
 @click.option("--rebuild-events", type=int, default=1_000_000, show_default=True, help="Events to rebuild (rebuild).")
 @click.option("--no-floor", is_flag=True, help="Skip the Kafka floor runs beside throughput and latency.")
@@ -75,11 +77,11 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
 @click.pass_context
 def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | None, partitions: int | None, duration: float, warmup: float | None, runs: int,
-              concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float,
+              concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float, pause_s: float,
               rebuild_events: int, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
     """Benchmark the engine against the Kafka floor on this broker.
 
-    SCENARIOS: throughput, latency, timers, rebuild, recovery, floor, or all (default).
+    SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, floor, or all (default).
     """
     from ..bench import SCENARIOS, BenchOptions
     from ..bench._runner import render_facts, render_table, run_bench_async
@@ -93,7 +95,7 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
         _fail("--duration, --runs, --concurrency, --engines, --activity-workers and --kills must be positive")
     options = BenchOptions(
         duration=duration, warmup=warmup, runs=runs, concurrency=concurrency, rates=_rates(rates),
-        engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate,
+        engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate, pause_s=pause_s,
         rebuild_events=rebuild_events, floor=not no_floor, keep_topics=keep_topics,
     )
     settings = _settings(ctx)

@@ -47,6 +47,7 @@ from ..codec import event_reader
 from ..model import RUN_CLOSING_EVENTS, Event, TimerCancelled, TimerFired
 from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
+from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, end_offsets, scan_events  # noqa: F401
 from ._timers import ident_of
 from .settings import Settings
 
@@ -67,10 +68,6 @@ __all__ = [
 
 #: Faust's key for a table partition's persisted changelog offset (``faust.stores.rocksdb``).
 OFFSET_KEY = b"__faust\0offset__"
-
-
-class RebuildError(Exception):
-    """The rebuild cannot run (or could not finish); the message says why and what to do."""
 
 
 class DataDirInUseError(RebuildError):
@@ -138,132 +135,7 @@ class RebuildReport:
 
 
 # ---------------------------------------------------------------------------- reading the topic
-
-
-def _consumer(settings: Settings, what: str) -> Any:
-    from confluent_kafka import Consumer
-
-    conf = dict(settings.confluent_config())
-    conf.update({
-        # Manual assignment, never committed: the group is never joined nor created.
-        "group.id": f"{settings.topic_prefix}.{what}.{uuid.uuid4().hex}",
-        "client.id": f"{settings.topic_prefix}.{what}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        # Only committed records: an aborted engine transaction's records stay in the log.
-        "isolation.level": "read_committed",
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": max(8 * 1024 * 1024, settings.max_record_bytes),
-        "queued.max.messages.kbytes": 256 * 1024,
-    })
-    return Consumer(conf)
-
-
-def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
-    from confluent_kafka import TopicPartition
-
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions}
-
-
-def end_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
-    """``partition -> (low, high)`` of ``topic``, high being the last stable offset (committed
-    records only: the reader's isolation level)."""
-    c = _consumer(settings, "ends")
-    try:
-        return _end_offsets(c, topic, partitions)
-    finally:
-        c.close()
-
-
-def _topic_partitions(consumer: Any, topic: str) -> int | None:
-    md = consumer.list_topics(topic, timeout=30)
-    t = md.topics.get(topic)
-    if t is None or t.error is not None:
-        return None
-    return len(t.partitions)
-
-
-def scan_events(
-    settings: Settings,
-    partitions: Iterable[int] | None = None,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    ends: dict[int, tuple[int, int]] | None = None,
-    topic: str | None = None,
-    timeout_s: float = 600.0,
-) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
-    """Every record of the events topic's ``partitions`` (all by default) from offset 0 up to
-    their end offsets at the call, as ``(partition, offset, key, value)``, in offset order per
-    partition. ``progress(records, partitions_done)`` is called after each fetched batch.
-    ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``topic`` reads
-    another topic of the deployment (a table's changelog) the same way."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    from .topics import TopicNames
-
-    topic = topic or TopicNames(settings.topic_prefix).events
-    c = _consumer(settings, "scan")
-    try:
-        n = _topic_partitions(c, topic)
-        if n is None:
-            raise RebuildError(f"topic {topic!r} does not exist on {settings.bootstrap_servers}: check "
-                               f"--prefix/AION_TOPIC_PREFIX ({settings.topic_prefix!r})")
-        wanted = sorted(set(range(n) if partitions is None else partitions))
-        bad = [p for p in wanted if not 0 <= p < n]
-        if bad:
-            raise RebuildError(f"partition(s) {bad} do not exist: {topic!r} has {n} partitions (0..{n - 1})")
-        ends = dict(ends) if ends is not None else _end_offsets(c, topic, wanted)
-        pending = {p for p in wanted if ends[p][1] > ends[p][0]}
-        done = len(wanted) - len(pending)
-        count = 0
-        if progress is not None:
-            progress(0, done)
-        if not pending:
-            return
-        c.assign([TopicPartition(topic, p, ends[p][0]) for p in sorted(pending)])
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            # consume() waits for all 10,000 or the timeout: keep the timeout short, or a scan of
-            # a few records (a takeover's catch-up, _store.py) takes the whole timeout.
-            msgs = c.consume(10_000, 0.02)
-            finished: set[int] = set()
-            for m in msgs:
-                err = m.error()
-                p = m.partition()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if p in pending and m.offset() >= ends[p][1]:
-                            finished.add(p)
-                        continue
-                    if err.fatal():
-                        raise KafkaException(err)
-                    continue
-                if p not in pending:
-                    continue
-                off = m.offset()
-                if off >= ends[p][1]:  # written after the snapshot (another worker): not ours
-                    finished.add(p)
-                    continue
-                count += 1
-                yield p, off, m.key(), m.value()
-                if off >= ends[p][1] - 1:
-                    finished.add(p)
-            if finished & pending:
-                pending -= finished
-                done += len(finished)
-                # Stop fetching finished partitions (records past the snapshot are not ours).
-                c.pause([TopicPartition(topic, p) for p in finished])
-            if progress is not None:
-                progress(count, done)
-            if msgs:
-                deadline = time.monotonic() + timeout_s
-            elif time.monotonic() > deadline:
-                raise RebuildError(f"reading {topic} stalled for {timeout_s:.0f}s with partitions "
-                                   f"{sorted(pending)} unfinished; is the broker healthy?")
-    finally:
-        c.close()
+# (in _changelog.py, shared with the takeover catch-up of _store.py)
 
 
 def _seq_of(ev: Event) -> int:

@@ -161,7 +161,7 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
     the records read."""
     import rocksdict
 
-    from ._rebuild import end_offsets, scan_events
+    from ._changelog import end_offsets, scan_events
 
     partitions = sorted(starts)
     dbs = {p: store._db_for_partition(p) for p in partitions}

@@ -47,7 +47,8 @@ def read_dead_letters(settings: Settings, timeout: float = 10.0) -> list[DeadLet
     """Every record on the dead-letter topic, oldest first per partition."""
     topic = TopicNames(settings.topic_prefix).dlq
     consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.dlq-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "isolation.level": "read_committed"})
     try:
         md = consumer.list_topics(topic, timeout=timeout)
         tmd = md.topics.get(topic)

@@ -113,7 +113,9 @@ class EventConsumer:
       partition the workflow lives on); ``event_types``: only these types (``Event.type``).
     - ``include_tombstones``: also deliver retention tombstones (``record.event is None``).
     - ``settings`` / ``bootstrap_servers`` / ``topic_prefix``: where (default: ``AION_*``).
-    - ``config``: extra confluent-kafka consumer settings.
+    - ``config``: extra confluent-kafka consumer settings. The consumer reads committed
+      records only (``isolation.level=read_committed``): the engine writes in transactions and
+      an aborted transaction's records stay in the log.
 
     Not thread-safe; one consumer per thread (or use :meth:`stream` from asyncio).
     """

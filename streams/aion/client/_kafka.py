@@ -165,9 +165,18 @@ def private_group_id(prefix: str, what: str) -> str:
     return f"{prefix}.{what}.{uuid.uuid4().hex}"
 
 
+#: Consumers of engine output read committed records only. The engine writes each batch of its
+#: output in a Kafka transaction; an aborted transaction's records stay in the log and a
+#: read_uncommitted consumer would deliver them. librdkafka defaults to read_committed, but
+#: every consumer here says so (Java and some other clients default to read_uncommitted).
+READ_COMMITTED: dict[str, Any] = {"isolation.level": "read_committed"}
+
+
 def consumer_config(
     base: dict[str, Any], *, group_id: str, client_id: str, **extra: Any
 ) -> dict[str, Any]:
+    """A manually committing consumer that reads committed records only (``READ_COMMITTED``);
+    ``extra`` overrides (confluent-kafka names with dots: pass them as ``**{"a.b": v}``)."""
     cfg = dict(base)
     cfg.update(
         {
@@ -177,6 +186,7 @@ def consumer_config(
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            **READ_COMMITTED,
         }
     )
     cfg.update(extra)

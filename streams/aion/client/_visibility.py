@@ -44,7 +44,8 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
     """The latest row of every workflow (blocking; run it in a thread)."""
     topic = workflows_changelog(settings.topic_prefix)
     consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.visibility.{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+                         "enable.auto.commit": False, "enable.partition.eof": False,
+                         "isolation.level": "read_committed"})
     rows: dict[str, WorkflowSummary] = {}
     try:
         md = consumer.list_topics(topic, timeout=timeout)
@@ -79,6 +80,12 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
                         task_queue=d.get("task_queue"), search_attributes=d.get("search_attributes") or {})
                 if m.offset() + 1 >= ends[m.partition()]:
                     remaining.discard(m.partition())
+            if remaining:
+                # The engine writes rows in transactions: a partition ends with a transaction
+                # marker (and maybe aborted rows), never delivered; the position passes them.
+                for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
+                    if tp.offset >= ends[tp.partition]:
+                        remaining.discard(tp.partition)
     finally:
         consumer.close()
     return rows

@@ -118,7 +118,10 @@ class OrderStatusProjection:
         if self._consumer is None:
             self._consumer = EventConsumer(
                 self.group_id, settings=self.settings, from_beginning=True,
-                event_types=["WorkflowStarted", *_CLOSED])
+                event_types=["WorkflowStarted", *_CLOSED],
+                # Committed records only (also EventConsumer's default): the engine writes in
+                # transactions, and an aborted one's records stay in the log.
+                config={"isolation.level": "read_committed"})
         return self._consumer
 
     def step(self, timeout: float = 0.5) -> int:

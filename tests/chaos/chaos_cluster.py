@@ -1,8 +1,9 @@
 """Engine and activity worker processes of the chaos test, and the broker's stop/start.
 
 Each process is ``python -m aion.cli ...`` in its own session (so ``kill -9`` of its group
-takes everything it started), logging to its own file. Engine workers get their own data
-folder, or a dead worker's folder to exercise the reuse of local RocksDB state.
+takes everything it started, and SIGSTOP stalls all of it), logging to its own file. Engine
+workers get their own data folder, or a dead worker's folder to exercise the reuse of local
+RocksDB state.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Proc:
     p: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ended: str = ""
+    #: monotonic time of the SIGSTOP while the process is stalled, else None.
+    paused_at: float | None = None
 
     def start(self) -> "Proc":
         f = open(self.log, "ab")
@@ -60,7 +63,25 @@ class Proc:
             self.p.wait()
         self.ended = "killed"
 
+    def pause(self) -> float:
+        """SIGSTOP the process group: a stall (a GC pause, a frozen VM, a laptop lid) — the
+        process keeps its sockets and state and learns nothing until :meth:`resume`."""
+        assert self.p is not None and self.p.poll() is None, f"{self.name} is not running"
+        os.killpg(self.p.pid, signal.SIGSTOP)
+        self.paused_at = time.monotonic()
+        return self.paused_at
+
+    def resume(self) -> float:
+        """SIGCONT the process group; returns for how long it was stalled."""
+        assert self.p is not None and self.paused_at is not None, f"{self.name} is not paused"
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGCONT)
+        stalled, self.paused_at = time.monotonic() - self.paused_at, None
+        return stalled
+
     def stop(self, timeout: float = 30) -> None:
+        if self.paused_at is not None:  # a stopped process would not act on SIGTERM
+            self.resume()
         if self.p and self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGTERM)
             try:

@@ -64,6 +64,9 @@ class EventFollower:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # Only committed records are progress (the engine writes in transactions; a fenced
+            # zombie's aborted records are not history): explicit, not librdkafka's default.
+            "isolation.level": "read_committed",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
             "logger": _quiet,

@@ -1,5 +1,6 @@
-"""Chaos: kill -9 engine and activity workers and restart the broker while 500+ workflows run,
-then prove from the events topic alone that nothing was lost, duplicated or corrupted.
+"""Chaos: kill -9 engine and activity workers, stall engine workers past their session timeout
+and restart the broker while 500+ workflows run, then prove from the events topic alone that
+nothing was lost, duplicated, corrupted or written by two engines.
 
 What runs (real processes, real broker, 6 partitions):
 
@@ -13,15 +14,27 @@ What runs (real processes, real broker, 6 partitions):
   that owns partitions, now and then one still starting up) and start a new one — with a
   fresh data folder or a dead worker's one (local RocksDB reuse) — then wait until every
   workflow that was in flight at the kill (open, or its start sent) recorded a new event: that
-  wait is the *recovery time*; a second or two later, the next kill. Then stop and start the
-  broker once (only when it is the kafka-local launcher on 127.0.0.1); then kill -9 the
-  activity worker that is running a slow activity right now and start a new one. The workers
-  run with the deployed ``AION_SESSION_TIMEOUT`` (``AION_CHAOS_SESSION_TIMEOUT`` overrides).
+  wait is the *recovery time*; a second or two later, the next kill;
+- ``AION_CHAOS_ENGINE_PAUSES`` (default 2) times, between the kills: SIGSTOP a random engine
+  worker (its process group) for the session timeout + 4-7 s, so that the group gives its
+  partitions to the other worker, then SIGCONT — a stall, after which it must write nothing for
+  the partitions it lost (ARCHITECTURE.md, guarantee 4, "single writer"); a wave right before
+  the stall and half a wave once its session expired keep both owners busy with the same
+  workflows. Its recovery time is the takeover: until every workflow in flight at the SIGSTOP
+  recorded a new event. A worker that exits after it woke up is replaced.
+
+Then stop and start the broker once (only when it is the kafka-local launcher on 127.0.0.1);
+then kill -9 the activity worker that is running a slow activity right now and start a new
+one. The workers run with the deployed ``AION_SESSION_TIMEOUT`` (``AION_CHAOS_SESSION_TIMEOUT``
+overrides).
 
 Then: every workflow (and child) must close as expected; the whole events topic, read from
-offset 0 (re-writes included), must pass :func:`aion.testing.check_event_log`; nothing may be
-dead-lettered; and the surviving engine worker's RocksDB tables must equal a rebuild from the
-events topic (``aion rebuild``'s digests, plus a direct row-by-row comparison of ``history``).
+offset 0 with ``read_committed`` (re-writes included), must pass
+:func:`aion.testing.check_event_log` in strict mode — a ``(workflow_id, seq)`` re-written with
+any field different, ``recorded_at_ms`` included, is a violation, and so is a timer left
+unfired 30 s past its due time in an open run; nothing may be dead-lettered; and the surviving
+engine worker's RocksDB tables must equal a rebuild from the events topic (``aion rebuild``'s
+digests, plus a direct row-by-row comparison of ``history``).
 
 Reproduce: ``python -m pytest -q tests/chaos -s`` (``AION_CHAOS_SEED`` replays a run's choices;
 ``AION_CHAOS_BROKER_RESTART=0`` leaves the broker alone, e.g. when others share it).
@@ -36,6 +49,7 @@ import random
 import statistics
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +73,11 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(60
 PARTITIONS = 6
 N_WORKFLOWS = int(os.environ.get("AION_CHAOS_WORKFLOWS", "520"))
 ENGINE_KILLS = int(os.environ.get("AION_CHAOS_ENGINE_KILLS", "8"))
+ENGINE_PAUSES = int(os.environ.get("AION_CHAOS_ENGINE_PAUSES", "2"))
+#: A stall lasts the session timeout plus this many seconds (drawn per pause).
+PAUSE_EXTRA_S = (4.0, 7.0)
+#: A timer of an open run not fired this long after its due time is lost (the checker's rule).
+LOST_TIMER_GRACE_MS = 30_000
 TRICKLE_RATE = float(os.environ.get("AION_CHAOS_START_RATE", "1.2"))  # root workflows per second between waves
 WAVE = 30  # root workflows started right before each fault
 SLOW_FLOWS = 12
@@ -121,6 +140,7 @@ class Stats:
     signals: int = 0
     signal_retries: int = 0
     engine_kills: list[dict[str, Any]] = field(default_factory=list)
+    engine_pauses: list[dict[str, Any]] = field(default_factory=list)
     broker_restart: dict[str, Any] | None = None
     broker_skipped: str = ""
     activity_kills: list[dict[str, Any]] = field(default_factory=list)
@@ -234,35 +254,92 @@ async def wait_recovery(follower: EventFollower, t0: float, open_at: dict[str, i
         await asyncio.sleep(0.05)
 
 
+def fault_schedule(kills: int, pauses: int) -> list[str]:
+    """The engine faults in order: the kills, with the pauses spread evenly between them."""
+    out = ["kill"] * kills
+    for j in range(pauses):
+        out.insert(round((j + 1) * kills / (pauses + 1)) + j, "pause")
+    return out
+
+
+async def engine_kill(k: int, cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats,
+                      rng: random.Random) -> None:
+    wave = load.wave()
+    # Most of a wave's workflows finish within a second: strike while they are in flight.
+    await asyncio.sleep(rng.uniform(0.05, 0.5))
+    engines = cluster.alive("engine")
+    settled = [e for e in engines if time.monotonic() - e.started_at > 5]
+    # Mostly a worker that owns partitions; now and then one still starting up / restoring.
+    victim = rng.choice(settled if settled and rng.random() < 0.75 else engines)
+    reuse = cluster.reusable_data_dirs()
+    data_dir = rng.choice(reuse) if reuse and rng.random() < 0.4 else None
+    open_at = in_flight(follower, stats)
+    wall0 = time.time()
+    t0 = time.monotonic()
+    victim.kill9()
+    new = cluster.engine(data_dir)
+    rec, waiting = await wait_recovery(follower, t0, open_at, RECOVERY_CAP_S)
+    stats.engine_kills.append({"victim": victim.name, "pid": victim.pid, "lived_s": round(t0 - victim.started_at, 1),
+                               "replacement": new.name, "reused_data_dir": data_dir is not None, "data_dir": data_dir,
+                               "wave": wave, "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5],
+                               "at_wall_ms": int(wall0 * 1000)})
+    stats.say(f"engine kill {k + 1}/{ENGINE_KILLS}: kill -9 {victim.name} (pid {victim.pid}, up "
+              f"{t0 - victim.started_at:.1f}s), started {new.name}"
+              f"{' reusing ' + data_dir.name if data_dir else ''}; {len(open_at)} workflows in flight "
+              f"({wave} just started), "
+              + (f"all progressed after {rec:.2f}s" if rec is not None else
+                 f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}"))
+
+
+async def engine_pause(j: int, cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats,
+                       rng: random.Random) -> None:
+    """SIGSTOP an engine worker past its session timeout under load, then SIGCONT (a zombie)."""
+    wave = load.wave()
+    await asyncio.sleep(rng.uniform(0.05, 0.5))
+    engines = cluster.alive("engine")
+    settled = [e for e in engines if time.monotonic() - e.started_at > 5]
+    victim = rng.choice(settled or engines)
+    stall = stats.session_timeout + rng.uniform(*PAUSE_EXTRA_S)
+    open_at = in_flight(follower, stats)
+    wall0 = time.time()
+    t0 = victim.pause()
+    recovery = asyncio.create_task(wait_recovery(follower, t0, open_at, RECOVERY_CAP_S))
+    # Once its session expired the other worker owns its partitions: more work for the new
+    # owner there, so that both hold the same workflows when the stalled one wakes up.
+    await asyncio.sleep(min(stall, stats.session_timeout + 1.5))
+    mid = load.wave(WAVE // 2)
+    await asyncio.sleep(max(0.0, t0 + stall - time.monotonic()))
+    stalled = victim.resume()
+    rec, waiting = await recovery
+    await asyncio.sleep(2.0)  # time to write what it still held, or to notice it was fenced
+    alive = victim.alive()
+    new = None if alive else cluster.engine()
+    stats.engine_pauses.append({"victim": victim.name, "pid": victim.pid, "at": time.strftime("%H:%M:%S", time.localtime(wall0)),
+                                "at_wall_ms": int(wall0 * 1000), "stalled_s": round(stalled, 1),
+                                "wave": wave + mid, "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5],
+                                "after": "kept running" if alive else f"exited ({victim.p.returncode if victim.p else '?'})",
+                                "replacement": new.name if new else None})
+    stats.say(f"engine pause {j + 1}/{ENGINE_PAUSES}: SIGSTOP {victim.name} (pid {victim.pid}) for {stalled:.1f}s "
+              f"(session timeout {stats.session_timeout:g}s), then SIGCONT; {len(open_at)} workflows in flight "
+              f"({wave} just started, {mid} more once its session expired), "
+              + (f"all progressed after {rec:.2f}s" if rec is not None else
+                 f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}")
+              + ("; woke up and kept running" if alive else f"; exited after it woke up, started {new.name}"))  # type: ignore[union-attr]
+
+
 async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats, rng: random.Random,
                 broker_port: str | None, slow_specs: list[Spec]) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(3)
-    # -------------------------------------------------------------- engine workers
-    for k in range(ENGINE_KILLS):
-        wave = load.wave()
-        # Most of a wave's workflows finish within a second: strike while they are in flight.
-        await asyncio.sleep(rng.uniform(0.05, 0.5))
-        engines = cluster.alive("engine")
-        settled = [e for e in engines if time.monotonic() - e.started_at > 5]
-        # Mostly a worker that owns partitions; now and then one still starting up / restoring.
-        victim = rng.choice(settled if settled and rng.random() < 0.75 else engines)
-        reuse = cluster.reusable_data_dirs()
-        data_dir = rng.choice(reuse) if reuse and rng.random() < 0.4 else None
-        open_at = in_flight(follower, stats)
-        t0 = time.monotonic()
-        victim.kill9()
-        new = cluster.engine(data_dir)
-        rec, waiting = await wait_recovery(follower, t0, open_at, RECOVERY_CAP_S)
-        stats.engine_kills.append({"victim": victim.name, "pid": victim.pid, "lived_s": round(t0 - victim.started_at, 1),
-                                   "replacement": new.name, "reused_data_dir": data_dir is not None, "data_dir": data_dir,
-                                   "wave": wave, "in_flight": len(open_at), "recovery_s": rec, "stuck": waiting[:5]})
-        stats.say(f"engine kill {k + 1}/{ENGINE_KILLS}: kill -9 {victim.name} (pid {victim.pid}, up "
-                  f"{t0 - victim.started_at:.1f}s), started {new.name}"
-                  f"{' reusing ' + data_dir.name if data_dir else ''}; {len(open_at)} workflows in flight "
-                  f"({wave} just started), "
-                  + (f"all progressed after {rec:.2f}s" if rec is not None else
-                     f"NOT RECOVERED after {RECOVERY_CAP_S:.0f}s: {len(waiting)} stuck, e.g. {waiting[:5]}"))
+    # -------------------------------------------------------------- engine workers: kills and stalls
+    kills = pauses = 0
+    for fault in fault_schedule(ENGINE_KILLS, ENGINE_PAUSES):
+        if fault == "kill":
+            await engine_kill(kills, cluster, follower, load, stats, rng)
+            kills += 1
+        else:
+            await engine_pause(pauses, cluster, follower, load, stats, rng)
+            pauses += 1
         await asyncio.sleep(rng.uniform(1.0, 3.0))
     # -------------------------------------------------------------- the broker
     if os.environ.get("AION_CHAOS_BROKER_RESTART", "1") == "0":
@@ -427,11 +504,14 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
 
         # ---------------------------------------------------------------- the events topic
         log = read_event_log(settings)
-        report = check_event_log(log, expected=expected, only_expected=True, strict_recorded_at=False)
+        report = check_event_log(log, expected=expected, only_expected=True, require_closed=True,
+                                 strict_recorded_at=True, lost_timer_grace_ms=LOST_TIMER_GRACE_MS)
         dlq = _dead_letters(settings)
         tables = _compare_tables(settings, last.data_dir, log, reused=last.data_dir in reused_dirs)
         _print_summary(stats, report, follower, cluster, tables, dlq, time.monotonic() - t_begin)
 
+        assert not log.undecided, (f"transactions still open when the events topic was read (partition: "
+                                   f"(last stable offset, high watermark)): {log.undecided}")
         report.raise_for_violations()
         assert not dlq, f"{len(dlq)} commands were dead-lettered under chaos, e.g. {dlq[:3]}"
         for problem in tables["problems"]:
@@ -623,6 +703,31 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}s"
 
 
+def _first_per_invariant(violations: list[Any], n: int) -> list[Any]:
+    seen: Counter[str] = Counter()
+    out = []
+    for v in violations:
+        seen[v.invariant] += 1
+        if seen[v.invariant] <= n:
+            out.append(v)
+    return out
+
+
+def _relative_to_faults(ms: int, stats: Stats) -> str:
+    """When a re-write was recorded, relative to the last engine fault before it."""
+    faults = sorted([(k["at_wall_ms"], "kill", k) for k in stats.engine_kills]
+                    + [(p["at_wall_ms"], "pause", p) for p in stats.engine_pauses], key=lambda f: f[0])
+    before = [f for f in faults if f[0] <= ms]
+    if not before:
+        return "before the first engine fault"
+    at, kind, f = before[-1]
+    if kind == "kill":
+        return f"{(ms - at) / 1000:+.1f}s from the kill -9 of {f['victim']}"
+    woke = at + f["stalled_s"] * 1000
+    return (f"{(ms - woke) / 1000:+.1f}s from the SIGCONT of {f['victim']}" if ms >= woke
+            else f"during the stall of {f['victim']} (+{(ms - at) / 1000:.1f}s)")
+
+
 def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: ChaosCluster, tables: dict[str, Any],
                    dlq: list[str], wall_s: float) -> None:
     recs = [k["recovery_s"] for k in stats.engine_kills if k["recovery_s"] is not None]
@@ -636,6 +741,9 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
         f"statuses {dict(report.statuses)}",
         f"engine kills (kill -9): {len(stats.engine_kills)}, of which {sum(k['reused_data_dir'] for k in stats.engine_kills)} "
         f"restarted on a dead worker's data folder; engine processes started: {len(engines)}",
+        f"engine pauses (SIGSTOP past the session timeout, then SIGCONT): {len(stats.engine_pauses)}"
+        + "".join(f"; {p['victim']} (pid {p['pid']}) at {p['at']} for {p['stalled_s']}s, takeover "
+                  f"{_ms(p['recovery_s'])}, {p['after']}" for p in stats.engine_pauses),
         "recovery after an engine kill (until every in-flight workflow recorded a new event): "
         + (f"median {statistics.median(recs):.2f}s, max {max(recs):.2f}s over {len(recs)} kills" if recs else "-")
         + (f"; {len(stats.engine_kills) - len(recs)} kills NOT recovered within {RECOVERY_CAP_S:.0f}s" if len(recs) < len(stats.engine_kills) else ""),
@@ -653,11 +761,15 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
         f"tables of {'a reused' if tables['reused_data_dir'] else 'a fresh'} data folder ({tables['method']}): "
         f"{tables['history_rows']} history rows; "
         + ", ".join(f"{t}: {'match' if d['matches'] else 'DIFFER'} ({d['rows']} rows)" for t, d in tables["digests"].items()),
-        f"invariant violations: {len(report.violations)}" + (f"; first: {report.violations[0]}" if report.violations else ""),
+        f"invariant violations (strict: any re-write of a seq with another field is one): {len(report.violations)}"
+        + (f" {dict(sorted(report.by_invariant().items()))}; first: {report.violations[0]}" if report.violations else ""),
         "==========================================",
     ]
     for d in report.recorded_at_drifts[:5]:
-        lines.insert(-1, f"recorded_at drift: {d}")
+        lines.insert(-1, f"recorded_at drift: {d} (first stamped {_relative_to_faults(d.first_ms, stats)}, "
+                         f"the later record stamped {_relative_to_faults(d.other_ms, stats)})")
+    for v in _first_per_invariant(report.violations, 3):
+        lines.insert(-1, f"violation: {v}")
     for p in tables["problems"][:5]:
         lines.insert(-1, f"table problem: {p}")
     for p in tables["known"][:5]:
@@ -667,7 +779,8 @@ def _print_summary(stats: Stats, report: Any, follower: EventFollower, cluster: 
     if out:
         Path(out).write_text(json.dumps({
             "seed": stats.seed, "wall_s": round(wall_s, 1), "session_timeout_s": stats.session_timeout, "workflows": report.workflows,
-            "engine_kills": stats.engine_kills, "broker_restart": stats.broker_restart,
+            "engine_kills": stats.engine_kills, "engine_pauses": stats.engine_pauses,
+            "broker_restart": stats.broker_restart,
             "broker_skipped": stats.broker_skipped, "activity_kills": stats.activity_kills,
             "engine_processes": len(engines), "activity_processes": len(acts),
             "records_checked": report.records, "rewrites": report.rewrite_records,

@@ -1,15 +1,21 @@
 """An invariant checker for the events topic, independent of the engine.
 
 It reads *every* record of ``<prefix>.events`` from the first offset with a plain
-confluent-kafka consumer (manual assignment, nothing committed), decodes keys and values with
-the codec, and checks what the engine guarantees (ARCHITECTURE.md, "Guarantees") from the log
+confluent-kafka consumer (manual assignment, nothing committed, ``isolation.level`` set to
+``read_committed`` explicitly: a record of an aborted transaction — a fenced zombie's, a crashed
+worker's — is not part of the history and is never seen), decodes keys and values with the
+codec, and checks what the engine guarantees (ARCHITECTURE.md, "Guarantees") from the log
 alone — not from the engine's RocksDB tables, not through the runtime:
 
 ``record``          every key decodes to the ``{workflow_id, seq}`` of its value, and the record
                     sits on the partition of its workflow id;
 ``rewrite``         a ``(workflow_id, seq)`` written more than once (a re-append after a crash)
-                    holds the same event every time: type, body, run id and command id
-                    (a different ``recorded_at_ms`` is reported apart, see ``strict_recorded_at``);
+                    holds the same event every time. Strict (the default): every field of the
+                    event — ``recorded_at_ms`` included — and the record's value bytes are the
+                    same; a stalled worker that wakes up and writes its own version of a seq the
+                    new owner already wrote (ARCHITECTURE.md, guarantee 4) is caught even when
+                    both versions mean the same. ``strict_recorded_at=False`` tolerates a
+                    different ``recorded_at_ms`` alone (listed in ``recorded_at_drifts``);
 ``gapless``         each history is seq 1, 2, ... n;
 ``run``             each run starts with ``WorkflowStarted``, carries its run id, has exactly one
                     closing event and nothing after it; continue-as-new links the runs;
@@ -17,7 +23,9 @@ alone — not from the engine's RocksDB tables, not through the runtime:
                     twice would record two blocks);
 ``timer``           per run, every ``TimerStarted`` ends in exactly one ``TimerFired`` or
                     ``TimerCancelled`` — or in neither when the run closed first (the runtime
-                    drops a closed run's timers without recording them);
+                    drops a closed run's timers without recording them); with
+                    ``lost_timer_grace_ms``, a timer of an open run still pending that long
+                    after its due time is *lost*;
 ``activity``        per run and activity: one ``ActivityScheduled``; per attempt at most one
                     ``ActivityStarted`` and one outcome; only the current attempt records; no
                     activity completes twice or records after it closed;
@@ -38,6 +46,7 @@ print(report.summary())
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -135,8 +144,14 @@ class EventLog:
 
     partitions: int
     records: list[LogRecord]
-    #: partition -> (low, high) watermarks at the time of the read.
+    #: partition -> (low, high) offsets read: the high one is the last stable offset (the end
+    #: of the decided transactions) when the log was read with ``read_committed``.
     watermarks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: Wall-clock time of the read (ms since the epoch); None for a hand-made log.
+    read_at_ms: int | None = None
+    #: partition -> (last stable offset, high watermark) of partitions where a transaction was
+    #: still open when the read gave up waiting for it: records past it were not read.
+    undecided: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: Iterable[Event], *, partitions: int = 1, codec: Codec | None = None) -> "EventLog":
@@ -167,13 +182,27 @@ class EventLog:
         return dict(out)
 
 
-def read_event_log(settings: Settings, *, codec: Codec | None = None, timeout: float = 120.0) -> EventLog:
-    """Read every record of ``<prefix>.events`` from its low watermark to the high watermark
-    found at the call, with a plain consumer (manual assignment, no group, no commit)."""
+#: How the checker reads: only records of committed transactions (and non-transactional ones).
+#: librdkafka's default too, but the checker's verdict must not hang on a default: a record of
+#: an aborted transaction (a fenced zombie's write) is not part of any history.
+ISOLATION_LEVEL = "read_committed"
+
+
+def read_event_log(settings: Settings, *, codec: Codec | None = None, timeout: float = 120.0,
+                   settle: float = 70.0) -> EventLog:
+    """Read every committed record of ``<prefix>.events`` from its low watermark to the end found
+    at the call, with a plain consumer (manual assignment, no group, no commit) that reads with
+    ``isolation.level=read_committed``.
+
+    The end is the high watermark at the call. Where a transaction is still open there (the
+    last stable offset is behind it), the read waits up to ``settle`` seconds for it to be
+    committed or aborted (the broker aborts a fenced or timed-out one), then reads to the last
+    stable offset; partitions it gave up on are listed in :attr:`EventLog.undecided`."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     codec = codec or Codec(registry_url=settings.schema_registry_url)
     topic = TopicNames(settings.topic_prefix).events
+    log = logging.getLogger("aion.testing.checker")
     conf = dict(settings.confluent_config())
     conf.update({
         "group.id": f"{settings.topic_prefix}.checker.{uuid.uuid4().hex}",
@@ -184,9 +213,12 @@ def read_event_log(settings: Settings, *, codec: Codec | None = None, timeout: f
         "auto.offset.reset": "earliest",
         "max.partition.fetch.bytes": max(8 * 1024 * 1024, settings.max_record_bytes),
         # librdkafka's own messages go to logging, not to stderr.
-        "logger": logging.getLogger("aion.testing.checker"),
+        "logger": log,
     })
-    consumer = Consumer(conf)
+    consumer = Consumer({**conf, "isolation.level": ISOLATION_LEVEL})
+    # Only to learn the high watermark (an uncommitted tail included): never reads a record.
+    peek = Consumer({**conf, "group.id": f"{conf['group.id']}.peek", "isolation.level": "read_uncommitted"})
+    read_at_ms = int(time.time() * 1000)
     try:
         md = consumer.list_topics(topic, timeout=30)
         tmd = md.topics.get(topic)
@@ -194,7 +226,20 @@ def read_event_log(settings: Settings, *, codec: Codec | None = None, timeout: f
             raise RuntimeError(f"events topic {topic!r} does not exist on {settings.bootstrap_servers}: "
                                f"check the topic prefix ({settings.topic_prefix!r})")
         n = len(tmd.partitions)
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in range(n)}
+        high = {p: peek.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(n)}
+        settle_until = time.monotonic() + settle
+        while True:
+            # With read_committed, the broker answers the last stable offset as the end.
+            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in range(n)}
+            behind = [p for p in range(n) if marks[p][1] < high[p]]
+            if not behind or time.monotonic() > settle_until:
+                break
+            time.sleep(0.2)
+        undecided = {p: (marks[p][1], high[p]) for p in behind}
+        if undecided:
+            log.warning("events topic %s: a transaction stayed open for %.0fs on partitions %s "
+                        "(last stable offset, high watermark): read up to the last stable offset only",
+                        topic, settle, undecided)
         pending = {p for p, (lo, hi) in marks.items() if hi > lo}
         records: list[LogRecord] = []
         if pending:
@@ -223,8 +268,9 @@ def read_event_log(settings: Settings, *, codec: Codec | None = None, timeout: f
                     pending.discard(p)
     finally:
         consumer.close()
+        peek.close()
     records.sort(key=lambda r: (r.partition, r.offset))
-    return EventLog(n, records, marks)
+    return EventLog(n, records, marks, read_at_ms=read_at_ms, undecided=undecided)
 
 
 def _decode(codec: Codec, partition: int, offset: int, key: bytes | None, value: bytes | None) -> LogRecord:
@@ -328,6 +374,10 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.violations
 
+    def by_invariant(self) -> Counter[str]:
+        """How many violations of each invariant."""
+        return Counter(v.invariant for v in self.violations)
+
     def raise_for_violations(self) -> None:
         if self.violations:
             raise InvariantViolationError(self)
@@ -343,7 +393,9 @@ class CheckReport:
         if self.recorded_at_drifts:
             lines.append(f"{len(self.recorded_at_drifts)} re-written events with a different recorded_at_ms, "
                          f"e.g. {self.recorded_at_drifts[0]}")
-        lines.append(f"violations: {len(self.violations)}" + (f"; first: {self.violations[0]}" if self.violations else ""))
+        lines.append(f"violations: {len(self.violations)}"
+                     + (f" {dict(sorted(self.by_invariant().items()))}; first: {self.violations[0]}"
+                        if self.violations else ""))
         return "\n".join(lines)
 
 
@@ -364,6 +416,7 @@ def check_event_log(
     require_closed: bool = True,
     allow_task_failures: bool = False,
     strict_recorded_at: bool = True,
+    lost_timer_grace_ms: int | None = None,
     converter: Any = None,
 ) -> CheckReport:
     """Check ``log`` (see the module docs for the invariants).
@@ -371,12 +424,20 @@ def check_event_log(
     ``expected``: workflow id -> :class:`Expectation` (each must exist and end so).
     ``only_expected``: any other workflow id in the log is a violation.
     ``require_closed``: every workflow's last run must be closed.
-    ``strict_recorded_at``: a re-write that differs only in ``recorded_at_ms`` is a violation
-    (else it is only listed in ``recorded_at_drifts``).
+    ``strict_recorded_at`` (strict mode, the default): a ``(workflow_id, seq)`` re-written with
+    *any* field of the event different — ``recorded_at_ms`` included — or in other bytes is a
+    violation; ``False`` lists a re-write that differs only in ``recorded_at_ms`` in
+    ``recorded_at_drifts`` instead (every other difference is a violation either way).
+    ``lost_timer_grace_ms``: a timer of an open run that is neither fired nor cancelled this long
+    after its due time (measured at the read, :attr:`EventLog.read_at_ms`, else at the newest
+    ``recorded_at_ms`` of the log) is a ``timer`` violation: a lost timer.
     """
     conv = converter or default_converter()
     rep = CheckReport(records=len(log.records))
     v = rep.violations
+    now_ms = log.read_at_ms
+    if now_ms is None:
+        now_ms = max((r.event.recorded_at_ms for r in log.records if r.event is not None), default=0)
 
     # ---- records, re-writes
     first: dict[tuple[str, int], LogRecord] = {}
@@ -413,16 +474,24 @@ def check_event_log(
         rep.rewrite_records += 1
         a, b = orig.event, ev
         assert a is not None
-        if (a.body, a.run_id, a.command_id) != (b.body, b.run_id, b.command_id):
+        diff = _differing_fields(a, b)
+        if any(f != "recorded_at_ms" for f in diff):
             v.append(Violation("rewrite", ev.workflow_id,
-                               f"written twice with different events: {_describe(a)} at {orig.partition}@{orig.offset} "
-                               f"vs {_describe(b)} at {r.partition}@{r.offset}", ev.seq))
-        elif a.recorded_at_ms != b.recorded_at_ms:
+                               f"written twice with different events ({', '.join(diff)} differ): {_describe(a)} at "
+                               f"{orig.partition}@{orig.offset} vs {_describe(b)} at {r.partition}@{r.offset} "
+                               f"(recorded_at_ms {a.recorded_at_ms} vs {b.recorded_at_ms}, "
+                               f"{b.recorded_at_ms - a.recorded_at_ms:+d} ms)", ev.seq))
+        elif diff:
             drift = RecordedAtDrift(ev.workflow_id, ev.seq, a.recorded_at_ms, b.recorded_at_ms, orig.offset,
                                     r.offset, r.partition)
             rep.recorded_at_drifts.append(drift)
             if strict_recorded_at:
                 v.append(Violation("rewrite", ev.workflow_id, f"re-written with another recorded_at_ms: {drift}", ev.seq))
+        elif strict_recorded_at and orig.value != r.value:
+            v.append(Violation("rewrite", ev.workflow_id,
+                               f"re-written with the same event in other bytes: {len(orig.value or b'')} bytes at "
+                               f"{orig.partition}@{orig.offset} vs {len(r.value or b'')} bytes at "
+                               f"{r.partition}@{r.offset}", ev.seq))
     rep.rewritten_keys = sum(1 for n in seen_keys.values() if n > 1)
 
     histories = log.histories()
@@ -430,7 +499,8 @@ def check_event_log(
     finals: dict[str, tuple[str | None, Any, Event | None]] = {}
     run_counts = {wid: sum(1 for e in evs if isinstance(e.body, WorkflowStarted)) for wid, evs in histories.items()}
     for wid, events in sorted(histories.items()):
-        finals[wid] = _check_history(wid, events, rep, require_closed, allow_task_failures)
+        finals[wid] = _check_history(wid, events, rep, require_closed, allow_task_failures,
+                                     now_ms if lost_timer_grace_ms is not None else None, lost_timer_grace_ms or 0)
 
     # ---- children: the child names its parent; the parent recorded its real outcome once
     for wid, events in histories.items():
@@ -504,8 +574,12 @@ def check_event_log(
 
 
 def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_closed: bool,
-                   allow_task_failures: bool) -> tuple[str | None, Any, Event | None]:
-    """Per-workflow invariants; returns (final status, completed payload, closing event)."""
+                   allow_task_failures: bool, now_ms: int | None = None,
+                   grace_ms: int = 0) -> tuple[str | None, Any, Event | None]:
+    """Per-workflow invariants; returns (final status, completed payload, closing event).
+
+    With ``now_ms``, a timer of an open run pending more than ``grace_ms`` after its due time
+    at ``now_ms`` is lost."""
     v = rep.violations
     rep.events += len(events)
     for ev in events:
@@ -577,7 +651,14 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
             payload = close_ev.body.result if isinstance(close_ev.body, WorkflowCompleted) else None
         else:
             status, payload, close_ev = "RUNNING", None, None
-        _check_timers(wid, run, rep)
+        pending = _check_timers(wid, run, rep)
+        if now_ms is not None and not closed:
+            for tid, te in pending.items():
+                due = te.body.fire_at_ms  # type: ignore[union-attr]
+                if due + grace_ms < now_ms:
+                    v.append(Violation("timer", wid, f"lost timer {tid!r} of run {rid}: due {(now_ms - due) / 1000:.1f}s "
+                                                     f"before the check (fire_at_ms {due}), neither fired nor "
+                                                     f"cancelled", te.seq))
         _check_activities(wid, run, rep)
         for e in run:
             b = e.body
@@ -599,7 +680,8 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     return status, payload, close_ev
 
 
-def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
+def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str, Event]:
+    """Checks one run's timers; returns its pending ones (timer id -> ``TimerStarted``)."""
     v = rep.violations
     started: dict[str, Event] = {}
     ended: dict[str, Event] = {}
@@ -622,6 +704,7 @@ def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
                 ended[b.timer_id] = e
     # A timer still pending when its run closed is dropped without an event (the runtime
     # records nothing on close); nothing can be recorded for it afterwards (see ``run``).
+    return {tid: e for tid, e in started.items() if tid not in ended}
 
 
 def _check_activities(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
@@ -682,6 +765,12 @@ def _check_activities(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
             rep.activity_retries += 1
         else:
             a.closed_by = e
+
+
+def _differing_fields(a: Event, b: Event) -> list[str]:
+    """The names of the fields of two events of one ``(workflow_id, seq)`` that differ — every
+    field of :class:`~aion.model.Event`, so a field added to it is compared too."""
+    return [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
 
 
 def _describe(ev: Event) -> str:

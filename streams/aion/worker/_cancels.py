@@ -58,7 +58,9 @@ class CancelWatcher:
                 self._base_config,
                 group_id=private_group_id(self._prefix, "cancel-watcher"),
                 client_id=f"{self._prefix}.cancel-watcher",
-                **{"auto.offset.reset": "latest", "fetch.wait.max.ms": 100},
+                # Like the task consumer: a cancel of an aborted transaction must not act.
+                **{"auto.offset.reset": "latest", "fetch.wait.max.ms": 100,
+                   "isolation.level": "read_committed"},
             )
         )
         self._consumer = consumer

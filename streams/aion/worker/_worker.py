@@ -12,7 +12,21 @@ Delivery: at-least-once. The offset of a task is committed only after the comman
 outcome is acknowledged by Kafka (acks=all); a worker that dies mid-attempt leaves the offset
 uncommitted and another worker of the group runs the same attempt again. The engine drops
 results of stale or duplicate attempts, and the outcome commands carry a command id derived from
-the attempt, so a re-run that reaches the same outcome is de-duplicated by id as well.
+the attempt, so a re-run that reaches the same outcome is de-duplicated by id as well. A task
+delivered again while the same attempt is still waiting, running or reporting here is not run
+twice, and its offset is committed only together with the first delivery's, once that one's
+report is acknowledged (:class:`~._offsets.OffsetTracker`). The task consumers read with
+``isolation.level=read_committed``: the engine writes tasks inside Kafka transactions, and a task
+of an aborted transaction must never run.
+
+Rebalance: when partitions are revoked, attempts of those partitions get a short grace
+(``min(graceful_timeout, revoke_grace)``, 2 s by default, so the revoke does not stall the
+group) to finish; those that finish and whose report is acknowledged in time have their offsets
+committed in the revoke. The rest are abandoned: an ``async`` activity is cancelled, a sync one
+(a thread cannot be interrupted) is asked to stop (``activity.is_cancelled()``, reason
+``PARTITION_REVOKED``) and left to finish in its thread. An abandoned attempt's outcome is never
+reported and its offset never committed: the partition's new owner runs the attempt again and is
+the only one to report it. Lost partitions (the session expired) get no grace and no commit.
 
 Back-pressure: at most ``concurrency`` (N) attempts run at once. Tasks received while every
 slot is busy wait in a bounded local backlog (``max_backlog`` tasks, default max(N, 1000), and
@@ -105,6 +119,7 @@ class _Attempt:
     activity_task: asyncio.Future[Any] | None = None
     flush_handle: asyncio.TimerHandle | None = None
     deadline_handle: asyncio.TimerHandle | None = None
+    #: Given up (stop or revoke): its outcome is not reported, its offset not committed.
     abandoned: bool = False
     started_monotonic: float = field(default_factory=time.monotonic)
 
@@ -117,7 +132,9 @@ class ActivityWorker:
     wait for a slot (default: ``max(concurrency, 1000)``; ``max_backlog_bytes`` bounds their
     size too). ``graceful_timeout``: on ``stop()``, how long
     in-flight attempts may take to finish before they are abandoned (cancelled, not reported, not
-    committed: another worker of the group runs them again).
+    committed: another worker of the group runs them again). ``revoke_grace``: the same on a
+    rebalance, for the attempts of revoked partitions (at most ``graceful_timeout``; keep it short,
+    the group waits for the revoke).
     """
 
     def __init__(
@@ -137,6 +154,7 @@ class ActivityWorker:
         ensure_topics: bool = True,
         max_backlog: int | None = None,
         max_backlog_bytes: int = 64 * 1024 * 1024,
+        revoke_grace: float = 2.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -148,6 +166,7 @@ class ActivityWorker:
         self.codec = codec or _codec_for(settings)
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.graceful_timeout = graceful_timeout
+        self.revoke_grace = revoke_grace
         self.max_heartbeat_throttle = max_heartbeat_throttle
         self.default_heartbeat_throttle = default_heartbeat_throttle
         self.commit_interval = commit_interval
@@ -157,6 +176,10 @@ class ActivityWorker:
         self.group_id = f"{settings.topic_prefix}.activity-workers.{task_queue}"
 
         self._inflight: dict[AttemptKey, _Attempt] = {}
+        #: Attempts whose runner has not ended: running, or reporting (waiting for the ack).
+        self._active: set[_Attempt] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._cancelled_recently: OrderedDict[AttemptKey, None] = OrderedDict()
         self._offsets = OffsetTracker()
         self._consumer: Consumer | None = None
@@ -169,7 +192,6 @@ class ActivityWorker:
         self._paused: set[tuple[str, int]] = set()
         #: Tasks received but not started (all slots busy), oldest first; bounded by max_backlog.
         self._backlog: collections.deque[tuple[ActivityTask, tuple[str, int], int, int]] = collections.deque()
-        self._waiting: set[AttemptKey] = set()
         self._revoked: set[tuple[str, int]] = set()
         self._revoked_lock = threading.Lock()
         self.max_backlog = max(concurrency, 1000) if max_backlog is None else max_backlog
@@ -200,6 +222,7 @@ class ActivityWorker:
         self._running = True
         self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
         signals: list[int] = []
         if handle_signals:
             import signal
@@ -254,12 +277,14 @@ class ActivityWorker:
                 group_id=self.group_id,
                 client_id=f"{self.settings.topic_prefix}.activity-worker",
                 **{"partition.assignment.strategy": "cooperative-sticky",
+                   # Tasks are written in the engine's transactions: never run an aborted one.
+                   "isolation.level": "read_committed",
                    "session.timeout.ms": int(self.settings.session_timeout * 1000),
                    "heartbeat.interval.ms": int(self.settings.heartbeat_interval * 1000)},
             )
         )
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_revoke)
+                                 on_lost=self._on_lost)
         log.info("activity worker %s on %s: %d activities, concurrency %d",
                  self.identity, self.topic, len(self.activities), self.concurrency)
 
@@ -284,7 +309,13 @@ class ActivityWorker:
         log.info("assigned %s", [p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Runs inside ``consume()`` on the io thread, while the loop is free: the loop gives
+        the revoked partitions' attempts a short grace and abandons the rest (:meth:`_release`),
+        then what finished is committed here, before the partitions go."""
         keys = [(p.topic, p.partition) for p in partitions]
+        with self._revoked_lock:
+            self._revoked.update(keys)
+        self._release_from_io(keys, min(self.graceful_timeout, self.revoke_grace))
         positions = self._offsets.to_commit(keys)
         if positions:
             try:
@@ -293,12 +324,82 @@ class ActivityWorker:
             except KafkaException as exc:
                 log.warning("commit on revoke failed: %s", exc)
         self._offsets.forget(keys)
-        with self._revoked_lock:
-            self._revoked.update(keys)
         for k in keys:
             self._paused.discard(k)
         self._assignment_changed = True
         log.info("revoked %s", [p.partition for p in partitions])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The partitions are gone already (session expired): another worker may be running
+        their tasks, and nothing of them may be committed. Abandon their attempts at once."""
+        keys = [(p.topic, p.partition) for p in partitions]
+        self._offsets.forget(keys)
+        with self._revoked_lock:
+            self._revoked.update(keys)
+        self._release_from_io(keys, 0.0)
+        for k in keys:
+            self._paused.discard(k)
+        self._assignment_changed = True
+        log.warning("lost %s", [p.partition for p in partitions])
+
+    def _release_from_io(self, keys: list[tuple[str, int]], grace: float) -> None:
+        """Run :meth:`_release` on the loop and wait for it (bounded: grace + 1 s)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not keys:
+            return
+        if threading.get_ident() == self._loop_thread:  # a consumer call made on the loop itself
+            self._abandon_revoked(set(keys))
+            return
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._release(set(keys), grace), loop)
+        except RuntimeError:  # the loop is closing
+            return
+        try:
+            fut.result(timeout=grace + 1.0)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            log.warning("revoke: attempts of %s not released in time", sorted(keys))
+        except Exception:
+            log.exception("revoke: releasing the attempts of %s failed", sorted(keys))
+
+    async def _release(self, keys: set[tuple[str, int]], grace: float) -> None:
+        """On the loop: drop waiting tasks of the partitions, let their running or reporting
+        attempts finish for up to ``grace`` seconds, abandon those still running."""
+        self._drop_backlog(keys)
+        pending = {a.runner for a in self._active if a.tp in keys and not a.abandoned and a.runner is not None}
+        if pending and grace > 0:
+            log.info("revoke: waiting up to %.1fs for %d attempt(s) of %s", grace, len(pending), sorted(keys))
+            await asyncio.wait(pending, timeout=grace)
+        self._abandon_revoked(keys)
+
+    def _abandon_revoked(self, keys: set[tuple[str, int]]) -> None:
+        """Abandon the running attempts of the partitions (an attempt already reporting goes on:
+        its report is idempotent; only its offset is not committed here any more)."""
+        abandoned = [a for a in self._inflight.values() if a.tp in keys and not a.abandoned]
+        for a in abandoned:
+            self._abandon(a, "PARTITION_REVOKED")
+        if abandoned:
+            log.info("revoke: abandoned %d attempt(s) of %s: the new owner runs them",
+                     len(abandoned), sorted(keys))
+            self._drain_backlog()
+
+    def _abandon(self, attempt: _Attempt, reason: str) -> None:
+        """Give the attempt up: not reported, not committed. An ``async`` activity is cancelled;
+        a sync one is asked to stop and left to end in its thread, its result dropped. Its slot
+        is freed now, so a new delivery of the attempt runs afresh."""
+        attempt.abandoned = True
+        attempt.ctx._heartbeat_cb = None  # a lingering thread's heartbeats are not ours to send
+        attempt.ctx.request_cancel(reason)
+        if attempt.runner is not None:
+            attempt.runner.cancel()
+        self._vacate(attempt)
+        self.stats["abandoned"] += 1
+
+    def _vacate(self, attempt: _Attempt) -> None:
+        """Free the attempt's slot (once: a newer attempt with the same key keeps its own)."""
+        key = attempt_key(attempt.task)
+        if self._inflight.get(key) is attempt:
+            del self._inflight[key]
 
     # ------------------------------------------------------------------ poll loop
     async def _poll_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -347,7 +448,6 @@ class ActivityWorker:
     def _on_record(self, msg: Message) -> None:
         tp = (msg.topic(), msg.partition())
         offset = msg.offset()
-        self._offsets.received(tp[0], tp[1], offset)
         value = msg.value()
         try:
             if value is None:
@@ -355,22 +455,24 @@ class ActivityWorker:
             task = self.codec.decode_task(value)
         except Exception as exc:
             log.error("skipping undecodable record %s[%d]@%d: %s", tp[0], tp[1], offset, exc)
+            self._offsets.received(tp[0], tp[1], offset)
             self._offsets.done(tp[0], tp[1], offset)
             return
         if isinstance(task, CancelActivityTask):
+            self._offsets.received(tp[0], tp[1], offset)
             self._on_cancel(task)
             self._offsets.done(tp[0], tp[1], offset)
             return
         key = attempt_key(task)
-        if key in self._inflight or key in self._waiting:
-            # Re-delivered while still here (a rebalance gave the partition back): the first
-            # copy reports.
+        if not self._offsets.received(tp[0], tp[1], offset, key):
+            # The same attempt is already waiting, running or reporting here (the engine wrote
+            # the task twice, or the partition's committed position is behind it): the first
+            # delivery reports, and this record's offset is done with the first one's, once its
+            # report is acknowledged — never before.
             self.stats["duplicates"] += 1
-            self._offsets.done(tp[0], tp[1], offset)
             return
         self._backlog.append((task, tp, offset, len(value)))
         self._backlog_bytes += len(value)
-        self._waiting.add(key)
 
     def _drain_backlog(self) -> None:
         """Start waiting tasks, in arrival order, while slots are free."""
@@ -380,23 +482,26 @@ class ActivityWorker:
             task, tp, offset, size = self._backlog.popleft()
             self._backlog_bytes -= size
             key = attempt_key(task)
-            self._waiting.discard(key)
             if key in self._cancelled_recently:
                 self._report_detached(task, tp, offset, ActivityTaskCancelled(task.run_id, task.activity_id, task.attempt), "cancelled")
                 continue
             self._start_attempt(task, tp, offset)
 
     def _drop_revoked(self) -> None:
-        """Forget waiting tasks of partitions revoked during the last poll: their new owner
-        reads them again (they were never started nor committed here)."""
+        """After a poll that revoked partitions (normally :meth:`_release` did this already,
+        during the revoke): forget their waiting tasks — their new owner reads them again, they
+        were never started nor committed here — and abandon their running attempts."""
         if not self._revoked:
             return
         with self._revoked_lock:
             revoked, self._revoked = self._revoked, set()
+        self._drop_backlog(revoked)
+        self._abandon_revoked(revoked)
+
+    def _drop_backlog(self, partitions: set[tuple[str, int]]) -> None:
         kept: collections.deque[tuple[ActivityTask, tuple[str, int], int, int]] = collections.deque()
         for item in self._backlog:
-            if item[1] in revoked:
-                self._waiting.discard(attempt_key(item[0]))
+            if item[1] in partitions:
                 self._backlog_bytes -= item[3]
             else:
                 kept.append(item)
@@ -432,6 +537,8 @@ class ActivityWorker:
         self._inflight[key] = attempt
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], len(self._inflight))
         attempt.runner = loop.create_task(self._run_attempt(attempt), name=f"aion-activity-{task.activity_type}")
+        self._active.add(attempt)
+        attempt.runner.add_done_callback(lambda _r: self._active.discard(attempt))
 
     def _heartbeat_callback(self, loop: asyncio.AbstractEventLoop, key: AttemptKey) -> Any:
         def on_heartbeat(details: tuple[Any, ...]) -> None:
@@ -471,10 +578,11 @@ class ActivityWorker:
             for h in (attempt.flush_handle, attempt.deadline_handle):
                 if h is not None:
                     h.cancel()
-        if body is None:  # abandoned, or timed out locally: nothing to report, nothing to commit
-            self._inflight.pop(key, None)
+        if body is None or attempt.abandoned:
+            # Abandoned, or timed out locally: nothing to report, nothing to commit.
+            self._vacate(attempt)
             self._drain_backlog()
-            if outcome == "timed_out":
+            if outcome == "timed_out" and not attempt.abandoned:
                 # The engine times the attempt out and schedules the next one itself.
                 self.stats["timed_out"] += 1
                 self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
@@ -485,7 +593,7 @@ class ActivityWorker:
             fut = self._send(task.workflow_id, body, command_id=command_id)
         finally:
             # The slot is free as soon as the outcome is queued; the offset waits for the ack.
-            self._inflight.pop(key, None)
+            self._vacate(attempt)
             self._drain_backlog()
         self.stats[outcome] += 1
         for retry in range(5):
@@ -714,16 +822,14 @@ class ActivityWorker:
                     await loop.run_in_executor(self._io, consumer.pause, assignment)
             except KafkaException:
                 pass
-        runners = [a.runner for a in self._inflight.values() if a.runner is not None]
+        # Running attempts and those whose report waits for its ack.
+        runners = [a.runner for a in self._active if a.runner is not None]
         if runners:
             log.info("waiting up to %.1fs for %d in-flight attempt(s)", self.graceful_timeout, len(runners))
             _done, pending = await asyncio.wait(runners, timeout=self.graceful_timeout)
             for a in list(self._inflight.values()):
-                if a.runner in pending:
-                    a.abandoned = True
-                    a.ctx.request_cancel("WORKER_SHUTDOWN")
-                    a.runner.cancel()  # type: ignore[union-attr]
-                    self.stats["abandoned"] += 1
+                if a.runner in pending and not a.abandoned:
+                    self._abandon(a, "WORKER_SHUTDOWN")
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
         if self._producer is not None:

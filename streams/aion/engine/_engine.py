@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -566,16 +567,24 @@ class Engine:
         if "after_fire_recorded" in self._faults and any(isinstance(ev.body, TimerFired) for ev in work.events):
             crash("after_fire_recorded")
         n_ev, n_rows = work.n_events, work.n_rows
-        if n_ev:
-            self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
-            store_offset(self.history, p, max(offsets[:n_ev]))
-        if n_rows:
-            db = db_for(self.workflows, p)
-            for _, key, value, *_ in work.records[n_ev:n_ev + n_rows]:
-                db.put(key, value)
-            store_offset(self.workflows, p, max(offsets[n_ev:n_ev + n_rows]))
-        w0 = n_ev + n_rows
-        self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
+        try:
+            if n_ev:
+                self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
+                store_offset(self.history, p, max(offsets[:n_ev]))
+            if n_rows:
+                db = db_for(self.workflows, p)
+                for _, key, value, *_ in work.records[n_ev:n_ev + n_rows]:
+                    db.put(key, value)
+                store_offset(self.workflows, p, max(offsets[n_ev:n_ev + n_rows]))
+            w0 = n_ev + n_rows
+            self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
+        except BaseException as exc:
+            # The log holds the batch and the local tables do not: going on would build on a
+            # history that misses it. Die; the next owner restores from the log.
+            log.critical("partition %d: the local tables could not take a committed batch (%s: %s); exiting so "
+                         "that the partition is restored from the log", p, type(exc).__name__, exc)
+            logging.shutdown()
+            os._exit(70)
         self.stats["events"] += n_ev
 
     async def _ensure_queue(self, queue: str) -> None:

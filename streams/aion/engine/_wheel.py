@@ -446,23 +446,36 @@ class TimerWheel:
     async def _fire(self, gen: int) -> bool:
         """Fire what is due: per partition one transaction with the ``FireTimer`` commands and
         the deletion of their rows (so a fire and its row's deletion are visible together or
-        not at all); rows whose timer reached a terminal state are deleted without a fire."""
+        not at all; the partitions' transactions run side by side); rows whose timer reached
+        a terminal state are deleted without a fire."""
         async with self.output.lock:  # no batch interleaves with the journaled row writes
             if gen != self._gen:
                 return False
             owned = self.output.owned()
-            fired = False
-            for part in list(self._parts.values()):
-                if part.partition in owned and self._parts.get(part.partition) is part:
-                    fired = await self._fire_partition(part) or fired
-            await self._persist_low(gen, owned)
-            return fired
+            staged = [self._stage_fires(part) for part in list(self._parts.values()) if part.partition in owned]
+            staged = [st for st in staged if st is not None]
+            if staged:
+                done = await asyncio.gather(*(self._write(part.partition, records, writes)
+                                              for part, records, writes, _, _ in staged))
+                if "after_fire_emit" in self._faults and any(done):
+                    crash("after_fire_emit")
+                for ok, (part, _, _, sent, counts) in zip(done, staged):
+                    if ok:
+                        self._sent.update(sent)
+                        self.stats["fired"] += counts[0]
+                        self.stats["dropped_terminal"] += counts[1]
+                if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
+                    for ident in list(self._sent)[:100_000]:
+                        del self._sent[ident]
+            await self._persist_low(gen, owned - {st[0].partition for st in staged})
+            return bool(staged)
 
-    async def _fire_partition(self, part: WheelPartition) -> bool:
+    def _stage_fires(self, part: WheelPartition) -> tuple[WheelPartition, list[Record], list[tuple[Any, int, Write]],
+                                                          dict[bytes, int], tuple[int, int]] | None:
         now = now_ms()
         keys = part.take_due(now, self.settings.timer_batch)
         if not keys:
-            return False
+            return None
         t0 = self._t()
         terminal = TerminalStore(self._db(self.terminal, part.partition))
         fire, drop = [], []
@@ -486,19 +499,9 @@ class TimerWheel:
                 sent[ident] = fire_at
         out: list[Write] = []
         part.fired(keys, out)
-        writes = [(self.timers, part.partition, w) for w in out]
+        part.advance_low(time.monotonic(), out)  # the scan position goes in the same transaction
         self._block(t0)
-        if not await self._write(part.partition, records, writes):
-            return False
-        if "after_fire_emit" in self._faults:
-            crash("after_fire_emit")
-        self._sent.update(sent)
-        self.stats["fired"] += len(fire)
-        self.stats["dropped_terminal"] += len(drop)
-        if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
-            for ident in list(self._sent)[:100_000]:
-                del self._sent[ident]
-        return True
+        return part, records, [(self.timers, part.partition, w) for w in out], sent, (len(fire), len(drop))
 
     async def _persist_low(self, gen: int, owned: set[int]) -> None:
         if gen != self._gen:

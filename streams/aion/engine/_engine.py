@@ -196,7 +196,8 @@ class Engine:
 
     async def _open_writers(self) -> None:
         async with self.batch_lock:  # a batch still in flight finishes first
-            self._ready.clear()
+            # Whatever was read or owned before starts again from the committed offsets.
+            self._drop(self._ready | self.reader.assigned | set(self._cache))
             self.writers.close()
             self._cache.clear()
             self._loaded.clear()

@@ -105,8 +105,13 @@ class CommandReader:
                     self._consumer.incremental_assign([TopicPartition(self.topic, p, o)])
 
     def take(self, n: int, timeout: float) -> list[Message]:
-        """Up to ``n`` records (blocking up to ``timeout`` when none is there); errors logged."""
-        msgs = self._consumer.consume(n, timeout)
+        """Up to ``n`` records: waits at most ``timeout`` for the first, then takes only what is
+        already fetched (``consume(n, timeout)`` would wait for all ``n`` or the whole timeout,
+        holding a lone command back); errors logged."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        msgs = [first, *self._consumer.consume(n - 1, 0)] if n > 1 else [first]
         out = []
         for m in msgs:
             err = m.error()
@@ -118,7 +123,7 @@ class CommandReader:
 
     async def take_async(self, n: int, timeout: float) -> list[Message]:
         """:meth:`take`: at once when records are there, else waiting in a thread."""
-        msgs = self.take(n, 0)
+        msgs = self.take(n, 0)  # the first record at once, if fetched already
         if msgs:
             return msgs
         return await asyncio.get_running_loop().run_in_executor(None, self.take, n, timeout)

@@ -379,12 +379,15 @@ class _Output:
     """The wheel's output without a broker: every transaction commits at once (counted by topic)."""
 
     def __init__(self, producer: _Producer, partitions: int) -> None:
-        self.lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
         self._producer = producer
         self._partitions = set(range(partitions))
 
     def owned(self) -> set[int]:
         return set(self._partitions)
+
+    def lock_for(self, partition: int) -> asyncio.Lock:
+        return self._locks.setdefault(partition, asyncio.Lock())
 
     async def write(self, partition: int, records: Any) -> list[int]:
         out = []

@@ -35,9 +35,10 @@ import asyncio
 import json
 import logging
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import faust
 from faust.types import TP
@@ -102,7 +103,9 @@ class _EngineOutput:
 
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
-        self.lock = engine.batch_lock
+
+    def lock_for(self, partition: int) -> asyncio.Lock:
+        return self._engine.lock_for(partition)
 
     def owned(self) -> set[int]:
         return self._engine.owned()
@@ -166,7 +169,14 @@ class Engine:
         self._unsent_offsets: dict[int, int] = {}
         self._offsets_sent_at: dict[int, float] = {}
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0}
-        self.batch_lock = asyncio.Lock()
+        #: One lock per commands partition: a partition's batches, timer fires and retirements
+        #: take turns (its transactions and journaled rows never interleave); partitions run side
+        #: by side. A rebalance takes them all.
+        self._locks = [asyncio.Lock() for _ in range(n)]
+        self._pending: dict[int, deque[tuple[Any, ...]]] = {}
+        self._drainers: dict[int, asyncio.Task[None]] = {}
+        self._rewound: dict[int, tuple[int, float]] = {}  # partition -> (offset, give up at)
+        self._room = asyncio.Event()
         self.reader = CommandReader(settings.confluent_config(), self.app.conf.id, self.names.commands,
                                     max_record_bytes=settings.max_record_bytes)
         self.writers = Writers(_output_config(settings), self.app.conf.id, self.names.commands,
@@ -187,6 +197,19 @@ class Engine:
 
     # ------------------------------------------------------------------ ownership
 
+    def lock_for(self, partition: int) -> asyncio.Lock:
+        if partition >= len(self._locks):
+            self._locks.extend(asyncio.Lock() for _ in range(partition + 1 - len(self._locks)))
+        return self._locks[partition]
+
+    @asynccontextmanager
+    async def _all_partitions(self) -> AsyncIterator[None]:
+        """Every partition's lock (in order): no batch, fire or retirement is in flight."""
+        async with AsyncExitStack() as stack:
+            for lock in list(self._locks):
+                await stack.enter_async_context(lock)
+            yield
+
     def _assigned_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names.commands}
 
@@ -204,7 +227,7 @@ class Engine:
         await asyncio.shield(self._fencing)
 
     async def _open_writers(self) -> None:
-        async with self.batch_lock:  # a batch still in flight finishes first
+        async with self._all_partitions():  # a batch still in flight finishes first
             await self._send_offsets(set(self._unsent_offsets), force=True)
             # Whatever was read or owned before starts again from the committed offsets.
             self._drop(self._ready | self.reader.assigned | set(self._cache))
@@ -217,7 +240,7 @@ class Engine:
         """Stop processing revoked partitions (after the batch in flight): their next owner
         fences in their producers and reads from the committed offsets."""
         parts = {tp.partition for tp in revoked if tp.topic == self.names.commands}
-        async with self.batch_lock:
+        async with self._all_partitions():
             await self._send_offsets(parts, force=True)  # the next owner starts where this one ended
             self._drop(parts)
             self.writers.close(parts)
@@ -226,6 +249,8 @@ class Engine:
         self._ready -= parts
         for p in parts:
             self._unsent_offsets.pop(p, None)
+            self._pending.pop(p, None)
+            self._rewound.pop(p, None)
         self.reader.unassign(parts)
         for p in parts:
             self._cache.pop(p, None)
@@ -264,15 +289,20 @@ class Engine:
     # ------------------------------------------------------------------ commands
 
     async def _agent(self, stream: Any) -> None:
-        """Self-clocking group commit: each batch is what the intake holds (up to
-        ``batch_size``) once the previous batch is done; when idle a lone command goes at once.
-        Faust's stream of the commands topic is never fetched (``keep_paused``): the agent
-        subscribes for the assignment (the tables are co-partitioned with it)."""
+        """Reads command records and hands each partition's to that partition's pipeline
+        (:meth:`_drain`): self-clocking group commit per partition — a partition's next batch is
+        what arrived for it (up to ``batch_size``) while its previous transaction committed;
+        partitions do not wait for each other. Faust's stream of the commands topic is never
+        fetched (``keep_paused``): the agent subscribes for the assignment (the tables are
+        co-partitioned with it)."""
         keep_paused(self.app.consumer, self.names.commands)
         size = self.settings.batch_size
         loop = asyncio.get_running_loop()
         next_check = 0.0
         while True:
+            while sum(len(q) for q in self._pending.values()) >= 4 * size:
+                self._room.clear()
+                await self._room.wait()  # back-pressure: the pipelines are behind
             msgs = await self.reader.take_async(size, 0.1)
             if loop.time() >= next_check:
                 # A safety net: partitions fenced in and restored but not read yet (a completion
@@ -282,14 +312,83 @@ class Engine:
                     if (self._assigned_partitions() & self.writers.owned()) - self._ready:
                         await self._on_restored()
             if not msgs:
-                if self._unsent_offsets:
-                    async with self.batch_lock:
-                        await self._send_offsets(set(self._unsent_offsets))
+                for p in {*self._unsent_offsets, *(p for p, q in self._pending.items() if q)}:
+                    self._start_drainer(p)  # idle: the offsets no batch carried, anything left queued
                 continue
             owned = self.owned()
-            batch = [(m.partition(), m.offset(), m.value(), m.key(), None) for m in msgs if m.partition() in owned]
-            if batch:
-                await self.process_batch(batch)
+            now = loop.time()
+            for m in msgs:
+                p, offset = m.partition(), m.offset()
+                if p not in owned or not self._accept(p, offset, now):
+                    continue
+                self._pending.setdefault(p, deque()).append((p, offset, m.value(), m.key(), None))
+            for p in self._pending:
+                self._start_drainer(p)
+
+    def _accept(self, partition: int, offset: int, now: float) -> bool:
+        """After a rewind to offset *o*, records fetched before the seek (past *o*) are dropped
+        until *o* arrives again."""
+        rewound = self._rewound.get(partition)
+        if rewound is None:
+            return True
+        if offset == rewound[0] or now > rewound[1]:
+            del self._rewound[partition]
+            return True
+        return False
+
+    def _start_drainer(self, partition: int) -> None:
+        task = self._drainers.get(partition)
+        if task is None or task.done():
+            self._drainers[partition] = asyncio.ensure_future(self._drain(partition))
+
+    async def _drain(self, partition: int) -> None:
+        """The pipeline of one partition: its batches one after the other, each one transaction."""
+        size = self.settings.batch_size
+        try:
+            while True:
+                queue = self._pending.get(partition)
+                async with self.lock_for(partition):
+                    if not queue:
+                        await self._send_offsets({partition})
+                        if self._pending.get(partition):
+                            continue  # arrived meanwhile (this task still looked alive)
+                        return
+                    batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+                    self._room.set()
+                    if partition not in self.owned():
+                        queue.clear()
+                        continue
+                    await self._process(partition, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never leave a partition without its pipeline silently
+            log.exception("partition %d: the pipeline failed; reading again from the committed offset", partition)
+            self._pending.pop(partition, None)
+
+    async def _process(self, partition: int, batch: list[tuple[Any, ...]]) -> None:
+        """One batch of ``partition`` (caller holds its lock): one transaction, or, when that
+        fails, one transaction per command (see the module docs)."""
+        try:
+            work = await self._prepare(partition, batch, now_ms())
+        except Exception as exc:
+            self._rollback(partition)
+            if not isinstance(exc, _StepTooLarge):
+                log.exception("partition %d: preparing a batch of %d commands failed; handling them one by one",
+                              partition, len(batch))
+            await self._one_by_one(partition, batch)
+        else:
+            try:
+                await self._commit(work)
+            except Fenced:
+                self.lose(partition)
+                return
+            except Exception as exc:
+                self.stats["aborted"] += 1
+                log.warning("partition %d: a batch of %d commands was aborted, nothing of it is visible (%s); "
+                            "handling them one by one", partition, len(batch), exc)
+                await self._one_by_one(partition, batch)
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(batch)
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
         """The workflow's execution: resident, or rebuilt from its history. The first load after
@@ -311,48 +410,6 @@ class Engine:
         while len(cache) > self.settings.cache_size:
             cache.popitem(last=False)
         return ex
-
-    async def process_batch(self, batch: list[tuple[Any, ...]]) -> None:
-        """Handle one batch of command records ``(partition, offset, value, key, timestamp)``."""
-        async with self.batch_lock:  # retirements (retention) and timer fires never interleave
-            by_partition: dict[int, list[tuple[Any, ...]]] = {}
-            owned = self.owned()
-            for rec in batch:
-                if rec[0] in owned:
-                    by_partition.setdefault(rec[0], []).append(rec)
-            if not by_partition:
-                return
-            failed = await self._run_batch(by_partition)
-            for p in failed:
-                await self._one_by_one(p, by_partition[p])
-            self.stats["batches"] += 1
-            self.stats["commands"] += len(batch)
-
-    async def _run_batch(self, by_partition: dict[int, list[tuple[Any, ...]]]) -> list[int]:
-        """One transaction per partition, side by side; returns the partitions that must be
-        handled again command by command (nothing of them is visible)."""
-        now = now_ms()
-        works: list[_Work] = []
-        failed: list[int] = []
-        for p, recs in by_partition.items():
-            try:
-                works.append(await self._prepare(p, recs, now))
-            except Exception as exc:
-                self._rollback(p)
-                if not isinstance(exc, _StepTooLarge):
-                    log.exception("partition %d: preparing a batch of %d commands failed; handling them one by one",
-                                  p, len(recs))
-                failed.append(p)
-        results = await asyncio.gather(*(self._commit(w) for w in works), return_exceptions=True)
-        for w, res in zip(works, results):
-            if isinstance(res, Fenced):
-                self.lose(w.partition)
-            elif isinstance(res, BaseException):
-                self.stats["aborted"] += 1
-                log.warning("partition %d: a batch of %d commands was aborted, nothing of it is visible (%s); "
-                            "handling them one by one", w.partition, len(by_partition[w.partition]), res)
-                failed.append(w.partition)
-        return failed
 
     async def _one_by_one(self, partition: int, recs: list[tuple[Any, ...]]) -> None:
         """Handle ``recs`` of ``partition`` one transaction each, pinning a failure to its
@@ -383,7 +440,7 @@ class Engine:
                     # Nothing names the command (the broker away, a timeout): read it again later.
                     log.warning("partition %d: transaction of the command at offset %d failed (%s); reading "
                                 "the partition again from there in %.1fs", partition, offset, exc, RETRY_PAUSE_S)
-                    self.reader.rewind({partition: offset})
+                    self._rewind(partition, offset)
                     await asyncio.sleep(RETRY_PAUSE_S)
                     return
                 reason = f"{exc}"
@@ -396,13 +453,19 @@ class Engine:
             except Exception as exc:
                 log.warning("partition %d: dead-lettering offset %d failed (%s); reading again from there",
                             partition, offset, exc)
-                self.reader.rewind({partition: offset})
+                self._rewind(partition, offset)
                 await asyncio.sleep(RETRY_PAUSE_S)
                 return
 
+    def _rewind(self, partition: int, offset: int) -> None:
+        """Read ``partition`` again from ``offset`` (what is queued after it goes)."""
+        self._pending.pop(partition, None)
+        self._rewound[partition] = (offset, asyncio.get_running_loop().time() + 30.0)
+        self.reader.rewind({partition: offset})
+
     async def _send_offsets(self, partitions: set[int], *, force: bool = False) -> None:
         """Commit the consumed offsets of ``partitions`` that no transaction carried yet (an
-        offsets-only transaction each; caller holds the batch lock)."""
+        offsets-only transaction each; caller holds their locks)."""
         now = asyncio.get_running_loop().time()
         todo = {p: o for p, o in self._unsent_offsets.items() if p in partitions
                 and (force or now - self._offsets_sent_at.get(p, 0.0) >= OFFSETS_EVERY_S)}

@@ -74,8 +74,6 @@ class Retention:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.retention_ms = engine.settings.retention_ms
-        # Command batches and retirements exclude each other (see the module docs).
-        self.lock = engine.batch_lock
         self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0}
         if self.retention_ms <= 0:
             return
@@ -109,7 +107,7 @@ class Retention:
                 if i % 1000 == 999:
                     await asyncio.sleep(0)
             if candidates:
-                async with self.lock:
+                async with self.engine.lock_for(p):  # the partition's batches wait (module docs)
                     if p in self.engine.owned():
                         retired += await self._retire(p, candidates, now)
         self.stats["sweeps"] += 1

@@ -55,8 +55,10 @@ log = logging.getLogger("aion.engine.timers")
 class TimerOutput(Protocol):
     """What the wheel writes through (the engine's transactions, ``_txn.py``)."""
 
-    #: Held while the wheel stages and writes: no batch interleaves with its local writes.
-    lock: asyncio.Lock
+    def lock_for(self, partition: int) -> asyncio.Lock:
+        """Held while the wheel stages and writes for ``partition``: no batch of the partition
+        interleaves with its journaled local writes."""
+        ...
 
     def owned(self) -> set[int]:
         """The partitions this worker owns and has restored (the only ones it may fire)."""
@@ -277,8 +279,8 @@ class TimerWheel:
         by_partition: dict[int, list[tuple[Any, int, Write]]] = {}
         for w in writes:
             by_partition.setdefault(w[1], []).append(w)
-        async with self.output.lock:
-            for partition, ws in by_partition.items():
+        for partition, ws in by_partition.items():
+            async with self.output.lock_for(partition):
                 await self._write(partition, [], ws)
 
     async def _write(self, partition: int, records: list[Record], writes: list[tuple[Any, int, Write]]) -> bool:
@@ -446,29 +448,36 @@ class TimerWheel:
     async def _fire(self, gen: int) -> bool:
         """Fire what is due: per partition one transaction with the ``FireTimer`` commands and
         the deletion of their rows (so a fire and its row's deletion are visible together or
-        not at all; the partitions' transactions run side by side); rows whose timer reached
-        a terminal state are deleted without a fire."""
-        async with self.output.lock:  # no batch interleaves with the journaled row writes
-            if gen != self._gen:
+        not at all; the partitions' transactions run side by side, each under its partition's
+        lock); rows whose timer reached a terminal state are deleted without a fire."""
+        owned = self.output.owned()
+        parts = [part for part in list(self._parts.values()) if part.partition in owned]
+        fired = await asyncio.gather(*(self._fire_partition(gen, part) for part in parts))
+        if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
+            for ident in list(self._sent)[:100_000]:
+                del self._sent[ident]
+        return any(fired)
+
+    async def _fire_partition(self, gen: int, part: WheelPartition) -> bool:
+        async with self.output.lock_for(part.partition):
+            if gen != self._gen or self._parts.get(part.partition) is not part:
                 return False
-            owned = self.output.owned()
-            staged = [self._stage_fires(part) for part in list(self._parts.values()) if part.partition in owned]
-            staged = [st for st in staged if st is not None]
-            if staged:
-                done = await asyncio.gather(*(self._write(part.partition, records, writes)
-                                              for part, records, writes, _, _ in staged))
-                if "after_fire_emit" in self._faults and any(done):
-                    crash("after_fire_emit")
-                for ok, (part, _, _, sent, counts) in zip(done, staged):
-                    if ok:
-                        self._sent.update(sent)
-                        self.stats["fired"] += counts[0]
-                        self.stats["dropped_terminal"] += counts[1]
-                if len(self._sent) > 200_000:  # fires whose TimerFired another worker recorded
-                    for ident in list(self._sent)[:100_000]:
-                        del self._sent[ident]
-            await self._persist_low(gen, owned - {st[0].partition for st in staged})
-            return bool(staged)
+            staged = self._stage_fires(part)
+            if staged is None:
+                out: list[Write] = []
+                part.advance_low(time.monotonic(), out)
+                if out:
+                    await self._write(part.partition, [], [(self.timers, part.partition, w) for w in out])
+                return False
+            _, records, writes, sent, (n_fire, n_drop) = staged
+            if not await self._write(part.partition, records, writes):
+                return False
+            if "after_fire_emit" in self._faults:
+                crash("after_fire_emit")
+            self._sent.update(sent)
+            self.stats["fired"] += n_fire
+            self.stats["dropped_terminal"] += n_drop
+            return True
 
     def _stage_fires(self, part: WheelPartition) -> tuple[WheelPartition, list[Record], list[tuple[Any, int, Write]],
                                                           dict[bytes, int], tuple[int, int]] | None:
@@ -502,19 +511,6 @@ class TimerWheel:
         part.advance_low(time.monotonic(), out)  # the scan position goes in the same transaction
         self._block(t0)
         return part, records, [(self.timers, part.partition, w) for w in out], sent, (len(fire), len(drop))
-
-    async def _persist_low(self, gen: int, owned: set[int]) -> None:
-        if gen != self._gen:
-            return
-        mono = time.monotonic()
-        for part in list(self._parts.values()):
-            if part.partition not in owned:
-                continue
-            out: list[Write] = []
-            part.advance_low(mono, out)
-            if out:
-                await self._write(part.partition, [], [(self.timers, part.partition, w) for w in out])
-
 
     def _maybe_log_stats(self) -> None:
         mono = time.monotonic()

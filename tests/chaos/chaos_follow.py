@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from aion.codec import Codec
+from aion.codec import Codec, partition_for
 
 #: librdkafka's messages (connection refused while the broker restarts, ...) are expected here.
 _quiet = logging.getLogger("chaos.follow")
@@ -202,3 +202,14 @@ class EventFollower:
                 else:
                     worst = max(worst, at - t0)
         return (None if waiting else worst), waiting
+
+
+def probe_ids(partitions: int, name: str = "probe") -> list[str]:
+    """One workflow id per partition."""
+    ids: dict[int, str] = {}
+    i = 0
+    while len(ids) < partitions:
+        wid = f"{name}-{i}"
+        ids.setdefault(partition_for(wid, partitions), wid)
+        i += 1
+    return [ids[p] for p in range(partitions)]

@@ -57,7 +57,6 @@ from typing import Any
 import pytest
 
 from aion.client import Client
-from aion.codec import partition_for
 from aion.engine.settings import Settings
 from aion.engine.topics import TopicNames, ensure_topics
 from aion.exceptions import WorkflowAlreadyStartedError
@@ -65,7 +64,7 @@ from aion.model import Command, SignalWorkflow
 from aion.testing import Expectation, check_event_log, read_event_log
 
 from chaos_cluster import ChaosCluster, broker, local_broker_port
-from chaos_follow import EventFollower
+from chaos_follow import EventFollower, probe_ids as _probe_ids
 from chaos_workflows import expected_outcome
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(600)]
@@ -523,17 +522,6 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
         cluster.stop()
         if stats.broker_down:  # the restart failed half-way: the rest of the session needs the broker
             broker("start", stats.broker_down)
-
-
-def _probe_ids(partitions: int, name: str = "probe") -> list[str]:
-    """One workflow id per partition."""
-    ids: dict[int, str] = {}
-    i = 0
-    while len(ids) < partitions:
-        wid = f"{name}-{i}"
-        ids.setdefault(partition_for(wid, partitions), wid)
-        i += 1
-    return [ids[p] for p in range(partitions)]
 
 
 def _dead_letters(settings: Settings) -> list[str]:

@@ -46,7 +46,7 @@ from aion.model import TimerStarted
 from aion.testing import EventLog, Expectation, check_event_log, read_event_log
 
 from chaos_cluster import ChaosCluster, Proc
-from chaos_follow import EventFollower
+from chaos_follow import EventFollower, probe_ids
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -120,16 +120,6 @@ def _workload(rng: random.Random, n: int, name: str = "") -> list[tuple[str, str
         else:
             out.append((f"{name}nap-{i}", "NapFlow", [1500], Expectation("COMPLETED", "rested", runs=1)))
     return out
-
-
-def _probe_ids(name: str) -> list[str]:
-    ids: dict[int, str] = {}
-    i = 0
-    while len(ids) < PARTITIONS:
-        wid = f"{name}-{i}"
-        ids.setdefault(partition_for(wid, PARTITIONS), wid)
-        i += 1
-    return [ids[p] for p in range(PARTITIONS)]
 
 
 def _takeover(follower: EventFollower, wids: list[str], t_from: float, t_to: float) -> set[int]:
@@ -234,7 +224,7 @@ async def test_a_stalled_engine_writes_nothing_after_it_wakes_up(kafka_bootstrap
         cluster.activities()
         client = await Client.connect(settings.bootstrap_servers, topic_prefix=topic_prefix, settings=settings,
                                       rpc_timeout=20.0)
-        warm = _probe_ids("warmup")
+        warm = probe_ids(PARTITIONS, "warmup")
         await asyncio.gather(*(_start(client, w, "ActivityFlow", [w, 0], run) for w in warm))
         for w in warm:
             expected[w] = Expectation("COMPLETED", f"done:{w}", runs=1)

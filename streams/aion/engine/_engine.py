@@ -50,7 +50,7 @@ from ..model import (
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, keep_paused, patch_worker_consumer, store_offset
+from ._faust import db_for, keep_paused, patch_worker_consumer, request_rejoin, store_offset
 from ._feed import CommandReader
 from ._retention import Retention
 from ._store import CaughtUpTable, HistoryStore
@@ -163,6 +163,7 @@ class Engine:
         self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
         self._ready: set[int] = set()  # partitions fenced in, restored and being read
         self._fenced_gen: int | None = None
+        self._rejoin_at = -1e9
         self._fencing: asyncio.Future[None] | None = None
         self._known_queues: set[str] = set()
         #: partition -> next offset to commit (consumed in committed transactions, not yet sent)
@@ -264,6 +265,15 @@ class Engine:
             self.stats["fenced"] += 1
         self._drop({partition})
         self.writers.close({partition})
+        # A stalled worker that was fenced is about to rejoin anyway; but a producer can also
+        # fail fatally without another owner (a broker restart that lost its epoch): only a
+        # rebalance fences the partition in again *and* restores it before it is read, so ask
+        # for one (at most every few seconds).
+        now = asyncio.get_event_loop().time()
+        if now - self._rejoin_at > 5.0 and partition in self._assigned_partitions():
+            self._rejoin_at = now
+            if request_rejoin(self.app.consumer):
+                log.warning("partition %d: asked the group for a rebalance to take it back", partition)
 
     async def _on_restored(self, sender: Any = None, **kwargs: Any) -> None:
         """Faust's recovery is done: read the owned partitions from their committed offsets."""

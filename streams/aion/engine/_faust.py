@@ -9,6 +9,9 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
   takeover).
 - :func:`keep_paused`: Faust's consumer never fetches the commands topic (the engine reads it
   with librdkafka, ``_feed.py``), though the engine's agent subscribes to it for the assignment.
+- :func:`request_rejoin`: a partition whose producer failed fatally (fenced, or a broker
+  restart that lost the producer's epoch) is taken back only through a rebalance, which fences
+  it in again and restores it before it is read.
 - :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
   changelog offset Faust's recovery starts after.
 """
@@ -78,3 +81,16 @@ def stored_offset(table: Any, partition: int) -> int | None:
     from faust.types import TP
 
     return table.data.persisted_offset(TP(table.changelog_topic.get_topic_name(), partition))
+
+
+def request_rejoin(consumer: Any) -> bool:
+    """Have Faust's consumer rejoin its group (a rebalance: revoke, assign, restore), from its
+    own thread's loop. Whether the request could be made."""
+    thread = getattr(consumer, "_thread", None)
+    client = getattr(thread, "_consumer", None)
+    coordinator = getattr(client, "_coordinator", None)
+    loop = getattr(thread, "thread_loop", None)
+    if coordinator is None or loop is None:
+        return False
+    loop.call_soon_threadsafe(coordinator.request_rejoin)
+    return True

@@ -105,3 +105,12 @@ def test_tables_are_rebalanced_before_recovery_starts() -> None:
 
     src = inspect.getsource(TableManager.on_rebalance)
     assert src.index("table.on_rebalance") < src.index("self.recovery.on_rebalance")
+
+
+def test_request_rejoin_reaches_the_aiokafka_coordinator_of_faust_s_consumer_thread() -> None:
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+
+    assert callable(GroupCoordinator.request_rejoin)
+    assert "self._consumer = self._create_consumer(" in inspect.getsource(AIOKafkaConsumerThread)
+    assert "_thread" in inspect.getsource(Consumer)

@@ -10,7 +10,8 @@ async def charge(order_id: str, cents: int) -> str:
 ```
 
 Inside a running activity, ``info()``, ``heartbeat()``, ``is_cancelled()`` and
-``wait_for_cancel()`` read the attempt's context (set by the worker or the test environment).
+``wait_for_cancel()`` read the attempt's context (set by the worker or the test environment);
+``logger`` adds the attempt's ids to every record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from . import _context
 from ._context import ActivityContext, ActivityInfo, NotInActivityError
 from ._definition import ActivityDefinition, defn
+from ._logger import ActivityLoggerAdapter, logger
 
 __all__ = [
     "defn",
@@ -33,6 +35,8 @@ __all__ = [
     "wait_for_cancel",
     "wait_for_cancel_sync",
     "in_activity",
+    "logger",
+    "ActivityLoggerAdapter",
 ]
 
 

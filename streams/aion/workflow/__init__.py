@@ -15,6 +15,7 @@ Workflow code is plain ``async`` Python run by a deterministic event loop (``aio
 ``asyncio.gather``/``wait``/``as_completed``/task cancellation work and are deterministic;
 ``asyncio.sleep`` becomes a durable timer. Everything non-deterministic (I/O, clocks, random)
 goes through activities or the helpers here (``now``, ``random``, ``uuid4``, ``side_effect``).
+Log with ``workflow.logger``: it adds the run's ids and is silent while history is replayed.
 """
 
 from ..exceptions import CancelledError
@@ -46,6 +47,7 @@ from ._api import (
     wait_condition,
 )
 from ._definition import WorkflowDefinition, defn, query, run, signal
+from ._logger import WorkflowLoggerAdapter, logger
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
 from ._types import (
     ActivityCancellationType,
@@ -62,7 +64,7 @@ __all__ = [
     "execute_activity", "start_activity", "sleep", "start_timer", "wait_condition", "timeout",
     "execute_child_workflow", "start_child_workflow", "continue_as_new", "info", "now", "time",
     "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
-    "upsert_search_attributes", "in_workflow", "is_replaying",
+    "upsert_search_attributes", "in_workflow", "is_replaying", "logger", "WorkflowLoggerAdapter",
     "ActivityHandle", "TimerHandle", "ChildWorkflowHandle",
     "RetryPolicy", "ParentClosePolicy", "ActivityCancellationType", "IdReusePolicy",
     "FailurePolicy", "Info", "ParentInfo", "CancelledError",

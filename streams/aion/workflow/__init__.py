@@ -48,6 +48,7 @@ from ._api import (
 )
 from ._definition import WorkflowDefinition, defn, query, run, signal
 from ._logger import WorkflowLoggerAdapter, logger
+from ._unsafe import unsafe
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
 from ._types import (
     ActivityCancellationType,
@@ -65,6 +66,7 @@ __all__ = [
     "execute_child_workflow", "start_child_workflow", "continue_as_new", "info", "now", "time",
     "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
     "upsert_search_attributes", "in_workflow", "is_replaying", "logger", "WorkflowLoggerAdapter",
+    "unsafe",
     "ActivityHandle", "TimerHandle", "ChildWorkflowHandle",
     "RetryPolicy", "ParentClosePolicy", "ActivityCancellationType", "IdReusePolicy",
     "FailurePolicy", "Info", "ParentInfo", "CancelledError",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, Callable, Sequence, TypeVar, overload
 
+from ..exceptions import FailureError
 from ._types import FailurePolicy
 
 __all__ = ["defn", "run", "signal", "query", "WorkflowDefinition", "HandlerDefinition"]
@@ -69,7 +70,13 @@ class WorkflowDefinition:
 @overload
 def defn(cls: C) -> C: ...
 @overload
-def defn(*, name: str | None = None, failure_policy: FailurePolicy | None = None) -> Callable[[C], C]: ...
+def defn(
+    *,
+    name: str | None = None,
+    failure_policy: FailurePolicy | None = None,
+    failure_exception_types: Sequence[type[BaseException]] | None = None,
+    sandboxed: bool = True,
+) -> Callable[[C], C]: ...
 
 
 def defn(
@@ -77,12 +84,22 @@ def defn(
     *,
     name: str | None = None,
     failure_policy: FailurePolicy | None = None,
+    failure_exception_types: Sequence[type[BaseException]] | None = None,
+    sandboxed: bool = True,
 ) -> Any:
     """Declare a workflow type (default name: the class name).
 
     ``failure_policy`` overrides the registry's default supervision for this type (see
-    :class:`FailurePolicy`).
+    :class:`FailurePolicy`). ``failure_exception_types`` is Temporal's spelling of the same
+    choice: these exception types (and ``aion.exceptions.FailureError``) fail the workflow, any
+    other exception holds it for a fixed deploy. ``sandboxed`` is accepted for code ported from
+    Temporal and ignored: there is no sandbox here.
     """
+    del sandboxed  # no sandbox: accepted so that Temporal's @workflow.defn(sandboxed=False) ports
+    if failure_exception_types is not None:
+        if failure_policy is not None:
+            raise TypeError("pass failure_policy or failure_exception_types to @workflow.defn, not both")
+        failure_policy = _policy_failing_on(failure_exception_types)
 
     def wrap(c: type) -> type:
         if not isinstance(c, type):
@@ -125,6 +142,12 @@ def defn(
     if cls is not None:
         return wrap(cls)
     return wrap
+
+
+def _policy_failing_on(types: Sequence[type[BaseException]]) -> FailurePolicy:
+    if isinstance(types, type) or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise TypeError("failure_exception_types must be a list of exception classes")
+    return FailurePolicy(workflow_failure_types=(FailureError, *types))
 
 
 def run(fn: F) -> F:

@@ -22,15 +22,33 @@ class ActivityDefinition:
 
     @staticmethod
     def of(fn: Any) -> "ActivityDefinition":
-        d = getattr(fn, _ATTR, None)
-        if not isinstance(d, ActivityDefinition):
+        d = ActivityDefinition.maybe_of(fn)
+        if d is None:
             raise TypeError(f"{fn!r} is not an activity: decorate it with @activity.defn")
         return d
 
     @staticmethod
     def maybe_of(fn: Any) -> "ActivityDefinition | None":
+        """The definition of an ``@activity.defn`` function — or of a bound method of one,
+        with the bound method as ``fn`` (the decorator saw the plain function; calling that
+        would miss ``self``)."""
         d = getattr(fn, _ATTR, None)
-        return d if isinstance(d, ActivityDefinition) else None
+        if not isinstance(d, ActivityDefinition):
+            return None
+        if inspect.ismethod(fn) and d.fn is fn.__func__:
+            return ActivityDefinition(d.name, fn, d.is_async)
+        return d
+
+    def needs_instance(self) -> bool:
+        """Whether ``fn`` is a method taken from its class (first parameter ``self``): it can
+        be named in workflows, but a worker must be given the bound method ``obj.method``."""
+        if inspect.ismethod(self.fn):
+            return False
+        try:
+            params = list(inspect.signature(self.fn).parameters)
+        except (TypeError, ValueError):
+            return False
+        return bool(params) and params[0] == "self"
 
 
 @overload
@@ -44,6 +62,9 @@ def defn(fn: Any = None, *, name: str | None = None) -> Any:
 
     The function itself is returned unchanged (callable directly in unit tests), with its
     :class:`ActivityDefinition` attached; workflows may name it by function or by string.
+    Methods may be activities too: decorate the method, register the bound method
+    (``activities=[db.fetch]``) and name it in workflows as ``Db.fetch``
+    (``workflow.execute_activity_method``) — the object holds clients, pools, settings.
     """
 
     def wrap(f: Any) -> Any:

@@ -84,8 +84,14 @@ class Registry:
 
     def add_activity(self, fn: Any) -> ActivityDefinition:
         d = fn if isinstance(fn, ActivityDefinition) else ActivityDefinition.of(fn)
+        if d.needs_instance():
+            raise ValueError(
+                f"activity {d.name!r} is a method taken from its class ({d.fn.__qualname__}): "
+                f"register the method of an instance, e.g. activities=[obj.{d.fn.__name__}]"
+            )
         prev = self._activities.get(d.name)
-        if prev is not None and prev.fn is not d.fn:
+        # != rather than `is not`: each `obj.method` access makes a new (equal) bound method.
+        if prev is not None and prev.fn != d.fn:
             raise ValueError(
                 f"two activities are registered under the name {d.name!r}: give one @activity.defn(name=...)"
             )

@@ -34,7 +34,8 @@ def _definition_of(obj: Any) -> Any:
 
 
 def resolve(obj: Any) -> RegisteredActivity:
-    """Accept an ``@activity.defn`` function (or its definition object, or a plain callable)."""
+    """Accept an ``@activity.defn`` function or bound method (or its definition object, or a
+    plain callable)."""
     defn = _definition_of(obj)
     name: str | None = None
     fn: Any = obj
@@ -43,6 +44,11 @@ def resolve(obj: Any) -> RegisteredActivity:
         fn = defn.fn
     if not callable(fn):
         raise ActivityRegistrationError(f"{obj!r} is not an activity: expected an @activity.defn function")
+    if isinstance(defn, ActivityDefinition) and defn.needs_instance():
+        raise ActivityRegistrationError(
+            f"activity {defn.name!r} is a method taken from its class ({fn.__qualname__}): every "
+            f"attempt would miss `self`. Register the method of an instance: activities=[obj.{fn.__name__}]"
+        )
     if not name:
         name = getattr(fn, "__name__", None)
     if not name:
@@ -82,7 +88,8 @@ def registry_of(activities: Sequence[Any]) -> dict[str, RegisteredActivity]:
     out: dict[str, RegisteredActivity] = {}
     for a in activities:
         r = resolve(a)
-        if r.name in out and out[r.name].fn is not r.fn:
+        # != rather than `is not`: each `obj.method` access makes a new (equal) bound method.
+        if r.name in out and out[r.name].fn != r.fn:
             raise ActivityRegistrationError(
                 f"two different activities are named {r.name!r}: give one another name with "
                 f"@activity.defn(name=...)"

@@ -27,6 +27,7 @@ from ._api import (
     continue_as_new,
     deprecate_patch,
     execute_activity,
+    execute_activity_method,
     execute_child_workflow,
     in_workflow,
     info,
@@ -38,6 +39,7 @@ from ._api import (
     signal_external,
     sleep,
     start_activity,
+    start_activity_method,
     start_child_workflow,
     start_timer,
     time,
@@ -62,7 +64,7 @@ from ._types import (
 
 __all__ = [
     "defn", "run", "signal", "query", "WorkflowDefinition",
-    "execute_activity", "start_activity", "sleep", "start_timer", "wait_condition", "timeout",
+    "execute_activity", "start_activity", "execute_activity_method", "start_activity_method", "sleep", "start_timer", "wait_condition", "timeout",
     "execute_child_workflow", "start_child_workflow", "continue_as_new", "info", "now", "time",
     "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
     "upsert_search_attributes", "in_workflow", "is_replaying", "logger", "WorkflowLoggerAdapter",

@@ -30,6 +30,8 @@ __all__ = [
     "ChildOptions",
     "execute_activity",
     "start_activity",
+    "execute_activity_method",
+    "start_activity_method",
     "sleep",
     "start_timer",
     "wait_condition",
@@ -204,6 +206,19 @@ async def execute_activity(
         activity_id=activity_id,
         result_type=result_type,
     )
+
+
+def start_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> ActivityHandle[Any]:
+    """:func:`start_activity` for an activity that is a method: name it by its class
+    (``Db.fetch``); the worker runs the bound method it was given (``activities=[db.fetch]``).
+    Takes the same options as :func:`start_activity`."""
+    return start_activity(activity, *args, **options)
+
+
+async def execute_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """:func:`execute_activity` for an activity that is a method (see
+    :func:`start_activity_method`)."""
+    return await start_activity(activity, *args, **options)
 
 
 # ------------------------------------------------------------------------------ timers

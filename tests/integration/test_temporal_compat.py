@@ -1,0 +1,33 @@
+"""The Temporal-compatibility surface through real Kafka: an engine process runs the workflows of
+``compat_workflows``, an in-process ``ActivityWorker`` runs their activities as Temporal users
+register them (bound methods of an object, sync functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aion.worker import ActivityWorker
+from compat_workflows import Inventory, Restock
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def cluster(make_cluster):  # type: ignore[no-untyped-def]
+    c = make_cluster("compat_workflows")
+    c.engine()
+    return c
+
+
+async def test_activity_methods_run_bound_to_their_object(settings, cluster, client) -> None:  # type: ignore[no-untyped-def]
+    inv = Inventory({"bolt": 10})
+    async with ActivityWorker(settings, activities=[inv.reserve, inv.count], concurrency=4):
+        h = await client.start_workflow(Restock.run, "bolt", id="restock-1")
+        try:
+            assert await h.result(timeout=90) == [8, 8]
+        except Exception:
+            print(cluster.logs())
+            raise
+    assert inv.stock == {"bolt": 8}
+    failed = [e for e in await h.history() if e.type == "ActivityFailed"]
+    assert failed == []  # no attempt failed for want of `self`

@@ -60,6 +60,7 @@ def _cell(v: Any) -> str:
 
 
 @click.group()
+@click.version_option(package_name="aion-streams", prog_name="aion", message="%(prog)s (aion-streams) %(version)s")
 @click.option("--bootstrap", "bootstrap", envvar="AION_BOOTSTRAP_SERVERS", default=None, help="Kafka bootstrap servers (AION_BOOTSTRAP_SERVERS, default 127.0.0.1:9092).")
 @click.option("--prefix", "prefix", envvar="AION_TOPIC_PREFIX", default=None, help="Topic prefix (AION_TOPIC_PREFIX, default 'aion').")
 @click.option("--partitions", type=int, envvar="AION_PARTITIONS", default=None, help="Partitions of new topics (AION_PARTITIONS, default 12).")

@@ -36,27 +36,43 @@ SCHEMAS_DIR_ENV = "AION_SCHEMAS_DIR"
 HISTORY_SUBDIR = "history"
 
 
+def packaged_schemas_dir() -> Path:
+    """Where an installed wheel keeps its copy of ``schemas/``: ``aion/_schemas/``.
+
+    The build (``setup.py``) copies the top-level ``schemas/`` there; a source tree or an
+    editable install has no such folder and reads ``schemas/`` itself.
+    """
+    return Path(__file__).resolve().parents[1] / "_schemas"
+
+
+def source_schemas_dir() -> Path:
+    """The top-level ``schemas/`` of a source tree (``streams/aion/codec`` -> ``../../../schemas``)."""
+    return Path(__file__).resolve().parents[3] / "schemas"
+
+
 def locate_schemas_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The directory holding the current ``.avsc`` files.
 
-    Order: ``explicit``, then ``$AION_SCHEMAS_DIR``, then the repository's top-level
-    ``schemas/`` (``streams/aion/codec`` -> ``../../../schemas``).
+    Order: ``explicit``, then ``$AION_SCHEMAS_DIR``, then the copy an installed wheel ships
+    (``aion/_schemas``), then the source tree's top-level ``schemas/``.
     """
+    marker_name = f"{ROOT_SCHEMAS['event']}.avsc"
     if explicit is not None:
-        candidate, origin = Path(explicit), "the schemas_dir argument"
+        candidates = [(Path(explicit), "the schemas_dir argument")]
     elif os.environ.get(SCHEMAS_DIR_ENV):
-        candidate, origin = Path(os.environ[SCHEMAS_DIR_ENV]), f"${SCHEMAS_DIR_ENV}"
+        candidates = [(Path(os.environ[SCHEMAS_DIR_ENV]), f"${SCHEMAS_DIR_ENV}")]
     else:
-        candidate = Path(__file__).resolve().parents[3] / "schemas"
-        origin = "the repository layout (streams/aion/codec -> ../../../schemas)"
-    marker = candidate / f"{ROOT_SCHEMAS['event']}.avsc"
-    if not marker.is_file():
-        raise SchemaLoadError(
-            f"Avro schemas not found: {candidate} (from {origin}) has no {marker.name}. "
-            f"Set {SCHEMAS_DIR_ENV} to the project's schemas/ directory "
-            "(or pass Codec(schemas_dir=...))."
-        )
-    return candidate
+        candidates = [(packaged_schemas_dir(), "the installed package"),
+                      (source_schemas_dir(), "the source tree's schemas/")]
+    for candidate, _ in candidates:
+        if (candidate / marker_name).is_file():
+            return candidate
+    tried = "; ".join(f"{c} (from {origin})" for c, origin in candidates)
+    raise SchemaLoadError(
+        f"Avro schemas not found: no {marker_name} in {tried}. "
+        f"Reinstall aion-streams from a wheel or the project folder, or set {SCHEMAS_DIR_ENV} "
+        "to the project's schemas/ directory (or pass Codec(schemas_dir=...))."
+    )
 
 
 class _LayeredRepository(AbstractSchemaRepository):

@@ -1,0 +1,60 @@
+"""The ``aion`` command as a user meets it: built into a wheel, installed into a fresh venv,
+run as a subprocess from a project folder outside the source tree, against the real broker.
+
+The venv is made with ``--system-site-packages`` so that the dependencies (faust, confluent-kafka,
+rocksdict ...) come from the test environment instead of being downloaded again, and the wheel is
+installed with ``--no-deps``; ``aion`` itself is the wheel's copy (the venv's site-packages comes
+first on ``sys.path``), which ``test_cli_install.py`` checks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _cli import DIST_FILES, REPO, Installed, _checked
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A wheel built from a copy of the source, installed into a fresh venv."""
+    root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_schemas")
+    for name in DIST_FILES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=ignore)
+        else:
+            shutil.copy2(path, src / name)
+    _checked([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(src)])
+    wheels = list((root / "dist").glob("aion_streams-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv = root / "venv"
+    _checked([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    _checked([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+              "--no-deps", str(wheels[0])])
+    return Installed(wheel=wheels[0], venv=venv)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A user's project folder, far from the source tree (the current directory of each run)."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def user_env(kafka_bootstrap: str) -> dict[str, str]:
+    """The environment of a user's shell: the broker's address, nothing of the source tree."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "AION_SCHEMAS_DIR", "AION_TOPIC_PREFIX", "AION_DATA_DIR")}
+    env["AION_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    return env

@@ -35,3 +35,15 @@ class Restock:
         left = await workflow.execute_activity_method(Inventory.reserve, item, 2, **opts)
         counted = await workflow.start_activity_method(Inventory.count, item, **opts)
         return [left, counted]
+
+
+@activity.defn
+def upper(text: str) -> str:
+    return text.upper()
+
+
+@workflow.defn
+class LocalUpper:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return await workflow.execute_local_activity(upper, text, start_to_close_timeout=timedelta(seconds=20))

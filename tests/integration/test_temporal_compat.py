@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aion.worker import ActivityWorker
-from compat_workflows import Inventory, Restock
+from compat_workflows import Inventory, LocalUpper, Restock, upper
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -31,3 +31,16 @@ async def test_activity_methods_run_bound_to_their_object(settings, cluster, cli
     assert inv.stock == {"bolt": 8}
     failed = [e for e in await h.history() if e.type == "ActivityFailed"]
     assert failed == []  # no attempt failed for want of `self`
+
+
+async def test_a_local_activity_runs_on_the_activity_workers_of_the_workflow_queue(settings, cluster, client) -> None:  # type: ignore[no-untyped-def]
+    async with ActivityWorker(settings, activities=[upper], task_queue="default", concurrency=2) as worker:
+        h = await client.start_workflow(LocalUpper.run, "quiet", id="local-1")
+        try:
+            assert await h.result(timeout=90) == "QUIET"
+        except Exception:
+            print(cluster.logs())
+            raise
+        assert worker.stats["completed"] == 1
+    scheduled = [e.body for e in await h.history() if e.type == "ActivityScheduled"]
+    assert [(b.activity_type, b.task_queue) for b in scheduled] == [("upper", "default")]

@@ -28,6 +28,8 @@ from ._api import (
     deprecate_patch,
     execute_activity,
     execute_activity_method,
+    execute_local_activity,
+    execute_local_activity_method,
     execute_child_workflow,
     in_workflow,
     info,
@@ -40,6 +42,8 @@ from ._api import (
     sleep,
     start_activity,
     start_activity_method,
+    start_local_activity,
+    start_local_activity_method,
     start_child_workflow,
     start_timer,
     time,
@@ -64,7 +68,9 @@ from ._types import (
 
 __all__ = [
     "defn", "run", "signal", "query", "WorkflowDefinition",
-    "execute_activity", "start_activity", "execute_activity_method", "start_activity_method", "sleep", "start_timer", "wait_condition", "timeout",
+    "execute_activity", "start_activity", "execute_activity_method", "start_activity_method",
+    "execute_local_activity", "start_local_activity", "execute_local_activity_method",
+    "start_local_activity_method", "sleep", "start_timer", "wait_condition", "timeout",
     "execute_child_workflow", "start_child_workflow", "continue_as_new", "info", "now", "time",
     "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
     "upsert_search_attributes", "in_workflow", "is_replaying", "logger", "WorkflowLoggerAdapter",

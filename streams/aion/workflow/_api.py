@@ -32,6 +32,10 @@ __all__ = [
     "start_activity",
     "execute_activity_method",
     "start_activity_method",
+    "execute_local_activity",
+    "start_local_activity",
+    "execute_local_activity_method",
+    "start_local_activity_method",
     "sleep",
     "start_timer",
     "wait_condition",
@@ -219,6 +223,57 @@ async def execute_activity_method(activity: Callable[..., Any], *args: Any, **op
     """:func:`execute_activity` for an activity that is a method (see
     :func:`start_activity_method`)."""
     return await start_activity(activity, *args, **options)
+
+
+def start_local_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    schedule_to_close_timeout: timedelta | None = None,
+    schedule_to_start_timeout: timedelta | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    local_retry_threshold: timedelta | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    activity_id: str | None = None,
+    result_type: Any = None,
+) -> ActivityHandle[Any]:
+    """Temporal's local activity, run here as an ordinary activity on the workflow's task queue.
+
+    Temporal runs a local activity inside the workflow worker and records only a marker; Aion
+    Streams schedules it like :func:`start_activity` (``ActivityScheduled`` ... on the task topic
+    of the workflow's queue, run by that queue's activity workers, retried by the engine with
+    durable timers). The signature is Temporal's, so ported code runs unchanged: no
+    ``task_queue`` and no ``heartbeat_timeout``; ``local_retry_threshold`` is accepted and
+    ignored (every retry waits on a durable timer here).
+    """
+    del local_retry_threshold  # every retry is a durable timer here: no local/remote threshold
+    return start_activity(
+        activity,
+        *args,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        start_to_close_timeout=start_to_close_timeout,
+        retry_policy=retry_policy,
+        cancellation_type=cancellation_type,
+        activity_id=activity_id,
+        result_type=result_type,
+    )
+
+
+async def execute_local_activity(activity: Callable[..., Any] | str, *args: Any, **options: Any) -> Any:
+    """Run a "local" activity and return its result (see :func:`start_local_activity`: here it
+    is an ordinary activity on the workflow's task queue)."""
+    return await start_local_activity(activity, *args, **options)
+
+
+def start_local_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> ActivityHandle[Any]:
+    """:func:`start_local_activity` for an activity that is a method (``Db.fetch``)."""
+    return start_local_activity(activity, *args, **options)
+
+
+async def execute_local_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """:func:`execute_local_activity` for an activity that is a method (``Db.fetch``)."""
+    return await start_local_activity(activity, *args, **options)
 
 
 # ------------------------------------------------------------------------------ timers

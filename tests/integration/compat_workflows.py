@@ -6,9 +6,14 @@ activities), so the engine process only needs the workflow classes and the activ
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from datetime import timedelta
 
 from aion import activity, workflow
+from aion.exceptions import CancelledError
+from aion.workflow import ActivityCancellationType
 
 
 class Inventory:
@@ -47,3 +52,46 @@ class LocalUpper:
     @workflow.run
     async def run(self, text: str) -> str:
         return await workflow.execute_local_activity(upper, text, start_to_close_timeout=timedelta(seconds=20))
+
+
+#: Set by ``grind`` (run in the test's own process): it started; how it ended.
+GRIND_STARTED = threading.Event()
+GRIND_ENDED: list[str] = []
+
+
+@activity.defn
+def grind(seconds: float) -> str:
+    """A sync loop that heartbeats; only its heartbeat can tell it that it was cancelled."""
+    GRIND_STARTED.set()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            activity.heartbeat("grinding")
+            time.sleep(0.05)
+    except CancelledError:
+        GRIND_ENDED.append("cancelled")
+        raise
+    GRIND_ENDED.append("finished")
+    return "finished"
+
+
+@workflow.defn
+class CancelGrind:
+    def __init__(self) -> None:
+        self.stop = False
+
+    @workflow.run
+    async def run(self) -> str:
+        h = workflow.start_activity(grind, 60.0, start_to_close_timeout=timedelta(seconds=90),
+                                    heartbeat_timeout=timedelta(seconds=10),
+                                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        await workflow.wait_condition(lambda: self.stop)
+        h.cancel()
+        try:
+            return await h
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    @workflow.signal
+    def cancel_grind(self) -> None:
+        self.stop = True

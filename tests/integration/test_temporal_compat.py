@@ -4,10 +4,14 @@ register them (bound methods of an object, sync functions)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from aion.worker import ActivityWorker
-from compat_workflows import Inventory, LocalUpper, Restock, upper
+import compat_workflows
+from compat_workflows import CancelGrind, Inventory, LocalUpper, Restock, grind, upper
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -44,3 +48,26 @@ async def test_a_local_activity_runs_on_the_activity_workers_of_the_workflow_que
         assert worker.stats["completed"] == 1
     scheduled = [e.body for e in await h.history() if e.type == "ActivityScheduled"]
     assert [(b.activity_type, b.task_queue) for b in scheduled] == [("upper", "default")]
+
+
+async def test_a_cancelled_sync_activity_stops_at_its_next_heartbeat(settings, cluster, client) -> None:  # type: ignore[no-untyped-def]
+    compat_workflows.GRIND_STARTED.clear()
+    compat_workflows.GRIND_ENDED.clear()
+    async with ActivityWorker(settings, activities=[grind], concurrency=2) as worker:
+        h = await client.start_workflow(CancelGrind.run, id="grind-1")
+        started = await asyncio.get_running_loop().run_in_executor(None, compat_workflows.GRIND_STARTED.wait, 60)
+        assert started, cluster.logs()
+        t0 = time.monotonic()
+        await h.signal(CancelGrind.cancel_grind)
+        try:
+            assert await h.result(timeout=60) == "cancelled"
+        except Exception:
+            print(cluster.logs())
+            raise
+        assert time.monotonic() - t0 < 30  # not the activity's 60 s: it stopped when cancelled
+        assert compat_workflows.GRIND_ENDED == ["cancelled"]
+        assert worker.stats["cancelled"] == 1 and worker.in_flight == 0
+    types = [e.type for e in await h.history()]
+    # (the worker's ActivityStarted report may land after the cancel request: it is not awaited)
+    assert "ActivityCancelRequested" in types and "ActivityStarted" in types, types
+    assert types[-2:] == ["ActivityCancelled", "WorkflowCompleted"], types

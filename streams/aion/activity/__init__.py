@@ -34,6 +34,8 @@ __all__ = [
     "is_cancelled",
     "wait_for_cancel",
     "wait_for_cancel_sync",
+    "wait_for_cancelled",
+    "wait_for_cancelled_sync",
     "in_activity",
     "logger",
     "ActivityLoggerAdapter",
@@ -46,7 +48,10 @@ def info() -> ActivityInfo:
 
 
 def heartbeat(*details: Any) -> None:
-    """Report progress; ``details`` are handed to the next attempt if this one fails."""
+    """Report progress; ``details`` are handed to the next attempt if this one fails.
+
+    In a sync activity whose cancellation was requested, raises ``CancelledError``: a loop
+    that heartbeats stops there (an ``async`` activity's task is cancelled instead)."""
     _context.get_context().heartbeat(*details)
 
 
@@ -63,6 +68,12 @@ async def wait_for_cancel() -> None:
 def wait_for_cancel_sync(timeout: float | None = None) -> bool:
     """Block (sync activities) until cancellation is requested; False on timeout."""
     return _context.get_context().wait_for_cancelled_sync(timeout)
+
+
+#: Temporal's spelling of :func:`wait_for_cancel`.
+wait_for_cancelled = wait_for_cancel
+#: Temporal's spelling of :func:`wait_for_cancel_sync`.
+wait_for_cancelled_sync = wait_for_cancel_sync
 
 
 def in_activity() -> bool:

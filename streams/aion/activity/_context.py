@@ -6,8 +6,8 @@ thread-pool thread for a sync function, in the task for an ``async`` one. The pu
 ``aion.activity`` (``info()``, ``heartbeat()``, ``is_cancelled()``, ...) read it from there, so
 activity code needs no parameter for it and imports nothing of Kafka.
 
-Cancellation is a :class:`threading.Event` (sync activities poll ``is_cancelled()`` or block on
-``wait_for_cancelled_sync()``) plus an asyncio-friendly ``await wait_for_cancelled()`` that works
+Cancellation is a :class:`threading.Event` (sync activities poll ``is_cancelled()``, block on
+``wait_for_cancelled_sync()`` or get ``CancelledError`` from their next ``heartbeat()``) plus an asyncio-friendly ``await wait_for_cancelled()`` that works
 from any event loop, because the worker may request cancellation from another thread than the
 one the activity waits on.
 """
@@ -86,14 +86,26 @@ class ActivityContext:
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.last_heartbeat_details: tuple[Any, ...] | None = None
+        #: Set by the runner for a sync activity: ``heartbeat()`` raises once cancelled. A
+        #: thread cannot be interrupted from outside, so its next heartbeat is where the
+        #: cancellation reaches it (as in Temporal); an ``async`` attempt's task is cancelled.
+        self.heartbeat_raises_cancel = False
 
     # ------------------------------------------------------------------ heartbeat
     def heartbeat(self, *details: Any) -> None:
         """Tell the engine the attempt is alive; ``details`` reach the next attempt on retry.
 
-        Cheap to call often: the worker throttles what it actually sends.
+        Cheap to call often: the worker throttles what it actually sends. In a sync activity
+        whose cancellation was requested, raises :class:`asyncio.CancelledError` (= ``aion.
+        exceptions.CancelledError``, a ``BaseException``: ``except Exception`` lets it through);
+        the details are kept and reported with the cancellation.
         """
         self.last_heartbeat_details = tuple(details)
+        if self.heartbeat_raises_cancel and self._cancelled.is_set():
+            raise asyncio.CancelledError(
+                f"activity {self.info.activity_type!r} (workflow {self.info.workflow_id!r}, activity "
+                f"{self.info.activity_id}, attempt {self.info.attempt}) was cancelled: {self._cancel_reason}"
+            )
         if self._heartbeat_cb is not None:
             self._heartbeat_cb(tuple(details))
 

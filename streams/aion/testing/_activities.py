@@ -206,6 +206,8 @@ class ActivityRunner:
                 attempt.fn_task = fn_task
                 result = await asyncio.shield(fn_task)
             else:
+                ctx.heartbeat_raises_cancel = True
+
                 def in_thread() -> Any:
                     token = current.set(ctx)
                     try:

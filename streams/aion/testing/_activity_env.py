@@ -50,6 +50,8 @@ class ActivityEnvironment:
                     in_context(), context=contextvars.copy_context())
                 return await self._task
 
+            ctx.heartbeat_raises_cancel = True
+
             def in_thread() -> Any:
                 current.set(ctx)
                 return fn(*args)

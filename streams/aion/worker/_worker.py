@@ -637,6 +637,8 @@ class ActivityWorker:
                         atask.cancel()
                     raise
             else:
+                ctx.heartbeat_raises_cancel = True
+
                 def run_in_thread() -> Any:
                     token = current.set(ctx)
                     try:

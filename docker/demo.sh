@@ -4,7 +4,9 @@
 # an order saga through Kafka with a fresh engine worker and activity worker, printing results
 # and histories. Stops what it started, also on failure or Ctrl-C.
 #
-# AION_BOOTSTRAP_SERVERS=host:port uses another cluster (nothing is started then).
+# AION_BOOTSTRAP_SERVERS=host:port uses another cluster: nothing is started then, and the demo
+# stops with one line when that cluster does not answer. KAFKA_LOCAL_PORT moves the local broker.
+# Arguments go to `aion demo` (--keep keeps the demo's topics and temporary folder).
 # With Docker instead: docker compose -f docker/compose.yml up --build
 set -euo pipefail
 
@@ -35,4 +37,4 @@ if [[ -z "${AION_BOOTSTRAP_SERVERS:-}" ]]; then
     fi
 fi
 
-aion demo
+aion demo "$@"

@@ -2,13 +2,15 @@
 
 Starts an engine worker and an activity worker as child processes on a fresh topic prefix,
 runs one order that succeeds and one whose payment is declined (compensations run in
-reverse order), prints each result and history, and stops what it started.
+reverse order), prints each result and history, and stops what it started. Then it deletes
+its topics and its temporary folder (worker logs, RocksDB tables) unless asked to keep them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +71,22 @@ async def _run_orders(settings: Settings) -> None:
         await client.close()
 
 
-def run_demo(base: Settings) -> None:
+def _delete_topics(settings: Settings) -> list[str]:
+    """The demo's topics: Aion's (``<prefix>.events`` ...) and Faust's (``<prefix>-engine-...``)."""
+    from confluent_kafka.admin import AdminClient
+
+    from ._broker import KAFKA_LOG
+
+    prefix = settings.topic_prefix
+    admin = AdminClient({**settings.confluent_config(), "logger": KAFKA_LOG})
+    names = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith((f"{prefix}.", f"{prefix}-")))
+    if names:
+        for fut in admin.delete_topics(names, operation_timeout=30).values():
+            fut.result()
+    return names
+
+
+def run_demo(base: Settings, keep: bool = False) -> None:
     prefix = f"demo{uuid.uuid4().hex[:6]}"
     data_dir = tempfile.mkdtemp(prefix="aion-demo-")
     settings = base.replace(topic_prefix=prefix, partitions=3, data_dir=data_dir)
@@ -90,9 +107,22 @@ def run_demo(base: Settings) -> None:
     ]
     click.echo(f"started an engine worker (pid {procs[0].pid}) and an activity worker (pid {procs[1].pid}); logs in {data_dir}")
     t0 = time.monotonic()
+    finished = False
     try:
         asyncio.run(_run_orders(settings))
+        finished = True
     finally:
         for p in procs:
             _stop(p)
-    click.echo(f"\ndemo finished in {time.monotonic() - t0:.1f} s; workers stopped")
+        if keep or not finished:
+            click.echo(f"\nkept topics {prefix}.* and {data_dir} (worker logs)"
+                       + (" (--keep)" if keep else ": the demo did not finish"), err=not finished)
+        else:
+            try:
+                deleted = _delete_topics(settings)
+                click.echo(f"\ndeleted the demo's {len(deleted)} topics ({prefix}.*, {prefix}-*)")
+            except Exception as exc:  # the demo's result stands; say what is left behind
+                click.echo(f"\ncould not delete the demo's topics {prefix}.* ({exc}); delete them by hand", err=True)
+            shutil.rmtree(data_dir, ignore_errors=True)
+    click.echo(f"demo finished in {time.monotonic() - t0:.1f} s; workers stopped"
+               + ("" if keep else ", topics and temporary folder removed (aion demo --keep keeps them)"))

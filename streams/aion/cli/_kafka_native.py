@@ -147,13 +147,14 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
     Exits 1 when any checked workflow diverges or fails to replay: run it before deploying
     changed workflow code.
     """
-    from ..engine.worker import discover, import_modules
+    from ..engine.worker import discover
     from ..runtime import Registry, replay_history
+    from ._imports import import_user_modules
 
     if from_topic == bool(files):
         _fail("give either --from-topic or --file PATH")
     s = _settings(ctx)
-    workflows, activities = discover(import_modules(modules))
+    workflows, activities = discover(import_user_modules(modules, "workflow"))
     if not workflows:
         _fail(f"no @workflow.defn class found in {list(modules)!r}")
     registry = Registry(workflows=workflows, activities=activities)

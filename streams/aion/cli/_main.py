@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
 from typing import Any, Callable, Coroutine
 
 import click
 
 from ..engine.settings import Settings
+from ._broker import KAFKA_LOG, check_broker
+from ._errors import EXIT_CODES_HELP
+from ._imports import import_user_modules
 
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
+
+
+def _broker_ready(ctx: click.Context) -> Settings:
+    """The settings, once the cluster they name answers (else one line and exit code 6)."""
+    root = ctx.find_root()
+    s: Settings = root.obj["settings"]
+    if not root.obj.get("broker_checked"):
+        check_broker(s, root.obj.get("bootstrap_origin"))
+        root.obj["broker_checked"] = True
+    return s
 
 
 def _fail(message: str) -> None:
@@ -59,18 +74,30 @@ def _cell(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="aion-streams", prog_name="aion", message="%(prog)s (aion-streams) %(version)s")
-@click.option("--bootstrap", "bootstrap", envvar="AION_BOOTSTRAP_SERVERS", default=None, help="Kafka bootstrap servers (AION_BOOTSTRAP_SERVERS, default 127.0.0.1:9092).")
+@click.option("--bootstrap", "bootstrap", envvar="AION_BOOTSTRAP_SERVERS", default=None,
+              help="Kafka bootstrap servers (AION_BOOTSTRAP_SERVERS; else 127.0.0.1:$KAFKA_LOCAL_PORT when that is "
+                   "set, as for docker/kafka-local; else 127.0.0.1:9092).")
 @click.option("--prefix", "prefix", envvar="AION_TOPIC_PREFIX", default=None, help="Topic prefix (AION_TOPIC_PREFIX, default 'aion').")
 @click.option("--partitions", type=int, envvar="AION_PARTITIONS", default=None, help="Partitions of new topics (AION_PARTITIONS, default 12).")
 @click.option("--data-dir", envvar="AION_DATA_DIR", default=None, help="RocksDB folder of an engine worker (AION_DATA_DIR).")
+@click.option("-v", "--verbose", is_flag=True, help="Log librdkafka's own lines (aion.kafka) and debug output to stderr.")
 @click.pass_context
-def cli(ctx: click.Context, bootstrap: str | None, prefix: str | None, partitions: int | None, data_dir: str | None) -> None:
+def cli(ctx: click.Context, bootstrap: str | None, prefix: str | None, partitions: int | None, data_dir: str | None,
+        verbose: bool) -> None:
     """Aion Streams: durable workflows on Kafka."""
+    _configure_logging(verbose)
     overrides: dict[str, Any] = {}
+    origin = None
     if bootstrap:
         overrides["bootstrap_servers"] = bootstrap
+        source = ctx.get_parameter_source("bootstrap")
+        origin = "AION_BOOTSTRAP_SERVERS" if source == click.core.ParameterSource.ENVIRONMENT else "--bootstrap"
+    elif os.environ.get("KAFKA_LOCAL_PORT", "").strip():
+        # The local launcher moved to another port: follow it rather than whatever runs on 9092.
+        overrides["bootstrap_servers"] = f"127.0.0.1:{os.environ['KAFKA_LOCAL_PORT'].strip()}"
+        origin = "KAFKA_LOCAL_PORT"
     if prefix:
         overrides["topic_prefix"] = prefix
     if partitions:
@@ -79,6 +106,18 @@ def cli(ctx: click.Context, bootstrap: str | None, prefix: str | None, partition
         overrides["data_dir"] = data_dir
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings.from_env(**overrides)
+    ctx.obj["bootstrap_origin"] = origin
+
+
+def _configure_logging(verbose: bool) -> None:
+    """librdkafka's lines go to the ``aion.kafka`` logger; a CLI shows them only with -v (its
+    errors say in one line what went wrong)."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        KAFKA_LOG.propagate = True
+    else:
+        KAFKA_LOG.addHandler(logging.NullHandler())
+        KAFKA_LOG.propagate = False
 
 
 # ---------------------------------------------------------------- topics
@@ -96,7 +135,7 @@ def topics_create(ctx: click.Context, queues: tuple[str, ...]) -> None:
     """Create the topics (idempotent) and validate them."""
     from ..engine.topics import TopicConfigError, ensure_topics, validate_topics
 
-    s = _settings(ctx)
+    s = _broker_ready(ctx)
     try:
         created = ensure_topics(s, task_queues=queues)
         validate_topics(s)
@@ -117,7 +156,8 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     """Run an engine worker (a Faust app) for the given workflow modules."""
     from ..engine.worker import run_worker
 
-    s = _settings(ctx)
+    import_user_modules(modules, "workflow")  # a typo fails here, before Kafka is touched
+    s = _broker_ready(ctx)
     if cache_size:
         s = s.replace(cache_size=cache_size)
     run_worker(s, list(modules), loglevel=loglevel)
@@ -130,13 +170,13 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
 @click.pass_context
 def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue: str, concurrency: int) -> None:
     """Run an activity worker on one task queue."""
-    from ..engine.worker import discover, import_modules
+    from ..engine.worker import discover
     from ..worker import ActivityWorker
 
-    s = _settings(ctx)
-    _, activities = discover(import_modules(modules))
+    _, activities = discover(import_user_modules(modules, "activity"))
     if not activities:
         _fail(f"no @activity.defn function found in {list(modules)!r}")
+    s = _broker_ready(ctx)
 
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)
@@ -156,7 +196,7 @@ def workflow() -> None:
 def _client_call(ctx: click.Context, fn: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     from ..client import Client
 
-    s = _settings(ctx)
+    s = _broker_ready(ctx)
 
     async def main() -> Any:
         client = await Client.connect(s.bootstrap_servers, topic_prefix=s.topic_prefix, settings=s)
@@ -316,12 +356,13 @@ def event_row(e: Any) -> dict[str, Any]:
 
 
 @cli.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the demo's topics and its folder of worker logs and tables.")
 @click.pass_context
-def demo_cmd(ctx: click.Context) -> None:
+def demo_cmd(ctx: click.Context, keep: bool) -> None:
     """Run the order saga through Kafka with fresh workers, and print results and histories."""
     from ._demo import run_demo
 
-    run_demo(_settings(ctx))
+    run_demo(_broker_ready(ctx), keep=keep)
 
 
 # ---------------------------------------------------------------- replay
@@ -348,10 +389,10 @@ def replay() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def replay_file(path: str, modules: tuple[str, ...], as_json: bool) -> None:
     """Replay the history in PATH (JSON as written by aion, or Avro records) and report the first divergence."""
-    from ..engine.worker import discover, import_modules
+    from ..engine.worker import discover
     from ..runtime import Registry, replay_history
 
-    workflows, _ = discover(import_modules(modules))
+    workflows, _ = discover(import_user_modules(modules, "workflow"))
     result = replay_history(Registry(workflows=workflows), _load_history_file(path))
     report = {
         "workflow_id": result.workflow_id, "events": result.events, "runs": result.runs,

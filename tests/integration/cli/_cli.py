@@ -45,7 +45,8 @@ def topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    return sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{prefix}."))
+    # Aion's own topics (<prefix>.events ...) and Faust's (<prefix>-engine-...-changelog).
+    return sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith((f"{prefix}.", f"{prefix}-")))
 
 
 def delete_topics(bootstrap: str, prefix: str) -> None:
@@ -58,3 +59,92 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
                 fut.result()
             except Exception:
                 pass
+
+
+#: A user's own project: ``myapp/`` with an Order workflow (activity, timer, signal, query).
+MYAPP_ACTIVITIES = '''
+from aion import activity
+from aion.exceptions import ApplicationError
+
+
+@activity.defn
+async def charge(order_id: str, cents: int) -> str:
+    if cents < 0:
+        raise ApplicationError(f"cannot charge {cents} cents", non_retryable=True)
+    return f"ch-{order_id}-{cents}"
+'''
+
+MYAPP_WORKFLOWS = '''
+from datetime import timedelta
+
+from aion import RetryPolicy, workflow
+from myapp.activities import charge
+
+
+@workflow.defn
+class Order:
+    def __init__(self) -> None:
+        self.state = "new"
+        self.decision = None
+
+    @workflow.run
+    async def run(self, order: dict) -> str:
+        charge_id = await workflow.execute_activity(
+            charge, order["id"], order["cents"], start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=1))
+        self.state = "charged"
+        await workflow.sleep(timedelta(milliseconds=100))
+        if order.get("wait"):
+            await workflow.wait_condition(lambda: self.decision is not None)
+        return f"{charge_id} {self.decision or 'auto'}"
+
+    @workflow.signal
+    def decide(self, decision: str) -> None:
+        self.decision = decision
+
+    @workflow.query
+    def status(self) -> str:
+        return self.state
+'''
+
+
+def write_myapp(folder: Path) -> Path:
+    pkg = folder / "myapp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "activities.py").write_text(MYAPP_ACTIVITIES)
+    (pkg / "workflows.py").write_text(MYAPP_WORKFLOWS)
+    return pkg
+
+
+class Workers:
+    """``aion worker`` and ``aion activity-worker`` of the installed wheel, started in a project
+    folder; stopped (SIGTERM, then SIGKILL) by :meth:`stop`."""
+
+    def __init__(self, installed: Installed, cwd: Path, env: dict[str, str]) -> None:
+        self.installed, self.cwd, self.env = installed, cwd, env
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.cwd / f"{args[0]}-{len(self.procs)}.log"
+        p = subprocess.Popen([self.installed.aion, *args], cwd=self.cwd, env=self.env, stdout=open(log, "wb"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((p, log))
+        return p
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for _, log in self.procs)
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        for p, _ in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p, _ in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from _cli import DIST_FILES, REPO, Installed, _checked
+from _cli import DIST_FILES, REPO, Installed, Workers, _checked, run, write_myapp
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +58,22 @@ def user_env(kafka_bootstrap: str) -> dict[str, str]:
            if k not in ("PYTHONPATH", "AION_SCHEMAS_DIR", "AION_TOPIC_PREFIX", "AION_DATA_DIR")}
     env["AION_BOOTSTRAP_SERVERS"] = kafka_bootstrap
     return env
+
+
+@pytest.fixture
+def myapp_env(user_env: dict[str, str], topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """The user's shell for ``myapp``: this test's topics (deleted afterwards), its own tables."""
+    return dict(user_env, AION_TOPIC_PREFIX=topic_prefix, AION_PARTITIONS="2", AION_DATA_DIR=str(tmp_path / "data"))
+
+
+@pytest.fixture
+def myapp_running(installed: Installed, project: Path, myapp_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """``myapp`` in ``project``, its topics created and both workers running (from ``project``)."""
+    write_myapp(project)
+    res = run(installed, "topics", "create", cwd=project, env=myapp_env)
+    assert res.returncode == 0, res.stderr
+    workers = Workers(installed, project, myapp_env)
+    workers.start("worker", "--workflows", "myapp.workflows", "--loglevel", "warning")
+    workers.start("activity-worker", "--activities", "myapp.activities")
+    yield workers
+    workers.stop()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tomllib
 import zipfile
+from pathlib import Path
 
-from _cli import REPO, Installed, delete_topics, run
+from _cli import REPO, Installed, delete_topics, run, topics_with_prefix
 
 SCHEMAS = REPO / "schemas"
 
@@ -61,7 +63,26 @@ def test_installed_demo_runs_the_order_saga_on_the_broker(installed: Installed, 
         assert re.search(r"^result: .*", res.stdout, re.M), res.stdout
         assert "was declined" in res.stdout and "compensated: release_inventory" in res.stdout
         assert "WorkflowCompleted" in res.stdout and "WorkflowFailed" in res.stdout
+        # It cleans up what it made: its topics and its folder of logs and tables.
+        assert prefix, res.stdout
+        assert topics_with_prefix(kafka_bootstrap, prefix.group(1)) == []
+        folder = re.search(r"logs in (\S+)", res.stdout)
+        assert folder and not Path(folder.group(1)).exists(), res.stdout
     finally:
         if prefix:
             delete_topics(kafka_bootstrap, prefix.group(1))
-    assert prefix, res.stdout
+
+
+def test_demo_keep_keeps_its_topics(installed: Installed, project, user_env, kafka_bootstrap) -> None:  # type: ignore[no-untyped-def]
+    res = run(installed, "demo", "--keep", cwd=project, env=user_env, timeout=240)
+    prefix = re.search(r"prefix '([^']+)'", res.stdout)
+    folder = re.search(r"logs in (\S+)", res.stdout)
+    try:
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert prefix and f"{prefix.group(1)}.events" in topics_with_prefix(kafka_bootstrap, prefix.group(1))
+        assert folder and Path(folder.group(1), "engine.log").is_file()
+    finally:
+        if prefix:
+            delete_topics(kafka_bootstrap, prefix.group(1))
+        if folder:
+            shutil.rmtree(folder.group(1), ignore_errors=True)

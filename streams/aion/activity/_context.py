@@ -19,6 +19,7 @@ import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
 __all__ = [
@@ -58,6 +59,39 @@ class ActivityInfo:
         """The earliest deadline that applies to this attempt, if any."""
         ds = [d for d in (self.start_to_close_deadline_ms, self.schedule_to_close_deadline_ms) if d]
         return min(ds) if ds else None
+
+    # Temporal's spellings, so that activity code ported from it reads its info unchanged.
+    @property
+    def workflow_run_id(self) -> str:
+        """The run id of the workflow that scheduled the activity (= :attr:`run_id`)."""
+        return self.run_id
+
+    @property
+    def heartbeat_timeout(self) -> timedelta | None:
+        """The heartbeat timeout (:attr:`heartbeat_timeout_ms`), None when not set."""
+        return None if not self.heartbeat_timeout_ms else timedelta(milliseconds=self.heartbeat_timeout_ms)
+
+    @property
+    def start_to_close_timeout(self) -> timedelta | None:
+        """The start-to-close timeout of this attempt, None when not set."""
+        if self.start_to_close_deadline_ms is None:
+            return None
+        return timedelta(milliseconds=self.start_to_close_deadline_ms - self.started_at_ms)
+
+    @property
+    def scheduled_time(self) -> datetime:
+        """When the activity was scheduled (UTC)."""
+        return datetime.fromtimestamp(self.scheduled_at_ms / 1000, tz=timezone.utc)
+
+    @property
+    def started_time(self) -> datetime:
+        """When this attempt started (UTC)."""
+        return datetime.fromtimestamp(self.started_at_ms / 1000, tz=timezone.utc)
+
+    @property
+    def is_local(self) -> bool:
+        """Always False: local activities run as ordinary activities here."""
+        return False
 
 
 class NotInActivityError(RuntimeError):

@@ -236,6 +236,8 @@ class WorkflowInstance:
         self._used_child_ids: set[str] = set()
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._patches: dict[str, bool] = {}
+        #: Async signal handlers still running (``workflow.all_handlers_finished``).
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
         self.cancel_requested = False
         # activation state
         self._expected: deque[Event] | None = None
@@ -265,6 +267,9 @@ class WorkflowInstance:
 
     def is_replaying(self) -> bool:
         return self._expected is not None
+
+    def all_handlers_finished(self) -> bool:
+        return not self._handler_tasks
 
     def info(self) -> Info:
         st = self.ctx.started
@@ -693,6 +698,8 @@ class WorkflowInstance:
                 if self.obj is None or self.closed is not None:
                     return
                 t = self.loop.create_task(hd.fn(self.obj, *args), name=f"signal:{b.signal_name}")
+                self._handler_tasks.add(t)
+                t.add_done_callback(self._handler_tasks.discard)
                 t.add_done_callback(self._on_handler_done)
             self.loop.call_soon(start)
         else:
@@ -728,7 +735,7 @@ class WorkflowInstance:
         try:
             hints = hints_of(self.defn.run_fn, skip_self=True)
             args = self.converter.from_payloads(started.input, hints)
-            self.obj = self.defn.cls()
+            self.obj = self.defn.cls(*args) if self.defn.init_takes_args else self.defn.cls()
         except _Halt:
             return
         except Exception as e:

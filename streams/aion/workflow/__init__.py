@@ -24,6 +24,7 @@ from ._api import (
     ChildOptions,
     ContinueAsNewError,
     NotInWorkflowError,
+    all_handlers_finished,
     continue_as_new,
     deprecate_patch,
     execute_activity,
@@ -52,7 +53,7 @@ from ._api import (
     uuid4,
     wait_condition,
 )
-from ._definition import WorkflowDefinition, defn, query, run, signal
+from ._definition import WorkflowDefinition, defn, init, query, run, signal
 from ._logger import WorkflowLoggerAdapter, logger
 from ._unsafe import unsafe
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
@@ -67,7 +68,7 @@ from ._types import (
 )
 
 __all__ = [
-    "defn", "run", "signal", "query", "WorkflowDefinition",
+    "defn", "init", "run", "signal", "query", "WorkflowDefinition", "all_handlers_finished",
     "execute_activity", "start_activity", "execute_activity_method", "start_activity_method",
     "execute_local_activity", "start_local_activity", "execute_local_activity_method",
     "start_local_activity_method", "sleep", "start_timer", "wait_condition", "timeout",

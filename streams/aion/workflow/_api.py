@@ -55,6 +55,7 @@ __all__ = [
     "upsert_search_attributes",
     "in_workflow",
     "is_replaying",
+    "all_handlers_finished",
 ]
 
 T = TypeVar("T")
@@ -105,6 +106,7 @@ class _Runtime(Protocol):
     def now_ms(self) -> int: ...
     def random(self) -> _random.Random: ...
     def is_replaying(self) -> bool: ...
+    def all_handlers_finished(self) -> bool: ...
     def start_activity(self, activity: Any, args: tuple[Any, ...], options: ActivityOptions) -> ActivityHandle[Any]: ...
     def start_timer(self, duration_ms: int, name: str) -> TimerHandle: ...
     def wait_condition(self, fn: Callable[[], bool]) -> asyncio.Future[None]: ...
@@ -141,6 +143,12 @@ def in_workflow() -> bool:
 def is_replaying() -> bool:
     """True while the runtime re-runs code against recorded history (e.g. to skip logging)."""
     return _rt().is_replaying()
+
+
+def all_handlers_finished() -> bool:
+    """Whether no ``async`` signal handler is still running: ``await workflow.wait_condition(
+    workflow.all_handlers_finished)`` before returning lets the handlers' work finish first."""
+    return _rt().all_handlers_finished()
 
 
 # ------------------------------------------------------------------------------ activities

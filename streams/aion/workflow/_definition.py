@@ -14,12 +14,13 @@ from typing import Any, Callable, Sequence, TypeVar, overload
 from ..exceptions import FailureError
 from ._types import FailurePolicy
 
-__all__ = ["defn", "run", "signal", "query", "WorkflowDefinition", "HandlerDefinition"]
+__all__ = ["defn", "init", "run", "signal", "query", "WorkflowDefinition", "HandlerDefinition"]
 
 _ATTR = "__aion_workflow_definition__"
 _RUN = "__aion_workflow_run__"
 _SIGNAL = "__aion_signal_name__"
 _QUERY = "__aion_query_name__"
+_INIT = "__aion_workflow_init__"
 #: Set on the run function by @defn: the workflow type name (so Child.run names the type).
 RUN_TYPE_ATTR = "__aion_workflow_type__"
 
@@ -44,6 +45,8 @@ class WorkflowDefinition:
     signals: dict[str, HandlerDefinition] = field(default_factory=dict)
     queries: dict[str, HandlerDefinition] = field(default_factory=dict)
     failure_policy: FailurePolicy | None = None
+    #: ``__init__`` is marked ``@workflow.init``: it gets the run's arguments too.
+    init_takes_args: bool = False
 
     @staticmethod
     def of(obj: Any) -> "WorkflowDefinition":
@@ -129,8 +132,11 @@ def defn(
             )
         if not inspect.iscoroutinefunction(run_fn):
             raise TypeError(f"the @workflow.run method of {c.__qualname__} must be `async def`")
+        init_takes_args = bool(getattr(c.__init__, _INIT, False))
+        if init_takes_args:
+            _check_init_matches_run(c, run_fn)
         wf_name = name or c.__name__
-        d = WorkflowDefinition(wf_name, c, run_fn, signals, queries, failure_policy)
+        d = WorkflowDefinition(wf_name, c, run_fn, signals, queries, failure_policy, init_takes_args)
         setattr(c, _ATTR, d)
         try:
             setattr(run_fn, RUN_TYPE_ATTR, wf_name)
@@ -148,6 +154,30 @@ def _policy_failing_on(types: Sequence[type[BaseException]]) -> FailurePolicy:
     if isinstance(types, type) or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
         raise TypeError("failure_exception_types must be a list of exception classes")
     return FailurePolicy(workflow_failure_types=(FailureError, *types))
+
+
+def _check_init_matches_run(c: type, run_fn: Callable[..., Any]) -> None:
+    init_params = list(inspect.signature(c.__init__).parameters)
+    run_params = list(inspect.signature(run_fn).parameters)
+    if init_params != run_params:
+        raise TypeError(
+            f"the @workflow.init __init__ of {c.__qualname__} takes {init_params[1:]} but its "
+            f"@workflow.run method takes {run_params[1:]}: give both the same parameters"
+        )
+
+
+def init(fn: F) -> F:
+    """Mark ``__init__`` to receive the workflow's arguments (the same as the run method's),
+    so that state is set up before any signal handler runs.
+
+    Without it the class is created with no arguments.
+    """
+    if getattr(fn, "__name__", None) != "__init__":
+        raise TypeError(f"@workflow.init decorates the class's __init__, not {fn!r}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError("@workflow.init must decorate a plain `def __init__`, not `async def`")
+    setattr(fn, _INIT, True)
+    return fn
 
 
 def run(fn: F) -> F:

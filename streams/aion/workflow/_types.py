@@ -167,3 +167,12 @@ class Info:
     execution_timeout: timedelta | None = None
     run_timeout: timedelta | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+
+    def get_current_history_length(self) -> int:
+        """Temporal's spelling: events in this run's history so far (:attr:`run_history_length`;
+        each run of a continue-as-new chain starts its own history, as in Temporal)."""
+        return self.run_history_length
+
+    def is_continue_as_new_suggested(self) -> bool:
+        """Temporal's spelling of :attr:`continue_as_new_suggested`."""
+        return self.continue_as_new_suggested

@@ -13,6 +13,8 @@ import os
 import socket
 import time
 
+import click
+
 from ..engine.settings import Settings
 from ._errors import BrokerUnreachable
 
@@ -53,9 +55,14 @@ def describe_source(settings: Settings, origin: str | None) -> str:
     return f"{settings.bootstrap_servers}" + (f" (from {origin})" if origin else "")
 
 
-def check_broker(settings: Settings, origin: str | None = None, timeout: float | None = None) -> None:
+def check_broker(settings: Settings, origin: str | None = None, timeout: float | None = None,
+                 wait: float = 0.0) -> None:
     """Raise :class:`BrokerUnreachable` (one line: the address, why, what to check) unless the
-    cluster at ``settings.bootstrap_servers`` answers a metadata request."""
+    cluster at ``settings.bootstrap_servers`` answers a metadata request.
+
+    ``wait``: seconds to keep trying while no address accepts a connection (long-running
+    workers, whose supervisor may start them a moment before the broker); commands use 0.
+    """
     from confluent_kafka.admin import AdminClient
 
     if timeout is None:
@@ -64,9 +71,20 @@ def check_broker(settings: Settings, origin: str | None = None, timeout: float |
     hint = ("Is the broker running (docker/kafka-local/kafka-local status)? Point aion at it with "
             "--bootstrap or AION_BOOTSTRAP_SERVERS=host:port.")
     addresses = _addresses(settings.bootstrap_servers)
-    problems = [p for p in (_tcp_problem(h, port, min(timeout, 3.0)) for h, port in addresses) if p]
-    if addresses and len(problems) == len(addresses):
-        raise BrokerUnreachable(f"Kafka broker unreachable at {where}: {'; '.join(problems)}. {hint}")
+    give_up = time.monotonic() + wait
+    said = False
+    while True:
+        problems = [p for p in (_tcp_problem(h, port, min(timeout, 3.0)) for h, port in addresses) if p]
+        if not addresses or len(problems) < len(addresses):
+            break
+        if time.monotonic() >= give_up:
+            waited = f" (waited {wait:g} s)" if wait else ""
+            raise BrokerUnreachable(f"Kafka broker unreachable at {where}{waited}: {'; '.join(problems)}. {hint}")
+        if not said:
+            click.echo(f"aion: waiting up to {wait:g} s for the Kafka broker at {where}: {'; '.join(problems)}",
+                       err=True)
+            said = True
+        time.sleep(0.5)
     admin = AdminClient({**settings.confluent_config(), "logger": KAFKA_LOG,
                          "client.id": f"{settings.topic_prefix}.cli-check"})
     started = time.monotonic()

@@ -1,7 +1,7 @@
 """``aion``: topics, engine and activity workers, workflows, replay.
 
 Output is a readable table by default and JSON with ``--json``; errors are one line on
-stderr and a non-zero exit code.
+stderr and an exit code that tells the cases apart (see :mod:`aion.cli._errors`).
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import json
 import logging
 import os
 import sys
+import uuid
+from datetime import datetime, timezone
 from typing import Any, Callable, Coroutine
 
 import click
 
 from ..engine.settings import Settings
 from ._broker import KAFKA_LOG, check_broker
-from ._errors import EXIT_CODES_HELP
+from ._errors import EXIT_CODES_HELP, CliError, ExitCode, UsageError
 from ._imports import import_user_modules
 
 
@@ -25,14 +27,22 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
 
 
-def _broker_ready(ctx: click.Context) -> Settings:
+#: How long a worker (a service) waits for a broker that refuses connections before it gives up.
+WORKER_BROKER_WAIT_ENV = "AION_WORKER_BROKER_WAIT"
+
+
+def _broker_ready(ctx: click.Context, wait: float = 0.0) -> Settings:
     """The settings, once the cluster they name answers (else one line and exit code 6)."""
     root = ctx.find_root()
     s: Settings = root.obj["settings"]
     if not root.obj.get("broker_checked"):
-        check_broker(s, root.obj.get("bootstrap_origin"))
+        check_broker(s, root.obj.get("bootstrap_origin"), wait=wait)
         root.obj["broker_checked"] = True
     return s
+
+
+def _worker_broker_wait() -> float:
+    return float(os.environ.get(WORKER_BROKER_WAIT_ENV, "30"))
 
 
 def _fail(message: str) -> None:
@@ -44,13 +54,45 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         return asyncio.run(coro)
     except KeyboardInterrupt:
-        sys.exit(130)
-    except click.exceptions.Exit:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
-    except SystemExit:
-        raise
-    except Exception as exc:  # one clear line, non-zero exit
-        _fail(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # one clear line, the exit code of its kind
+        ctx = click.get_current_context(silent=True)
+        raise _cli_error(exc, ctx.find_root().obj.get("settings") if ctx and ctx.find_root().obj else None) from None
+
+
+def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
+    """The one line and exit code an exception from the client stands for."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from ..client._errors import RPCTimeoutError
+    from ..client._replies import TopicMissingError
+    from ..exceptions import WorkflowFailureError, WorkflowNotFoundError
+
+    if isinstance(exc, TopicMissingError) and settings is not None:
+        return CliError(str(exc).split(":")[0].replace(" on the broker", "") + f" on {settings.bootstrap_servers}: "
+                        f"create the topics of prefix "
+                        f"{settings.topic_prefix!r} first (`aion topics create`), or give the prefix they were "
+                        "made with (--prefix or AION_TOPIC_PREFIX)")
+
+    if isinstance(exc, WorkflowFailureError):
+        return CliError(str(exc), ExitCode.TIMED_OUT if exc.status == "TIMED_OUT" else ExitCode.WORKFLOW_FAILED)
+    if isinstance(exc, WorkflowNotFoundError):
+        return CliError(str(exc), ExitCode.NOT_FOUND)
+    if isinstance(exc, RPCTimeoutError):
+        return CliError(str(exc), ExitCode.TIMED_OUT)
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError) \
+            and exc.args[0].code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+        return CliError(f"lost the Kafka broker: {exc.args[0].str()}", ExitCode.BROKER_UNREACHABLE)
+    return CliError(f"{type(exc).__name__}: {exc}")
+
+
+def _iso(ms: int | None) -> str | None:
+    """Epoch milliseconds as an ISO 8601 UTC time, e.g. 2026-12-03T12:38:46.768Z."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -157,7 +199,7 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     from ..engine.worker import run_worker
 
     import_user_modules(modules, "workflow")  # a typo fails here, before Kafka is touched
-    s = _broker_ready(ctx)
+    s = _broker_ready(ctx, wait=_worker_broker_wait())
     if cache_size:
         s = s.replace(cache_size=cache_size)
     run_worker(s, list(modules), loglevel=loglevel)
@@ -176,7 +218,7 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
     _, activities = discover(import_user_modules(modules, "activity"))
     if not activities:
         _fail(f"no @activity.defn function found in {list(modules)!r}")
-    s = _broker_ready(ctx)
+    s = _broker_ready(ctx, wait=_worker_broker_wait())
 
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)
@@ -208,14 +250,36 @@ def _client_call(ctx: click.Context, fn: Callable[[Any], Coroutine[Any, Any, Any
     return _run(main())
 
 
-def _args(values: tuple[str, ...]) -> list[Any]:
+def _args(values: tuple[str, ...], files: tuple[str, ...] = ()) -> list[Any]:
+    """Arguments as JSON values, strictly: ``'"text"'``, ``42``, ``'{"id": "o-1"}'``; then one
+    argument per ``--input-file``. A value that is not JSON is a usage error, never a string."""
     out = []
-    for v in values:
+    for i, v in enumerate(values, 1):
         try:
             out.append(json.loads(v))
-        except json.JSONDecodeError:
-            out.append(v)
+        except json.JSONDecodeError as exc:
+            hint = (f" (a string is written as JSON: '{json.dumps(v)}')"
+                    if v[:1] not in '{["' and not v[:1].isdigit() and v[:1] != "-" else "")
+            raise UsageError(f"argument {i} is not JSON: {v!r}: {exc.msg} at column {exc.colno}{hint}; "
+                             "arguments are JSON values, or pass --input-file FILE") from None
+    for path in files:
+        try:
+            text = open(path, encoding="utf-8").read()
+        except OSError as exc:
+            raise UsageError(f"--input-file {path}: {exc.strerror or exc}") from None
+        try:
+            out.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--input-file {path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     return out
+
+
+def _input_file_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--input-file", "input_files", multiple=True, type=click.Path(dir_okay=False),
+                        help="A file holding one JSON argument (repeatable; after the positional ARGS).")(f)
+
+
+_TIMEOUT_HELP = "Seconds to wait for the result before giving up (exit code 4); the workflow keeps running."
 
 
 def _emit(value: Any, as_json: bool) -> None:
@@ -227,57 +291,92 @@ def _emit(value: Any, as_json: bool) -> None:
         click.echo(value)
 
 
+_ID_HELP = "Workflow id (default: WORKFLOW_TYPE-<random uuid>)."
+
+
+def _workflow_id(workflow_type: str, given: str | None) -> str:
+    return given or f"{workflow_type}-{uuid.uuid4()}"
+
+
 @workflow.command("start")
 @click.argument("workflow_type")
 @click.argument("args", nargs=-1)
-@click.option("--id", "workflow_id", required=True)
+@click.option("--id", "workflow_id", default=None, help=_ID_HELP)
+@_input_file_option
 @click.option("--task-queue", default="default", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def wf_start(ctx: click.Context, workflow_type: str, args: tuple[str, ...], workflow_id: str, task_queue: str, as_json: bool) -> None:
-    """Start WORKFLOW_TYPE with JSON ARGS."""
+def wf_start(ctx: click.Context, workflow_type: str, args: tuple[str, ...], workflow_id: str | None,
+             input_files: tuple[str, ...], task_queue: str, as_json: bool) -> None:
+    """Start WORKFLOW_TYPE with JSON ARGS (e.g. '{"id": "o-1"}' or '"text"')."""
+    values = _args(args, input_files)
+    wid = _workflow_id(workflow_type, workflow_id)
+
     async def fn(c: Any) -> Any:
-        h = await c.start_workflow(workflow_type, *_args(args), id=workflow_id, task_queue=task_queue)
+        h = await c.start_workflow(workflow_type, *values, id=wid, task_queue=task_queue)
         return {"workflow_id": h.id, "run_id": getattr(h, "run_id", None)}
 
-    _emit(_client_call(ctx, fn), as_json)
+    started = _client_call(ctx, fn)
+    if as_json:
+        _emit(started, True)
+    else:
+        _print_fields(started)
+
+
+async def _wait_result(handle: Any, timeout: float | None) -> Any:
+    from ..client._errors import WorkflowResultTimeoutError
+
+    try:
+        return await handle.result(timeout=timeout)
+    except WorkflowResultTimeoutError:
+        raise CliError(f"workflow {handle.id!r} did not close within {timeout:g} s (--timeout); it may still be "
+                       f"running: `aion workflow describe {handle.id}` shows its state", ExitCode.TIMED_OUT) from None
 
 
 @workflow.command("execute")
 @click.argument("workflow_type")
 @click.argument("args", nargs=-1)
-@click.option("--id", "workflow_id", required=True)
+@click.option("--id", "workflow_id", default=None, help=_ID_HELP)
+@_input_file_option
 @click.option("--task-queue", default="default", show_default=True)
-@click.option("--timeout", type=float, default=None)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=_TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def wf_execute(ctx: click.Context, workflow_type: str, args: tuple[str, ...], workflow_id: str, task_queue: str, timeout: float | None, as_json: bool) -> None:
-    """Start WORKFLOW_TYPE and wait for its result."""
+def wf_execute(ctx: click.Context, workflow_type: str, args: tuple[str, ...], workflow_id: str | None,
+               input_files: tuple[str, ...], task_queue: str, timeout: float | None, as_json: bool) -> None:
+    """Start WORKFLOW_TYPE with JSON ARGS and wait for its result."""
+    values = _args(args, input_files)
+    wid = _workflow_id(workflow_type, workflow_id)
+
     async def fn(c: Any) -> Any:
-        h = await c.start_workflow(workflow_type, *_args(args), id=workflow_id, task_queue=task_queue)
-        return await h.result(timeout=timeout)
+        h = await c.start_workflow(workflow_type, *values, id=wid, task_queue=task_queue)
+        if workflow_id is None and not as_json:  # the generated id, to find the workflow again
+            click.echo(f"workflow id: {wid}", err=True)
+        return await _wait_result(h, timeout)
 
     _emit(_client_call(ctx, fn), as_json)
 
 
 @workflow.command("result")
 @click.argument("workflow_id")
-@click.option("--timeout", type=float, default=None)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=_TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def wf_result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json: bool) -> None:
     """Wait for a workflow's result."""
-    _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).result(timeout=timeout)), as_json)
+    _emit(_client_call(ctx, lambda c: _wait_result(c.get_workflow_handle(workflow_id), timeout)), as_json)
 
 
 @workflow.command("signal")
 @click.argument("workflow_id")
 @click.argument("signal")
 @click.argument("args", nargs=-1)
+@_input_file_option
 @click.pass_context
-def wf_signal(ctx: click.Context, workflow_id: str, signal: str, args: tuple[str, ...]) -> None:
+def wf_signal(ctx: click.Context, workflow_id: str, signal: str, args: tuple[str, ...], input_files: tuple[str, ...]) -> None:
     """Send SIGNAL with JSON ARGS to a workflow."""
-    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).signal(signal, *_args(args)))
+    values = _args(args, input_files)
+    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).signal(signal, *values))
     click.echo("signalled")
 
 
@@ -285,11 +384,14 @@ def wf_signal(ctx: click.Context, workflow_id: str, signal: str, args: tuple[str
 @click.argument("workflow_id")
 @click.argument("query")
 @click.argument("args", nargs=-1)
+@_input_file_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def wf_query(ctx: click.Context, workflow_id: str, query: str, args: tuple[str, ...], as_json: bool) -> None:
-    """Ask a running workflow's QUERY handler."""
-    _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).query(query, *_args(args))), as_json)
+def wf_query(ctx: click.Context, workflow_id: str, query: str, args: tuple[str, ...], input_files: tuple[str, ...],
+             as_json: bool) -> None:
+    """Ask a running workflow's QUERY handler (JSON ARGS)."""
+    values = _args(args, input_files)
+    _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).query(query, *values)), as_json)
 
 
 @workflow.command("cancel")
@@ -318,8 +420,32 @@ def wf_terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
 @click.pass_context
 def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     """Status, type, run id and history length of a workflow."""
+    import dataclasses
+
     d = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).describe())
-    _emit(d if isinstance(d, dict) else getattr(d, "__dict__", d), as_json)
+    fields = dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(vars(d))
+    fields = _with_iso_times(fields)
+    if as_json:
+        _emit(fields, True)
+    else:
+        _print_fields({k: v for k, v in fields.items() if not k.endswith("_ms")})
+
+
+def _with_iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """``*_ms`` epoch fields get an ISO twin without the suffix (``start_time_ms`` -> ``start_time``)."""
+    out = {}
+    for k, v in row.items():
+        out[k] = v
+        if k.endswith("_ms") and (v is None or isinstance(v, int)) and ("time" in k or k.endswith("_at_ms")):
+            out[k[:-3]] = _iso(v)
+    return out
+
+
+def _print_fields(fields: dict[str, Any]) -> None:
+    """A record as a two-column table: FIELD  VALUE."""
+    width = max((len(k) for k in fields), default=0)
+    for k, v in fields.items():
+        click.echo(f"{k.ljust(width)}  {_cell(v)}")
 
 
 @workflow.command("history")
@@ -329,6 +455,10 @@ def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
 def wf_history(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     """A workflow's events, in order."""
     events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
+    if not events:
+        s = _settings(ctx)
+        raise CliError(f"no workflow {workflow_id!r} under topic prefix {s.topic_prefix!r}: it has no history on "
+                       f"{s.topic_prefix}.events (never started there, or its history was retired)", ExitCode.NOT_FOUND)
     rows = [event_row(e) for e in events]
     if as_json:
         click.echo(json.dumps(rows, default=str))
@@ -338,7 +468,6 @@ def wf_history(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
 
 def event_row(e: Any) -> dict[str, Any]:
     import dataclasses
-    from datetime import datetime, timezone
 
     body = {k: v for k, v in dataclasses.asdict(e.body).items() if v not in (None, [], {}, "")}
     for k, v in list(body.items()):
@@ -350,7 +479,7 @@ def event_row(e: Any) -> dict[str, Any]:
         "seq": e.seq,
         "type": e.type,
         "run_id": e.run_id[:8],
-        "recorded_at": datetime.fromtimestamp(e.recorded_at_ms / 1000, timezone.utc).strftime("%H:%M:%S.%f")[:-3],
+        "recorded_at": _iso(e.recorded_at_ms),
         "details": body,
     }
 
@@ -418,9 +547,22 @@ def _load_history_file(path: str) -> list[Any]:
     return load_history(path)
 
 
+_STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW"]
+
+
+def _status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.upper() not in _STATUSES:
+        raise click.BadParameter(f"{value!r} is not a status; use one of {', '.join(_STATUSES)} (any case)",
+                                 param_hint="--status")
+    return value.upper()
+
+
 @workflow.command("list")
 @click.option("--type", "wf_type", default=None, help="Only this workflow type.")
-@click.option("--status", default=None, help="RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT.")
+@click.option("--status", default=None, callback=lambda ctx, param, v: _status(v),
+              help=f"Only workflows in this status (any case): {', '.join(_STATUSES)}.")
 @click.option("--attr", "attrs", multiple=True, help="Search attribute KEY=VALUE (repeatable).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -428,13 +570,17 @@ def wf_list(ctx: click.Context, wf_type: str | None, status: str | None, attrs: 
     """List workflows from the visibility index (the engine's workflows table)."""
     import dataclasses
 
+    bad = [a for a in attrs if "=" not in a]
+    if bad:
+        raise UsageError(f"--attr {bad[0]!r} is not KEY=VALUE")
     sa = dict(a.split("=", 1) for a in attrs)
     rows = _client_call(ctx, lambda c: c.list_workflows(type=wf_type, status=status, search_attributes=sa or None))
-    out = [dataclasses.asdict(r) for r in rows]
+    out = [_with_iso_times(dataclasses.asdict(r)) for r in rows]
     if as_json:
         click.echo(json.dumps(out, default=str))
     else:
-        _print_table(out, ["workflow_id", "workflow_type", "status", "history_length", "search_attributes"])
+        _print_table(out, ["workflow_id", "workflow_type", "status", "started_at", "closed_at", "history_length",
+                           "search_attributes"])
 
 
 # Command groups kept in their own modules register themselves on ``cli``.
@@ -442,4 +588,17 @@ from . import _bench, _dlq, _kafka_native, _schedule  # noqa: E402,F401
 
 
 def main() -> None:
-    cli(obj={})
+    """The console script: every error is one line ``aion: ...`` and its exit code."""
+    try:
+        rv = cli.main(obj={}, prog_name="aion", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aion: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"aion: {exc.format_message()}{where}", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)

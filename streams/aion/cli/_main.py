@@ -453,17 +453,18 @@ def _print_fields(fields: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def wf_history(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
-    """A workflow's events, in order."""
+    """A workflow's events, in order (--json: the history file `aion replay FILE` reads)."""
     events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
     if not events:
         s = _settings(ctx)
         raise CliError(f"no workflow {workflow_id!r} under topic prefix {s.topic_prefix!r}: it has no history on "
                        f"{s.topic_prefix}.events (never started there, or its history was retired)", ExitCode.NOT_FOUND)
-    rows = [event_row(e) for e in events]
-    if as_json:
-        click.echo(json.dumps(rows, default=str))
-    else:
-        _print_table(rows, ["seq", "type", "run_id", "recorded_at", "details"])
+    if as_json:  # the interchange format `aion replay FILE` reads
+        from ..runtime._history_json import events_to_json
+
+        click.echo(events_to_json(events, workflow_id=workflow_id))
+        return
+    _print_table([event_row(e) for e in events], ["seq", "type", "run_id", "recorded_at", "details"])
 
 
 def event_row(e: Any) -> dict[str, Any]:
@@ -519,10 +520,15 @@ def replay() -> None:
 def replay_file(path: str, modules: tuple[str, ...], as_json: bool) -> None:
     """Replay the history in PATH (JSON as written by aion, or Avro records) and report the first divergence."""
     from ..engine.worker import discover
-    from ..runtime import Registry, replay_history
+    from ..runtime import replay_history
 
-    workflows, _ = discover(import_user_modules(modules, "workflow"))
-    result = replay_history(Registry(workflows=workflows), _load_history_file(path))
+    workflows, activities = discover(import_user_modules(modules, "workflow"))
+    try:
+        events = _load_history_file(path)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, not our format, a missing field
+        raise UsageError(f"{path} is not an aion history ({type(exc).__name__}: {exc}); write one with "
+                         "`aion workflow history ID --json > FILE`") from None
+    result = replay_history(replay_registry(workflows, activities), events)
     report = {
         "workflow_id": result.workflow_id, "events": result.events, "runs": result.runs,
         "status": result.status, "ok": result.ok,
@@ -537,6 +543,15 @@ def replay_file(path: str, modules: tuple[str, ...], as_json: bool) -> None:
         if not as_json:
             click.echo(f"aion: {report['divergence'] or report['error']}", err=True)
         sys.exit(1)
+
+
+def replay_registry(workflows: list[Any], activities: list[Any]) -> Any:
+    """The user's workflows plus the engine's own (``aion.Schedule``), as an engine worker has
+    them: a system workflow's history replays with the engine's code, never as the user's."""
+    from ..engine._schedules import ScheduleWorkflow
+    from ..runtime import Registry
+
+    return Registry(workflows=[*workflows, ScheduleWorkflow], activities=activities)
 
 
 def _load_history_file(path: str) -> list[Any]:

@@ -220,6 +220,12 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
         _fail(f"no @activity.defn function found in {list(modules)!r}")
     s = _broker_ready(ctx, wait=_worker_broker_wait())
 
+    from ..activity._definition import ActivityDefinition
+
+    names = sorted(d.name for d in (ActivityDefinition.maybe_of(a) for a in activities) if d is not None)
+    click.echo(f"activity worker: task queue {task_queue!r}, concurrency {concurrency}, "
+               f"{len(names)} activities: {', '.join(names)} (Kafka {s.bootstrap_servers}, prefix {s.topic_prefix!r})")
+
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)
         await w.run(handle_signals=True)
@@ -419,16 +425,41 @@ def wf_terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
-    """Status, type, run id and history length of a workflow."""
+    """Status, type, run id and history length of a workflow, and what it waits on: pending
+    activities (attempt, last failure, next retry), pending timers, a held workflow task."""
     import dataclasses
 
-    d = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).describe())
-    fields = dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(vars(d))
-    fields = _with_iso_times(fields)
+    from ..client._history import describe
+    from ._pending import pending_of
+
+    events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
+    if not events:
+        _not_found(ctx, workflow_id)
+    fields = _with_iso_times(dataclasses.asdict(describe(workflow_id, events)))
+    pending = pending_of(events, _iso) if fields["status"] == "RUNNING" else \
+        {"pending_activities": [], "pending_timers": [], "workflow_task": None}
     if as_json:
-        _emit(fields, True)
-    else:
-        _print_fields({k: v for k, v in fields.items() if not k.endswith("_ms")})
+        _emit({**fields, **pending}, True)
+        return
+    _print_fields({k: v for k, v in fields.items() if not k.endswith("_ms")})
+    task = pending["workflow_task"]
+    if task:
+        click.echo(f"\nworkflow task HELD after attempt {task['attempt']}: {task['error']}"
+                   + (f" (next try {task['next_try']})" if task["next_try"] else "")
+                   + "; fix the workflow code and restart the engine workers")
+    if pending["pending_activities"]:
+        click.echo("\npending activities:")
+        _print_table(pending["pending_activities"],
+                     ["activity_id", "activity_type", "state", "attempt", "last_failure", "next_retry"])
+    if pending["pending_timers"]:
+        click.echo("\npending timers:")
+        _print_table(pending["pending_timers"], ["timer_id", "name", "fire_at"])
+
+
+def _not_found(ctx: click.Context, workflow_id: str) -> None:
+    s = _settings(ctx)
+    raise CliError(f"no workflow {workflow_id!r} under topic prefix {s.topic_prefix!r}: it has no history on "
+                   f"{s.topic_prefix}.events (never started there, or its history was retired)", ExitCode.NOT_FOUND)
 
 
 def _with_iso_times(row: dict[str, Any]) -> dict[str, Any]:
@@ -456,9 +487,7 @@ def wf_history(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     """A workflow's events, in order (--json: the history file `aion replay FILE` reads)."""
     events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
     if not events:
-        s = _settings(ctx)
-        raise CliError(f"no workflow {workflow_id!r} under topic prefix {s.topic_prefix!r}: it has no history on "
-                       f"{s.topic_prefix}.events (never started there, or its history was retired)", ExitCode.NOT_FOUND)
+        _not_found(ctx, workflow_id)
     if as_json:  # the interchange format `aion replay FILE` reads
         from ..runtime._history_json import events_to_json
 

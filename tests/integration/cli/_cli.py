@@ -72,13 +72,19 @@ async def charge(order_id: str, cents: int) -> str:
     if cents < 0:
         raise ApplicationError(f"cannot charge {cents} cents", non_retryable=True)
     return f"ch-{order_id}-{cents}"
+
+
+@activity.defn
+async def flaky() -> str:
+    raise ApplicationError("the card service is down")
 '''
 
 MYAPP_WORKFLOWS = '''
+import asyncio
 from datetime import timedelta
 
 from aion import RetryPolicy, workflow
-from myapp.activities import charge
+from myapp.activities import charge, flaky
 
 
 @workflow.defn
@@ -105,6 +111,29 @@ class Order:
     @workflow.query
     def status(self) -> str:
         return self.state
+
+
+@workflow.defn
+class Patient:
+    """Waits on an activity that keeps failing (retried in an hour) and on a two-hour timer."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await asyncio.gather(
+            workflow.execute_activity(flaky, start_to_close_timeout=timedelta(seconds=10),
+                                      retry_policy=RetryPolicy(initial_interval=timedelta(hours=1))),
+            workflow.sleep(timedelta(hours=2)))
+        return "done"
+
+
+@workflow.defn(failure_exception_types=[ValueError])
+class Buggy:
+    """A bug in workflow code (not a ValueError): the workflow task is held, not failed."""
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(timedelta(milliseconds=10))
+        raise KeyError("customer")
 '''
 
 

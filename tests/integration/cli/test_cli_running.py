@@ -94,3 +94,12 @@ def test_demo_with_an_unreachable_broker_fails_in_one_line(installed: Installed,
     assert res.returncode == 6 and res.stdout == ""
     line = one_line(res.stderr)
     assert line.startswith("aion: Kafka broker unreachable at 127.0.0.1:1 (from AION_BOOTSTRAP_SERVERS)")
+
+
+def test_activity_worker_says_what_it_runs(installed: Installed, project, myapp_env, myapp_running) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 30
+    while "activity worker:" not in myapp_running.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line = next(ln for ln in myapp_running.logs().splitlines() if ln.startswith("activity worker:"))
+    assert line.startswith("activity worker: task queue 'default', concurrency 100, 2 activities: charge, flaky")
+    assert myapp_env["AION_BOOTSTRAP_SERVERS"] in line and repr(myapp_env["AION_TOPIC_PREFIX"]) in line

@@ -259,3 +259,27 @@ class ClosingParent:
         if wait:
             await workflow.sleep(timedelta(hours=1))
         return "parent done"
+
+
+@activity.defn
+async def resumable(key: str) -> dict:
+    """Attempt 1 heartbeats its progress, says so in a file, then fails when the test lets it
+    (after the engine changed hands). Later attempts return the details they started from."""
+    state = os.environ.get("AION_TEST_STATE", "/tmp")
+    info = activity.info()
+    if info.attempt > 1:
+        return {"attempt": info.attempt, "resumed_from": list(info.heartbeat_details)}
+    activity.heartbeat({"page": 3})
+    with open(os.path.join(state, f"beat-{key}"), "w") as f:
+        f.write("1")
+    while not os.path.exists(os.path.join(state, f"fail-{key}")):
+        await asyncio.sleep(0.05)
+    raise ApplicationError("attempt 1 fails once the engine changed hands")
+
+
+@workflow.defn
+class ResumeFromHeartbeat:
+    @workflow.run
+    async def run(self, key: str) -> dict:
+        return await workflow.execute_activity(
+            resumable, key, start_to_close_timeout=timedelta(minutes=2), retry_policy=FAST_RETRY)

@@ -9,7 +9,8 @@ One batch at a time (group commit):
    bounded per-partition cache, or rebuilt from the RocksDB ``history`` table on a miss);
 3. per partition, one Kafka transaction (``_txn.py``) holds everything the batch writes for
    it — its events, visibility rows, timer and terminal rows, activity tasks, commands to
-   other workflows, replies, dead letters — and the partition's consumed command offsets.
+   other workflows, replies, dead letters — and the partition's intake position (the next
+   command offset, a row of the ``progress`` table: ``_progress.py``).
    It commits whole or not at all; only then are the events and rows written to the local
    RocksDB tables (timer rows are written before, journaled, and put back on an abort).
 
@@ -25,7 +26,7 @@ a failure is pinned to one command: a step whose events would carry more payload
 ``PayloadTooLargeError`` reason, as Temporal terminates a workflow whose payload is over its
 limit), a command whose transaction Kafka refuses is dead-lettered with the reason, and a
 failure that names no record (the broker away) makes the engine read the partition again from
-its committed offset after a pause. No offset is ever committed past a command whose step is
+that command after a pause. No intake position is ever committed past a command whose step is
 not in the same committed transaction.
 """
 
@@ -52,6 +53,7 @@ from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, keep_paused, patch_worker_consumer, request_rejoin, store_offset
 from ._feed import CommandReader
+from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
 from ._store import CaughtUpTable, HistoryStore
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
@@ -64,12 +66,6 @@ log = logging.getLogger("aion.engine")
 #: Seconds the engine waits before reading a partition again after a failure that names no
 #: command (the broker away, a transaction timed out).
 RETRY_PAUSE_S = 1.0
-#: A partition's consumed offsets go with its batch's transaction at most this often (and at
-#: every hand-over, and when the partition is idle). Sending them costs two more round trips
-#: per transaction (AddOffsetsToTxn, TxnOffsetCommit: ~7 -> ~13 ms); a crash re-reads at most
-#: this much, and the runtime drops what it already recorded. Kafka Streams' exactly-once mode
-#: commits every 100 ms by default too.
-OFFSETS_EVERY_S = 0.1
 
 
 class _StepTooLarge(Exception):
@@ -85,7 +81,7 @@ class _Work:
 
     partition: int
     first: int
-    next: int  # the partition's committed offset once the transaction commits
+    next: int  # the partition's intake position once the transaction commits
     events: list[Event] = field(default_factory=list)
     touched: dict[str, WorkflowExecution] = field(default_factory=dict)
     effects: list[Any] = field(default_factory=list)
@@ -93,6 +89,7 @@ class _Work:
     records: list[Record] = field(default_factory=list)
     n_events: int = 0
     n_rows: int = 0
+    n_progress: int = 0
     wheel_writes: list[Any] = field(default_factory=list)
     commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
 
@@ -111,7 +108,7 @@ class _EngineOutput:
         return self._engine.owned()
 
     async def write(self, partition: int, records: Sequence[Record]) -> list[int]:
-        return await self._engine.writers.run(partition, records, None)
+        return await self._engine.writers.run(partition, records)
 
     def lost(self, partition: int) -> None:
         self._engine.lose(partition)
@@ -158,6 +155,7 @@ class Engine:
         tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
         self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
         self.workflows = self.app.Table("workflows", **tbl)
+        self.progress = self.app.Table("progress", **tbl)  # intake positions, heartbeats (_progress.py)
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
         self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
@@ -166,9 +164,6 @@ class Engine:
         self._rejoin_at = -1e9
         self._fencing: asyncio.Future[None] | None = None
         self._known_queues: set[str] = set()
-        #: partition -> next offset to commit (consumed in committed transactions, not yet sent)
-        self._unsent_offsets: dict[int, int] = {}
-        self._offsets_sent_at: dict[int, float] = {}
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0}
         #: One lock per commands partition: a partition's batches, timer fires and retirements
         #: take turns (its transactions and journaled rows never interleave); partitions run side
@@ -180,8 +175,7 @@ class Engine:
         self._room = asyncio.Event()
         self.reader = CommandReader(settings.confluent_config(), self.app.conf.id, self.names.commands,
                                     max_record_bytes=settings.max_record_bytes)
-        self.writers = Writers(_output_config(settings), self.app.conf.id, self.names.commands,
-                               self.reader.group_metadata, n)
+        self.writers = Writers(_output_config(settings), self.app.conf.id, n)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
         if "mid_step_append" in self._faults:
             self.writers.before_commit = _crash_mid_step
@@ -229,8 +223,7 @@ class Engine:
 
     async def _open_writers(self) -> None:
         async with self._all_partitions():  # a batch still in flight finishes first
-            await self._send_offsets(set(self._unsent_offsets), force=True)
-            # Whatever was read or owned before starts again from the committed offsets.
+            # Whatever was read or owned before starts again from the committed positions.
             self._drop(self._ready | self.reader.assigned | set(self._cache))
             self.writers.close()
             self._cache.clear()
@@ -239,17 +232,15 @@ class Engine:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Stop processing revoked partitions (after the batch in flight): their next owner
-        fences in their producers and reads from the committed offsets."""
+        fences in their producers and reads from the committed positions."""
         parts = {tp.partition for tp in revoked if tp.topic == self.names.commands}
-        async with self._all_partitions():
-            await self._send_offsets(parts, force=True)  # the next owner starts where this one ended
+        async with self._all_partitions():  # the next owner starts where this one's last batch ended
             self._drop(parts)
             self.writers.close(parts)
 
     def _drop(self, parts: set[int]) -> None:
         self._ready -= parts
         for p in parts:
-            self._unsent_offsets.pop(p, None)
             self._pending.pop(p, None)
             self._rewound.pop(p, None)
         self.reader.unassign(parts)
@@ -276,17 +267,20 @@ class Engine:
                 log.warning("partition %d: asked the group for a rebalance to take it back", partition)
 
     async def _on_restored(self, sender: Any = None, **kwargs: Any) -> None:
-        """Faust's recovery is done: read the owned partitions from their committed offsets."""
+        """Faust's recovery is done: read the owned partitions from their intake positions."""
         parts = self._assigned_partitions() & self.writers.owned()
         todo = parts - self._ready
         if not todo:
             return
-        try:
-            offsets = await asyncio.get_running_loop().run_in_executor(None, self.reader.committed, todo)
-        except Exception as exc:
-            log.error("could not read the committed offsets of partitions %s (%s); the next rebalance tries "
-                      "again", sorted(todo), exc)
-            return
+        offsets = {p: o for p in todo if (o := read_position(db_for(self.progress, p))) is not None}
+        if todo - set(offsets):  # no row yet (an engine version before the progress table)
+            try:
+                offsets.update(await asyncio.get_running_loop().run_in_executor(
+                    None, self.reader.committed, todo - set(offsets)))
+            except Exception as exc:
+                log.error("could not read the committed offsets of partitions %s (%s); the next rebalance tries "
+                          "again", sorted(todo - set(offsets)), exc)
+                return
         if self._assigned_partitions() & self.writers.owned() != parts:
             return  # a rebalance meanwhile: its own completion assigns
         keep_paused(self.app.consumer, self.names.commands)
@@ -322,8 +316,8 @@ class Engine:
                     if (self._assigned_partitions() & self.writers.owned()) - self._ready:
                         await self._on_restored()
             if not msgs:
-                for p in {*self._unsent_offsets, *(p for p, q in self._pending.items() if q)}:
-                    self._start_drainer(p)  # idle: the offsets no batch carried, anything left queued
+                for p in [p for p, q in self._pending.items() if q]:
+                    self._start_drainer(p)  # idle: anything left queued
                 continue
             owned = self.owned()
             now = loop.time()
@@ -354,14 +348,12 @@ class Engine:
     async def _drain(self, partition: int) -> None:
         """The pipeline of one partition: its batches one after the other, each one transaction."""
         size = self.settings.batch_size
+        batch: list[tuple[Any, ...]] = []
         try:
             while True:
-                queue = self._pending.get(partition)
                 async with self.lock_for(partition):
+                    queue = self._pending.get(partition)
                     if not queue:
-                        await self._send_offsets({partition})
-                        if self._pending.get(partition):
-                            continue  # arrived meanwhile (this task still looked alive)
                         return
                     batch = [queue.popleft() for _ in range(min(size, len(queue)))]
                     self._room.set()
@@ -371,9 +363,13 @@ class Engine:
                     await self._process(partition, batch)
         except asyncio.CancelledError:
             raise
-        except Exception:  # never leave a partition without its pipeline silently
-            log.exception("partition %d: the pipeline failed; reading again from the committed offset", partition)
-            self._pending.pop(partition, None)
+        except Exception:  # never leave a partition without its pipeline, nor lose its commands
+            if partition in self.owned() and batch:
+                log.exception("partition %d: the pipeline failed; reading again from offset %d", partition, batch[0][1])
+                self._rewind(partition, batch[0][1])  # what committed is dropped by command id
+            else:
+                log.exception("partition %d: the pipeline failed", partition)
+                self._pending.pop(partition, None)
 
     async def _process(self, partition: int, batch: list[tuple[Any, ...]]) -> None:
         """One batch of ``partition`` (caller holds its lock): one transaction, or, when that
@@ -413,6 +409,13 @@ class Engine:
         loaded = self._loaded.setdefault(partition, set())
         if history:
             ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=workflow_id not in loaded)
+            open_acts = ex.open_activity_ids()
+            if open_acts:  # their last heartbeats (details for the next attempt) are kept beside the history
+                db = db_for(self.progress, partition)
+                for aid in open_acts:
+                    kept = read_heartbeat(self.codec, db, workflow_id, aid)
+                    if kept is not None:
+                        ex.restore_heartbeat(*kept)
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         loaded.add(workflow_id)
@@ -472,24 +475,6 @@ class Engine:
         self._pending.pop(partition, None)
         self._rewound[partition] = (offset, asyncio.get_running_loop().time() + 30.0)
         self.reader.rewind({partition: offset})
-
-    async def _send_offsets(self, partitions: set[int], *, force: bool = False) -> None:
-        """Commit the consumed offsets of ``partitions`` that no transaction carried yet (an
-        offsets-only transaction each; caller holds their locks)."""
-        now = asyncio.get_running_loop().time()
-        todo = {p: o for p, o in self._unsent_offsets.items() if p in partitions
-                and (force or now - self._offsets_sent_at.get(p, 0.0) >= OFFSETS_EVERY_S)}
-        if not todo:
-            return
-        results = await asyncio.gather(*(self.writers.run(p, [], o) for p, o in todo.items()), return_exceptions=True)
-        for (p, o), res in zip(todo.items(), results):
-            if isinstance(res, Fenced):
-                self.lose(p)
-            elif isinstance(res, BaseException):
-                log.warning("partition %d: committing offset %d failed (%s); it goes with the next batch", p, o, res)
-            elif self._unsent_offsets.get(p) == o:
-                del self._unsent_offsets[p]
-                self._offsets_sent_at[p] = now
 
     def _rollback(self, partition: int) -> None:
         """Nothing of the partition's transaction is visible: put its local rows back and
@@ -593,8 +578,25 @@ class Engine:
     def _dead_letter_work(self, partition: int, rec: tuple[Any, ...], reason: str) -> _Work:
         offset = rec[1]
         work = _Work(partition, offset, offset + 1)
+        self._progress_records(work)
         work.records.append(self._dlq_record(partition, offset, rec[3], rec[2], reason))
         return work
+
+    def _progress_records(self, work: _Work) -> None:
+        """The ``progress`` rows of the transaction (``_progress.py``): kept and dropped
+        heartbeats, then the intake position."""
+        p, records = work.partition, work.records
+        topic = self.progress.changelog_topic.get_topic_name()
+        n = len(records)
+        for eff in work.effects:
+            if isinstance(eff, fx.KeepHeartbeat):
+                hb = eff.heartbeat
+                records.append((topic, heartbeat_key(eff.workflow_id, hb.activity_id),
+                                heartbeat_value(self.codec, eff.workflow_id, eff.at_ms, hb), p))
+            elif isinstance(eff, fx.DropHeartbeat):
+                records.append((topic, heartbeat_key(eff.workflow_id, eff.activity_id), None, p))
+        records.append((topic, POSITION_KEY, position_value(work.next), p))
+        work.n_progress = len(records) - n
 
     def _dlq_record(self, partition: int, offset: int, key: bytes | None, raw: bytes | None, reason: str) -> Any:
         log.warning("dead-lettered %s[%d]@%d: %s", self.names.commands, partition, offset, reason)
@@ -628,6 +630,7 @@ class Engine:
         for wid, ex in work.touched.items():
             records.append((wf_topic, wid.encode(), _visibility_row(ex), p))
         work.n_rows = len(work.touched)
+        self._progress_records(work)
         timer_effects = [(p, e) for e in work.effects if isinstance(e, (fx.ScheduleTimer, fx.DropTimer))]
         work.wheel_writes = self.wheel.stage([(p, ev) for ev in work.events], timer_effects)
         records.extend(self.wheel.records(work.wheel_writes))
@@ -651,7 +654,7 @@ class Engine:
                     log.warning("reply_to %r is not '<topic>:<partition>'; reply dropped", eff.reply_to)
                     continue
                 records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part)))
-            elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer)):
+            elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer, fx.KeepHeartbeat, fx.DropHeartbeat)):
                 continue
             else:
                 log.warning("unknown effect %r ignored", eff)
@@ -667,21 +670,14 @@ class Engine:
             topic, key, _value, part, *hdrs = work.records[1]
             work.records[1] = (topic, key, b"\0" * (self.settings.max_record_bytes + 1), part, *hdrs)
             log.warning("AION_FAULT=refuse_record: record 1 of partition %d's transaction made too large", p)
-        mono = asyncio.get_running_loop().time()
-        with_offsets = mono - self._offsets_sent_at.get(p, 0.0) >= OFFSETS_EVERY_S
         try:
-            offsets = await self.writers.run(p, work.records, work.next if with_offsets else None)
+            offsets = await self.writers.run(p, work.records)
         except BaseException:
             self._rollback(p)
             raise
-        if with_offsets:
-            self._offsets_sent_at[p] = mono
-            self._unsent_offsets.pop(p, None)
-        else:
-            self._unsent_offsets[p] = work.next
         if "after_fire_recorded" in self._faults and any(isinstance(ev.body, TimerFired) for ev in work.events):
             crash("after_fire_recorded")
-        n_ev, n_rows = work.n_events, work.n_rows
+        n_ev, n_rows, n_prog = work.n_events, work.n_rows, work.n_progress
         try:
             if n_ev:
                 self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
@@ -691,7 +687,16 @@ class Engine:
                 for _, key, value, *_ in work.records[n_ev:n_ev + n_rows]:
                     db.put(key, value)
                 store_offset(self.workflows, p, max(offsets[n_ev:n_ev + n_rows]))
-            w0 = n_ev + n_rows
+            p0 = n_ev + n_rows
+            if n_prog:
+                db = db_for(self.progress, p)
+                for _, key, value, *_ in work.records[p0:p0 + n_prog]:
+                    if value is None:
+                        db.delete(key)
+                    else:
+                        db.put(key, value)
+                store_offset(self.progress, p, max(offsets[p0:p0 + n_prog]))
+            w0 = p0 + n_prog
             self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
         except BaseException as exc:
             # The log holds the batch and the local tables do not: going on would build on a

@@ -2,8 +2,9 @@
 
 Faust's consumer keeps the engine group's membership and the assignment (and restores the
 tables); the command records themselves are read by a confluent-kafka consumer in *assign*
-mode on the commands partitions this worker owns, from the group's committed offset (which
-the engine's transactions move, see ``_txn.py``), with ``isolation.level=read_committed``:
+mode on the commands partitions this worker owns, from each partition's intake position (the
+``progress`` row the engine's transactions move, see ``_progress.py``), with
+``isolation.level=read_committed``:
 
 - records of an aborted transaction (a fenced worker's commands to other workflows, its timer
   fires) are never handed to the engine, and the offsets that control records take are simply
@@ -36,8 +37,8 @@ class CommandReader:
     def __init__(self, config: dict[str, Any], group_id: str, topic: str, *, max_record_bytes: int) -> None:
         self.topic = topic
         self._config = dict(config, **{
-            # The engine group's committed offsets (and its id in transactional offset commits);
-            # assign() only: this consumer never joins the group.
+            # The engine group's committed offsets (read only for a partition without a
+            # progress row: an older engine's data); assign() only: never joins the group.
             "group.id": group_id,
             "client.id": f"{group_id}.commands",
             "enable.auto.commit": False,
@@ -58,10 +59,6 @@ class CommandReader:
         if self._client is None:
             self._client = Consumer(self._config)
         return self._client
-
-    def group_metadata(self) -> Any:
-        """The group metadata for transactional offset commits (group id, generation -1)."""
-        return self._consumer.consumer_group_metadata()
 
     @property
     def assigned(self) -> set[int]:

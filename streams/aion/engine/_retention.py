@@ -160,7 +160,7 @@ class Retention:
                 term_topic = terminal.changelog_topic.get_topic_name()
                 term_rows.extend((term_topic, key, None, partition) for key in term_keys[wid])
         try:
-            offsets = await eng.writers.run(partition, events + wf_rows + term_rows, None)
+            offsets = await eng.writers.run(partition, events + wf_rows + term_rows)
         except Fenced:
             eng.lose(partition)
             return 0

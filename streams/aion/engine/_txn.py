@@ -2,8 +2,8 @@
 
 Every record the engine writes for a commands partition — the batch's events, visibility
 rows, timer and terminal rows, activity tasks, commands to other workflows, replies, dead
-letters, timer fires, retention tombstones — and the consumed command offsets of that
-partition go in one transaction of that partition's producer. Readers of engine output read
+letters, timer fires, retention tombstones — and the partition's intake position (a row of
+the ``progress`` table, ``_progress.py``) go in one transaction of that partition's producer. Readers of engine output read
 committed data only, so a batch becomes visible whole or not at all.
 
 **Fencing (KIP-98, one producer per partition, as Kafka Streams' first exactly-once mode).**
@@ -15,10 +15,9 @@ transaction and refuses every later write of the previous owner's producer (it i
 nothing more for the partitions it lost: its commit fails, and the engine drops the
 partition until a rebalance gives it back (and with it a fresh producer and a fresh restore).
 
-The offsets are sent with a group metadata that carries the engine group's id only
-(generation -1): the broker accepts such a transactional offset commit from outside the
-group's membership (the EOS-v1 path), so Faust's aiokafka consumer keeps the membership and
-the assignment while the commit goes with the records.
+No transaction involves the consumer group's coordinator (no ``send_offsets_to_transaction``:
+see ``_progress.py`` for why): Faust's aiokafka consumer keeps the group membership and the
+assignment, and the transaction coordinator is the only broker-side party of a commit.
 
 Transactions of different partitions run side by side (one thread each: librdkafka's
 transactional calls block); records of one partition keep their order.
@@ -32,14 +31,14 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger("aion.engine")
 
 #: topic, key, value, partition (None: by key), and optionally headers as a list of (name, bytes)
 Record = tuple[Any, ...]
 
-#: How long one transactional call (init, send offsets, commit, abort) may take.
+#: How long one transactional call (init, commit, abort) may take.
 CALL_TIMEOUT_S = 30.0
 
 
@@ -75,12 +74,10 @@ def _is_fencing(err: KafkaError) -> bool:
 class PartitionWriter:
     """The transactional producer of one commands partition."""
 
-    def __init__(self, partition: int, config: dict[str, Any], commands_topic: str, group_metadata: Any,
+    def __init__(self, partition: int, config: dict[str, Any],
                  *, before_commit: Callable[[int, Sequence[Record]], None] | None = None) -> None:
         self.partition = partition
-        self.commands_topic = commands_topic
         self._config = config
-        self._group_metadata = group_metadata
         self._producer: Producer | None = None
         self.fenced = False
         #: Test hook (fault injection): called in the writer's thread before the commit.
@@ -99,9 +96,8 @@ class PartitionWriter:
             raise TxnError(self.partition, f"init_transactions failed: {exc.args[0].str()}") from None
         self._producer = producer
 
-    def run(self, records: Sequence[Record], next_offset: int | None) -> list[int]:
-        """One transaction (blocking): ``records`` and, when given, the commands partition's
-        committed offset ``next_offset``. Returns the records' offsets; raises
+    def run(self, records: Sequence[Record]) -> list[int]:
+        """One transaction (blocking) of ``records``. Returns their offsets; raises
         :class:`Fenced` or :class:`Aborted` (nothing visible)."""
         producer = self._producer
         if producer is None or self.fenced:
@@ -140,10 +136,6 @@ class PartitionWriter:
                     break
             if refused:
                 raise _Refused()
-            if next_offset is not None:
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(self.commands_topic, self.partition, next_offset)],
-                    self._group_metadata, CALL_TIMEOUT_S)
             if self.before_commit is not None:
                 self.before_commit(self.partition, records)
             self._commit(producer)
@@ -199,12 +191,9 @@ class _Refused(Exception):
 class Writers:
     """The engine worker's :class:`PartitionWriter` per owned commands partition."""
 
-    def __init__(self, config: dict[str, Any], app_id: str, commands_topic: str,
-                 group_metadata: Callable[[], Any], partitions: int) -> None:
+    def __init__(self, config: dict[str, Any], app_id: str, partitions: int) -> None:
         self._config = config
         self.app_id = app_id
-        self.commands_topic = commands_topic
-        self._group_metadata = group_metadata
         self._writers: dict[int, PartitionWriter] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, partitions),
                                                            thread_name_prefix="aion-txn")
@@ -225,9 +214,8 @@ class Writers:
         """Fence in ``partitions`` (each a new producer and ``init_transactions``), in parallel.
         Returns the partitions that could not be opened (logged)."""
         loop = asyncio.get_running_loop()
-        metadata = self._group_metadata()
         todo = {p: PartitionWriter(p, dict(self._config, **{"transactional.id": self.transactional_id(p)}),
-                                   self.commands_topic, metadata, before_commit=self.before_commit)
+                                   before_commit=self.before_commit)
                 for p in partitions if p not in self.owned()}
         if not todo:
             return set()
@@ -255,13 +243,13 @@ class Writers:
             if w is not None:
                 w.close()
 
-    async def run(self, partition: int, records: Sequence[Record], next_offset: int | None) -> list[int]:
+    async def run(self, partition: int, records: Sequence[Record]) -> list[int]:
         """One transaction of ``partition`` (see :meth:`PartitionWriter.run`)."""
         w = self._writers.get(partition)
         if w is None or w.fenced:
             raise Fenced(partition, "this worker does not own the partition (no transactional producer)")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, w.run, records, next_offset)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, w.run, records)
         except Fenced:
             log.warning("partition %d: this worker was fenced (another worker owns it now); it writes nothing "
                         "more for it until a rebalance assigns it again", partition)

@@ -135,8 +135,10 @@ from ..model import (
 from .effects import (
     DispatchActivity,
     DispatchActivityCancel,
+    DropHeartbeat,
     DropTimer,
     Effect,
+    KeepHeartbeat,
     ScheduleTimer,
     SendCommand,
     SendReply,
@@ -223,7 +225,8 @@ class _Act:
     backoff_until_ms: int | None = None
     cancel_requested: bool = False
     closed: bool = False
-    # not durable (heartbeats are not recorded)
+    # not in the history (heartbeats are not events): kept by the engine beside it
+    # (KeepHeartbeat / DropHeartbeat effects, restore_heartbeat on a load)
     last_heartbeat_ms: int | None = None
     heartbeat_details: Payload | None = None
     hb_gen: int = 0
@@ -404,6 +407,29 @@ class WorkflowExecution:
     @property
     def search_attributes(self) -> dict[str, str]:
         return dict(self.run.search_attributes) if self.run is not None else {}
+
+    def open_activity_ids(self) -> list[str]:
+        """The activities of the open run that have not closed (their heartbeats matter)."""
+        run = self.run
+        if run is None or run.status != RUNNING:
+            return []
+        return [a.activity_id for a in run.activities.values() if not a.closed]
+
+    def restore_heartbeat(self, at_ms: int, heartbeat: ActivityHeartbeat) -> bool:
+        """Give a loaded execution the last heartbeat the engine kept for one of its open
+        activities (``KeepHeartbeat``): its details go to the activity's next attempt, and
+        when it is of the current attempt it counts for the heartbeat timeout. A heartbeat of
+        another run or a closed activity is ignored. Returns whether it was taken."""
+        run = self.run
+        if run is None or run.status != RUNNING or run.run_id != heartbeat.run_id:
+            return False
+        act = run.activities.get(heartbeat.activity_id)
+        if act is None or act.closed or heartbeat.attempt > act.attempt:
+            return False
+        act.heartbeat_details = heartbeat.details
+        if heartbeat.attempt == act.attempt and act.started_at_ms is not None and at_ms >= act.started_at_ms:
+            act.last_heartbeat_ms = max(act.last_heartbeat_ms or 0, at_ms)
+        return True
 
     # ------------------------------------------------------------------ the step
     def handle(self, command: Command, now_ms: int) -> Step:
@@ -726,7 +752,7 @@ class WorkflowExecution:
             if act is not None and not act.closed:
                 if fx is not None:
                     self._drop_activity_timers(act, run, fx)
-                act.closed = True
+                self._close_activity(act, fx)
         elif isinstance(b, (ActivityFailed, ActivityTimedOut)):
             act = run.activities.get(b.activity_id)
             if act is None or act.closed:
@@ -746,7 +772,7 @@ class WorkflowExecution:
                 if fx is not None:
                     fx.append(ScheduleTimer(wf, rid, f"a/{act.activity_id}/{act.attempt}/retry", b.retry_at_ms))
             else:
-                act.closed = True
+                self._close_activity(act, fx)
         elif isinstance(b, ActivityCancelRequested):
             act = run.activities.get(b.activity_id)
             if act is None or act.closed:
@@ -850,7 +876,7 @@ class WorkflowExecution:
                 self._drop_activity_timers(act, run, fx)
                 if act.in_flight(t) and not act.cancel_requested:  # (a requested one was sent already)
                     fx.append(self._cancel_task(act, run))
-            act.closed = True
+            self._close_activity(act, fx)
         if fx is not None:
             for tid in run.timers:
                 fx.append(DropTimer(wf, rid, tid))
@@ -930,6 +956,11 @@ class WorkflowExecution:
             f"{self.workflow_id}:{run.run_id}:cancel-confirm:{act.activity_id}:{act.attempt}",
             self.workflow_id, self._now,
             ActivityTaskCancelled(run.run_id, act.activity_id, act.attempt)))
+
+    def _close_activity(self, act: _Act, fx: list[Effect] | None) -> None:
+        act.closed = True
+        if fx is not None and act.heartbeat_details is not None:
+            fx.append(DropHeartbeat(self.workflow_id, act.activity_id))
 
     def _drop_activity_timers(self, act: _Act, run: _Run, fx: list[Effect], keep_close: bool = False) -> None:
         wf, rid = self.workflow_id, run.run_id
@@ -1206,6 +1237,8 @@ class WorkflowExecution:
         act.last_heartbeat_ms = self._now
         if b.details is not None:
             act.heartbeat_details = b.details
+            if self._fx is not None:
+                self._fx.append(KeepHeartbeat(self.workflow_id, self._now, b))
         if act.cancel_requested and self._fx is not None and self.run is not None:
             self._fx.append(self._cancel_task(act, self.run))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from ..model import ActivityTask, CancelActivityTask, Command, Reply
+from ..model import ActivityHeartbeat, ActivityTask, CancelActivityTask, Command, Reply
 
 __all__ = [
     "DispatchActivity",
@@ -20,6 +20,8 @@ __all__ = [
     "DropTimer",
     "SendCommand",
     "SendReply",
+    "KeepHeartbeat",
+    "DropHeartbeat",
     "Effect",
 ]
 
@@ -76,4 +78,24 @@ class SendReply:
     reply: Reply
 
 
-Effect = Union[DispatchActivity, DispatchActivityCancel, ScheduleTimer, DropTimer, SendCommand, SendReply]
+@dataclass(slots=True, frozen=True)
+class KeepHeartbeat:
+    """Keep an activity's last heartbeat (its details go to the next attempt) where a worker
+    that loads the workflow later finds it: heartbeats are not events, but their details must
+    survive a hand-over (:meth:`WorkflowExecution.restore_heartbeat`)."""
+
+    workflow_id: str
+    at_ms: int
+    heartbeat: ActivityHeartbeat
+
+
+@dataclass(slots=True, frozen=True)
+class DropHeartbeat:
+    """The activity closed: its kept heartbeat is no longer needed."""
+
+    workflow_id: str
+    activity_id: str
+
+
+Effect = Union[DispatchActivity, DispatchActivityCancel, ScheduleTimer, DropTimer, SendCommand, SendReply,
+               KeepHeartbeat, DropHeartbeat]

@@ -166,6 +166,8 @@ class WorkflowEnvironment:
         self._executions: dict[str, WorkflowExecution] = {}
         self._queue: deque[Command] = deque()
         self._timers: dict[tuple[str, str, str], int] = {}
+        #: (workflow, activity) -> (at, heartbeat): kept heartbeats, as the engine's progress table
+        self._heartbeats: dict[tuple[str, str], tuple[int, Any]] = {}
         self._timer_heap: list[_TimerEntry] = []
         self._timer_order = itertools.count()
         self._sleepers: list[tuple[int, asyncio.Future[None]]] = []
@@ -488,6 +490,10 @@ class WorkflowEnvironment:
         if history:
             self.stats["replays"] += 1
             ex = WorkflowExecution.from_history(self.registry, workflow_id, list(history))
+            for aid in ex.open_activity_ids():  # heartbeats are kept beside the history, as the engine does
+                kept = self._heartbeats.get((workflow_id, aid))
+                if kept is not None:
+                    ex.restore_heartbeat(*kept)
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         if self.resident and history:
@@ -571,6 +577,10 @@ class WorkflowEnvironment:
                 eff.fire_at_ms, next(self._timer_order), eff.workflow_id, eff.run_id, eff.timer_id))
         elif isinstance(eff, fx.DropTimer):
             self._timers.pop((eff.workflow_id, eff.run_id, eff.timer_id), None)
+        elif isinstance(eff, fx.KeepHeartbeat):
+            self._heartbeats[(eff.workflow_id, eff.heartbeat.activity_id)] = (eff.at_ms, eff.heartbeat)
+        elif isinstance(eff, fx.DropHeartbeat):
+            self._heartbeats.pop((eff.workflow_id, eff.activity_id), None)
         elif isinstance(eff, fx.SendCommand):
             self._queue.append(eff.command)
         elif isinstance(eff, fx.SendReply):

@@ -72,6 +72,7 @@ class Sim:
         self.execs: dict[str, WorkflowExecution] = {}
         self.log: dict[str, list[Event]] = {}
         self.timers: dict[tuple[str, str, str], int] = {}
+        self.heartbeats: dict[tuple[str, str], tuple[int, Any]] = {}
         self.commands: deque[Command] = deque()
         self.tasks: deque[ActivityTask] = deque()
         self.cancels: list[CancelActivityTask] = []
@@ -135,6 +136,9 @@ class Sim:
             self.execs[wf] = ex
         elif not self.resident:
             ex = WorkflowExecution.from_history(self.registry, wf, list(self.log.get(wf, [])))
+            for aid in ex.open_activity_ids():  # as the engine's progress table
+                if (wf, aid) in self.heartbeats:
+                    ex.restore_heartbeat(*self.heartbeats[(wf, aid)])
             self.execs[wf] = ex
         step = ex.handle(cmd, self.now)
         self.processed.append((cmd, self.now))
@@ -161,6 +165,10 @@ class Sim:
             self.commands.append(fx.command)
         elif isinstance(fx, effects.SendReply):
             self.replies.append(fx.reply)
+        elif isinstance(fx, effects.KeepHeartbeat):
+            self.heartbeats[(fx.workflow_id, fx.heartbeat.activity_id)] = (fx.at_ms, fx.heartbeat)
+        elif isinstance(fx, effects.DropHeartbeat):
+            self.heartbeats.pop((fx.workflow_id, fx.activity_id), None)
         else:  # pragma: no cover
             raise AssertionError(fx)
 

@@ -184,6 +184,48 @@ def test_retry_passes_heartbeat_details_to_next_attempt() -> None:
     assert retry.attempt == 2 and CONV.from_payload(retry.heartbeat_details) == {"page": 3}
 
 
+def test_heartbeat_details_survive_a_reload_and_are_dropped_when_the_activity_closes() -> None:
+    """Heartbeats are not events: the runtime asks the engine to keep the last details
+    (``KeepHeartbeat``); an execution rebuilt from the history alone (``resident=False``: a
+    takeover, an eviction) gets them back with ``restore_heartbeat``, and the next attempt
+    still starts from them. Once the activity closes they are dropped."""
+    from aion.exceptions import exception_to_failure
+    from aion.model import ActivityTaskCompleted, ActivityTaskFailed
+
+    s = Sim([Calls], [work], auto_activities=False, resident=False)
+    s.start(Calls, "retry5")
+    s.settle()
+    t = s.tasks.popleft()
+    s.send(Command("st", "wf-1", s.now, ActivityTaskStarted(t.run_id, "1", 1)))
+    s.send(Command("hb", "wf-1", s.now, ActivityHeartbeat(t.run_id, "1", 1, CONV.to_payload({"page": 3}))))
+    s.settle()
+    assert s.heartbeats[("wf-1", "1")][1].details == CONV.to_payload({"page": 3})
+    # without the kept heartbeat, a rebuilt execution would dispatch attempt 2 without details
+    s.send(Command("f", "wf-1", s.now, ActivityTaskFailed(t.run_id, "1", 1, exception_to_failure(RuntimeError("x")))))
+    s.settle()
+    s.fire_next_timer()
+    s.settle()
+    retry = s.tasks.popleft()
+    assert retry.attempt == 2 and CONV.from_payload(retry.heartbeat_details) == {"page": 3}
+    s.send(Command("st2", "wf-1", s.now, ActivityTaskStarted(t.run_id, "1", 2)))
+    s.send(Command("done", "wf-1", s.now, ActivityTaskCompleted(t.run_id, "1", 2, CONV.to_payload(5))))
+    s.settle()
+    assert ("wf-1", "1") not in s.heartbeats
+
+
+def test_restore_heartbeat_ignores_other_runs_and_later_attempts() -> None:
+    s = Sim([Calls], [work], auto_activities=False)
+    s.start(Calls, "retry5")
+    s.settle()
+    t = s.tasks.popleft()
+    ex = s.ex("wf-1")
+    assert ex.open_activity_ids() == ["1"]
+    assert not ex.restore_heartbeat(s.now, ActivityHeartbeat("another-run", "1", 1, CONV.to_payload(1)))
+    assert not ex.restore_heartbeat(s.now, ActivityHeartbeat(t.run_id, "1", 2, CONV.to_payload(1)))
+    assert not ex.restore_heartbeat(s.now, ActivityHeartbeat(t.run_id, "9", 1, CONV.to_payload(1)))
+    assert ex.restore_heartbeat(s.now, ActivityHeartbeat(t.run_id, "1", 1, CONV.to_payload(7)))
+
+
 # ------------------------------------------------------------------ cancellation types
 
 

@@ -91,9 +91,10 @@ def check_broker(settings: Settings, origin: str | None = None, timeout: float |
     try:
         md = admin.list_topics(timeout=timeout)
     except Exception as exc:  # KafkaException: transport failure, timeout, authentication
+        err = exc.args[0] if exc.args else None
+        why = err.str() if hasattr(err, "str") else str(exc)
         raise BrokerUnreachable(
-            f"Kafka broker at {where} did not answer a metadata request within {timeout:g} s "
-            f"({getattr(exc.args[0], 'str', lambda: exc)() if exc.args else exc}). {hint}"
+            f"Kafka broker at {where} did not answer a metadata request within {timeout:g} s ({why}). {hint}"
         ) from None
     finally:
         admin.poll(0)  # hand librdkafka's queued log lines to KAFKA_LOG

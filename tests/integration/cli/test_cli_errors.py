@@ -97,6 +97,22 @@ def test_workers_wait_a_while_for_the_broker_then_fail_in_one_line(installed: In
     assert error.startswith("aion: Kafka broker unreachable at 127.0.0.1:1 (from AION_BOOTSTRAP_SERVERS) (waited 2 s)")
 
 
+def test_a_listener_that_never_answers_times_out_in_one_line(installed: Installed, project, user_env) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), answers nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = "127.0.0.1:%d" % silent.getsockname()[1]
+        started = time.monotonic()
+        res = run(installed, "workflow", "list", cwd=project,
+                  env=dict(user_env, AION_BOOTSTRAP_SERVERS=address, AION_CONNECT_TIMEOUT="2"))
+    assert time.monotonic() - started < 10
+    assert res.returncode == 6, res.stderr
+    line = one_line(res.stderr)
+    assert f"Kafka broker at {address} (from AION_BOOTSTRAP_SERVERS) did not answer a metadata request within 2 s" in line
+
+
 def test_bootstrap_flag_is_named_as_the_source(installed: Installed, project, user_env) -> None:  # type: ignore[no-untyped-def]
     res = run(installed, "--bootstrap", "127.0.0.1:1", "workflow", "list", cwd=project, env=user_env)
     assert res.returncode == 6

@@ -31,6 +31,10 @@ def _consumer(settings: Settings, what: str) -> Any:
         "auto.offset.reset": "earliest",
         # Only committed records: an aborted engine transaction's records stay in the log.
         "isolation.level": "read_committed",
+        # The broker holds a fetch of a partition with nothing new for this long: a scan only
+        # learns that a partition is done (EOF) from such a fetch (the default 500 ms made a
+        # takeover's catch-up of a few records take half a second).
+        "fetch.wait.max.ms": 10,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": max(8 * 1024 * 1024, settings.max_record_bytes),
         "queued.max.messages.kbytes": 256 * 1024,

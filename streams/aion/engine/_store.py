@@ -128,6 +128,20 @@ class CaughtUpTable(faust.Table):  # type: ignore[misc]
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         if self.aion_before_restore is not None:
             await self.aion_before_restore(generation_id)
+        if self.aion_settings is None:
+            return
+        # Faust calls the tables one after the other: the first call starts every table's
+        # catch-up at once (one reader each, side by side), each call waits for its own.
+        gen, jobs = getattr(self.app, "_aion_catch_ups", (None, {}))
+        if gen != generation_id:
+            tables = [t for t in self.app.tables.values() if isinstance(t, CaughtUpTable)]
+            jobs = {t.name: asyncio.ensure_future(t._catch_up(assigned)) for t in tables}
+            self.app._aion_catch_ups = (generation_id, jobs)
+        job = jobs.get(self.name)
+        if job is not None:
+            await asyncio.shield(job)
+
+    async def _catch_up(self, assigned: set[TP]) -> None:
         settings = self.aion_settings
         topic = self.changelog_topic.get_topic_name()
         standbys = self.app.assignor.assigned_standbys()

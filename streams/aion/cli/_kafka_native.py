@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ._errors import CliError, ExitCode, UsageError
 from ._main import _fail, _settings, cli, event_row
 
 
@@ -154,11 +155,12 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
     from ._main import replay_registry
 
     if from_topic == bool(files):
-        _fail("give either --from-topic or --file PATH")
+        raise UsageError("give either --from-topic or --file PATH")
     s = _settings(ctx)
     workflows, activities = discover(import_user_modules(modules, "workflow"))
     if not workflows:
-        _fail(f"no @workflow.defn class found in {list(modules)!r}")
+        raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
+                         "that define your workflows")
     registry = replay_registry(workflows, activities)
 
     def histories() -> Any:
@@ -208,7 +210,7 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
     else:
         click.echo(summary)
     if workflow_id is not None and checked == 0 and skipped == 0:
-        _fail(f"no history of workflow {workflow_id!r} found")
+        raise CliError(f"no history of workflow {workflow_id!r} found", ExitCode.NOT_FOUND)
     if diverged or failed:
         sys.exit(1)
 

@@ -198,7 +198,12 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     """Run an engine worker (a Faust app) for the given workflow modules."""
     from ..engine.worker import run_worker
 
-    import_user_modules(modules, "workflow")  # a typo fails here, before Kafka is touched
+    from ..engine.worker import discover
+
+    workflows, _ = discover(import_user_modules(modules, "workflow"))  # a typo fails here, before Kafka
+    if not workflows:
+        raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
+                         "that define your workflows")
     s = _broker_ready(ctx, wait=_worker_broker_wait())
     if cache_size:
         s = s.replace(cache_size=cache_size)
@@ -217,7 +222,8 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
 
     _, activities = discover(import_user_modules(modules, "activity"))
     if not activities:
-        _fail(f"no @activity.defn function found in {list(modules)!r}")
+        raise UsageError(f"no @activity.defn function in {', '.join(modules)}: point --activities at the "
+                         "modules that define your activities")
     s = _broker_ready(ctx, wait=_worker_broker_wait())
 
     from ..activity._definition import ActivityDefinition

@@ -103,3 +103,13 @@ def test_activity_worker_says_what_it_runs(installed: Installed, project, myapp_
     line = next(ln for ln in myapp_running.logs().splitlines() if ln.startswith("activity worker:"))
     assert line.startswith("activity worker: task queue 'default', concurrency 100, 2 activities: charge, flaky")
     assert myapp_env["AION_BOOTSTRAP_SERVERS"] in line and repr(myapp_env["AION_TOPIC_PREFIX"]) in line
+
+
+@pytest.mark.parametrize("args", [["worker", "--workflows", "myapp.activities"],
+                                  ["activity-worker", "--activities", "myapp"]], ids=lambda a: a[0])
+def test_a_module_without_definitions_is_a_usage_error(installed: Installed, project, user_env, args) -> None:  # type: ignore[no-untyped-def]
+    write_myapp(project)
+    res = run(installed, *args, cwd=project, env=user_env)
+    assert res.returncode == 2
+    kind = "workflow.defn class" if args[0] == "worker" else "activity.defn function"
+    assert f"no @{kind} in {args[2]}" in one_line(res.stderr)

@@ -14,6 +14,13 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
   it in again and restores it before it is read.
 - :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
   changelog offset Faust's recovery starts after.
+- :func:`skip_recovery_of`: Faust's recovery does not read the active changelog partitions the
+  engine's catch-up (``_store.py``) already read. Faust takes the end of a changelog from its
+  own look-up, after the catch-up; a transactional changelog can grow by control records only
+  in between (the commit markers of the worker's own last transaction, written after its
+  commit returned; abort markers of a fencing), and Faust would then wait for records that
+  never come — forever (seen after a broker restart under load) — or stop the worker with
+  ``ConsistencyError`` when its look-up lags the stored offset.
 """
 
 from __future__ import annotations
@@ -94,3 +101,37 @@ def request_rejoin(consumer: Any) -> bool:
         return False
     loop.call_soon_threadsafe(coordinator.request_rejoin)
     return True
+
+
+def skip_recovery_of(app: Any, tps: Iterable[Any]) -> None:
+    """Faust's next recovery of ``app`` treats the active changelog partitions ``tps`` as
+    restored: their end is taken to be their stored offset (see the module docs). Wraps
+    ``Recovery._build_highwaters`` once; ``app._aion_caught_up`` is the set consulted."""
+    from faust.tables.recovery import Recovery
+
+    caught: set[Any] = getattr(app, "_aion_caught_up", None) or set()
+    caught.update(tps)
+    app._aion_caught_up = caught
+    if getattr(Recovery, "_aion_wrapped", False):
+        return
+    build = Recovery._build_highwaters
+
+    async def _build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await build(self, consumer, tps, destination, title)
+        done = getattr(self.app, "_aion_caught_up", None)
+        if title != "active" or not done:
+            return
+        tables = {t.changelog_topic.get_topic_name(): t for t in self.app.tables.values()}
+        for tp in list(destination):
+            table = tables.get(tp.topic)
+            if tp in done and table is not None:
+                stored = table.data.persisted_offset(tp)
+                destination[tp] = stored if stored is not None else -1
+
+    Recovery._build_highwaters = _build_highwaters
+    Recovery._aion_wrapped = True
+
+
+def forget_recovery_skips(app: Any) -> None:
+    """A new assignment: every partition is caught up (or not) again."""
+    app._aion_caught_up = set()

@@ -27,6 +27,7 @@ log = logging.getLogger("aion.engine")
 
 
 from ._faust import db_for as _db
+from ._faust import forget_recovery_skips, skip_recovery_of
 
 
 def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
@@ -134,6 +135,7 @@ class CaughtUpTable(faust.Table):  # type: ignore[misc]
         # catch-up at once (one reader each, side by side), each call waits for its own.
         gen, jobs = getattr(self.app, "_aion_catch_ups", (None, {}))
         if gen != generation_id:
+            forget_recovery_skips(self.app)
             tables = [t for t in self.app.tables.values() if isinstance(t, CaughtUpTable)]
             jobs = {t.name: asyncio.ensure_future(t._catch_up(assigned)) for t in tables}
             self.app._aion_catch_ups = (generation_id, jobs)
@@ -156,6 +158,7 @@ class CaughtUpTable(faust.Table):  # type: ignore[misc]
             log.warning("%s: catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
                         self.name, sorted(starts), type(exc).__name__, exc)
             return
+        skip_recovery_of(self.app, {TP(topic, p) for p in starts})
         log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
                  sorted(starts), time.monotonic() - t0)
 

@@ -114,3 +114,51 @@ def test_request_rejoin_reaches_the_aiokafka_coordinator_of_faust_s_consumer_thr
     assert callable(GroupCoordinator.request_rejoin)
     assert "self._consumer = self._create_consumer(" in inspect.getsource(AIOKafkaConsumerThread)
     assert "_thread" in inspect.getsource(Consumer)
+
+
+def test_recovery_highwaters_come_from_build_highwaters_and_gate_the_restore() -> None:
+    """skip_recovery_of wraps Recovery._build_highwaters: the recovery must still take the
+    active ends from it (with the ``-1`` it applies) and decide from them whether to read."""
+    from faust.tables import recovery
+
+    src = inspect.getsource(recovery)
+    src = src[src.index("async def _restart_recovery"):]
+    assert 'self._build_highwaters)(\n                        consumer, assigned_active_tps, active_highwaters, "active"' in src
+    assert src.index("_build_highwaters") < src.index("active_offsets[tp] > active_highwaters[tp]")
+    assert src.index("_build_highwaters") < src.index("self.need_recovery()")
+
+
+async def test_skip_recovery_of_sets_the_end_of_caught_up_partitions_to_their_stored_offset() -> None:
+    """A caught-up partition's end is its stored offset (nothing to read, no ConsistencyError
+    when Faust's look-up lags it); others keep the end Faust looked up."""
+    from types import SimpleNamespace
+
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+
+    from aion.engine._faust import forget_recovery_skips, skip_recovery_of
+
+    stored = {TP("t-changelog", 0): 558, TP("t-changelog", 1): None}
+    table = SimpleNamespace(changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-changelog"),
+                            data=SimpleNamespace(persisted_offset=lambda tp: stored.get(tp)))
+    app = SimpleNamespace(tables={"t": table})
+
+    class Looked:
+        async def highwaters(self, *tps):  # type: ignore[no-untyped-def]
+            return {tp: 558 for tp in tps}  # the log's end: offset 557 is its last
+
+    rec = SimpleNamespace(app=app, log=SimpleNamespace(info=lambda *a, **k: None),
+                          _highwater_logtable=lambda *a, **k: "")
+    tps = {TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)}
+    forget_recovery_skips(app)
+    skip_recovery_of(app, {TP("t-changelog", 0), TP("t-changelog", 1)})
+    dest: dict = {}
+    await Recovery._build_highwaters(rec, Looked(), tps, dest, "active")
+    assert dest == {TP("t-changelog", 0): 558, TP("t-changelog", 1): -1, TP("t-changelog", 2): 557}
+    standby: dict = {}
+    await Recovery._build_highwaters(rec, Looked(), tps, standby, "standby")
+    assert set(standby.values()) == {557}
+    forget_recovery_skips(app)
+    again: dict = {}
+    await Recovery._build_highwaters(rec, Looked(), tps, again, "active")
+    assert set(again.values()) == {557}

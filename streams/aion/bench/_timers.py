@@ -418,7 +418,8 @@ class InProcessWheel:
         self.root = root
         self.engine = _Engine(root, partitions, timer_batch)
         e = self.engine
-        self.wheel = TimerWheel(e.app, e.settings, e.codec, e.names, e.output)
+        self.wheel = TimerWheel(e.app, e.settings, e.codec, e.names, e.output, timers=e.app.Table("timers"),
+                                terminal=e.app.Table("timer_terminal"))
         for table in self.engine.app.tables.values():  # Faust opens them at assignment
             for p in range(partitions):
                 table.data._db_for_partition(p)

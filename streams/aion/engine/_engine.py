@@ -33,15 +33,13 @@ not in the same committed transaction.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections import OrderedDict, deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Iterable, Sequence
 
-import faust
 from faust.types import TP
 
 from ..codec import Codec, CodecError
@@ -51,11 +49,12 @@ from ..model import (
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, keep_paused, patch_worker_consumer, request_rejoin, store_offset
+from ._faust import db_for, keep_paused, request_rejoin, store_offset
 from ._feed import CommandReader
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
-from ._store import CaughtUpTable, HistoryStore
+from ._app import build_app
+from ._store import HistoryStore, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 from ._wheel import TimerWheel
 from .settings import Settings
@@ -113,6 +112,12 @@ class _EngineOutput:
     def lost(self, partition: int) -> None:
         self._engine.lose(partition)
 
+    def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
+        cache = self._engine._cache.get(partition)
+        if cache is not None:
+            for wid in workflow_ids:
+                cache.pop(wid, None)
+
 
 class Engine:
     """Builds and owns the Faust app of one engine worker."""
@@ -123,39 +128,10 @@ class Engine:
         self.names = TopicNames(settings.topic_prefix)
         self.codec = codec or Codec(registry_url=settings.schema_registry_url)
         n = settings.partitions
-        patch_worker_consumer()  # read committed; short fetch waits (see _faust.py)
-        self.app = faust.App(
-            f"{settings.topic_prefix}-engine",
-            broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
-            store="rocksdb://",
-            datadir=str(settings.data_dir),
-            topic_partitions=n,
-            topic_replication_factor=settings.replication_factor,
-            table_standby_replicas=settings.standby_replicas,
-            web_enabled=False,
-            consumer_auto_offset_reset="earliest",
-            producer_linger_ms=1,
-            producer_acks=-1,
-            broker_commit_every=1000,
-            # Fail-over: a killed worker's partitions move after this long without heartbeats.
-            broker_session_timeout=settings.session_timeout,
-            broker_heartbeat_interval=settings.heartbeat_interval,
-            broker_commit_interval=0.5,
-            stream_buffer_maxsize=4096,
-            # A command or event may carry max_payload_bytes of payload: fetch and send that much.
-            consumer_max_fetch_size=settings.max_record_bytes,
-            producer_max_request_size=settings.max_record_bytes,
-            broker_credentials=_faust_credentials(settings),
-            logging_config=None,
-            Table=CaughtUpTable,  # fenced in, then caught up from its changelog before Faust's recovery
-        )
-        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.commands_topic = self.app.topic(self.names.commands, partitions=n, **raw)
-        self.events_topic = self.app.topic(self.names.events, partitions=n, compacting=True, **raw)
-        tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
-        self.history = self.app.Table("history", changelog_topic=self.events_topic, **tbl)
-        self.workflows = self.app.Table("workflows", **tbl)
-        self.progress = self.app.Table("progress", **tbl)  # intake positions, heartbeats (_progress.py)
+        self.app, tables = build_app(settings)
+        self.commands_topic, self.events_topic = tables.commands_topic, tables.events_topic
+        self.tables = tables
+        self.history, self.workflows, self.progress = tables.history, tables.workflows, tables.progress
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
         self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
@@ -180,11 +156,13 @@ class Engine:
         if "mid_step_append" in self._faults:
             self.writers.before_commit = _crash_mid_step
         self.output = _EngineOutput(self)
-        self.wheel = TimerWheel(self.app, settings, self.codec, self.names, self.output)
+        self.wheel = TimerWheel(self.app, settings, self.codec, self.names, self.output,
+                                timers=tables.timers, terminal=tables.terminal)
         for table in self.app.tables.values():  # the catch-up reads changelogs with these settings
             table.aion_settings = settings
             table.aion_before_restore = self._fence_in
-        self.retention = Retention(self)  # retires closed workflows after settings.retention_ms
+        # retires closed workflows after settings.retention_ms
+        self.retention = Retention(self.app, settings, self.codec, self.names, tables, self.output)
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
         self.app.on_partitions_revoked.connect(self._on_revoked)
@@ -628,7 +606,7 @@ class Engine:
         work.n_events = len(work.events)
         wf_topic = self.workflows.changelog_topic.get_topic_name()
         for wid, ex in work.touched.items():
-            records.append((wf_topic, wid.encode(), _visibility_row(ex), p))
+            records.append((wf_topic, wid.encode(), visibility_row(ex), p))
         work.n_rows = len(work.touched)
         self._progress_records(work)
         timer_effects = [(p, e) for e in work.effects if isinstance(e, (fx.ScheduleTimer, fx.DropTimer))]
@@ -723,25 +701,6 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
         crash("mid_step_append")
 
 
-def _visibility_row(ex: WorkflowExecution) -> bytes:
-    """The ``workflows`` table row: status and search attributes (the visibility index)."""
-    get = lambda name, default=None: getattr(ex, name, default)  # noqa: E731
-    history = get("history", []) or []
-    started = next((e for e in history if type(e.body).__name__ == "WorkflowStarted"), None)
-    row = {
-        "workflow_id": get("workflow_id"),
-        "workflow_type": get("workflow_type"),
-        "run_id": get("run_id"),
-        "status": get("status"),
-        "history_length": len(history),
-        "started_at_ms": started.recorded_at_ms if started else None,
-        "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
-        "task_queue": getattr(started.body, "task_queue", None) if started else None,
-        "search_attributes": get("search_attributes", {}) or {},
-    }
-    return json.dumps(row, default=str).encode()
-
-
 def _output_config(settings: Settings) -> dict[str, Any]:
     """librdkafka settings of the engine's output producer: acks=all and idempotence (no
     duplicates from internal retries), murmur2 keyed partitioning like Faust's and the
@@ -763,17 +722,3 @@ def _output_config(settings: Settings) -> dict[str, Any]:
         "retry.backoff.ms": 2,
         "retry.backoff.max.ms": 100,
     })
-
-
-def _faust_credentials(settings: Settings) -> Any:
-    proto = (settings.security_protocol or "PLAINTEXT").upper()
-    if proto == "PLAINTEXT":
-        return None
-    ssl_context = None
-    if "SSL" in proto:
-        ssl_context = faust.auth.ssl.create_default_context(cafile=settings.ssl_cafile)  # type: ignore[attr-defined]
-    if "SASL" in proto:
-        return faust.SASLCredentials(
-            username=settings.sasl_username, password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
-    return faust.SSLCredentials(ssl_context)

@@ -40,7 +40,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..codec import Codec
 from ..codec import event_reader
@@ -50,9 +50,7 @@ from ..runtime import effects as fx
 from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, end_offsets, scan_events  # noqa: F401
 from ._timers import ident_of
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from .topics import TopicNames
 
 __all__ = [
     "RebuildError",
@@ -225,7 +223,7 @@ class DerivedTables:
     the running engine reads; ``dbs`` maps a table name to a database (rocksdict, raw mode)."""
 
     def __init__(self, partition: int, dbs: dict[str, Any], now_ms: int) -> None:
-        from ._engine import _visibility_row
+        from ._store import visibility_row as _visibility_row
         from ._timers import TerminalStore, WheelPartition, be_ms
         from ._wheel import TimerWheel
 
@@ -308,7 +306,7 @@ def _worker_main() -> None:
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the result stream
-    from . import _engine  # noqa: F401 - imported now, while the parent still reads the topic
+    from . import _store, _wheel  # noqa: F401 - imported now, while the parent still reads the topic
 
     codec = Codec(registry_url=pickle.load(inp))
     decode = event_reader(codec)
@@ -504,29 +502,13 @@ def _feed(h: Any, row: tuple[bytes, bytes]) -> None:
 # ---------------------------------------------------------------------------- the rebuild
 
 
-def _engine_for(settings: Settings) -> "Engine":
-    """The Faust app as a worker builds it (never started): table names, paths, changelogs."""
-    from ..runtime import Registry
-    from ._engine import Engine
-
-    return Engine(settings, Registry())
+#: The tables this module rebuilds (``progress`` is not derived from the events: left as is).
+REBUILT = ("history", "workflows", "timers", "timer_terminal")
 
 
-#: Where the engine keeps each table this module rebuilds.
-_ATTR = {"history": "history", "workflows": "workflows", "timers": "wheel.timers",
-         "timer_terminal": "wheel.terminal"}
-
-
-def _tables(engine: "Engine") -> dict[str, Any]:
-    """The engine's Faust tables by name (the ones this engine version has)."""
-    out: dict[str, Any] = {}
-    for name, path in _ATTR.items():
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if obj is not None:
-            out[name] = obj
-    return out
+def _tables(tables: Any) -> dict[str, Any]:
+    """The engine app's Faust tables this module rebuilds, by name (``_app.EngineTables``)."""
+    return {name: t for name, t in tables.by_name().items() if name in REBUILT}
 
 
 def _open_fresh(options: Any, path: Path) -> Any:
@@ -576,12 +558,14 @@ def rebuild_tables(
     """
     started = time.monotonic()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    engine = _engine_for(settings)
-    codec = engine.codec
-    names = engine.names
-    tables = _tables(engine)
+    from ._app import build_app
+
+    app, app_tables = build_app(settings)  # never started: table names, paths, changelogs
+    codec = Codec(registry_url=settings.schema_registry_url)
+    names = TopicNames(settings.topic_prefix)
+    tables = _tables(app_tables)
     derived = [t for t in tables if t != "history"]
-    table_dir = Path(engine.app.conf.tabledir)
+    table_dir = Path(app.conf.tabledir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = table_dir.parent / f"rebuild-{stamp}-{uuid.uuid4().hex[:6]}"
 

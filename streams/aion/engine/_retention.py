@@ -28,15 +28,15 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable, Protocol, Sequence
 
+from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
 from ._faust import db_for, store_offset
 from ._store import _prefix_items, scan_items, workflow_key_prefix
 from ._txn import Fenced
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from .settings import Settings
+from .topics import TopicNames
 
 log = logging.getLogger("aion.engine.retention")
 
@@ -68,16 +68,38 @@ def _keys_with_prefix(db: Any, prefix: bytes) -> list[bytes]:
     return [key for key, _ in _prefix_items(db, prefix)]
 
 
-class Retention:
-    """The retention service of one engine worker (started by ``Engine.__init__``)."""
+class RetentionOutput(Protocol):
+    """What the retention writes through: the engine's transactions (``_engine._EngineOutput``)."""
 
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.retention_ms = engine.settings.retention_ms
+    def lock_for(self, partition: int) -> asyncio.Lock: ...
+
+    def owned(self) -> set[int]: ...
+
+    async def write(self, partition: int, records: Sequence[Any]) -> list[int]: ...
+
+    def lost(self, partition: int) -> None: ...
+
+    def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
+        """The workflows left the tables: drop their resident instances."""
+        ...
+
+
+class Retention:
+    """The retention service of one engine worker (started by ``Engine.__init__``): handed
+    the app (for its task), the tables (``_app.EngineTables``) and the engine's output."""
+
+    def __init__(self, app: Any, settings: Settings, codec: Codec, names: TopicNames, tables: Any,
+                 output: RetentionOutput) -> None:
+        self.app = app
+        self.codec = codec
+        self.names = names
+        self.history, self.workflows, self.terminal = tables.history, tables.workflows, tables.terminal
+        self.output = output
+        self.retention_ms = settings.retention_ms
         self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0}
         if self.retention_ms <= 0:
             return
-        engine.app.task(self._loop)
+        app.task(self._loop)
 
     async def _loop(self) -> None:
         interval = sweep_interval_s(self.retention_ms)
@@ -92,14 +114,14 @@ class Retention:
 
     async def sweep(self, now_ms: int | None = None) -> int:
         """Retire every expired workflow of the owned partitions; returns how many."""
-        app = self.engine.app
+        app = self.app
         if app.rebalancing or getattr(app, "in_recovery", False):
             return 0
         now = int(time.time() * 1000) if now_ms is None else now_ms
         retired = 0
-        for p in sorted(self.engine.owned()):
+        for p in sorted(self.output.owned()):
             candidates: list[str] = []
-            for i, (key, value) in enumerate(scan_items(self.engine.workflows, p)):
+            for i, (key, value) in enumerate(scan_items(self.workflows, p)):
                 if value is not None and expired(value, now, self.retention_ms):
                     candidates.append(key.decode())
                     if len(candidates) >= SWEEP_LIMIT:
@@ -107,16 +129,16 @@ class Retention:
                 if i % 1000 == 999:
                     await asyncio.sleep(0)
             if candidates:
-                async with self.engine.lock_for(p):  # the partition's batches wait (module docs)
-                    if p in self.engine.owned():
+                async with self.output.lock_for(p):  # the partition's batches wait (module docs)
+                    if p in self.output.owned():
                         retired += await self._retire(p, candidates, now)
         self.stats["sweeps"] += 1
         return retired
 
     def _history_keys(self, partition: int, workflow_id: str) -> tuple[list[bytes], bool]:
         """The workflow's history keys, and whether its last event closes the workflow."""
-        codec = self.engine.codec
-        db = db_for(self.engine.history, partition)
+        codec = self.codec
+        db = db_for(self.history, partition)
         keys: list[bytes] = []
         last: tuple[int, bytes] | None = None
         for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
@@ -132,9 +154,8 @@ class Retention:
         return keys, isinstance(body, RUN_CLOSING_EVENTS) and not isinstance(body, WorkflowContinuedAsNew)
 
     async def _retire(self, partition: int, workflow_ids: list[str], now_ms: int) -> int:
-        eng = self.engine
-        wf_db = db_for(eng.workflows, partition)
-        wf_topic = eng.workflows.changelog_topic.get_topic_name()
+        wf_db = db_for(self.workflows, partition)
+        wf_topic = self.workflows.changelog_topic.get_topic_name()
         plan: list[tuple[str, list[bytes]]] = []
         for wid in workflow_ids:
             row = wf_db.get(wid.encode())
@@ -147,38 +168,36 @@ class Retention:
         if not plan:
             return 0
         # The timer wheel's terminal states of the workflow's runs (closed-run markers) go too.
-        terminal = getattr(getattr(eng, "wheel", None), "terminal", None)
+        terminal = self.terminal
         term_db = db_for(terminal, partition) if terminal is not None else None
         term_keys = {wid: _keys_with_prefix(term_db, wid.encode() + b"\0") if term_db is not None else []
                      for wid, _ in plan}
         # One transaction of the partition (the engine's producer: a fenced worker retires nothing).
         events, wf_rows, term_rows = [], [], []
         for wid, keys in plan:
-            events.extend((eng.names.events, key, None, partition) for key in keys)
+            events.extend((self.names.events, key, None, partition) for key in keys)
             wf_rows.append((wf_topic, wid.encode(), None, partition))
             if terminal is not None:
                 term_topic = terminal.changelog_topic.get_topic_name()
                 term_rows.extend((term_topic, key, None, partition) for key in term_keys[wid])
         try:
-            offsets = await eng.writers.run(partition, events + wf_rows + term_rows)
+            offsets = await self.output.write(partition, events + wf_rows + term_rows)
         except Fenced:
-            eng.lose(partition)
+            self.output.lost(partition)
             return 0
         # The tombstones are committed: now the local rows and the resident instances go.
-        hist_db = db_for(eng.history, partition)
-        cache = eng._cache.get(partition)
+        hist_db = db_for(self.history, partition)
         for wid, keys in plan:
             for key in keys:
                 hist_db.delete(key)
             wf_db.delete(wid.encode())
             for key in term_keys[wid]:
                 term_db.delete(key)  # type: ignore[union-attr]
-            if cache is not None:
-                cache.pop(wid, None)
+        self.output.forget(partition, [wid for wid, _ in plan])
         n_ev, n_wf = len(events), len(wf_rows)
         if n_ev:
-            store_offset(eng.history, partition, max(offsets[:n_ev]))
-        store_offset(eng.workflows, partition, max(offsets[n_ev:n_ev + n_wf]))
+            store_offset(self.history, partition, max(offsets[:n_ev]))
+        store_offset(self.workflows, partition, max(offsets[n_ev:n_ev + n_wf]))
         if term_rows and terminal is not None:
             store_offset(terminal, partition, max(offsets[n_ev + n_wf:]))
         futs = events

@@ -10,6 +10,7 @@ schema header and the length-prefixed workflow id, so all keys of one workflow s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
@@ -213,3 +214,22 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
         if highs[p] > 0 and highs[p] - 1 > last.get(p, starts[p] - 1):
             dbs[p].put(store.offset_key, str(highs[p] - 1).encode())
     return count
+
+
+def visibility_row(ex: Any) -> bytes:
+    """The ``workflows`` table row: status and search attributes (the visibility index)."""
+    get = lambda name, default=None: getattr(ex, name, default)  # noqa: E731
+    history = get("history", []) or []
+    started = next((e for e in history if type(e.body).__name__ == "WorkflowStarted"), None)
+    row = {
+        "workflow_id": get("workflow_id"),
+        "workflow_type": get("workflow_type"),
+        "run_id": get("run_id"),
+        "status": get("status"),
+        "history_length": len(history),
+        "started_at_ms": started.recorded_at_ms if started else None,
+        "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
+        "task_queue": getattr(started.body, "task_queue", None) if started else None,
+        "search_attributes": get("search_attributes", {}) or {},
+    }
+    return json.dumps(row, default=str).encode()

@@ -138,17 +138,16 @@ class TimerWheel:
     IDLE_S = 0.5
     STATS_EVERY_S = 30.0
 
-    def __init__(self, app: Any, settings: Settings, codec: Codec, names: TopicNames, output: TimerOutput) -> None:
+    def __init__(self, app: Any, settings: Settings, codec: Codec, names: TopicNames, output: TimerOutput, *,
+                 timers: Any, terminal: Any) -> None:
         self.app = app
         self.settings = settings
         self.codec = codec
         self.names = names
         self.output = output
         self.journal = Journal()
-        n = settings.partitions
-        tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
-        self.timers = self.app.Table("timers", **tbl)
-        self.terminal = self.app.Table("timer_terminal", **tbl)
+        self.timers = timers  # the app's tables (``_app.py``)
+        self.terminal = terminal
         self._parts: dict[int, WheelPartition] = {}
         self._revoked: set[int] = set()
         self._gen = 0

@@ -11,7 +11,7 @@ from rocksdict import Options, Rdict
 
 from aion import workflow
 from aion.codec import Codec
-from aion.engine._engine import _visibility_row
+from aion.engine._store import visibility_row as _visibility_row
 from aion.engine._rebuild import OFFSET_KEY, DerivedTables, _digest, _group_by_workflow, _rows
 from aion.engine._retention import expired, sweep_interval_s
 from aion.engine._timers import TerminalStore, WheelPartition, be_ms, ident_of

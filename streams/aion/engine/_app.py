@@ -1,0 +1,102 @@
+"""The engine worker's Faust app and its tables, declared in one place.
+
+The engine (``_engine.py``) runs them; the rebuild (``_rebuild.py``) rewrites a stopped
+worker's tables offline with the same names, paths and RocksDB options; neither imports the
+other. The tables (raw bytes rows in RocksDB, partitioned like the commands topic):
+
+- ``history``: its changelog *is* the events topic (key ``{workflow_id, seq}``, compacted);
+- ``workflows``: visibility rows (``_store.visibility_row``);
+- ``progress``: intake positions and heartbeat details (``_progress.py``);
+- ``timers`` and ``timer_terminal``: the timer wheel's rows (``_wheel.py``, ``_timers.py``).
+
+Each is a :class:`~._store.CaughtUpTable`: fenced in, then caught up from its changelog before
+Faust's recovery, on every assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from ._faust import patch_worker_consumer
+from ._store import CaughtUpTable
+from .settings import Settings
+from .topics import TopicNames
+
+
+@dataclass
+class EngineTables:
+    """The Faust topics and tables of one engine app."""
+
+    commands_topic: Any
+    events_topic: Any
+    history: Any
+    workflows: Any
+    progress: Any
+    timers: Any
+    terminal: Any
+
+    def by_name(self) -> dict[str, Any]:
+        return {t.name: t for t in (self.history, self.workflows, self.progress, self.timers, self.terminal)}
+
+
+def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
+    """The engine's Faust app (not started) and its topics and tables."""
+    n = settings.partitions
+    names = TopicNames(settings.topic_prefix)
+    patch_worker_consumer()  # read committed; short fetch waits (see _faust.py)
+    app = faust.App(
+        f"{settings.topic_prefix}-engine",
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=n,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=1,
+        producer_acks=-1,
+        broker_commit_every=1000,
+        # Fail-over: a killed worker's partitions move after this long without heartbeats.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_commit_interval=0.5,
+        stream_buffer_maxsize=4096,
+        # A command or event may carry max_payload_bytes of payload: fetch and send that much.
+        consumer_max_fetch_size=settings.max_record_bytes,
+        producer_max_request_size=settings.max_record_bytes,
+        broker_credentials=_faust_credentials(settings),
+        logging_config=None,
+        Table=CaughtUpTable,  # fenced in, then caught up from its changelog before Faust's recovery
+    )
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    commands_topic = app.topic(names.commands, partitions=n, **raw)
+    events_topic = app.topic(names.events, partitions=n, compacting=True, **raw)
+    tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
+    tables = EngineTables(
+        commands_topic=commands_topic,
+        events_topic=events_topic,
+        history=app.Table("history", changelog_topic=events_topic, **tbl),
+        workflows=app.Table("workflows", **tbl),
+        progress=app.Table("progress", **tbl),
+        timers=app.Table("timers", **tbl),
+        terminal=app.Table("timer_terminal", **tbl),
+    )
+    return app, tables
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    proto = (settings.security_protocol or "PLAINTEXT").upper()
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if "SSL" in proto:
+        ssl_context = faust.auth.ssl.create_default_context(cafile=settings.ssl_cafile)  # type: ignore[attr-defined]
+    if "SASL" in proto:
+        return faust.SASLCredentials(
+            username=settings.sasl_username, password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context)

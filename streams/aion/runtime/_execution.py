@@ -1204,16 +1204,25 @@ class WorkflowExecution:
             return
         self._record(ActivityStarted(b.activity_id, b.attempt, worker=b.worker))
 
+    def _started_with_outcome(self, act: _Act, worker: str) -> None:
+        """An outcome of an attempt whose start was not reported: the worker reports the start
+        of a short attempt with its outcome (one step instead of two), so record it first —
+        every attempt's history reads ``ActivityStarted`` then its outcome, as in Temporal."""
+        if act.started_at_ms is None:
+            self._record(ActivityStarted(act.activity_id, act.attempt, worker=worker))
+
     def _h_act_completed(self, command: Command, b: ActivityTaskCompleted) -> None:
         act = self._activity(b.run_id, b.activity_id, b.attempt)
         if act is None or not act.in_flight(self._now):
             return
+        self._started_with_outcome(act, b.worker)
         self._record(ActivityCompleted(b.activity_id, b.attempt, b.result))
 
     def _h_act_failed(self, command: Command, b: ActivityTaskFailed) -> None:
         act = self._activity(b.run_id, b.activity_id, b.attempt)
         if act is None or not act.in_flight(self._now):
             return
+        self._started_with_outcome(act, b.worker)
         at = self._retry_at(act, b.failure)
         self._record(ActivityFailed(b.activity_id, b.attempt, b.failure, will_retry=at is not None, retry_at_ms=at))
 

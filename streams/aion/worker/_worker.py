@@ -90,6 +90,13 @@ from ._offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
 
+#: An attempt that ends within this many seconds reports its start together with its outcome:
+#: the engine records ``ActivityStarted`` and the outcome in one step (one transaction instead
+#: of two on the workflow's path; Temporal too writes a started event with the outcome). A
+#: longer attempt reports its start after this long (or at its first heartbeat), which is when
+#: the engine arms its start-to-close and heartbeat timeouts.
+STARTED_AFTER_S = 0.05
+
 #: Namespace of the attempt-derived command ids of outcome commands.
 _OUTCOME_NS = uuid.UUID("6b2f7f1c-3f0e-4f3a-9a51-5d1f4c1e2a01")
 
@@ -119,6 +126,8 @@ class _Attempt:
     activity_task: asyncio.Future[Any] | None = None
     flush_handle: asyncio.TimerHandle | None = None
     deadline_handle: asyncio.TimerHandle | None = None
+    #: The start report, while it waits to go alone (see ``STARTED_AFTER_S``).
+    started_handle: asyncio.TimerHandle | None = None
     #: Given up (stop or revoke): its outcome is not reported, its offset not committed.
     abandoned: bool = False
     started_monotonic: float = field(default_factory=time.monotonic)
@@ -561,8 +570,9 @@ class ActivityWorker:
                 body, outcome = ActivityTaskFailed(task.run_id, task.activity_id, task.attempt,
                                                    self._not_registered(task), self.identity), "failed"
             else:
-                self._send(task.workflow_id, ActivityTaskStarted(task.run_id, task.activity_id, task.attempt, self.identity),
-                           command_id=outcome_command_id(key, "started"))
+                # An attempt that ends within STARTED_AFTER_S reports its start with its outcome
+                # (the engine records both in one step); a longer one reports it on its own.
+                attempt.started_handle = loop.call_later(STARTED_AFTER_S, self._send_started, attempt)
                 self.stats["started"] += 1
                 self._arm_deadline(loop, attempt)
                 body, outcome = await self._execute(act, attempt)
@@ -575,9 +585,10 @@ class ActivityWorker:
                                                    _failure_of(exc), self.identity), "failed"
         finally:
             attempt.throttle.discard()
-            for h in (attempt.flush_handle, attempt.deadline_handle):
+            for h in (attempt.flush_handle, attempt.deadline_handle, attempt.started_handle):
                 if h is not None:
                     h.cancel()
+            attempt.started_handle = None
         if body is None or attempt.abandoned:
             # Abandoned, or timed out locally: nothing to report, nothing to commit.
             self._vacate(attempt)
@@ -747,10 +758,22 @@ class ActivityWorker:
             if attempt.activity_task is not None and not attempt.activity_task.done():
                 attempt.activity_task.cancel()
 
+    def _send_started(self, attempt: _Attempt) -> None:
+        """The attempt's start, reported on its own: it runs longer than ``STARTED_AFTER_S``
+        (or heartbeats), so the engine arms its start-to-close and heartbeat timeouts now."""
+        handle, attempt.started_handle = attempt.started_handle, None
+        if handle is None:
+            return
+        handle.cancel()
+        task = attempt.task
+        self._send(task.workflow_id, ActivityTaskStarted(task.run_id, task.activity_id, task.attempt, self.identity),
+                   command_id=outcome_command_id(attempt_key(task), "started"))
+
     def _on_heartbeat(self, key: AttemptKey, details: tuple[Any, ...]) -> None:
         attempt = self._inflight.get(key)
         if attempt is None:
             return
+        self._send_started(attempt)  # a heartbeat never arrives before its attempt's start
         send_now, flush_at = attempt.throttle.offer(time.monotonic(), details)
         if send_now:
             self._send_heartbeat(attempt, details)

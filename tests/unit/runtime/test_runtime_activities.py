@@ -166,6 +166,32 @@ def test_activity_named_by_string_and_task_queue() -> None:
     assert s.dispatched[0].task_queue == "other" and s.dispatched[0].activity_type == "custom-name"
 
 
+def test_an_outcome_without_a_start_report_records_the_start_in_the_same_step() -> None:
+    """The activity worker reports a short attempt's start with its outcome: the step records
+    ActivityStarted then the outcome (one transaction), for a completion and a failure."""
+    from aion.exceptions import exception_to_failure
+    from aion.model import ActivityTaskCompleted, ActivityTaskFailed
+
+    s = Sim([Calls], [work], auto_activities=False)
+    s.start(Calls, "retry5")
+    s.settle()
+    t = s.tasks.popleft()
+    s.send(Command("f", "wf-1", s.now, ActivityTaskFailed(t.run_id, "1", 1, exception_to_failure(RuntimeError("x")),
+                                                         worker="w1")))
+    s.settle()
+    failed = [e for e in s.history() if e.type in ("ActivityStarted", "ActivityFailed")]
+    assert [e.type for e in failed] == ["ActivityStarted", "ActivityFailed"]
+    assert failed[0].command_id == failed[1].command_id == "f" and failed[0].body.worker == "w1"
+    s.fire_next_timer()
+    s.settle()
+    retry = s.tasks.popleft()
+    s.send(Command("done", "wf-1", s.now, ActivityTaskCompleted(t.run_id, "1", retry.attempt, CONV.to_payload(5))))
+    s.settle()
+    done = [e for e in s.history() if e.command_id == "done"]
+    assert [e.type for e in done][:2] == ["ActivityStarted", "ActivityCompleted"]
+    assert done[0].body.attempt == 2
+
+
 def test_retry_passes_heartbeat_details_to_next_attempt() -> None:
     s = Sim([Calls], [work], auto_activities=False)
     s.start(Calls, "retry5")

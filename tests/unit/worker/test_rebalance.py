@@ -218,7 +218,7 @@ async def test_a_copy_arriving_while_the_report_is_in_flight_is_neither_run_nor_
     feed(w, Msg(0, 4, t))
     await asyncio.sleep(0.1)
     assert RUNS["wf-b"] == 1, "the copy ran again"
-    assert len(producer.bodies("wf-b", ActivityTaskStarted)) == 1
+    assert len(producer.bodies("wf-b", ActivityTaskCompleted)) == 1
     assert w._offsets.to_commit() == {(T, 0): 3}
     producer.ack_all()
     await until(lambda: w._offsets.to_commit() == {(T, 0): 5})
@@ -337,3 +337,18 @@ async def test_the_task_consumers_read_committed_records_only(monkeypatch: pytes
     assert len(configs) == 2
     for cfg in configs:
         assert cfg.get("isolation.level") == "read_committed", cfg
+
+
+async def test_a_short_attempt_reports_its_start_with_its_outcome_and_a_long_one_on_its_own() -> None:
+    """An attempt that ends within STARTED_AFTER_S sends no separate start report (the engine
+    records ActivityStarted with the outcome, one step); a longer one reports its start after
+    that delay, before its outcome."""
+    w, producer = make_worker(auto_ack=True)
+    GATE.set()
+    feed(w, Msg(0, 1, task("gated", "wf-short")))
+    await until(lambda: bool(producer.bodies("wf-short", ActivityTaskCompleted)))
+    await asyncio.sleep(_worker.STARTED_AFTER_S * 2)
+    assert [type(b) for b in producer.bodies("wf-short")] == [ActivityTaskCompleted]
+    feed(w, Msg(0, 2, task("quick", "wf-long")))  # 0.3 s
+    await until(lambda: bool(producer.bodies("wf-long", ActivityTaskCompleted)))
+    assert [type(b) for b in producer.bodies("wf-long")] == [ActivityTaskStarted, ActivityTaskCompleted]

@@ -7,33 +7,15 @@ import asyncio
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from aion.engine._changelog import scan_events
 
 
 def _progress_rows(settings, workflow_id: str) -> dict[bytes, bytes | None]:  # type: ignore[no-untyped-def]
-    """The committed rows of the engine's ``progress`` changelog that name ``workflow_id``."""
+    """The committed rows of the engine's ``progress`` changelog that name ``workflow_id``
+    (read with the engine's own committed-records reader)."""
     topic = f"{settings.topic_prefix}-engine-progress-changelog"  # Faust's name for the table's changelog
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "progress-reader",
-                  "enable.auto.commit": False, "isolation.level": "read_committed"})
-    try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        rows: dict[bytes, bytes | None] = {}
-        for p in md.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi <= lo:
-                continue
-            c.assign([TopicPartition(topic, p, lo)])
-            while True:
-                m = c.poll(2.0)
-                if m is None:
-                    break
-                if m.error() is None and workflow_id.encode() in (m.key() or b""):
-                    rows[m.key()] = m.value()
-                if m.offset() >= hi - 1:
-                    break
-        return rows
-    finally:
-        c.close()
+    return {key: value for _p, _o, key, value in scan_events(settings, topic=topic, timeout_s=30)
+            if workflow_id.encode() in (key or b"")}
 
 
 async def _until(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

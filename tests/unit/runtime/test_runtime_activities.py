@@ -192,33 +192,16 @@ def test_an_outcome_without_a_start_report_records_the_start_in_the_same_step() 
     assert done[0].body.attempt == 2
 
 
-def test_retry_passes_heartbeat_details_to_next_attempt() -> None:
-    s = Sim([Calls], [work], auto_activities=False)
-    s.start(Calls, "retry5")
-    s.settle()
-    t = s.tasks.popleft()
-    s.send(Command("st", "wf-1", s.now, ActivityTaskStarted(t.run_id, "1", 1)))
-    s.send(Command("hb", "wf-1", s.now, ActivityHeartbeat(t.run_id, "1", 1, CONV.to_payload({"page": 3}))))
-    s.settle()
-    from aion.exceptions import exception_to_failure
-    from aion.model import ActivityTaskFailed
-    s.send(Command("f", "wf-1", s.now, ActivityTaskFailed(t.run_id, "1", 1, exception_to_failure(RuntimeError("x")))))
-    s.settle()
-    s.fire_next_timer()
-    s.settle()
-    retry = s.tasks[0]
-    assert retry.attempt == 2 and CONV.from_payload(retry.heartbeat_details) == {"page": 3}
-
-
-def test_heartbeat_details_survive_a_reload_and_are_dropped_when_the_activity_closes() -> None:
-    """Heartbeats are not events: the runtime asks the engine to keep the last details
-    (``KeepHeartbeat``); an execution rebuilt from the history alone (``resident=False``: a
-    takeover, an eviction) gets them back with ``restore_heartbeat``, and the next attempt
-    still starts from them. Once the activity closes they are dropped."""
+@pytest.mark.parametrize("resident", [True, False])
+def test_retry_passes_heartbeat_details_to_next_attempt(resident: bool) -> None:
+    """The next attempt starts from the last heartbeat's details. Heartbeats are not events:
+    the runtime asks the engine to keep them (``KeepHeartbeat``), so an execution rebuilt from
+    the history alone (``resident=False``: a takeover, an eviction) gets them back with
+    ``restore_heartbeat``. Once the activity closes they are dropped (``DropHeartbeat``)."""
     from aion.exceptions import exception_to_failure
     from aion.model import ActivityTaskCompleted, ActivityTaskFailed
 
-    s = Sim([Calls], [work], auto_activities=False, resident=False)
+    s = Sim([Calls], [work], auto_activities=False, resident=resident)
     s.start(Calls, "retry5")
     s.settle()
     t = s.tasks.popleft()
@@ -226,7 +209,6 @@ def test_heartbeat_details_survive_a_reload_and_are_dropped_when_the_activity_cl
     s.send(Command("hb", "wf-1", s.now, ActivityHeartbeat(t.run_id, "1", 1, CONV.to_payload({"page": 3}))))
     s.settle()
     assert s.heartbeats[("wf-1", "1")][1].details == CONV.to_payload({"page": 3})
-    # without the kept heartbeat, a rebuilt execution would dispatch attempt 2 without details
     s.send(Command("f", "wf-1", s.now, ActivityTaskFailed(t.run_id, "1", 1, exception_to_failure(RuntimeError("x")))))
     s.settle()
     s.fire_next_timer()

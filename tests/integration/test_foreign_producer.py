@@ -143,3 +143,68 @@ def test_start_and_signal_as_plain_avro_records_and_read_the_result(cluster, set
 def _body_type(ev: dict) -> str:
     """The union branch of an event's body: ``(full record name, fields)``."""
     return ev["body"][0]
+
+
+def test_a_command_on_a_partition_that_does_not_own_its_workflow_is_forwarded(cluster, settings) -> None:  # type: ignore[no-untyped-def]
+    """A producer that does not partition by murmur2(workflow id) — librdkafka's default
+    partitioner (kcat, confluent-kafka's default), a null key, another key — puts a command on
+    any partition. The engine runs it on the owning partition only: the workflow's history is
+    on the owner's events partition, the activity's result (sent to the owner) finds the
+    workflow, and the same command sent twice starts it once. Before the engine forwarded such
+    commands, this workflow ran on the partition it landed on and hung forever: its activity
+    result was dead-lettered on the owner as "workflow does not exist"."""
+    from confluent_kafka import TopicPartition
+
+    from aion.codec import partition_for  # Kafka's murmur2, checked against Java's in tests/unit/codec
+
+    cluster.engine()
+    cluster.activities()
+    command = AvroSchema("aion.commands.Command")
+    event_key = AvroSchema("aion.events.EventKey")
+    event = AvroSchema("aion.events.Event")
+    prefix = settings.topic_prefix
+    workflow_id = f"misrouted-{uuid.uuid4().hex[:8]}"
+    owner = partition_for(workflow_id, settings.partitions)
+    landed = (owner + 1) % settings.partitions
+
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+    start = command.encode({
+        "command_id": str(uuid.uuid4()),
+        "workflow_id": workflow_id,
+        "sent_at_ms": int(time.time() * 1000),
+        "body": ("aion.commands.StartWorkflow", {"workflow_type": "Hello", "input": [json_payload("misrouted")]}),
+        "reply_to": None,
+    })
+    for key in (workflow_id.encode(), None):  # the same command twice: once keyed, once with no key
+        producer.produce(f"{prefix}.commands", key=key, value=start, partition=landed)
+    assert producer.flush(10) == 0
+
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"foreign-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    consumer.subscribe([f"{prefix}.events"])
+    history: dict[int, tuple[int, dict]] = {}  # seq -> (events partition, event)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(_body_type(e) == "aion.events.WorkflowCompleted" for _, e in history.values()):
+            assert time.monotonic() < deadline, f"no WorkflowCompleted for {workflow_id}; saw {history}\n{cluster.logs()}"
+            m = consumer.poll(0.5)
+            if m is None or m.error() is not None or m.value() is None:
+                continue
+            key = event_key.decode(m.key())
+            if key["workflow_id"] == workflow_id:
+                history[key["seq"]] = (m.partition(), event.decode(m.value()))
+        time.sleep(1.0)  # anything the engine would still write for the duplicate
+        dlq = f"{prefix}.dlq"
+        written = {p: consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]
+                   for p in range(settings.partitions)}
+    finally:
+        consumer.close()
+
+    types = [_body_type(history[s][1]) for s in sorted(history)]
+    assert sorted(history) == list(range(1, len(history) + 1)), types
+    assert types.count("aion.events.WorkflowStarted") == 1 and types[0] == "aion.events.WorkflowStarted", types
+    assert "aion.events.ActivityCompleted" in types and types[-1] == "aion.events.WorkflowCompleted", types
+    assert {p for p, _ in history.values()} == {owner}
+    assert json.loads(history[max(history)][1]["body"][1]["result"]["data"]) == "Hello, misrouted!"
+    assert written == {p: 0 for p in range(settings.partitions)}, f"dead letters were written: {written}"

@@ -4,7 +4,8 @@ One batch at a time (group commit):
 
 1. take up to ``batch_size`` command records of the partitions this worker owns (read with
    librdkafka, committed records only: ``_feed.py``), decode each (undecodable or invalid
-   input goes to the dead-letter topic with the reason, nothing else stops);
+   input goes to the dead-letter topic with the reason, nothing else stops; a command on a
+   partition that does not own its workflow is forwarded to the owner, not run);
 2. run each through its workflow's :class:`~aion.runtime.WorkflowExecution` (resident in a
    bounded per-partition cache, or rebuilt from the RocksDB ``history`` table on a miss);
 3. per partition, one Kafka transaction (``_txn.py``) holds everything the batch writes for
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import OrderedDict, deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 
 from faust.types import TP
 
-from ..codec import Codec, CodecError
+from ..codec import Codec, CodecError, partition_for
 from ..model import (
     Command, Event, EventKey, Failure, QueryWorkflow, Reply, TerminateWorkflow, TimerFired, now_ms, payload_size,
 )
@@ -90,6 +92,7 @@ class _Work:
     n_rows: int = 0
     n_progress: int = 0
     wheel_writes: list[Any] = field(default_factory=list)
+    forwards: list[Record] = field(default_factory=list)  # misrouted commands, to their owners
     commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
 
 
@@ -140,7 +143,9 @@ class Engine:
         self._rejoin_at = -1e9
         self._fencing: asyncio.Future[None] | None = None
         self._known_queues: set[str] = set()
-        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0}
+        self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0,
+                      "forwarded": 0}
+        self._forward_logged_at = -1e9
         #: One lock per commands partition: a partition's batches, timer fires and retirements
         #: take turns (its transactions and journaled rows never interleave); partitions run side
         #: by side. A rebalance takes them all.
@@ -484,6 +489,10 @@ class Engine:
         except Exception as exc:  # a decoder bug must not stop the partition
             work.dlq.append((offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
             return
+        owner = partition_for(cmd.workflow_id, self.settings.partitions)
+        if owner != partition:
+            self._forward(work, offset, cmd, raw, owner)
+            return
         limit = self.settings.max_payload_bytes
         # A record no larger than the limit cannot carry more payload than it: skip the walk.
         size = payload_size(cmd.body) if len(raw) > limit else 0
@@ -526,6 +535,24 @@ class Engine:
         work.effects.extend(step.effects)
         if step.events:
             work.touched[cmd.workflow_id] = ex
+
+    def _forward(self, work: _Work, offset: int, cmd: Command, raw: bytes, owner: int) -> None:
+        """A command on a partition that does not own its workflow (a producer with another
+        partitioner, a null key or another key) must not run here: its history would be written
+        to this partition while everything else about the workflow goes to the owner. It goes
+        to the owner in this partition's transaction, byte for byte (its command id is kept, so
+        a duplicate is still recognised there), keyed by the workflow id; the intake position
+        passes it only if the copy commits."""
+        work.forwards.append((self.names.commands, cmd.workflow_id.encode(), raw, owner,
+                              [("aion.forwarded.from", f"{work.partition}@{offset}".encode())]))
+        self.stats["forwarded"] += 1
+        now = time.monotonic()
+        if now - self._forward_logged_at >= 5.0:  # a misconfigured producer sends many: say it now and then
+            self._forward_logged_at = now
+            log.info("%s for workflow %r arrived on %s[%d]@%d, owned by partition %d: forwarded there "
+                     "(%d forwarded so far; produce with key = workflow id and the murmur2 partitioner to "
+                     "save the hop)", cmd.type, cmd.workflow_id, self.names.commands, work.partition, offset,
+                     owner, self.stats["forwarded"])
 
     async def _refuse_large(self, partition: int, rec: tuple[Any, ...], exc: _StepTooLarge) -> _Work:
         """A step over the payload limit: nothing of it is recorded. A running workflow is
@@ -636,6 +663,7 @@ class Engine:
                 continue
             else:
                 log.warning("unknown effect %r ignored", eff)
+        records.extend(work.forwards)
         for offset, rkey, raw, reason in work.dlq:
             records.append(self._dlq_record(p, offset, rkey, raw, reason))
 

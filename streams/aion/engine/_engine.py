@@ -133,7 +133,6 @@ class Engine:
         n = settings.partitions
         self.app, tables = build_app(settings)
         self.commands_topic, self.events_topic = tables.commands_topic, tables.events_topic
-        self.tables = tables
         self.history, self.workflows, self.progress = tables.history, tables.workflows, tables.progress
         self.history_store = HistoryStore(self.history, self.codec)
         self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
@@ -392,13 +391,9 @@ class Engine:
         loaded = self._loaded.setdefault(partition, set())
         if history:
             ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=workflow_id not in loaded)
-            open_acts = ex.open_activity_ids()
-            if open_acts:  # their last heartbeats (details for the next attempt) are kept beside the history
-                db = db_for(self.progress, partition)
-                for aid in open_acts:
-                    kept = read_heartbeat(self.codec, db, workflow_id, aid)
-                    if kept is not None:
-                        ex.restore_heartbeat(*kept)
+            # Open activities' last heartbeats (details for the next attempt) are kept beside the history.
+            ex.restore_heartbeats(lambda aid: read_heartbeat(self.codec, db_for(self.progress, partition),
+                                                             workflow_id, aid))
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         loaded.add(workflow_id)
@@ -688,20 +683,11 @@ class Engine:
             if n_ev:
                 self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
                 store_offset(self.history, p, max(offsets[:n_ev]))
-            if n_rows:
-                db = db_for(self.workflows, p)
-                for _, key, value, *_ in work.records[n_ev:n_ev + n_rows]:
-                    db.put(key, value)
-                store_offset(self.workflows, p, max(offsets[n_ev:n_ev + n_rows]))
             p0 = n_ev + n_rows
+            if n_rows:
+                _apply_rows(self.workflows, p, work.records[n_ev:p0], offsets[n_ev:p0])
             if n_prog:
-                db = db_for(self.progress, p)
-                for _, key, value, *_ in work.records[p0:p0 + n_prog]:
-                    if value is None:
-                        db.delete(key)
-                    else:
-                        db.put(key, value)
-                store_offset(self.progress, p, max(offsets[p0:p0 + n_prog]))
+                _apply_rows(self.progress, p, work.records[p0:p0 + n_prog], offsets[p0:p0 + n_prog])
             w0 = p0 + n_prog
             self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
         except BaseException as exc:
@@ -727,6 +713,18 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
     the transaction: nothing of it is ever visible)."""
     if sum(1 for r in records if r[0].endswith(".events")) >= 2:
         crash("mid_step_append")
+
+
+def _apply_rows(table: Any, partition: int, records: Sequence[Record], offsets: Sequence[int]) -> None:
+    """Committed rows of ``table`` into its local partition (no value: the row goes), and the
+    changelog offset Faust's recovery starts after."""
+    db = db_for(table, partition)
+    for _, key, value, *_ in records:
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+    store_offset(table, partition, max(offsets))
 
 
 def _output_config(settings: Settings) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def skip_recovery_of(app: Any, tps: Iterable[Any]) -> None:
         for tp in list(destination):
             table = tables.get(tp.topic)
             if tp in done and table is not None:
-                stored = table.data.persisted_offset(tp)
+                stored = stored_offset(table, tp.partition)
                 destination[tp] = stored if stored is not None else -1
 
     Recovery._build_highwaters = _build_highwaters

@@ -415,6 +415,14 @@ class WorkflowExecution:
             return []
         return [a.activity_id for a in run.activities.values() if not a.closed]
 
+    def restore_heartbeats(self, kept: Callable[[str], tuple[int, ActivityHeartbeat] | None]) -> None:
+        """After a load from history: ``kept(activity_id)`` is the engine's kept heartbeat
+        ``(at_ms, heartbeat)`` of an open activity, or None; each one found is restored."""
+        for aid in self.open_activity_ids():
+            found = kept(aid)
+            if found is not None:
+                self.restore_heartbeat(*found)
+
     def restore_heartbeat(self, at_ms: int, heartbeat: ActivityHeartbeat) -> bool:
         """Give a loaded execution the last heartbeat the engine kept for one of its open
         activities (``KeepHeartbeat``): its details go to the activity's next attempt, and

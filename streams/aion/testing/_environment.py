@@ -490,10 +490,8 @@ class WorkflowEnvironment:
         if history:
             self.stats["replays"] += 1
             ex = WorkflowExecution.from_history(self.registry, workflow_id, list(history))
-            for aid in ex.open_activity_ids():  # heartbeats are kept beside the history, as the engine does
-                kept = self._heartbeats.get((workflow_id, aid))
-                if kept is not None:
-                    ex.restore_heartbeat(*kept)
+            # heartbeats are kept beside the history, as the engine does
+            ex.restore_heartbeats(lambda aid: self._heartbeats.get((workflow_id, aid)))
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         if self.resident and history:

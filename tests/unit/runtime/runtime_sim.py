@@ -136,9 +136,7 @@ class Sim:
             self.execs[wf] = ex
         elif not self.resident:
             ex = WorkflowExecution.from_history(self.registry, wf, list(self.log.get(wf, [])))
-            for aid in ex.open_activity_ids():  # as the engine's progress table
-                if (wf, aid) in self.heartbeats:
-                    ex.restore_heartbeat(*self.heartbeats[(wf, aid)])
+            ex.restore_heartbeats(lambda aid: self.heartbeats.get((wf, aid)))  # as the engine's progress table
             self.execs[wf] = ex
         step = ex.handle(cmd, self.now)
         self.processed.append((cmd, self.now))

@@ -162,3 +162,70 @@ async def test_skip_recovery_of_sets_the_end_of_caught_up_partitions_to_their_st
     again: dict = {}
     await Recovery._build_highwaters(rec, Looked(), tps, again, "active")
     assert set(again.values()) == {557}
+
+
+def test_faust_reads_the_stream_processing_timeout_from_the_environment() -> None:
+    """tests/integration/test_engine_logs.py shortens Faust's livelock timeout (5 minutes) for an
+    engine process through this variable."""
+    from faust.types.settings.settings import Settings as FaustSettings
+
+    param = FaustSettings.SETTINGS["stream_processing_timeout"]
+    assert param.env_name == "STREAM_PROCESSING_TIMEOUT" and param.default == 300.0
+
+
+def _livelock_errors(acking: bool) -> list[str]:
+    """What Faust's livelock check logs for one partition that has records past the consumer's
+    position and no stream reading it, long after start — an engine's events or commands
+    partition — when the topic is (not) an acking one."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.types import TP
+
+    tp = TP("p.events", 0)
+    logged: list[str] = []
+    log = SimpleNamespace(error=lambda msg, *args: logged.append(msg % args))
+    state = SimpleNamespace(highwater=120, position=7, timestamp=1_000_000.0 * 1000)
+    assignment = SimpleNamespace(active=True, state_value=lambda aiotp: state)
+    client = SimpleNamespace(_fetcher=SimpleNamespace(_subscriptions=SimpleNamespace(
+        subscription=SimpleNamespace(assignment=assignment))))
+    app = SimpleNamespace(
+        monitor=SimpleNamespace(stream_inbound_time={}),
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: acking),
+        conf=SimpleNamespace(stream_processing_timeout=300.0, broker_commit_livelock_soft_timeout=300.0))
+    thread = SimpleNamespace(
+        consumer=SimpleNamespace(app=app), app=app, log=log, time_started=0.0,
+        tp_fetch_request_timeout_secs=300.0, tp_stream_timeout_secs=300.0, tp_commit_timeout_secs=300.0,
+        _ensure_consumer=lambda: client)
+    for name in ("_verify_aiokafka_event_path", "_log_slow_processing_stream", "_log_slow_processing_commit",
+                 "_log_slow_processing", "_make_slow_processing_error"):
+        setattr(thread, name, getattr(AIOKafkaConsumerThread, name).__get__(thread))
+    AIOKafkaConsumerThread.verify_event_path(thread, 1_000_000.5, tp)  # 11.6 days after start
+    return logged
+
+
+def test_faust_s_livelock_check_cries_wolf_on_an_acking_topic_and_skips_others() -> None:
+    """Why the engine declares its commands and events topics ``acks=False`` (_app.py): the
+    check's stream and commit branches only look at acking topics."""
+    assert any("Stream has not started processing TP(topic='p.events', partition=0)" in m
+               for m in _livelock_errors(acking=True))
+    assert _livelock_errors(acking=False) == []
+
+
+def test_the_engine_s_faust_topics_are_not_acking(tmp_path: Path) -> None:
+    """Faust's conductor counts a topic as acking when a channel on it has ``acks`` set; the
+    engine's Faust app has none: the commands topic (its agent's, never fetched by Faust) and
+    the events topic (history's changelog) are declared ``acks=False``, like the changelogs
+    Faust declares for the other tables."""
+    from faust.transport.conductor import Conductor
+
+    from aion.engine._app import build_app
+    from aion.engine.settings import Settings
+
+    assert "if channel.acks:\n                        self._acking_topics.add(topic)" in inspect.getsource(
+        Conductor._update_indices)
+    app, tables = build_app(Settings(topic_prefix="p", data_dir=tmp_path))
+    assert tables.commands_topic.acks is False and tables.events_topic.acks is False
+    assert tables.history.changelog_topic is tables.events_topic
+    for table in tables.by_name().values():
+        assert table.changelog_topic.acks is False, table.name

@@ -47,6 +47,9 @@ __all__ = [
     "SignalNotFoundError",
     "QueryError",
     "PayloadTooLargeError",
+    "InvalidArgumentError",
+    "CommandIdReusedError",
+    "TooManyWaitersError",
     "DeadlockError",
     "exception_to_failure",
     "failure_to_exception",
@@ -254,6 +257,25 @@ class PayloadTooLargeError(AionError):
     """An encoded payload is larger than the configured maximum (``max_payload_bytes``)."""
 
 
+class InvalidArgumentError(AionError, ValueError):
+    """A command field is outside its limits (an empty or over-long id, a control character in a
+    name, an illegal task queue, a duration beyond 100 years, a reply address the engine does
+    not answer on: see ``aion.model.limits``). Raised by the client before sending and by the
+    engine for a record that another producer wrote; also a :class:`ValueError`."""
+
+
+class CommandIdReusedError(AionError):
+    """A command id that the workflow already recorded came again with a different body (a
+    different signal, another workflow type): the new command is refused, not silently taken
+    as a re-delivery. Give each distinct command its own id."""
+
+
+class TooManyWaitersError(AionError):
+    """More senders wait for one workflow's result than the engine keeps waiters for
+    (``aion.runtime.MAX_WAITERS``): wait on fewer handles, or read the result from the events
+    topic."""
+
+
 # ---------------------------------------------------------------------------- conversions
 
 #: Classes rebuilt by name from a Failure (everything else becomes an ApplicationError).
@@ -269,7 +291,7 @@ _register(
     ApplicationError, TimeoutError, TerminatedError, ActivityError, ChildWorkflowError,
     NondeterminismError, DeadlockError, WorkflowFailureError, WorkflowAlreadyStartedError,
     WorkflowNotFoundError, WorkflowTypeNotFoundError, SignalNotFoundError, QueryError,
-    PayloadTooLargeError,
+    PayloadTooLargeError, InvalidArgumentError, CommandIdReusedError, TooManyWaitersError,
 )
 
 _META_CT = "application/json"

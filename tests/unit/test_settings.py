@@ -54,6 +54,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_HISTORY_WARN_BYTES": "1000",
         "AION_HISTORY_FAIL_BYTES": "5000",
         "AION_MAX_PAYLOAD_BYTES": "1048576",
+        "AION_REPLY_TOPICS": "shop.replies.eu, other.answers",
         "AION_SCHEMA_REGISTRY_URL": "http://registry:8081",
         "AION_SECURITY_PROTOCOL": "sasl_ssl",
         "AION_SASL_MECHANISM": "SCRAM-SHA-512",
@@ -70,6 +71,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.retention_ms == 0
     assert (s.session_timeout, s.heartbeat_interval) == (7.5, 1.5)
     assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (100, 500, 1000, 5000)
+    assert s.reply_topic_list == ("shop.replies.eu", "other.answers")
     assert s.schema_registry_url == "http://registry:8081"
     assert s.security_protocol == "SASL_SSL"  # normalised to upper case
     # every declared setting has a variable, and the test above covers them all

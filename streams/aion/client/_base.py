@@ -19,7 +19,7 @@ from contextlib import aclosing
 from datetime import timedelta
 from typing import Any, AsyncIterator, Generic, Self, Sequence, TypeVar
 
-from ..exceptions import WorkflowFailureError, WorkflowNotFoundError
+from ..exceptions import InvalidArgumentError, WorkflowFailureError, WorkflowNotFoundError
 from ..model import (
     CancelWorkflow,
     Command,
@@ -33,6 +33,7 @@ from ..model import (
     StartWorkflow,
     TerminateWorkflow,
 )
+from ..model.limits import command_problem
 from ._errors import QueryTimeoutError, WorkflowResultTimeoutError, error_from_reply
 from ._history import WorkflowDescription, describe
 from ._names import handler_name, start_body, workflow_name
@@ -100,7 +101,12 @@ class ClientBase(ABC, Generic[H]):
         """Send ``cmd``, wait for its first answer and raise the matching error for an ERROR.
 
         With ``keep`` the command stays registered and its replies' channel is returned too.
+        A command outside the limits of ``aion.model.limits`` raises
+        :class:`~aion.exceptions.InvalidArgumentError` here, before it is sent.
         """
+        problem = command_problem(cmd)
+        if problem is not None:
+            raise InvalidArgumentError(f"{what} for workflow {cmd.workflow_id[:200]!r}: {problem}")
         limit = self.rpc_timeout if timeout is None else timeout
         try:
             reply, channel = await self._ask(cmd, payloads, limit)

@@ -177,8 +177,6 @@ class Client(ClientBase["WorkflowHandle"]):
 
     # ------------------------------------------------------------------ requests
     def _command(self, workflow_id: str, body: CommandBody, *, reply: bool = True) -> Command:
-        if not workflow_id:
-            raise ValueError("a workflow id is required (id=...)")
         return Command(
             command_id=str(uuid.uuid4()),
             workflow_id=workflow_id,

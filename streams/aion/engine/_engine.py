@@ -46,13 +46,16 @@ from faust.types import TP
 
 from ..codec import Codec, CodecError, partition_for
 from ..model import (
-    Command, Event, EventKey, Failure, QueryWorkflow, Reply, TerminateWorkflow, TimerFired, now_ms, payload_size,
+    ChildWorkflowResult, Command, Event, EventKey, Failure, QueryWorkflow, Reply, StartWorkflow, TerminateWorkflow,
+    TimerFired, now_ms, payload_size,
 )
+from ..model.limits import workflow_id_problem
 from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, keep_paused, request_rejoin, store_offset
 from ._feed import CommandReader
+from ._intake import Intake
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
 from ._app import build_app
@@ -60,6 +63,7 @@ from ._store import HistoryStore, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 from ._wheel import TimerWheel
 from .settings import Settings
+from ._topics import partition_counts
 from .topics import TopicNames, ensure_topics
 
 log = logging.getLogger("aion.engine")
@@ -141,9 +145,10 @@ class Engine:
         self._fenced_gen: int | None = None
         self._rejoin_at = -1e9
         self._fencing: asyncio.Future[None] | None = None
-        self._known_queues: set[str] = set()
+        self._queues: dict[str, asyncio.Future[None]] = {}  # task queue -> its topic exists
+        self.intake = Intake(settings, self.names, lambda topics: partition_counts(settings, topics))
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0,
-                      "forwarded": 0}
+                      "forwarded": 0, "invalid": 0}
         self._forward_logged_at = -1e9
         #: One lock per commands partition: a partition's batches, timer fires and retirements
         #: take turns (its transactions and journaled rows never interleave); partitions run side
@@ -284,6 +289,7 @@ class Engine:
         keep_paused(self.app.consumer, self.names.commands)
         size = self.settings.batch_size
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.intake.load)
         next_check = 0.0
         while True:
             while sum(len(q) for q in self._pending.values()) >= 4 * size:
@@ -484,6 +490,10 @@ class Engine:
         except Exception as exc:  # a decoder bug must not stop the partition
             work.dlq.append((offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
             return
+        problem = self.intake.problem(cmd, now)
+        if problem is not None:
+            self._refuse_invalid(work, offset, rkey, raw, cmd, problem)
+            return
         owner = partition_for(cmd.workflow_id, self.settings.partitions)
         if owner != partition:
             self._forward(work, offset, cmd, raw, owner)
@@ -522,6 +532,9 @@ class Engine:
                         f"command was dead-lettered to {self.names.dlq}")))))
             return
         work.commands[cmd.command_id] = cmd
+        start = getattr(cmd.body, "start", cmd.body)
+        if isinstance(start, StartWorkflow) and step.events:
+            self._queue_ready(start.task_queue)  # its activities' topic, made before they need it
         refusal = step.refusal
         if refusal is not None and not cmd.reply_to and not step.effects:
             # Refused with nobody to tell (no reply_to): keep it, with the reason.
@@ -530,6 +543,27 @@ class Engine:
         work.effects.extend(step.effects)
         if step.events:
             work.touched[cmd.workflow_id] = ex
+
+    def _refuse_invalid(self, work: _Work, offset: int, rkey: bytes | None, raw: bytes, cmd: Command,
+                        problem: str) -> None:
+        """A command outside its limits (``_intake.py``) is not run: dead-lettered with the
+        reason; its sender, if the engine answers on its ``reply_to``, gets InvalidArgumentError;
+        a child's start tells its parent (whose workflow would otherwise wait for the child)."""
+        wid = cmd.workflow_id if isinstance(cmd.workflow_id, str) else ""
+        reason = f"invalid {cmd.type} for workflow {wid[:200]!r}: {problem}"
+        work.dlq.append((offset, rkey, raw, reason))
+        self.stats["invalid"] += 1
+        failure = Failure(type="InvalidArgumentError", message=reason)
+        if self.intake.answers(cmd.reply_to):
+            work.effects.append(fx.SendReply(cmd.reply_to, Reply(  # type: ignore[arg-type]
+                command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR", failure=failure)))
+        start = getattr(cmd.body, "start", cmd.body)
+        parent = getattr(start, "parent_workflow_id", None)
+        if parent and workflow_id_problem(parent) is None:
+            work.effects.append(fx.SendCommand(Command(
+                f"{parent}:invalid-child:{offset}@{work.partition}", parent, now_ms(),
+                ChildWorkflowResult(run_id=start.parent_run_id or "", child_workflow_id=wid[:1000],
+                                    outcome="FAILED", failure=failure))))
 
     def _forward(self, work: _Work, offset: int, cmd: Command, raw: bytes, owner: int) -> None:
         """A command on a partition that does not own its workflow (a producer with another
@@ -636,12 +670,12 @@ class Engine:
         records.extend(self.wheel.records(work.wheel_writes))
         for eff in work.effects:
             if isinstance(eff, fx.DispatchActivity):
-                await self._ensure_queue(eff.task.task_queue)
+                await self._queue_ready(eff.task.task_queue)
                 records.append((self.names.activity_tasks(eff.task.task_queue),
                                 f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
                                 self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.DispatchActivityCancel):
-                await self._ensure_queue(eff.task_queue)
+                await self._queue_ready(eff.task_queue)
                 records.append((self.names.activity_tasks(eff.task_queue),
                                 f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
                                 self.codec.encode_task(eff.task), None))
@@ -649,10 +683,11 @@ class Engine:
                 records.append((self.names.commands, eff.command.workflow_id.encode(),
                                 self.codec.encode_command(eff.command), None))
             elif isinstance(eff, fx.SendReply):
-                topic, _, part = eff.reply_to.rpartition(":")
-                if not topic or not part.isdigit():
-                    log.warning("reply_to %r is not '<topic>:<partition>'; reply dropped", eff.reply_to)
+                # Checked at intake; a reply_to recorded by an older engine is checked here.
+                if (problem := self.intake.reply_problem(eff.reply_to)) is not None:
+                    log.warning("reply to command %s dropped: %s", eff.reply.command_id, problem)
                     continue
+                topic, _, part = eff.reply_to.rpartition(":")
                 records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part)))
             elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer, fx.KeepHeartbeat, fx.DropHeartbeat)):
                 continue
@@ -699,12 +734,18 @@ class Engine:
             os._exit(70)
         self.stats["events"] += n_ev
 
-    async def _ensure_queue(self, queue: str) -> None:
-        if queue in self._known_queues:
-            return
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
-        self._known_queues.add(queue)
+    def _queue_ready(self, queue: str) -> asyncio.Future[None]:
+        """Done once the topic of task queue ``queue`` exists. Its creation starts when a start
+        naming the queue is accepted (off the batch path: the batch that dispatches the first
+        activity rarely waits for it) or, for a queue only activities name, at that dispatch.
+        A creation that failed is tried again by the next call."""
+        fut = self._queues.get(queue)
+        if fut is None or (fut.done() and fut.exception() is not None):
+            fut = asyncio.get_running_loop().run_in_executor(
+                None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" log
+            self._queues[queue] = fut  # type: ignore[assignment]
+        return fut  # type: ignore[return-value]
 
 
 def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:

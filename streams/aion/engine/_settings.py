@@ -96,6 +96,11 @@ class Settings:
         2 * _MIB, "AION_MAX_PAYLOAD_BYTES",
         "Largest encoded payload (workflow input, activity result, ...) accepted; bigger ones are "
         "refused with an error. Topics are created to hold records of this size.")
+    reply_topics: str | None = _setting(
+        None, "AION_REPLY_TOPICS",
+        "Topics besides <prefix>.replies that a command's reply_to may name (comma separated). The engine "
+        "answers only there, at a partition that exists: a command naming anything else is refused and "
+        "dead-lettered with the reason, so no sender can make the engine write into another topic.")
     schema_registry_url: str | None = _setting(
         None, "AION_SCHEMA_REGISTRY_URL",
         "Confluent Schema Registry URL; unset means the Avro single-object encoding (no registry).")
@@ -156,6 +161,11 @@ class Settings:
         """
         return self.max_payload_bytes + _MIB
 
+    @property
+    def reply_topic_list(self) -> tuple[str, ...]:
+        """The topics of ``reply_topics`` (``AION_REPLY_TOPICS``), as a tuple."""
+        return tuple(t.strip() for t in (self.reply_topics or "").split(",") if t.strip())
+
     def confluent_config(self) -> dict[str, Any]:
         """Connection settings for confluent-kafka (Producer, Consumer, AdminClient)."""
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
@@ -202,6 +212,9 @@ class Settings:
                                             f"lower it or raise the session timeout")
         if self.security_protocol is not None and self.security_protocol not in _SECURITY_PROTOCOLS:
             raise bad("security_protocol", f"is not one of {', '.join(_SECURITY_PROTOCOLS)}")
+        for topic in self.reply_topic_list:
+            if not _TOPIC_CHARS.match(topic):
+                raise bad("reply_topics", f"names {topic!r}, not a topic name (letters, digits, '.', '_', '-')")
         if self.sasl_mechanism and not (self.security_protocol or "").startswith("SASL_"):
             raise bad("sasl_mechanism", "is set but security_protocol (AION_SECURITY_PROTOCOL) is not "
                                         "SASL_PLAINTEXT or SASL_SSL: set that too")

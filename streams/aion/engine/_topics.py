@@ -102,6 +102,13 @@ def _partition_counts(admin: AdminClient, settings: Settings, timeout: float) ->
     return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
 
 
+def partition_counts(settings: Settings, topics: Sequence[str], *, timeout: float = 10.0) -> dict[str, int]:
+    """The partition count of each of ``topics`` that exists (one metadata call)."""
+    admin = _admin(settings)
+    counts = _partition_counts(admin, settings, timeout)
+    return {t: counts[t] for t in topics if t in counts}
+
+
 def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",), *,
                   timeout: float = 30.0) -> list[str]:
     """Create the deployment's topics that do not exist yet; return the names it created.

@@ -327,8 +327,6 @@ class WorkflowEnvironment:
 
     # ------------------------------------------------------------------ used by the client
     def new_command(self, workflow_id: str, body: CommandBody, *, reply: bool = True) -> Command:
-        if not workflow_id:
-            raise ValueError("a workflow id is required (id=...)")
         return Command(
             command_id=str(uuid.uuid4()),
             workflow_id=workflow_id,

@@ -13,13 +13,16 @@ import uuid as _uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, NoReturn, Protocol, TypeVar
 
+from ..exceptions import InvalidArgumentError
 from ..exceptions import TimeoutError as _AionTimeoutError
+from ..model.limits import workflow_id_problem
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
 from ._types import (
     ActivityCancellationType,
     Info,
     ParentClosePolicy,
     RetryPolicy,
+    checked_task_queue,
     to_ms,
 )
 
@@ -177,7 +180,7 @@ def start_activity(
     if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
         raise TypeError("retry_policy must be an aion.RetryPolicy")
     opts = ActivityOptions(
-        task_queue=task_queue,
+        task_queue=checked_task_queue(task_queue),
         schedule_to_close_ms=to_ms(schedule_to_close_timeout, "schedule_to_close_timeout"),
         schedule_to_start_ms=to_ms(schedule_to_start_timeout, "schedule_to_start_timeout"),
         start_to_close_ms=to_ms(start_to_close_timeout, "start_to_close_timeout"),
@@ -388,9 +391,11 @@ def _child_options(
     execution_timeout: timedelta | None,
     result_type: Any,
 ) -> ChildOptions:
+    if id is not None and (problem := workflow_id_problem(id, "child workflow id")):
+        raise InvalidArgumentError(problem)
     return ChildOptions(
         id=id,
-        task_queue=task_queue,
+        task_queue=checked_task_queue(task_queue),
         parent_close_policy=ParentClosePolicy(parent_close_policy),
         execution_timeout_ms=to_ms(execution_timeout, "execution_timeout"),
         result_type=result_type,
@@ -444,7 +449,7 @@ def continue_as_new(*args: Any, workflow: Any = None, task_queue: str | None = N
         wf_name = workflow if isinstance(workflow, str) else getattr(
             workflow, "__aion_workflow_type__", None) or getattr(
             getattr(workflow, "__aion_workflow_definition__", None), "name", None)
-    raise ContinueAsNewError(args, wf_name, task_queue)
+    raise ContinueAsNewError(args, wf_name, checked_task_queue(task_queue))
 
 
 def info() -> Info:

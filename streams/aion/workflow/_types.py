@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
+from ..exceptions import InvalidArgumentError
 from ..model import RetryPolicy as _ModelRetryPolicy
+from ..model.limits import MAX_DURATION_MS, task_queue_problem
 
 __all__ = [
     "RetryPolicy",
@@ -27,12 +30,23 @@ def to_ms(d: timedelta | float | int | None, what: str = "duration") -> int | No
     if isinstance(d, timedelta):
         ms = round(d.total_seconds() * 1000)
     elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        if not math.isfinite(d):
+            raise InvalidArgumentError(f"{what} must be a finite number of seconds, got {d!r}")
         ms = round(float(d) * 1000)
     else:
         raise TypeError(f"{what} must be a datetime.timedelta (or seconds as a number), got {type(d).__name__}")
     if ms < 0:
         raise ValueError(f"{what} must not be negative, got {d!r}")
+    if ms > MAX_DURATION_MS:
+        raise InvalidArgumentError(f"{what} is {d!r}, over the limit of 100 years")
     return ms
+
+
+def checked_task_queue(task_queue: str | None) -> str | None:
+    """``task_queue`` when it is a valid name (or ``None``); else :class:`InvalidArgumentError`."""
+    if task_queue is not None and (problem := task_queue_problem(task_queue)):
+        raise InvalidArgumentError(problem)
+    return task_queue
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ other type into an :class:`ApplicationError` with ``type`` set to that name.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import traceback
 from typing import Any, Sequence
@@ -98,11 +99,15 @@ class ApplicationError(FailureError):
         self.non_retryable = non_retryable
 
 
-class TimeoutError(FailureError):
+class TimeoutError(FailureError, builtins.TimeoutError):
     """A durable deadline passed: ``wait_condition(timeout=)``, ``workflow.timeout()``, or an
     activity/child/workflow timeout (``timeout_type`` says which: ``START_TO_CLOSE``,
     ``SCHEDULE_TO_START``, ``SCHEDULE_TO_CLOSE``, ``HEARTBEAT``, ``EXECUTION``, ``RUN``, or ``""``
-    for a workflow-code deadline)."""
+    for a workflow-code deadline).
+
+    Also the builtin :class:`TimeoutError` (which ``asyncio.TimeoutError`` is), so workflow code
+    written ``except TimeoutError:`` or ``except asyncio.TimeoutError:`` around
+    ``wait_condition(timeout=)`` catches it, as with asyncio and Temporal's Python SDK."""
 
     def __init__(self, message: str = "deadline exceeded", *, timeout_type: str = "") -> None:
         super().__init__(message)

@@ -321,8 +321,8 @@ class WorkflowHandleBase(ABC, Generic[C]):
             return self.client.converter.from_payload(reply.result, self.result_type)
         failure = reply.failure
         message = f"workflow {self.id!r} (run {reply.run_id}) ended {status}"
-        if failure is not None and failure.message:
-            message += f": {failure.message}"
+        if failure is not None:  # as Python prints it: "KeyError: 'cents'"
+            message += f": {failure.type}: {failure.message}" if failure.message else f": {failure.type}"
         raise WorkflowFailureError(message, workflow_id=self.id, run_id=reply.run_id, status=status, failure=failure)
 
     # ------------------------------------------------------------------ commands

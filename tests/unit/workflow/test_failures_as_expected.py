@@ -33,3 +33,19 @@ async def test_a_durable_deadline_is_caught_as_the_builtin_timeout_error(how: st
     async with WorkflowEnvironment.start_time_skipping(workflows=[Impatient]) as env:
         assert await env.client.execute_workflow(Impatient.run, how, id=f"impatient-{how}") == "timed out: TimeoutError"
     assert issubclass(AionTimeoutError, TimeoutError) and issubclass(AionTimeoutError, asyncio.TimeoutError)
+
+
+@workflow.defn
+class Fragile:
+    @workflow.run
+    async def run(self, order: dict) -> int:
+        return order["cents"]
+
+
+async def test_a_failure_message_keeps_the_exception_type() -> None:
+    from aion.exceptions import WorkflowFailureError
+
+    async with WorkflowEnvironment.start_time_skipping(workflows=[Fragile]) as env:
+        with pytest.raises(WorkflowFailureError) as info:
+            await env.client.execute_workflow(Fragile.run, {}, id="fragile")
+    assert str(info.value).endswith("ended FAILED: KeyError: 'cents'"), str(info.value)

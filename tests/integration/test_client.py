@@ -196,6 +196,8 @@ async def test_result_of_another_handle_sends_get_result_and_resends_it(client: 
     handle = client.get_workflow_handle("wf-x")
     assert await handle.result(timeout=10) == 42
     assert len(seen) == 2 and all(isinstance(c.body, GetResult) for c in seen)
+    # The re-send keeps its command id: the engine holds one waiter for it, not one per re-send.
+    assert seen[0].command_id == seen[1].command_id
     assert handle.run_id == "run-7"
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from ..model import Event, GetResult, Reply
+from ..model import Command, Event, GetResult, Reply
 from ._base import WorkflowHandleBase
 from ._history import (
     EventPartitionReader,
@@ -56,16 +56,19 @@ class WorkflowHandle(WorkflowHandleBase["Client"]):
         waiter = self._result_waiter
         # A handle from start_workflow already waits for the RESULT the engine sends to the
         # start's reply_to; GetResult only backs it up (an engine restart forgets waiters).
-        sent_get_result = False
+        # One GetResult per run waited for, re-sent with the same command id: the engine keeps
+        # one waiter per (command id, reply_to), so a re-send adds nothing there, and after a
+        # hand-over (waiters are in memory only) it registers the waiter again.
+        get_result: Command | None = None
         if waiter is None:
             waiter = client.new_waiter()
         sent_ids: list[str] = []
         try:
             while True:
                 first_wait = client.result_resend_interval
-                if not sent_get_result and self._result_waiter is None:
-                    await self._send_get_result(waiter, sent_ids)
-                    sent_get_result = True
+                if get_result is None and self._result_waiter is None:
+                    get_result = self._get_result_command(sent_ids)
+                    await client.send(get_result, waiter)
                 while True:
                     remaining = None if deadline is None else deadline - loop.time()
                     if remaining is not None and remaining <= 0:
@@ -74,20 +77,23 @@ class WorkflowHandle(WorkflowHandleBase["Client"]):
                     done, _ = await asyncio.wait({waiter.result}, timeout=wait)
                     if done:
                         break
-                    await self._send_get_result(waiter, sent_ids)
+                    if get_result is None:
+                        get_result = self._get_result_command(sent_ids)
+                    await client.send(get_result, waiter)
                 yield waiter.result.result()
-                # Asked again: that run continued as new; wait for the next one.
+                # Asked again: that run continued as new; wait for the next one (a new GetResult:
+                # the engine answered the last one's id).
                 waiter = client.new_waiter()
                 self._result_waiter = None
-                sent_get_result = False
+                get_result = None
         finally:
             for cid in sent_ids:
                 client.forget(cid)
 
-    async def _send_get_result(self, waiter: ReplyWaiter, sent_ids: list[str]) -> None:
+    def _get_result_command(self, sent_ids: list[str]) -> Command:
         cmd = self.client._command(self.id, GetResult(run_id=self._target_run))
         sent_ids.append(cmd.command_id)
-        await self.client.send(cmd, waiter)
+        return cmd
 
     # ------------------------------------------------------------------ history
     def _reader(self) -> EventPartitionReader:

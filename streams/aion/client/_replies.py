@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class ReplyWaiter:
     """What one request waits for: the first answer (``ack``) and, later, a terminal ``RESULT``.
 
-    One waiter may be registered under several command ids (a ``GetResult`` re-sent with a new
-    id every few seconds feeds the same waiter).
+    One waiter may be registered under several command ids (a start's and the ``GetResult``
+    that backs it up feed the same waiter); a ``GetResult`` re-sent every few seconds keeps its
+    command id, so registering it again changes nothing.
     """
 
     __slots__ = ("ack", "result", "__weakref__")

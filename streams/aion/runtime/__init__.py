@@ -37,7 +37,7 @@ the replay matching rules), ``_loop.py`` (the deterministic event loop), ``_watc
 """
 
 from . import effects
-from ._execution import Step, WorkflowExecution
+from ._execution import MAX_WAITERS, Step, WorkflowExecution
 from ._history_json import dump_history, events_from_json, events_to_json, load_history
 from ._registry import HistoryLimits, Registry
 from ._replay import ReplayResult, replay_history
@@ -47,6 +47,7 @@ __all__ = [
     "HistoryLimits",
     "WorkflowExecution",
     "Step",
+    "MAX_WAITERS",
     "effects",
     "ReplayResult",
     "replay_history",

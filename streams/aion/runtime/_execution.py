@@ -7,12 +7,20 @@ Step semantics
 1. De-duplication: a command whose ``command_id`` already produced events produces none (a
    repeated start/signal/cancel is answered ``ACCEPTED`` again). Stale inputs — an activity
    result for another attempt, a fire of a timer that is not live, anything for a closed run
-   — produce nothing.
+   — produce nothing. A client command (start, signal-with-start, signal, cancel, terminate)
+   whose id already produced events but whose body differs from what that id recorded (another
+   workflow type, input or task queue than its ``WorkflowStarted``, another signal name or
+   arguments than its ``SignalReceived``, a cancel where a termination was recorded, any client
+   command on the id of an activity report or timer fire ...) is not a re-delivery: it is
+   refused with ``CommandIdReusedError`` naming the id, and the first command's effect stays.
+   Engine-internal commands (activity reports, timer fires, child results) are re-deliveries
+   whenever their id is known. A ``GetResult`` records nothing and is answered (or waits) again.
 2. Refusals (duplicate start per the id-reuse policy, unknown workflow type, signal/cancel/
    terminate/result for an unknown or closed workflow, unknown signal name) produce no event
    and a ``SendReply(ERROR)`` whose failure ``type`` is the error class name
    (``WorkflowAlreadyStartedError``, ``WorkflowNotFoundError``, ...). A refused child start
-   is reported to the parent as a failed ``ChildWorkflowResult`` instead.
+   is reported to the parent as a failed ``ChildWorkflowResult`` instead (not one refused for
+   its reused command id: the parent's own start with that id was taken).
 3. Otherwise the command becomes one input event (``SignalReceived``, ``ActivityCompleted``,
    ``TimerFired``, ...). The input is applied to the engine state, delivered to the resident
    workflow instance, and the code runs until quiescent; each command it issued becomes a
@@ -59,6 +67,15 @@ the resume marker activates them all — exactly what happened live. After
 Continue-as-new appends ``WorkflowContinuedAsNew`` then the new run's ``WorkflowStarted``
 (run id ``uuid5`` of the old run id) to the same history; ordinals and timer liveness are per
 run segment. The execution timeout spans the chain; the run timeout is per run.
+
+Result waiters
+--------------
+A ``GetResult`` (or a start with ``wait_result``) on a running workflow leaves a waiter, keyed
+by ``(command_id, reply_to)``, answered with ``RESULT`` when the run closes (a continue-as-new
+keeps them for the next run). Waiters live in memory only (not in the history): a hand-over or
+an eviction forgets them, which is why a waiting client re-sends its ``GetResult`` — with the
+same command id, so the re-send finds its waiter and adds nothing. At most :data:`MAX_WAITERS`
+are kept per workflow; past that a ``GetResult`` is refused with ``TooManyWaitersError``.
 """
 
 from __future__ import annotations
@@ -145,9 +162,20 @@ from .effects import (
 )
 from ._instance import MARKER_CANCEL_CHILD, MARKER_RESUME, RunContext, WorkflowInstance
 
-__all__ = ["Step", "WorkflowExecution", "is_instance_input", "is_command_event"]
+__all__ = ["Step", "WorkflowExecution", "is_instance_input", "is_command_event", "MAX_WAITERS"]
 
 log = logging.getLogger("aion.runtime")
+
+#: The most result waiters (``GetResult`` senders, starts with ``wait_result``) one workflow
+#: keeps in memory. One waiting ``handle.result()`` is one waiter however long it waits (it
+#: re-sends its GetResult with the same command id); past the cap a GetResult is refused with
+#: ``TooManyWaitersError`` instead of growing the engine's memory and the close's replies.
+MAX_WAITERS = 1_000
+
+#: The client commands whose re-used id is compared with what the id recorded.
+_CLIENT_COMMANDS = (StartWorkflow, SignalWithStart, SignalWorkflow, CancelWorkflow, TerminateWorkflow)
+#: The reason of the termination a TERMINATE_IF_RUNNING start records before its WorkflowStarted.
+_TERMINATED_BY_START = "terminated by a new start (TERMINATE_IF_RUNNING)"
 
 RUNNING = "RUNNING"
 _CLOSE_STATUS = {
@@ -205,6 +233,23 @@ class Step:
 
 
 # ============================================================================ engine state
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What a command id's events say its command was (see ``WorkflowExecution._recorded_by``).
+
+    ``kind``: ``start`` (a root ``WorkflowStarted``, with the ``SignalReceived`` of a
+    signal-with-start), ``signal``, ``cancel``, ``terminate``, the type of the engine input it
+    recorded (``TimerFired``, ``ActivityCompleted`` ...), or None when nothing says.
+    """
+
+    seq: int
+    kind: str | None
+    started: WorkflowStarted | None
+    signal: SignalReceived | None
+    #: Whether the step closed the run it started (a signal-with-start then records no signal).
+    closed: bool = False
 
 
 @dataclass
@@ -301,7 +346,9 @@ class WorkflowExecution:
         self.workflow_id = workflow_id
         self.history: list[Event] = []
         self.next_seq = 1
-        self._command_ids: set[str] = set()
+        #: Every command id that produced events -> the index in ``history`` of its first event
+        #: (a command's events are one contiguous run of the history; see ``_recorded_by``).
+        self._command_ids: dict[str, int] = {}
         self._refusal: Failure | None = None
         self._cum_bytes: list[int] = []
         self._start_runs: dict[str, str] = {}
@@ -309,7 +356,8 @@ class WorkflowExecution:
         self._first_run_id = ""
         self._chain_start_ms = 0
         self._exec_deadline_ms: int | None = None
-        self._waiters: list[tuple[str, str]] = []
+        #: Result waiters (command id, reply_to), in arrival order (see the module docs).
+        self._waiters: dict[tuple[str, str], None] = {}
         self._last_close: tuple[str, str, Payload | None, Failure | None] | None = None
         self.instance: WorkflowInstance | None = None
         #: A task failure found while rebuilding (e.g. a divergence at load), not yet recorded.
@@ -716,8 +764,8 @@ class WorkflowExecution:
     # ------------------------------------------------------------------ state (+ effects when live)
     def _apply(self, ev: Event, fx: list[Effect] | None) -> None:
         b = ev.body
-        if ev.command_id:
-            self._command_ids.add(ev.command_id)
+        if ev.command_id and ev.command_id not in self._command_ids:
+            self._command_ids[ev.command_id] = len(self.history) - 1
         run = self.run
         if run is not None and run.resume_pending and not isinstance(b, WorkflowTaskFailed):
             run.resume_pending = False
@@ -863,7 +911,8 @@ class WorkflowExecution:
         if ev.command_id:
             self._start_runs[ev.command_id] = ev.run_id
         if b.reply_to and ev.command_id:
-            self._waiters.append((ev.command_id, b.reply_to))
+            # Recorded, so never refused: a start's waiter is not held to MAX_WAITERS.
+            self._waiters[(ev.command_id, b.reply_to)] = None
         if fx is not None:
             if run.exec_deadline_ms is not None:
                 fx.append(ScheduleTimer(self.workflow_id, run.run_id, "wf/exec", run.exec_deadline_ms))
@@ -918,7 +967,7 @@ class WorkflowExecution:
             fx.extend(SendCommand(c) for c in run.close_commands)
         if status == "CONTINUED_AS_NEW":
             return
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, {}
         if fx is not None:
             for cmd_id, reply_to in waiters:
                 fx.append(SendReply(reply_to, Reply(cmd_id, wf, "RESULT", rid, status, result, failure)))
@@ -1012,20 +1061,27 @@ class WorkflowExecution:
         if command.reply_to and self._fx is not None:
             self._fx.append(SendReply(command.reply_to, Reply(command.command_id, self.workflow_id, kind, **kw)))
 
-    def _refuse(self, command: Command, error: type[BaseException], message: str) -> None:
-        failure = Failure(type=error.__name__, message=message)
+    def _refuse(self, command: Command, error: type[BaseException] | str, message: str, *,
+                notify_parent: bool = True) -> None:
+        """Refuse ``command`` (no event): ``ERROR`` to its ``reply_to``, a failed child result to
+        the parent of a refused child start (unless ``notify_parent`` is False), else nothing
+        but ``Step.refusal`` (the engine dead-letters it with the reason). ``error`` is the class,
+        or its name."""
+        name = error if isinstance(error, str) else error.__name__
+        failure = Failure(type=name, message=message)
         self._refusal = failure
         b = command.body
         start = b.start if isinstance(b, SignalWithStart) else b
         if command.reply_to:
             self._reply(command, "ERROR", run_id=self.run_id, failure=failure)
-        elif isinstance(start, StartWorkflow) and start.parent_workflow_id and self._fx is not None:
+        elif (notify_parent and isinstance(start, StartWorkflow) and start.parent_workflow_id
+              and self._fx is not None):
             self._fx.append(SendCommand(Command(
                 f"{self.workflow_id}:refused:{command.command_id}", start.parent_workflow_id, self._now,
                 ChildWorkflowResult(run_id=start.parent_run_id or "", child_workflow_id=self.workflow_id,
                                     outcome="FAILED", failure=failure))))
         else:
-            log.info("workflow %s: refused %s (%s): %s", self.workflow_id, command.type, error.__name__, message)
+            log.info("workflow %s: refused %s (%s): %s", self.workflow_id, command.type, name, message)
 
     def _reply_result_or_wait(self, command: Command) -> None:
         run = self.run
@@ -1033,12 +1089,30 @@ class WorkflowExecution:
             rid, status, result, failure = self._last_close
             self._reply(command, "RESULT", run_id=rid, status=status, result=result, failure=failure)
         elif command.reply_to:
-            if (command.command_id, command.reply_to) not in self._waiters:
-                self._waiters.append((command.command_id, command.reply_to))
+            key = (command.command_id, command.reply_to)
+            if key in self._waiters:
+                return  # a re-send of a waiting GetResult (or start): it waits already
+            if len(self._waiters) >= MAX_WAITERS:
+                self._refuse(command, "TooManyWaitersError",
+                             f"workflow {self.workflow_id!r} already has {len(self._waiters)} result waiters, "
+                             f"the most one workflow keeps (MAX_WAITERS = {MAX_WAITERS}); wait on fewer "
+                             f"handles, or follow the workflow's events instead")
+                return
+            self._waiters[key] = None
 
     # ------------------------------------------------------------------ command handlers
     def _on_duplicate(self, command: Command) -> None:
         b = command.body
+        if isinstance(b, GetResult):
+            # Its id recorded events (a task failure found at load was recorded in its step),
+            # but a GetResult itself records nothing: a re-send must still wait or be answered.
+            self._h_get_result(command, b)
+            return
+        if isinstance(b, _CLIENT_COMMANDS):
+            problem = self._reuse_problem(command)
+            if problem is not None:
+                self._refuse(command, "CommandIdReusedError", problem, notify_parent=False)
+                return
         if isinstance(b, (StartWorkflow, SignalWithStart)):
             rid = self._start_runs.get(command.command_id, self.run_id)
             self._reply(command, "ACCEPTED", run_id=rid)
@@ -1047,6 +1121,114 @@ class WorkflowExecution:
                 self._reply_result_or_wait(command)
         elif isinstance(b, (SignalWorkflow, CancelWorkflow, TerminateWorkflow)):
             self._reply(command, "ACCEPTED", run_id=self.run_id)
+
+    def _recorded_by(self, command_id: str) -> _Recorded:
+        """What the events of ``command_id`` (a known id) say its command was.
+
+        A command's events are one contiguous run of the history from its first one: its own
+        step, plus what a step cut short by a crash still owed (recorded under its id at the
+        start of the next step). Only this run is read, and only for a repeated client command.
+        """
+        h = self.history
+        i = self._command_ids[command_id]
+        seq = h[i].seq
+        started: WorkflowStarted | None = None
+        signal: SignalReceived | None = None
+        closed = False
+        kind: str | None = None
+        while i < len(h) and h[i].command_id == command_id:
+            b = h[i].body
+            i += 1
+            if started is not None:  # a start's step: its signal (signal-with-start), its close
+                if isinstance(b, SignalReceived) and signal is None:
+                    signal = b
+                closed = closed or (type(b) in _CLOSE_STATUS and not isinstance(b, WorkflowContinuedAsNew))
+            elif isinstance(b, WorkflowStarted):
+                # A run the step's code continued as new has a previous run: not a start command's.
+                if b.previous_run_id is None:
+                    started, kind = b, "start"
+            elif isinstance(b, (WorkflowTaskFailed, WorkflowFailed)):
+                continue  # a task failure found at load (and the failure it exhausts) precede any step
+            elif isinstance(b, WorkflowTerminated) and b.reason == _TERMINATED_BY_START:
+                continue  # a TERMINATE_IF_RUNNING start ends the running run before its WorkflowStarted
+            else:
+                # The step's input comes first: what it is decides.
+                if isinstance(b, SignalReceived):
+                    signal, kind = b, "signal"
+                elif isinstance(b, WorkflowCancelRequested):
+                    kind = "cancel"
+                elif isinstance(b, WorkflowTerminated):
+                    kind = "terminate"
+                else:
+                    kind = type(b).__name__
+                break
+        return _Recorded(seq, kind, started, signal, closed)
+
+    def _reuse_problem(self, command: Command) -> str | None:
+        """Why a client command whose id already produced events is not a re-delivery of the
+        command that produced them (None: it is, or nothing recorded says otherwise).
+
+        Compared with what the id recorded: a start's workflow type, input and task queue (its
+        ``WorkflowStarted``), a signal's name and arguments (its ``SignalReceived``; a
+        signal-with-start recorded both, or only the signal when the workflow was running),
+        a cancel request or a termination by kind. Fields that nothing recorded (a start's id
+        reuse policy, a cancel's reason) are not compared.
+        """
+        rec = self._recorded_by(command.command_id)
+        if rec.kind is None:
+            return None  # only a task failure (or a start's termination of the run before): unknown
+        b = command.body
+        diffs: list[str] = []
+
+        def signal_diffs(name: str, args: Sequence[Payload]) -> None:
+            assert rec.signal is not None
+            if rec.signal.signal_name != name:
+                diffs.append(f"signal {rec.signal.signal_name!r} was recorded, this one is {name!r}")
+            elif list(rec.signal.args) != list(args):
+                diffs.append(f"signal {name!r} was recorded with other arguments")
+
+        if isinstance(b, (StartWorkflow, SignalWithStart)):
+            start = b.start if isinstance(b, SignalWithStart) else b
+            if rec.kind == "start":
+                st = rec.started
+                assert st is not None
+                if st.workflow_type != start.workflow_type:
+                    diffs.append(f"workflow type {st.workflow_type!r} was started, this one is {start.workflow_type!r}")
+                if list(st.input) != list(start.input):
+                    diffs.append("the workflow was started with another input")
+                if st.task_queue != start.task_queue:
+                    diffs.append(f"task queue {st.task_queue!r} was recorded, this one is {start.task_queue!r}")
+                if rec.signal is not None:  # a signal-with-start that started the workflow
+                    if isinstance(b, SignalWithStart):
+                        signal_diffs(b.signal_name, b.args)
+                    else:
+                        diffs.append(f"a signal-with-start (signal {rec.signal.signal_name!r}) was recorded, "
+                                     f"this is a plain start")
+                elif isinstance(b, SignalWithStart) and not rec.closed:
+                    # (a signal-with-start whose run closed in its first activation records no signal)
+                    diffs.append("a plain start was recorded, this is a signal-with-start")
+            elif rec.kind == "signal" and isinstance(b, SignalWithStart):
+                signal_diffs(b.signal_name, b.args)  # it was delivered to the running workflow
+            else:
+                diffs.append(f"{_recorded_kind(rec)} was recorded, this is a {command.type}")
+        elif isinstance(b, SignalWorkflow):
+            if rec.kind == "signal":
+                signal_diffs(b.signal_name, b.args)
+            else:
+                diffs.append(f"{_recorded_kind(rec)} was recorded, this is signal {b.signal_name!r}")
+        elif isinstance(b, CancelWorkflow):
+            if rec.kind != "cancel":
+                diffs.append(f"{_recorded_kind(rec)} was recorded, this is a cancel request")
+        else:
+            assert isinstance(b, TerminateWorkflow)
+            if rec.kind != "terminate":
+                diffs.append(f"{_recorded_kind(rec)} was recorded, this is a termination")
+        if not diffs:
+            return None
+        return (f"command id {command.command_id!r} was already used on workflow {self.workflow_id!r} "
+                f"(its events start at seq {rec.seq}) by another command: {'; '.join(diffs)}. This "
+                f"{command.type} is not a re-delivery of it and is refused (the first command's effect "
+                f"stays); give each distinct command its own id")
 
     def _on_start(self, command: Command, b: StartWorkflow, signal: SignalWithStart | None = None) -> None:
         run = self.run
@@ -1068,7 +1250,7 @@ class WorkflowExecution:
         policy = b.id_reuse_policy
         if run is not None and run.status == RUNNING:
             if policy == "TERMINATE_IF_RUNNING":
-                self._record(WorkflowTerminated(reason="terminated by a new start (TERMINATE_IF_RUNNING)"))
+                self._record(WorkflowTerminated(reason=_TERMINATED_BY_START))
             else:
                 self._refuse(command, WorkflowAlreadyStartedError,
                              f"workflow {self.workflow_id!r} is already running (run {run.run_id}); "
@@ -1412,6 +1594,20 @@ class WorkflowExecution:
         except Exception as e:
             return error(QueryError, f"query {b.query_name!r} of {wf!r} raised {type(e).__name__}: {e}")
         return Reply(cid, wf, "QUERY", run_id=run.run_id, result=payload)
+
+
+def _recorded_kind(rec: _Recorded) -> str:
+    if rec.kind == "start":
+        assert rec.started is not None
+        return f"a start of workflow type {rec.started.workflow_type!r}"
+    if rec.kind == "signal":
+        assert rec.signal is not None
+        return f"signal {rec.signal.signal_name!r}"
+    if rec.kind == "cancel":
+        return "a cancel request"
+    if rec.kind == "terminate":
+        return "a termination"
+    return f"an engine input ({rec.kind})"
 
 
 # ============================================================================ replay of one run

@@ -30,6 +30,7 @@ import typing
 import uuid
 from typing import Any, Callable, Sequence
 
+from .exceptions import AionError
 from .model import Payload
 
 __all__ = [
@@ -47,7 +48,7 @@ JSON = "application/json"
 BINARY = "application/octet-stream"
 
 
-class PayloadConversionError(ValueError):
+class PayloadConversionError(AionError, ValueError):
     """A value could not be encoded, or a payload could not be decoded to the expected type."""
 
 

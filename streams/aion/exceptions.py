@@ -3,6 +3,18 @@
 Workflow and activity code raise and catch these; the engine records them as failure chains
 (``Failure`` with ``cause``) and clients get them back as exceptions.
 
+One root
+--------
+Every error class of the package derives from :class:`AionError`, so ``except AionError``
+catches whatever Aion raises on purpose. The errors of the other parts (``CodecError``,
+``SettingsError``, ``TopicConfigError``, the client's ``TopicMissingError``, ...) keep their
+former builtin as a second base (``class CodecError(AionError, ValueError)``), so existing
+``except ValueError`` clauses still catch them. Not under the root, by design:
+:data:`CancelledError` (below) and two internal control-flow exceptions that are
+:class:`BaseException` so that ``except Exception`` in workflow code cannot swallow them
+(``ContinueAsNewError``, the watchdog's ``DeadlockInterrupt``). ``tests/unit/test_error_root.py``
+walks the package for strays.
+
 Cancellation
 ------------
 :data:`CancelledError` **is** :class:`asyncio.CancelledError` (an alias, not a subclass). In a

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
+from ..exceptions import AionError
+
 __all__ = [
     "ActivityInfo",
     "ActivityContext",
@@ -94,7 +96,7 @@ class ActivityInfo:
         return False
 
 
-class NotInActivityError(RuntimeError):
+class NotInActivityError(AionError, RuntimeError):
     """An activity helper was called outside of a running activity."""
 
 

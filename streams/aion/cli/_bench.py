@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ._main import _fail, _settings, cli
+from ._app import _fail, _settings, cli
 
 
 class _LiveLine:
@@ -85,7 +85,7 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
     """
     from ..bench import SCENARIOS, BenchOptions
     from ..bench._runner import render_facts, render_table, run_bench_async
-    from ._main import _run
+    from ._app import _run
 
     names = list(scenarios) or ["all"]
     for n in names:

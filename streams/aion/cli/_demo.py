@@ -46,7 +46,7 @@ async def _run_orders(settings: Settings) -> None:
     from ..client import Client
     from ..examples import order_saga
     from ..exceptions import WorkflowFailureError
-    from ._main import _print_table, event_row
+    from ._app import _print_table, event_row
 
     client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
     try:

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
-from ._main import _fail, _print_table, _settings, cli
+from ._app import _fail, _print_table, _settings, cli
 
 
 @dataclass

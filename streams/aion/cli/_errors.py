@@ -21,6 +21,8 @@ import enum
 
 import click
 
+from ..exceptions import AionError
+
 
 class ExitCode(enum.IntEnum):
     OK = 0
@@ -39,7 +41,7 @@ EXIT_CODES_HELP = (
 )
 
 
-class CliError(click.ClickException):
+class CliError(AionError, click.ClickException):
     """One line for the user and the exit code that goes with it."""
 
     def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:

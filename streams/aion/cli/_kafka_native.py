@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
+from ._app import _fail, _settings, cli, event_row
 from ._errors import CliError, ExitCode, UsageError
-from ._main import _fail, _settings, cli, event_row
+from ._replay import replay, replay_registry
 
 
 # ---------------------------------------------------------------- rebuild
@@ -127,10 +128,7 @@ def rebuild_cmd(ctx: click.Context, data_dir: str | None, partitions: tuple[int,
 # ---------------------------------------------------------------- replay check
 
 
-# ``aion replay`` is declared in _main (``aion replay FILE``); ``check`` registers on it.
-from ._main import replay  # noqa: E402
-
-
+# ``aion replay`` is declared in _replay (``aion replay FILE``); ``check`` registers on it.
 @replay.command("check")
 @click.option("--from-topic", is_flag=True, help="Read every history from the events topic.")
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -152,7 +150,6 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
     from ..engine.worker import discover
     from ..runtime import replay_history
     from ._imports import import_user_modules
-    from ._main import replay_registry
 
     if from_topic == bool(files):
         raise UsageError("give either --from-topic or --file PATH")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._main import _args, _client_call, _emit, _print_table, cli
+from ._app import _args, _client_call, _emit, _print_table, cli
 
 _OVERLAP = click.Choice(["SKIP", "BUFFER_ONE", "CANCEL_OTHER", "ALLOW_ALL"], case_sensitive=False)
 _CATCH_UP = click.Choice(["ALL", "ONE", "SKIP"], case_sensitive=False)

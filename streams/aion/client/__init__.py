@@ -21,17 +21,23 @@ from ..exceptions import (
     WorkflowNotFoundError,
 )
 from ._client import Client
-from ._events import ConsumerGroupActiveError, EventConsumer, EventRecord
-from ._errors import CommandRejectedError, QueryTimeoutError, RPCTimeoutError, WorkflowResultTimeoutError
+from ._errors import (
+    CommandRejectedError,
+    ConsumerGroupActiveError,
+    QueryTimeoutError,
+    RPCTimeoutError,
+    ScheduleAlreadyExistsError,
+    ScheduleNotFoundError,
+    TopicMissingError,
+    WorkflowResultTimeoutError,
+)
+from ._events import EventConsumer, EventRecord
 from ._handle import WorkflowHandle
 from ._history import WorkflowDescription
-from ._replies import TopicMissingError
 from ._schedules import (
-    ScheduleAlreadyExistsError,
     ScheduleCatchUpPolicy,
     ScheduleDescription,
     ScheduleHandle,
-    ScheduleNotFoundError,
     ScheduleOverlapPolicy,
     ScheduleSummary,
 )

@@ -23,9 +23,9 @@ from ..engine.topics import TopicNames
 from ..exceptions import PayloadTooLargeError
 from ..model import now_ms, Command, CommandBody, Payload, Reply
 from ._base import ClientBase
-from ._errors import RPCTimeoutError
+from ._errors import RPCTimeoutError, TopicMissingError
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
-from ._replies import ReplyRouter, ReplyWaiter, TopicMissingError
+from ._replies import ReplyRouter, ReplyWaiter
 from ._visibility import WorkflowSummary
 
 if TYPE_CHECKING:

@@ -1,4 +1,10 @@
-"""Client-side errors that have no wire form, and the mapping of ERROR replies to exceptions."""
+"""Client-side errors that have no wire form, and the mapping of ERROR replies to exceptions.
+
+Every error the client raises itself lives here (the modules that raise them re-export the
+public ones from their old place). All derive from :class:`~aion.exceptions.AionError`; the ones
+that used to be builtin errors keep that builtin as a second base, so ``except TimeoutError``,
+``except RuntimeError`` and ``except TypeError`` still catch them.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,30 @@ class QueryTimeoutError(QueryError, builtins.TimeoutError):
 
 class WorkflowResultTimeoutError(RPCTimeoutError):
     """``handle.result(timeout=...)``: the workflow did not close within the timeout (it still runs)."""
+
+
+class TopicMissingError(AionError, RuntimeError):
+    """A topic aion needs does not exist."""
+
+
+class DeliveryError(AionError):
+    """A record could not be delivered to Kafka (after the client's own retries)."""
+
+
+class ConsumerGroupActiveError(AionError):
+    """A consumer group's offsets cannot be reset while members of the group are running."""
+
+
+class NotAWorkflowError(AionError, TypeError):
+    """What was passed as a workflow is neither a type name nor a ``@workflow.defn`` class/run method."""
+
+
+class ScheduleAlreadyExistsError(AionError):
+    """A schedule with this id exists (and is not deleted)."""
+
+
+class ScheduleNotFoundError(AionError):
+    """No schedule with this id (never created, or deleted)."""
 
 
 class CommandRejectedError(AionError):

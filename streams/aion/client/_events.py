@@ -37,6 +37,7 @@ from ..codec import Codec, partition_for
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..model import EVENT_TYPES, Event, EventKey
+from ._errors import ConsumerGroupActiveError
 from ._history import KeyFilter
 from ._kafka import consumer_config, private_group_id
 
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 
 #: The names accepted by ``event_types`` (``Event.type``): WorkflowStarted, ActivityCompleted, ...
 EVENT_TYPE_NAMES: tuple[str, ...] = tuple(t.__name__ for t in EVENT_TYPES)
-
-
-class ConsumerGroupActiveError(Exception):
-    """A consumer group's offsets cannot be reset while members of the group are running."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ._errors import DeliveryError
+
 log = logging.getLogger(__name__)
 
 
@@ -42,10 +44,6 @@ def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: s
         }
     )
     return cfg
-
-
-class DeliveryError(Exception):
-    """A record could not be delivered to Kafka (after the client's own retries)."""
 
 
 class AsyncProducer:

@@ -10,10 +10,7 @@ from typing import Any, Sequence
 from ..converter import return_hint_of
 from ..model import StartWorkflow
 from ..workflow._definition import WorkflowDefinition
-
-
-class NotAWorkflowError(TypeError):
-    """What was passed as a workflow is neither a type name nor a ``@workflow.defn`` class/run method."""
+from ._errors import NotAWorkflowError
 
 
 def workflow_name(workflow: Any) -> tuple[str, Any]:

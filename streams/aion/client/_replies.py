@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ..model import Reply
+from ._errors import TopicMissingError
 from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,3 @@ class ReplyRouter:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await loop.run_in_executor(None, consumer.close)
-
-
-class TopicMissingError(RuntimeError):
-    """A topic aion needs does not exist."""

@@ -31,7 +31,8 @@ from ..engine._schedules import (
     schedule_workflow_id,
     validate_spec,
 )
-from ..exceptions import AionError, WorkflowAlreadyStartedError, WorkflowNotFoundError
+from ..exceptions import WorkflowAlreadyStartedError, WorkflowNotFoundError
+from ._errors import ScheduleAlreadyExistsError, ScheduleNotFoundError
 from ._names import workflow_name
 
 if TYPE_CHECKING:
@@ -66,14 +67,6 @@ class ScheduleCatchUpPolicy(str, enum.Enum):
     ALL = "ALL"  #: start each, in order
     ONE = "ONE"  #: start only the latest
     SKIP = "SKIP"  #: start none (only fires at most ``catch_up_window`` late)
-
-
-class ScheduleAlreadyExistsError(AionError):
-    """A schedule with this id exists (and is not deleted)."""
-
-
-class ScheduleNotFoundError(AionError):
-    """No schedule with this id (never created, or deleted)."""
 
 
 def _ms(value: timedelta | float | int | None, what: str) -> int | None:

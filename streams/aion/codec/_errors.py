@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..exceptions import AionError
 
-class CodecError(ValueError):
+
+class CodecError(AionError, ValueError):
     """Bytes that cannot be decoded (or a value that cannot be encoded) with the known schemas.
 
     ``fingerprint`` (hex of the 8 header bytes, as written) or ``schema_id`` (Schema Registry id)

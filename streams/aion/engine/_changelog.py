@@ -8,10 +8,11 @@ import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator
 
+from ..exceptions import AionError
 from .settings import Settings
 
 
-class RebuildError(Exception):
+class RebuildError(AionError):
     """A topic of the deployment could not be read (missing, stalled), or a rebuild failed."""
 
 

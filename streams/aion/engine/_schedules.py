@@ -37,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import workflow
+from ..exceptions import AionError
 from ..exceptions import TimeoutError as _WorkflowTimeout
 
 __all__ = [
@@ -72,7 +73,7 @@ _UPDATABLE = ("cron", "timezone", "interval_ms", "offset_ms", "workflow_type", "
 _TIMING = ("cron", "timezone", "interval_ms", "offset_ms")
 
 
-class ScheduleSpecError(ValueError):
+class ScheduleSpecError(AionError, ValueError):
     """A schedule spec that cannot work; the message says which field and what to do."""
 
 

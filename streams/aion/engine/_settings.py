@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..exceptions import AionError
+
 __all__ = ["Settings", "SettingsError"]
 
 _MIB = 1024 * 1024
@@ -21,7 +23,7 @@ _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-class SettingsError(ValueError):
+class SettingsError(AionError, ValueError):
     """A setting has a value that cannot work; the message names the setting and its variable."""
 
 

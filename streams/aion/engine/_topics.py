@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
+from ..exceptions import AionError
 from ._settings import Settings
 
 __all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "ensure_topics", "validate_topics"]
@@ -20,7 +21,7 @@ _QUEUE_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _MAX_TOPIC_NAME = 249
 
 
-class TopicConfigError(Exception):
+class TopicConfigError(AionError):
     """The topics cannot be used as they are: missing, misconfigured, or not co-partitioned.
 
     The message says which topic, what is wrong and how to fix it.

@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ..exceptions import AionError
+
 log = logging.getLogger("aion.engine")
 
 #: topic, key, value, partition (None: by key), and optionally headers as a list of (name, bytes)
@@ -42,7 +44,7 @@ Record = tuple[Any, ...]
 CALL_TIMEOUT_S = 30.0
 
 
-class TxnError(Exception):
+class TxnError(AionError):
     """A partition's transaction did not commit: nothing of it is visible."""
 
     def __init__(self, partition: int, reason: str) -> None:

@@ -26,12 +26,14 @@ import logging
 from asyncio import events as _events
 from typing import Any, Callable
 
+from ..exceptions import AionError
+
 __all__ = ["WorkflowEventLoop", "WorkflowLoopError"]
 
 log = logging.getLogger("aion.runtime")
 
 
-class WorkflowLoopError(RuntimeError):
+class WorkflowLoopError(AionError, RuntimeError):
     """Workflow code used an event-loop feature that is not deterministic (I/O, threads, ...)."""
 
 

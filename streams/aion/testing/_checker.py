@@ -58,6 +58,7 @@ from ..codec import Codec, partition_for
 from ..converter import default_converter
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
+from ..exceptions import AionError
 from ..model import (
     ActivityCancelled,
     ActivityCancelRequested,
@@ -340,7 +341,7 @@ class RecordedAtDrift:
                 f"on partition {self.partition}")
 
 
-class InvariantViolationError(AssertionError):
+class InvariantViolationError(AionError, AssertionError):
     """The events topic breaks an invariant; ``violations`` lists all, the message the first."""
 
     def __init__(self, report: "CheckReport") -> None:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..activity._definition import ActivityDefinition
+from ..exceptions import AionError
 from ..model import Payload
 
 
-class ActivityRegistrationError(ValueError):
+class ActivityRegistrationError(AionError, ValueError):
     """The activities given to a worker are not usable (duplicate names, not callable)."""
 
 

@@ -13,7 +13,7 @@ import uuid as _uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, NoReturn, Protocol, TypeVar
 
-from ..exceptions import InvalidArgumentError
+from ..exceptions import AionError, InvalidArgumentError
 from ..exceptions import TimeoutError as _AionTimeoutError
 from ..model.limits import workflow_id_problem
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
@@ -64,7 +64,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class NotInWorkflowError(RuntimeError):
+class NotInWorkflowError(AionError, RuntimeError):
     """A workflow API was called outside of workflow code."""
 
 

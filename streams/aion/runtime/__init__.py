@@ -30,10 +30,13 @@ drive it through this contract::
 - ``replay_history(registry, events_or_json_path)`` replays every run of a recorded history
   against the current code and reports the first divergence (:class:`ReplayResult`).
 
-Where the semantics live: ``_execution.py`` (the step, the engine-level state machine for
-activities/timers/children/timeouts, supervision), ``_instance.py`` (the code of one run and
-the replay matching rules), ``_loop.py`` (the deterministic event loop), ``_watchdog.py``
-(deadlock detection), ``_history_json.py`` (the JSON history format).
+Where the semantics live: ``_execution.py`` (the step, the run's lifecycle, supervision, and
+the dispatch of commands and events to the rooms), its rooms ``_commands.py`` (client commands,
+refusals, result waiters), ``_activities.py`` (the activity machine), ``_children.py`` (child
+workflows), the shared state and timer ids in ``_state.py``, ``_activation.py`` (inputs,
+command events and the replay of a run), ``_instance.py`` (the code of one run and the replay
+matching rules), ``_loop.py`` (the deterministic event loop), ``_watchdog.py`` (deadlock
+detection), ``_history_json.py`` (the JSON history format).
 """
 
 from . import effects

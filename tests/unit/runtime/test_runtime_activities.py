@@ -308,3 +308,19 @@ def test_effects_of_one_activity_step() -> None:
     assert step.replies[0].reply.kind == "ACCEPTED"
     timer = step.effects[2]
     assert isinstance(timer, effects.ScheduleTimer) and timer.timer_id == "a/1/close" and timer.fire_at_ms == s.now + 4000
+
+
+def test_activity_timer_ids_are_written_and_parsed_back() -> None:
+    from aion.runtime._state import ActivityTimer
+
+    for timer, text in [
+        (ActivityTimer("1", "close"), "a/1/close"),
+        (ActivityTimer("1", "retry", 3), "a/1/3/retry"),
+        (ActivityTimer("pay/eu", "s2s", 1), "a/pay/eu/1/s2s"),
+        (ActivityTimer("x", "s2c", 2), "a/x/2/s2c"),
+        (ActivityTimer("a/b", "hb", 4, 7), "a/a/b/4/hb/7"),
+    ]:
+        assert str(timer) == text
+        assert ActivityTimer.parse(text) == timer
+    for other in ("1", "wf/exec", "task/2", "a/1/x/retry", "a/1/2/nope", "a/"):
+        assert ActivityTimer.parse(other) is None, other

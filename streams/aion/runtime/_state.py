@@ -1,0 +1,222 @@
+"""The engine-level state of one workflow's runs, and the names of its durable timers.
+
+:class:`WorkflowExecution` (``_execution.py``) is assembled from rooms that share this state:
+the activity machine (``_activities.py``), the children (``_children.py``) and the client
+commands (``_commands.py``). Each room is a mixin over :class:`Parts`, which declares what they
+share; only ``WorkflowExecution.__init__`` sets it.
+
+Timer ids
+---------
+Every timer the runtime arms is a ``ScheduleTimer`` with an id that comes back in the
+``FireTimer`` command, and is a key of the engine's timer table: the formats below are part of
+the stored data and never change. :class:`ActivityTimer` writes and parses the activity ones
+(an activity id may itself hold ``/``).
+
+=========================  ====================================================================
+``1``, ``2``, ...          the workflow code's timers (per run)
+``a/<a>/close``            schedule-to-close of activity ``a``, armed at schedule
+``a/<a>/<n>/retry``        the backoff before attempt ``n``
+``a/<a>/<n>/s2s``          schedule-to-start of attempt ``n``, armed at dispatch
+``a/<a>/<n>/s2c``          start-to-close of attempt ``n``, armed on ``ActivityStarted``
+``a/<a>/<n>/hb/<g>``       heartbeat of attempt ``n``, generation ``g`` (re-armed after a newer
+                           heartbeat)
+``wf/exec``, ``wf/run``    the workflow's execution and run timeouts
+``task/<n>``, ``task/now`` the retry of a held workflow's task (``now``: :meth:`resume`)
+=========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..model import (
+    Command,
+    Event,
+    EventBody,
+    Failure,
+    Payload,
+    RetryPolicy as ModelRetryPolicy,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+)
+
+if TYPE_CHECKING:
+    from ._instance import WorkflowInstance
+    from .effects import Effect
+
+RUNNING = "RUNNING"
+CLOSE_STATUS: dict[type, str] = {
+    WorkflowCompleted: "COMPLETED",
+    WorkflowFailed: "FAILED",
+    WorkflowCancelled: "CANCELLED",
+    WorkflowTerminated: "TERMINATED",
+    WorkflowTimedOut: "TIMED_OUT",
+    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
+}
+FAILED_STATUSES = frozenset({"FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"})
+
+EXEC_TIMER = "wf/exec"
+RUN_TIMER = "wf/run"
+RESUME_NOW_TIMER = "task/now"
+
+
+def task_timer(attempt: int) -> str:
+    """The timer that retries a held workflow's task after its ``attempt``-th failure."""
+    return f"task/{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityTimer:
+    """An activity's timer id (see the module docs): ``kind`` is ``close``, ``retry``, ``s2s``,
+    ``s2c`` or ``hb``; ``attempt`` is 0 for ``close``; ``gen`` counts heartbeat re-arms."""
+
+    activity_id: str
+    kind: str
+    attempt: int = 0
+    gen: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "close":
+            return f"a/{self.activity_id}/close"
+        if self.kind == "hb":
+            return f"a/{self.activity_id}/{self.attempt}/hb/{self.gen}"
+        return f"a/{self.activity_id}/{self.attempt}/{self.kind}"
+
+    @classmethod
+    def parse(cls, tid: str) -> ActivityTimer | None:
+        """The activity timer ``tid`` names, or None when it names none."""
+        if not tid.startswith("a/"):
+            return None
+        if tid.endswith("/close"):
+            return cls(tid[2:-6], "close")
+        parts = tid[2:].split("/")
+        if len(parts) >= 4 and parts[-2] == "hb":
+            aid, n, kind, gen = "/".join(parts[:-3]), parts[-3], "hb", parts[-1]
+        elif len(parts) >= 3 and parts[-1] in ("retry", "s2s", "s2c"):
+            aid, n, kind, gen = "/".join(parts[:-2]), parts[-2], parts[-1], "0"
+        else:
+            return None
+        try:
+            return cls(aid, kind, int(n), int(gen))
+        except ValueError:
+            return None
+
+
+@dataclass
+class Act:
+    """One activity of a run: its options (from ``ActivityScheduled``) and where its attempts are."""
+
+    activity_id: str
+    activity_type: str
+    input: list[Payload]
+    task_queue: str
+    retry: ModelRetryPolicy
+    s2close_ms: int | None
+    s2s_ms: int | None
+    s2c_ms: int | None
+    hb_ms: int | None
+    scheduled_at_ms: int
+    attempt: int = 1
+    attempt_at_ms: int = 0
+    started_at_ms: int | None = None
+    backoff_until_ms: int | None = None
+    cancel_requested: bool = False
+    closed: bool = False
+    # not in the history (heartbeats are not events): kept by the engine beside it
+    # (KeepHeartbeat / DropHeartbeat effects, restore_heartbeat on a load)
+    last_heartbeat_ms: int | None = None
+    heartbeat_details: Payload | None = None
+    hb_gen: int = 0
+
+    def in_flight(self, now_ms: int) -> bool:
+        return not self.closed and (self.backoff_until_ms is None or now_ms >= self.backoff_until_ms)
+
+    def timer(self, kind: str, *, gen: int | None = None) -> str:
+        """The id of this activity's ``kind`` timer for its current attempt."""
+        if kind == "close":
+            return str(ActivityTimer(self.activity_id, "close"))
+        return str(ActivityTimer(self.activity_id, kind, self.attempt, self.hb_gen if gen is None else gen))
+
+
+@dataclass
+class Child:
+    child_workflow_id: str
+    workflow_type: str
+    parent_close_policy: str
+    closed: bool = False
+
+
+@dataclass
+class Run:
+    """One run segment of the history (a start, up to its close or continue-as-new)."""
+
+    run_id: str
+    started: WorkflowStarted
+    start_seq: int
+    start_index: int
+    started_at_ms: int
+    status: str = RUNNING
+    activities: dict[str, Act] = field(default_factory=dict)
+    timers: dict[str, int] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+    cancel_requested: bool = False
+    held: bool = False
+    task_attempt: int = 0
+    task_retry_at_ms: int | None = None
+    resume_pending: bool = False
+    exec_deadline_ms: int | None = None
+    run_deadline_ms: int | None = None
+    search_attributes: dict[str, str] = field(default_factory=dict)
+    close_body: Any = None
+    #: The commands its close sent to other workflows (children under a TERMINATE /
+    #: REQUEST_CANCEL policy, the parent): re-sent by ``recovery_effects``.
+    close_commands: list[Command] = field(default_factory=list)
+
+    @property
+    def workflow_type(self) -> str:
+        return self.started.workflow_type
+
+
+def backoff_ms(p: ModelRetryPolicy, attempt: int) -> int:
+    """The wait before retry ``attempt + 1`` under ``p``."""
+    initial = max(1, p.initial_interval_ms)
+    cap = p.maximum_interval_ms if p.maximum_interval_ms is not None else 100 * initial
+    try:
+        interval = initial * (max(1.0, p.backoff_coefficient) ** max(0, attempt - 1))
+    except OverflowError:  # the thousandth retry of an unlimited policy
+        return int(cap)
+    return int(min(interval, cap))
+
+
+def model_retry(rp: Any) -> ModelRetryPolicy:
+    return rp.to_model() if hasattr(rp, "to_model") else rp
+
+
+class Parts:
+    """What the rooms of :class:`~aion.runtime.WorkflowExecution` share (declared here for the
+    type checker; set by ``WorkflowExecution.__init__``)."""
+
+    registry: Any
+    workflow_id: str
+    history: list[Event]
+    run: Run | None
+    instance: WorkflowInstance | None
+    _now: int
+    _cmd: Command | None
+    _fx: list[Effect] | None
+    _refusal: Failure | None
+    _resident_since_ms: int | None
+
+    if TYPE_CHECKING:
+        @property
+        def run_id(self) -> str | None: ...
+
+        def _record(self, body: EventBody, run_id: str | None = None) -> Event: ...
+
+        def _drop_instance(self) -> None: ...

@@ -62,26 +62,29 @@ class Cluster:
             "AION_PARTITIONS": str(settings.partitions),
             "AION_TEST_STATE": str(tmp),
             "PYTHONPATH": os.pathsep.join([str(HERE), self.env.get("PYTHONPATH", "")]),
+            "AION_METRICS_HOST": "127.0.0.1",  # a test's metrics endpoints (if any) stay on this host
         })
         self._n = 0
 
-    def engine(self, name: str | None = None, fault: str | None = None) -> Proc:
+    def engine(self, name: str | None = None, fault: str | None = None, metrics_port: int | None = None) -> Proc:
         """An engine worker (data dir named ``name``: reuse a name to restart on the same
-        RocksDB folder); ``fault`` sets ``AION_FAULT`` (see aion/engine/_faults.py)."""
+        RocksDB folder); ``fault`` sets ``AION_FAULT`` (see aion/engine/_faults.py);
+        ``metrics_port`` serves its metrics and health on 127.0.0.1."""
         self._n += 1
         name = name or f"engine{self._n}"
         env = dict(self.env, AION_DATA_DIR=str(self.tmp / name))
         if fault:
             env["AION_FAULT"] = fault
-        p = Proc(["worker", "--workflows", self.workflows, "--loglevel", "warning"], env, self.tmp / f"{name}.log").start()
+        p = Proc(["worker", "--workflows", self.workflows, "--loglevel", "warning", *_metrics(metrics_port)], env,
+                 self.tmp / f"{name}.log").start()
         self.procs.append(p)
         return p
 
-    def activities(self, concurrency: int = 50, name: str | None = None) -> Proc:
+    def activities(self, concurrency: int = 50, name: str | None = None, metrics_port: int | None = None) -> Proc:
         self._n += 1
         name = name or f"acts{self._n}"
-        p = Proc(["activity-worker", "--activities", "engine_workflows", "--concurrency", str(concurrency)],
-                 self.env, self.tmp / f"{name}.log").start()
+        p = Proc(["activity-worker", "--activities", "engine_workflows", "--concurrency", str(concurrency),
+                  *_metrics(metrics_port)], self.env, self.tmp / f"{name}.log").start()
         self.procs.append(p)
         return p
 
@@ -91,3 +94,7 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log.name}\n{p.tail()}" for p in self.procs)
+
+
+def _metrics(port: int | None) -> list[str]:
+    return ["--metrics-port", str(port)] if port else []

@@ -22,6 +22,7 @@ def test_defaults_point_at_a_local_broker() -> None:
     assert s.schema_registry_url is None
     assert s.max_payload_bytes == 2 * 1024 * 1024
     assert s.security_protocol is None and s.sasl_username is None
+    assert (s.metrics_port, s.metrics_host) == (0, "0.0.0.0")  # no metrics endpoint unless asked
     assert s == Settings()
 
 
@@ -47,6 +48,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_BATCH_WINDOW": "0.02",
         "AION_TIMER_BATCH": "10",
         "AION_RETENTION_MS": "0",
+        "AION_METRICS_PORT": "9464",
+        "AION_METRICS_HOST": "127.0.0.1",
         "AION_SESSION_TIMEOUT": "7.5",
         "AION_HEARTBEAT_INTERVAL": "1.5",
         "AION_HISTORY_WARN_EVENTS": "100",
@@ -69,6 +72,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.cache_size, s.batch_size, s.batch_window, s.timer_batch) == (500, 64, 0.02, 10)
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
+    assert (s.metrics_port, s.metrics_host) == (9464, "127.0.0.1")
     assert (s.session_timeout, s.heartbeat_interval) == (7.5, 1.5)
     assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (100, 500, 1000, 5000)
     assert s.reply_topic_list == ("shop.replies.eu", "other.answers")
@@ -113,6 +117,8 @@ def test_replace_copies_and_validates() -> None:
         ({"AION_SECURITY_PROTOCOL": "TLS"}, r"AION_SECURITY_PROTOCOL.*not one of PLAINTEXT, SSL"),
         ({"AION_SASL_MECHANISM": "PLAIN"}, r"AION_SASL_MECHANISM.*set that too"),
         ({"AION_SESSION_TIMEOUT": "0"}, r"AION_SESSION_TIMEOUT.*must be a number of seconds above 0"),
+        ({"AION_METRICS_PORT": "70000"}, r"AION_METRICS_PORT.*must be a port number"),
+        ({"AION_METRICS_PORT": "-1"}, r"AION_METRICS_PORT.*must be a port number"),
         ({"AION_HEARTBEAT_INTERVAL": "-1"}, r"AION_HEARTBEAT_INTERVAL.*must be a number of seconds above 0"),
         ({"AION_SESSION_TIMEOUT": "6", "AION_HEARTBEAT_INTERVAL": "2.5"},
          r"AION_HEARTBEAT_INTERVAL.*more than a third of session_timeout \(AION_SESSION_TIMEOUT\) = 6"),

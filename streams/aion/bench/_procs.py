@@ -123,7 +123,7 @@ class Procs:
 
     def engine(self, extra_env: dict[str, str] | None = None) -> Proc:
         name = self._name("engine")
-        env = dict(self.env, AION_DATA_DIR=str(self.workdir / name), **(extra_env or {}))
+        env = self._metrics(dict(self.env, AION_DATA_DIR=str(self.workdir / name), **(extra_env or {})))
         level = os.environ.get("AION_BENCH_LOGLEVEL", "warning")
         return self._start(Proc("engine", ["-m", "aion.cli", "worker", "--workflows", "aion.bench._workload",
                                            "--loglevel", level], env, self.workdir / f"{name}.log"))
@@ -132,7 +132,13 @@ class Procs:
         name = self._name("activities")
         return self._start(Proc("activities", ["-m", "aion.cli", "activity-worker", "--activities",
                                                "aion.bench._workload", "--concurrency", str(concurrency)],
-                                self.env, self.workdir / f"{name}.log"))
+                                self._metrics(self.env), self.workdir / f"{name}.log"))
+
+    def _metrics(self, env: dict[str, str]) -> dict[str, str]:
+        """With ``AION_METRICS_PORT=P`` set, each worker process the benchmark starts serves its
+        metrics on a port of its own: P + its number (engine1 on P + 1, ...)."""
+        base = int(env.get("AION_METRICS_PORT") or 0)
+        return dict(env, AION_METRICS_PORT=str(base + self._n)) if base else env
 
     def python(self, role: str, module_args: list[str]) -> Proc:
         name = self._name(role)

@@ -69,12 +69,34 @@ def topics_create(ctx: click.Context, queues: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------- workers
 
 
+def _metrics_port_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--metrics-port", type=click.IntRange(0, 65535), default=None,
+        help="Serve Prometheus metrics (/metrics) and health (/healthz, /readyz) on this HTTP port "
+             "(AION_METRICS_PORT; address AION_METRICS_HOST, default 0.0.0.0); 0: none (the default).")(f)
+
+
+def _serve_worker_metrics(s: Any, w: Any) -> None:
+    """The activity worker's metrics (and the process's) on its port; a taken port exits."""
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+    from ..ops import serve
+
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=w.metrics.registry)
+    server = serve(w.metrics.registry, w.metrics.health, host=s.metrics_host, port=s.metrics_port,
+                   what="activity worker")
+    click.echo(f"activity worker: metrics at {server.url}/metrics, health at {server.url}/healthz", err=True)
+
+
 @cli.command("worker")
 @click.option("--workflows", "modules", multiple=True, required=True, help="Module(s) whose @workflow.defn classes this worker runs.")
 @click.option("--cache-size", type=int, default=None, help="Resident workflow instances per worker (AION_CACHE_SIZE).")
 @click.option("--loglevel", default="info", show_default=True)
+@_metrics_port_option
 @click.pass_context
-def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | None, loglevel: str) -> None:
+def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | None, loglevel: str,
+               metrics_port: int | None) -> None:
     """Run an engine worker (a Faust app) for the given workflow modules."""
     from ..engine.worker import run_worker
 
@@ -87,6 +109,10 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     s = _broker_ready(ctx, wait=_worker_broker_wait())
     if cache_size:
         s = s.replace(cache_size=cache_size)
+    if metrics_port is not None:
+        s = s.replace(metrics_port=metrics_port)
+    if s.metrics_port:
+        click.echo(f"engine worker: metrics on {s.metrics_host}:{s.metrics_port} (/metrics, /healthz, /readyz)", err=True)
     run_worker(s, list(modules), loglevel=loglevel)
 
 
@@ -94,8 +120,10 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
 @click.option("--activities", "modules", multiple=True, required=True, help="Module(s) whose @activity.defn functions this worker runs.")
 @click.option("--task-queue", default="default", show_default=True)
 @click.option("--concurrency", type=int, default=100, show_default=True)
+@_metrics_port_option
 @click.pass_context
-def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue: str, concurrency: int) -> None:
+def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue: str, concurrency: int,
+                        metrics_port: int | None) -> None:
     """Run an activity worker on one task queue."""
     from ..engine.worker import discover
     from ..worker import ActivityWorker
@@ -112,8 +140,13 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
     click.echo(f"activity worker: task queue {task_queue!r}, concurrency {concurrency}, "
                f"{len(names)} activities: {', '.join(names)} (Kafka {s.bootstrap_servers}, prefix {s.topic_prefix!r})")
 
+    if metrics_port is not None:
+        s = s.replace(metrics_port=metrics_port)
+
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)
+        if s.metrics_port:
+            _serve_worker_metrics(s, w)
         await w.run(handle_signals=True)
 
     _run(main())

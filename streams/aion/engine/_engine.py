@@ -56,6 +56,7 @@ from ._faults import crash, faults
 from ._faust import db_for, keep_paused, request_rejoin, store_offset
 from ._feed import CommandReader
 from ._intake import Intake
+from ._metrics import engine_metrics
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
 from ._app import build_app
@@ -176,6 +177,7 @@ class Engine:
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_rebalance_complete.connect(self._on_restored)
+        self.metrics = engine_metrics(self)  # Prometheus metrics (_metrics.py), when a port is set
 
     # ------------------------------------------------------------------ ownership
 
@@ -383,6 +385,7 @@ class Engine:
                 await self._one_by_one(partition, batch)
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
+        self.metrics.batch(len(batch))
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
         """The workflow's execution: resident, or rebuilt from its history. The first load after
@@ -392,7 +395,9 @@ class Engine:
         ex = cache.get(workflow_id)
         if ex is not None:
             cache.move_to_end(workflow_id)
+            self.metrics.hits += 1
             return ex
+        self.metrics.misses += 1
         history = self.history_store.load(partition, workflow_id)
         loaded = self._loaded.setdefault(partition, set())
         if history:
@@ -518,7 +523,9 @@ class Engine:
                 if cmd.reply_to:
                     work.effects.append(fx.SendReply(cmd.reply_to, reply))
                 return
+            t0 = time.perf_counter()
             step = ex.handle(cmd, now)
+            self.metrics.step(ex, time.perf_counter() - t0)
         except Exception as exc:
             log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
             self._cache.get(partition, OrderedDict()).pop(cmd.workflow_id, None)
@@ -706,6 +713,7 @@ class Engine:
             topic, key, _value, part, *hdrs = work.records[1]
             work.records[1] = (topic, key, b"\0" * (self.settings.max_record_bytes + 1), part, *hdrs)
             log.warning("AION_FAULT=refuse_record: record 1 of partition %d's transaction made too large", p)
+        t0 = time.perf_counter()
         try:
             offsets = await self.writers.run(p, work.records)
         except BaseException:
@@ -733,6 +741,7 @@ class Engine:
             logging.shutdown()
             os._exit(70)
         self.stats["events"] += n_ev
+        self.metrics.committed(work, time.perf_counter() - t0)  # counters from what committed
 
     def _queue_ready(self, queue: str) -> asyncio.Future[None]:
         """Done once the topic of task queue ``queue`` exists. Its creation starts when a start

@@ -101,6 +101,22 @@ class CommandReader:
                     self._consumer.incremental_unassign([TopicPartition(self.topic, p)])
                     self._consumer.incremental_assign([TopicPartition(self.topic, p, o)])
 
+    def high_watermarks(self, partitions: set[int]) -> dict[int, int]:
+        """The last known end offset of each assigned partition of ``partitions``, from the
+        fetch responses (no request to the broker; for the command lag metric)."""
+        client = self._client
+        out: dict[int, int] = {}
+        if client is None:
+            return out
+        for p in sorted(partitions & self._assigned):
+            try:
+                _low, high = client.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            except Exception:  # closed, or not fetched yet
+                continue
+            if high is not None and high >= 0:
+                out[p] = high
+        return out
+
     def take(self, n: int, timeout: float) -> list[Message]:
         """Up to ``n`` records: waits at most ``timeout`` for the first, then takes only what is
         already fetched (``consume(n, timeout)`` would wait for all ``n`` or the whole timeout,

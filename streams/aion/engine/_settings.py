@@ -94,6 +94,16 @@ class Settings:
         7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
         "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "
         "the events topic, rows removed from its tables); 0 keeps histories forever.")
+    metrics_port: int = _setting(
+        0, "AION_METRICS_PORT",
+        "HTTP port of an engine or activity worker's operations endpoint: Prometheus metrics at "
+        "/metrics, health at /healthz and /readyz (`aion worker` / `aion activity-worker` "
+        "--metrics-port). 0 (default) serves nothing.")
+    metrics_host: str = _setting(
+        "0.0.0.0", "AION_METRICS_HOST",
+        "Address the operations endpoint listens on (0.0.0.0: every interface, for a scraper on "
+        "another host; 127.0.0.1: this host only). It serves counts and partition numbers, no "
+        "workflow data, and has no authentication.")
     max_payload_bytes: int = _setting(
         2 * _MIB, "AION_MAX_PAYLOAD_BYTES",
         "Largest encoded payload (workflow input, activity result, ...) accepted; bigger ones are "
@@ -212,6 +222,11 @@ class Settings:
             raise bad("heartbeat_interval", f"is more than a third of session_timeout (AION_SESSION_TIMEOUT) = "
                                             f"{self.session_timeout:g}: a live worker could miss its session; "
                                             f"lower it or raise the session timeout")
+        if isinstance(self.metrics_port, bool) or not isinstance(self.metrics_port, int) \
+                or not 0 <= self.metrics_port <= 65535:
+            raise bad("metrics_port", "must be a port number from 1 to 65535, or 0 for none")
+        if not self.metrics_host.strip():
+            raise bad("metrics_host", "is empty: give an address to listen on, e.g. 0.0.0.0 or 127.0.0.1")
         if self.security_protocol is not None and self.security_protocol not in _SECURITY_PROTOCOLS:
             raise bad("security_protocol", f"is not one of {', '.join(_SECURITY_PROTOCOLS)}")
         for topic in self.reply_topic_list:

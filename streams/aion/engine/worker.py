@@ -69,5 +69,10 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
     validate_topics(settings)
     engine = build_engine(settings, workflow_modules)
     logging.getLogger("aion").setLevel(loglevel.upper())
+    if engine.metrics.enabled:  # /metrics, /healthz, /readyz (see _metrics.py)
+        from ..ops import serve
+
+        serve(engine.metrics.registry, engine.metrics.health, host=settings.metrics_host,
+              port=settings.metrics_port, what="engine worker")
     worker = faust.Worker(engine.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

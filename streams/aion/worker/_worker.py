@@ -86,6 +86,7 @@ from ..model import (
 from ._activities import RegisteredActivity, decode_args, registry_of
 from ._cancels import CancelWatcher
 from ._heartbeat import HeartbeatThrottle, throttle_interval
+from ._metrics import WorkerMetrics
 from ._offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,8 @@ class ActivityWorker:
             "heartbeats": 0, "max_in_flight": 0, "duplicates": 0, "abandoned": 0, "timed_out": 0,
             "pauses": 0,
         }
+        #: Prometheus metrics in this worker's own registry (``metrics.registry``, _metrics.py).
+        self.metrics = WorkerMetrics(self)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -544,6 +547,7 @@ class ActivityWorker:
         )
         attempt.ctx._heartbeat_cb = self._heartbeat_callback(loop, key)
         self._inflight[key] = attempt
+        self.metrics.started(task)
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], len(self._inflight))
         attempt.runner = loop.create_task(self._run_attempt(attempt), name=f"aion-activity-{task.activity_type}")
         self._active.add(attempt)
@@ -589,6 +593,7 @@ class ActivityWorker:
                 if h is not None:
                     h.cancel()
             attempt.started_handle = None
+        self.metrics.finished(task, outcome, time.monotonic() - attempt.started_monotonic)
         if body is None or attempt.abandoned:
             # Abandoned, or timed out locally: nothing to report, nothing to commit.
             self._vacate(attempt)

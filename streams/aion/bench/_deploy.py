@@ -27,7 +27,8 @@ class Deployment:
     """Topics on a fresh prefix plus the processes started for them."""
 
     def __init__(self, base: Settings, tag: str, *, keep: bool = False) -> None:
-        prefix = f"bench-{tag}-{uuid.uuid4().hex[:6]}"
+        # Under the caller's prefix: a principal limited to its prefix's ACLs can run the bench.
+        prefix = f"{base.topic_prefix}.bench-{tag}-{uuid.uuid4().hex[:6]}"
         self.settings = dataclasses.replace(base, topic_prefix=prefix)
         self.names = TopicNames(prefix)
         self.keep = keep

@@ -109,8 +109,8 @@ class Procs:
         self.procs: list[Proc] = []
         self.env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])  # the source root, for a checkout run
+        self.env.update(settings.connection_env())  # bootstrap and security (SASL, TLS)
         self.env.update({
-            "AION_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "AION_TOPIC_PREFIX": settings.topic_prefix,
             "AION_PARTITIONS": str(settings.partitions),
             "PYTHONPATH": os.pathsep.join(p for p in (src, self.env.get("PYTHONPATH", "")) if p),

@@ -574,7 +574,7 @@ def run(settings: Settings, duration: float = 60.0, n: int = 10_000, pending: in
     """The timer scenario: returns flat figures (see the module docs)."""
     out: dict[str, Any] = {}
     if kafka:
-        s = dataclasses.replace(settings, topic_prefix=f"bench-timers-{uuid.uuid4().hex[:6]}")
+        s = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.bench-timers-{uuid.uuid4().hex[:6]}")
         workdir = Path(tempfile.mkdtemp(prefix=f"aion-{s.topic_prefix}-"))
         ensure_topics(s)
         try:

@@ -60,6 +60,7 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
     from confluent_kafka import KafkaError, KafkaException
 
     from ..client._errors import RPCTimeoutError, TopicMissingError
+    from ..engine._access import KafkaAccessError
     from ..exceptions import WorkflowFailureError, WorkflowNotFoundError
 
     if isinstance(exc, TopicMissingError) and settings is not None:
@@ -68,6 +69,8 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
                         f"{settings.topic_prefix!r} first (`aion topics create`), or give the prefix they were "
                         "made with (--prefix or AION_TOPIC_PREFIX)")
 
+    if isinstance(exc, KafkaAccessError):  # a refused login, TLS handshake or ACL
+        return CliError(str(exc), ExitCode.ACCESS_DENIED)
     if isinstance(exc, WorkflowFailureError):
         return CliError(str(exc), ExitCode.TIMED_OUT if exc.status == "TIMED_OUT" else ExitCode.WORKFLOW_FAILED)
     if isinstance(exc, WorkflowNotFoundError):

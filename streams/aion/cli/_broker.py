@@ -15,8 +15,9 @@ import time
 
 import click
 
+from ..engine._access import AccessWatch, KafkaAccessError, fetch_metadata
 from ..engine.settings import Settings
-from ._errors import BrokerUnreachable
+from ._errors import AccessDenied, BrokerUnreachable
 
 #: librdkafka's log lines go here (``logger`` in every confluent-kafka config the CLI makes).
 KAFKA_LOG = logging.getLogger("aion.kafka")
@@ -85,14 +86,22 @@ def check_broker(settings: Settings, origin: str | None = None, timeout: float |
                        err=True)
             said = True
         time.sleep(0.5)
-    admin = AdminClient({**settings.confluent_config(), "logger": KAFKA_LOG,
+    watch = AccessWatch(settings)
+    admin = AdminClient({**settings.confluent_config(), "logger": KAFKA_LOG, "error_cb": watch,
                          "client.id": f"{settings.topic_prefix}.cli-check"})
     started = time.monotonic()
     try:
-        md = admin.list_topics(timeout=timeout)
-    except Exception as exc:  # KafkaException: transport failure, timeout, authentication
+        # A refused login or TLS handshake fails here within ~0.5 s, not after the timeout.
+        md = fetch_metadata(admin, watch, timeout)
+    except KafkaAccessError as exc:
+        raise AccessDenied(str(exc)) from None
+    except Exception as exc:  # KafkaException: transport failure, timeout
         err = exc.args[0] if exc.args else None
         why = err.str() if hasattr(err, "str") else str(exc)
+        if not settings.security_protocol or settings.security_protocol == "PLAINTEXT":
+            # A TLS or SASL listener closes a plaintext connection without a word.
+            hint += (" If the cluster requires TLS or SASL, set AION_SECURITY_PROTOCOL (SSL, SASL_SSL, ...) "
+                     "and the AION_SASL_* / AION_SSL_CAFILE settings.")
         raise BrokerUnreachable(
             f"Kafka broker at {where} did not answer a metadata request within {timeout:g} s ({why}). {hint}"
         ) from None

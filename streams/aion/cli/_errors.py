@@ -11,6 +11,7 @@ these codes, so scripts can tell the cases apart:
 4     timed out: ``--timeout`` passed while waiting, or the workflow ended TIMED_OUT
 5     not found: no workflow (or schedule) with that id
 6     the Kafka broker is unreachable
+7     the Kafka cluster refused this process: login (SASL), TLS trust, or an ACL
 130   interrupted (Ctrl-C)
 ====  =====================================================================
 """
@@ -32,12 +33,13 @@ class ExitCode(enum.IntEnum):
     TIMED_OUT = 4
     NOT_FOUND = 5
     BROKER_UNREACHABLE = 6
+    ACCESS_DENIED = 7
     INTERRUPTED = 130
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 other error, 2 usage error, 3 workflow failed/cancelled/terminated, "
-    "4 timed out, 5 not found, 6 broker unreachable."
+    "4 timed out, 5 not found, 6 broker unreachable, 7 refused by the cluster (login, TLS trust, ACL)."
 )
 
 
@@ -55,6 +57,13 @@ class CliError(AionError, click.ClickException):
 class BrokerUnreachable(CliError):
     def __init__(self, message: str) -> None:
         super().__init__(message, ExitCode.BROKER_UNREACHABLE)
+
+
+class AccessDenied(CliError):
+    """The cluster refused the login, its certificate is not trusted, or an ACL refused."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.ACCESS_DENIED)
 
 
 class UsageError(CliError):

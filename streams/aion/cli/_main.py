@@ -30,6 +30,7 @@ from ._app import (
     cli,
     event_row,
 )
+from ..engine._access import KafkaAccessError
 from ._errors import CliError, ExitCode, UsageError
 from ._imports import import_user_modules
 
@@ -55,12 +56,16 @@ def topics() -> None:
 @click.pass_context
 def topics_create(ctx: click.Context, queues: tuple[str, ...]) -> None:
     """Create the topics (idempotent) and validate them."""
+    from ..engine._access import KafkaAccessError
     from ..engine.topics import TopicConfigError, ensure_topics, validate_topics
+    from ._errors import AccessDenied
 
     s = _broker_ready(ctx)
     try:
         created = ensure_topics(s, task_queues=queues)
         validate_topics(s)
+    except KafkaAccessError as exc:
+        raise AccessDenied(str(exc)) from None
     except TopicConfigError as exc:
         _fail(str(exc))
     click.echo(f"topics ready (prefix {s.topic_prefix!r}, {s.partitions} partitions)" + (f"; created {', '.join(created)}" if created else ""))
@@ -427,4 +432,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except KafkaAccessError as exc:  # a refused login, TLS handshake or ACL, wherever it surfaced
+        click.echo(f"aion: {exc}", err=True)
+        sys.exit(int(ExitCode.ACCESS_DENIED))
     sys.exit(rv if isinstance(rv, int) else 0)

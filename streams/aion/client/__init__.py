@@ -13,6 +13,7 @@ async with await Client.connect("127.0.0.1:9092", topic_prefix="aion") as client
 ```
 """
 
+from ..engine._access import KafkaAccessError, KafkaAuthenticationError, KafkaAuthorizationError, KafkaTLSError
 from ..exceptions import (
     PayloadTooLargeError,
     QueryError,
@@ -64,6 +65,10 @@ __all__ = [
     "RPCTimeoutError",
     "WorkflowResultTimeoutError",
     "TopicMissingError",
+    "KafkaAccessError",
+    "KafkaAuthenticationError",
+    "KafkaAuthorizationError",
+    "KafkaTLSError",
     "PayloadTooLargeError",
     "QueryError",
     "WorkflowAlreadyStartedError",

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer
 
 from ..codec import Codec, partition_for
 from ..converter import default_converter
+from ..engine._access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..exceptions import PayloadTooLargeError
@@ -72,7 +73,7 @@ class Client(ClientBase["WorkflowHandle"]):
                             client_id=f"{settings.topic_prefix}.client")
         )
         self._router = ReplyRouter(self._base_config, self.names.replies, self.codec.decode_reply,
-                                   prefix=settings.topic_prefix)
+                                   prefix=settings.topic_prefix, settings=settings)
         self._partitions: int | None = None
         # Blocking reads of the events topic (history, events()) run here, not in the loop's
         # default executor, so many followers cannot starve it.
@@ -131,11 +132,18 @@ class Client(ClientBase["WorkflowHandle"]):
         return client
 
     async def _start(self, reply_partition: int | None) -> None:
+        # First the events topic's metadata: a refused login or TLS handshake, or an ACL that
+        # hides the topic, fails here at once with one line (KafkaAccessError), before any
+        # other connection is made.
+        try:
+            self._partitions = await asyncio.get_running_loop().run_in_executor(
+                self._readers, self._events_partition_count)
+        except BaseException:
+            self._readers.shutdown(wait=False, cancel_futures=True)
+            raise
         self._producer.start()
         try:
             await self._router.start(reply_partition)
-            self._partitions = await asyncio.get_running_loop().run_in_executor(
-                self._readers, self._events_partition_count)
         except BaseException:
             await self._router.close()
             await self._producer.close()
@@ -143,11 +151,15 @@ class Client(ClientBase["WorkflowHandle"]):
         self._connected = True
 
     def _events_partition_count(self) -> int:
+        watch = AccessWatch(self.settings)
         c = Consumer(consumer_config(self._base_config, group_id=private_group_id(self.settings.topic_prefix, "meta"),
-                                     client_id=f"{self.settings.topic_prefix}.client"))
+                                     client_id=f"{self.settings.topic_prefix}.client", error_cb=watch,
+                                     logger=KAFKA_LOG))
         try:
-            md = c.list_topics(self.names.events, timeout=10)
+            md = fetch_metadata(c, watch, 10.0, self.names.events)
             tmd = md.topics.get(self.names.events)
+            if tmd is not None and tmd.error is not None and tmd.error.code() in AUTHORIZATION_CODES:
+                raise authorization_error(self.settings, tmd.error, "describe", self.names.events)
             if tmd is None or tmd.error is not None or not tmd.partitions:
                 raise TopicMissingError(
                     f"events topic {self.names.events!r} does not exist: create the topics first "

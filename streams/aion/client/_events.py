@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..codec import Codec, partition_for
+from ..engine._access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..model import EVENT_TYPES, Event, EventKey
@@ -151,6 +152,9 @@ class EventConsumer:
             client_id=f"{self.settings.topic_prefix}.events.{group_id or 'tail'}",
             **{"auto.offset.reset": reset},
         )
+        self._watch = AccessWatch(self.settings)
+        conf.setdefault("error_cb", self._watch)  # a refused login or TLS handshake: one exception
+        conf.setdefault("logger", KAFKA_LOG)       # librdkafka's lines to logging, not stderr
         conf.update(config or {})
         self._consumer = Consumer(conf)
         self._closed = False
@@ -165,8 +169,15 @@ class EventConsumer:
     # ------------------------------------------------------------------ setup
 
     def _partition_count(self) -> int:
-        md = self._consumer.list_topics(self.topic, timeout=30)
+        try:
+            md = fetch_metadata(self._consumer, self._watch, 30.0, self.topic)
+        except Exception:  # refused login or TLS handshake (KafkaAccessError), no answer
+            self._consumer.close()
+            raise
         t = md.topics.get(self.topic)
+        if t is not None and t.error is not None and t.error.code() in AUTHORIZATION_CODES:
+            self._consumer.close()
+            raise authorization_error(self.settings, t.error, "describe", self.topic)
         if t is None or t.error is not None or not t.partitions:
             self._consumer.close()
             raise ValueError(
@@ -196,6 +207,10 @@ class EventConsumer:
                     continue
                 if err.fatal():
                     raise KafkaException(err)
+                if err.code() in AUTHORIZATION_CODES:  # an ACL: retrying cannot help
+                    if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                        raise authorization_error(self.settings, err, "join", self.group_id)
+                    raise authorization_error(self.settings, err, "read", self.topic)
                 log.warning("events consumer %s: %s", self.group_id, err.str())
                 continue
             self.stats["read"] += 1
@@ -344,6 +359,8 @@ class EventConsumer:
         try:
             md = probe.list_topics(topic, timeout=timeout)
             t = md.topics.get(topic)
+            if t is not None and t.error is not None and t.error.code() in AUTHORIZATION_CODES:
+                raise authorization_error(s, t.error, "describe", topic)
             if t is None or t.error is not None:
                 raise ValueError(f"topic {topic!r} does not exist on {s.bootstrap_servers}")
             offsets = {}
@@ -364,6 +381,8 @@ class EventConsumer:
             err = errors[0]
             code = err.code() if isinstance(err, KafkaError) else None
             # Kafka answers a reset of a group with members with "unknown member" per partition.
+            if code in AUTHORIZATION_CODES:
+                raise authorization_error(s, code, "reset the offsets of", group_id if code == KafkaError.GROUP_AUTHORIZATION_FAILED else topic)
             if code in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
                         getattr(KafkaError, "GROUP_SUBSCRIBED_TO_TOPIC", -999)) or "non-empty" in str(err).lower():
                 raise ConsumerGroupActiveError(

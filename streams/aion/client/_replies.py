@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from ..engine._access import AUTHORIZATION_CODES, authorization_error
+from ..engine.settings import Settings
 from ..model import Reply
 from ._errors import TopicMissingError
 from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
@@ -65,8 +67,10 @@ def _consume_exception(fut: asyncio.Future[Any]) -> None:
 class ReplyRouter:
     """Consumes one replies partition in a background thread and resolves waiters on the loop."""
 
-    def __init__(self, config: dict[str, Any], topic: str, decode: Any, *, prefix: str) -> None:
+    def __init__(self, config: dict[str, Any], topic: str, decode: Any, *, prefix: str,
+                 settings: Settings | None = None) -> None:
         self._base_config = config
+        self._settings = settings or Settings(topic_prefix=prefix)  # for error messages only
         self._topic = topic
         self._decode = decode
         self._prefix = prefix
@@ -98,6 +102,8 @@ class ReplyRouter:
         def assign() -> int:
             md = consumer.list_topics(self._topic, timeout=10)
             tmd = md.topics.get(self._topic)
+            if tmd is not None and tmd.error is not None and tmd.error.code() in AUTHORIZATION_CODES:
+                raise authorization_error(self._settings, tmd.error, "read", self._topic)
             if tmd is None or tmd.error is not None or not tmd.partitions:
                 raise TopicMissingError(
                     f"replies topic {self._topic!r} does not exist on the broker: create the "

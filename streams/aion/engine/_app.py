@@ -15,6 +15,7 @@ Faust's recovery, on every assignment.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import faust
 
 from ._faust import patch_worker_consumer
 from ._store import CaughtUpTable
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .topics import TopicNames
 
 
@@ -96,14 +97,28 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
 
 
 def _faust_credentials(settings: Settings) -> Any:
+    """The Faust (aiokafka) form of the connection security that ``Settings.confluent_config()``
+    gives librdkafka: one set of ``AION_*`` settings for both clients.
+
+    aiokafka takes TLS as an ``ssl.SSLContext`` (verifying the broker's certificate and host name
+    against ``ssl_cafile``, or the system's CAs) and SASL as ``sasl_mechanism`` (PLAIN,
+    SCRAM-SHA-256, SCRAM-SHA-512) with ``sasl_plain_username`` / ``sasl_plain_password``, which
+    Faust's credentials objects fill in."""
     proto = (settings.security_protocol or "PLAINTEXT").upper()
     if proto == "PLAINTEXT":
         return None
-    ssl_context = None
-    if "SSL" in proto:
-        ssl_context = faust.auth.ssl.create_default_context(cafile=settings.ssl_cafile)  # type: ignore[attr-defined]
-    if "SASL" in proto:
+    ssl_context = _ssl_context(settings) if proto in ("SSL", "SASL_SSL") else None
+    if proto.startswith("SASL_"):
+        # ssl_context None makes the protocol SASL_PLAINTEXT, a context SASL_SSL.
         return faust.SASLCredentials(
             username=settings.sasl_username, password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
+            mechanism=settings.sasl_mechanism, ssl_context=ssl_context)
     return faust.SSLCredentials(ssl_context)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"setting ssl_cafile (AION_SSL_CAFILE) = {settings.ssl_cafile!r} cannot be read as "
+                            f"a PEM CA bundle: {exc}") from None

@@ -21,6 +21,9 @@ __all__ = ["Settings", "SettingsError"]
 _MIB = 1024 * 1024
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: The SASL mechanisms both clients (librdkafka and Faust's aiokafka) take from these settings
+#: alone (GSSAPI and OAUTHBEARER need more than a user name and a password).
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class SettingsError(AionError, ValueError):
@@ -117,13 +120,19 @@ class Settings:
         None, "AION_SCHEMA_REGISTRY_URL",
         "Confluent Schema Registry URL; unset means the Avro single-object encoding (no registry).")
     security_protocol: str | None = _setting(
-        None, "AION_SECURITY_PROTOCOL", "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.")
+        None, "AION_SECURITY_PROTOCOL",
+        "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL; the same for every process (engine and "
+        "activity workers, clients, the CLI).")
     sasl_mechanism: str | None = _setting(
-        None, "AION_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol).")
-    sasl_username: str | None = _setting(None, "AION_SASL_USERNAME", "SASL user name.")
-    sasl_password: str | None = _setting(None, "AION_SASL_PASSWORD", "SASL password.", repr=False)
+        None, "AION_SASL_MECHANISM",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with a SASL protocol.")
+    sasl_username: str | None = _setting(
+        None, "AION_SASL_USERNAME", "SASL user name (the principal User:<name> of the cluster's ACLs).")
+    sasl_password: str | None = _setting(
+        None, "AION_SASL_PASSWORD", "SASL password (never logged nor shown).", repr=False)
     ssl_cafile: str | None = _setting(
-        None, "AION_SSL_CAFILE", "CA bundle (PEM) to verify the brokers' certificates.")
+        None, "AION_SSL_CAFILE",
+        "CA bundle (PEM) to verify the brokers' certificates (with SSL or SASL_SSL); unset: the system's CAs.")
 
     def __post_init__(self) -> None:
         # Accept str for data_dir (CLI, env) but always hold a Path.
@@ -131,6 +140,8 @@ class Settings:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.security_protocol is not None:
             object.__setattr__(self, "security_protocol", self.security_protocol.upper())
+        if self.sasl_mechanism is not None:
+            object.__setattr__(self, "sasl_mechanism", self.sasl_mechanism.upper())
         self._validate()
 
     # ------------------------------------------------------------------ construction
@@ -193,6 +204,14 @@ class Settings:
             conf["ssl.ca.location"] = self.ssl_cafile
         return conf
 
+    def connection_env(self) -> dict[str, str]:
+        """The ``AION_*`` variables that make a child process connect as this one does: the
+        bootstrap servers and every security setting that is set (password included: for a
+        child's environment, never for a log)."""
+        names = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                 "ssl_cafile")
+        return {_ENV[n]: str(getattr(self, n)) for n in names if getattr(self, n) is not None}
+
     # ------------------------------------------------------------------ validation
 
     def _validate(self) -> None:
@@ -232,9 +251,22 @@ class Settings:
         for topic in self.reply_topic_list:
             if not _TOPIC_CHARS.match(topic):
                 raise bad("reply_topics", f"names {topic!r}, not a topic name (letters, digits, '.', '_', '-')")
-        if self.sasl_mechanism and not (self.security_protocol or "").startswith("SASL_"):
-            raise bad("sasl_mechanism", "is set but security_protocol (AION_SECURITY_PROTOCOL) is not "
-                                        "SASL_PLAINTEXT or SASL_SSL: set that too")
+        sasl = (self.security_protocol or "").startswith("SASL_")
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if getattr(self, name) and not sasl:
+                # (bad() would show the value: never the password's)
+                raise SettingsError(f"setting {name} ({_ENV[name]}) is set but security_protocol "
+                                    "(AION_SECURITY_PROTOCOL) is not SASL_PLAINTEXT or SASL_SSL: set that too")
+        if sasl:
+            missing = [_ENV[n] for n in ("sasl_mechanism", "sasl_username", "sasl_password") if not getattr(self, n)]
+            if missing:
+                raise bad("security_protocol", f"needs {', '.join(missing)} as well (the SASL mechanism, user "
+                                               "name and password)")
+            if self.sasl_mechanism not in _SASL_MECHANISMS:
+                raise bad("sasl_mechanism", f"is not one of {', '.join(_SASL_MECHANISMS)}")
+        if self.ssl_cafile and "SSL" not in (self.security_protocol or ""):
+            raise bad("ssl_cafile", "is set but security_protocol (AION_SECURITY_PROTOCOL) is not SSL or "
+                                    "SASL_SSL: the connection would not use TLS")
 
 
 _ENV: dict[str, str] = {f.name: f.metadata["env"] for f in dataclasses.fields(Settings)}

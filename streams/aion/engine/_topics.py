@@ -12,9 +12,11 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from ..exceptions import AionError
+from ._access import AUTHORIZATION_CODES, AccessWatch, KafkaAuthorizationError, authorization_error, fetch_metadata
 from ._settings import Settings
 
-__all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "ensure_topics", "validate_topics"]
+__all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "TopicAuthorizationError", "ensure_topics",
+           "validate_topics"]
 
 _log = logging.getLogger(__name__)
 _QUEUE_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -30,6 +32,10 @@ class TopicConfigError(AionError):
 
 class TopicAdminError(TopicConfigError):
     """The topics could not be inspected or created (broker unreachable, not authorized, ...)."""
+
+
+class TopicAuthorizationError(TopicAdminError, KafkaAuthorizationError):
+    """The cluster's ACLs do not allow this principal to create or inspect the topics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,13 @@ def _topic_configs(settings: Settings, names: TopicNames) -> dict[str, dict[str,
 
 def _admin(settings: Settings) -> AdminClient:
     # librdkafka's own log lines (connection refused, ...) go to Python logging, not stderr;
-    # failures reach the caller as TopicAdminError with a readable message.
-    return AdminClient({**settings.confluent_config(), "client.id": f"{settings.topic_prefix}.admin",
-                        "logger": _log})
+    # failures reach the caller as TopicAdminError with a readable message, a refused login or
+    # TLS handshake as KafkaAccessError (the admin's watch, see _partition_counts).
+    watch = AccessWatch(settings)
+    admin = AdminClient({**settings.confluent_config(), "client.id": f"{settings.topic_prefix}.admin",
+                         "logger": _log, "error_cb": watch})
+    admin._aion_watch = watch  # type: ignore[attr-defined]
+    return admin
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> TopicAdminError:
@@ -97,7 +107,7 @@ def _unreachable(settings: Settings, exc: BaseException) -> TopicAdminError:
 
 def _partition_counts(admin: AdminClient, settings: Settings, timeout: float) -> dict[str, int]:
     try:
-        md = admin.list_topics(timeout=timeout)
+        md = fetch_metadata(admin, admin._aion_watch, timeout)
     except KafkaException as exc:
         raise _unreachable(settings, exc) from exc
     return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
@@ -142,6 +152,9 @@ def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",),
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # another process won the race: fine
+            if isinstance(err, KafkaError) and err.code() in AUTHORIZATION_CODES:
+                raise TopicAuthorizationError(
+                    str(authorization_error(settings, err, "create", name))) from None
             raise TopicAdminError(
                 f"could not create topic {name!r} on {settings.bootstrap_servers}: {exc}. "
                 f"Check the broker's log and that this client may create topics "
@@ -197,6 +210,14 @@ def validate_topics(settings: Settings, *, timeout: float = 30.0) -> None:
     counts = _partition_counts(admin, settings, timeout)
     missing = [n for n in (names.commands, names.events, names.replies, names.dlq) if n not in counts]
     if missing:
+        # A topic this principal may not describe is left out of the metadata: ask for it by name
+        # to tell "not authorized" from "does not exist".
+        try:
+            err = admin.list_topics(missing[0], timeout=timeout).topics[missing[0]].error
+        except (KafkaException, KeyError):
+            err = None
+        if err is not None and err.code() in AUTHORIZATION_CODES:
+            raise TopicAuthorizationError(str(authorization_error(settings, err, "describe", missing[0])))
         raise TopicConfigError(
             f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}: "
             f"create them with `aion topics create --prefix {settings.topic_prefix} "

@@ -11,6 +11,14 @@ validate_topics(settings)    # raises TopicConfigError: events not compacted, pa
 re-writes of the same event) and has as many partitions as ``<prefix>.commands``.
 """
 
-from ._topics import TopicAdminError, TopicConfigError, TopicNames, ensure_topics, validate_topics
+from ._topics import (
+    TopicAdminError,
+    TopicAuthorizationError,
+    TopicConfigError,
+    TopicNames,
+    ensure_topics,
+    validate_topics,
+)
 
-__all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "ensure_topics", "validate_topics"]
+__all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "TopicAuthorizationError", "ensure_topics",
+           "validate_topics"]

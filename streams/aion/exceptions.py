@@ -63,6 +63,7 @@ __all__ = [
     "InvalidArgumentError",
     "CommandIdReusedError",
     "TooManyWaitersError",
+    "WorkflowStateError",
     "DeadlockError",
     "exception_to_failure",
     "failure_to_exception",
@@ -281,6 +282,11 @@ class InvalidArgumentError(AionError, ValueError):
     engine for a record that another producer wrote; also a :class:`ValueError`."""
 
 
+class WorkflowStateError(AionError):
+    """The command does not apply to the workflow's current state: pausing a paused run,
+    resuming one that is not paused. The message names the state."""
+
+
 class CommandIdReusedError(AionError):
     """A command id that the workflow already recorded came again with a different body (a
     different signal, another workflow type): the new command is refused, not silently taken
@@ -308,7 +314,7 @@ _register(
     ApplicationError, TimeoutError, TerminatedError, ActivityError, ChildWorkflowError,
     NondeterminismError, DeadlockError, WorkflowFailureError, WorkflowAlreadyStartedError,
     WorkflowNotFoundError, WorkflowTypeNotFoundError, SignalNotFoundError, QueryError,
-    PayloadTooLargeError, InvalidArgumentError, CommandIdReusedError, TooManyWaitersError,
+    PayloadTooLargeError, InvalidArgumentError, CommandIdReusedError, TooManyWaitersError, WorkflowStateError,
 )
 
 _META_CT = "application/json"

@@ -283,3 +283,20 @@ class ResumeFromHeartbeat:
     async def run(self, key: str) -> dict:
         return await workflow.execute_activity(
             resumable, key, start_to_close_timeout=timedelta(minutes=2), retry_policy=FAST_RETRY)
+
+
+@workflow.defn
+class GatedGreeting:
+    """Greets once the ``go`` signal came (pause and resume tests)."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        await workflow.wait_condition(lambda: self.go)
+        return await workflow.execute_activity(greet, name, start_to_close_timeout=timedelta(seconds=10))
+
+    @workflow.signal
+    def open(self) -> None:
+        self.go = True

@@ -296,6 +296,26 @@ def wf_terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
     click.echo("terminated")
 
 
+@workflow.command("pause")
+@click.argument("workflow_id")
+@click.option("--reason", default="")
+@click.pass_context
+def wf_pause(ctx: click.Context, workflow_id: str, reason: str) -> None:
+    """Pause a running workflow: its activity attempts and child starts wait for `resume`."""
+    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).pause(reason))
+    click.echo("paused")
+
+
+@workflow.command("resume")
+@click.argument("workflow_id")
+@click.option("--reason", default="")
+@click.pass_context
+def wf_resume(ctx: click.Context, workflow_id: str, reason: str) -> None:
+    """Resume a paused workflow: what it held is dispatched."""
+    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).resume(reason))
+    click.echo("resumed")
+
+
 @workflow.command("describe")
 @click.argument("workflow_id")
 @click.option("--json", "as_json", is_flag=True)

@@ -25,8 +25,10 @@ from ..model import (
     Command,
     CommandBody,
     Event,
+    PauseWorkflow,
     Payload,
     QueryWorkflow,
+    ResumeWorkflow,
     Reply,
     SignalWithStart,
     SignalWorkflow,
@@ -365,6 +367,19 @@ class WorkflowHandleBase(ABC, Generic[C]):
         """End the workflow at once; no workflow code runs after it."""
         cmd = self.client._command(self.id, TerminateWorkflow(reason=reason, run_id=self._target_run))
         await self.client.request(cmd, what="terminate")
+
+    async def pause(self, reason: str = "") -> None:
+        """Pause the running run: no activity attempt or child start is dispatched until
+        :meth:`resume` (timers, signals and results are still recorded). Raises
+        :class:`~aion.exceptions.WorkflowStateError` when it is paused already."""
+        cmd = self.client._command(self.id, PauseWorkflow(reason=reason, run_id=self._target_run))
+        await self.client.request(cmd, what="pause")
+
+    async def resume(self, reason: str = "") -> None:
+        """Resume a paused run: what it held is dispatched. Raises
+        :class:`~aion.exceptions.WorkflowStateError` when it is not paused."""
+        cmd = self.client._command(self.id, ResumeWorkflow(reason=reason, run_id=self._target_run))
+        await self.client.request(cmd, what="resume")
 
     # ------------------------------------------------------------------ history
     @abstractmethod

@@ -179,11 +179,13 @@ class WorkflowDescription:
     search_attributes: dict[str, str]
     parent_workflow_id: str | None = None
     cancel_requested: bool = False
+    #: Paused by an operator (``handle.pause()``) and not resumed since.
+    paused: bool = False
 
 
 def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
     """Status of the latest run and a summary of the history (``events`` ordered by seq)."""
-    from ..model import SearchAttributesUpserted, WorkflowCancelRequested
+    from ..model import SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowResumed
 
     last_run = events[-1].run_id
     run_events = [e for e in events if e.run_id == last_run]
@@ -191,7 +193,7 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
     wf_type = started.body.workflow_type if started is not None else ""  # type: ignore[union-attr]
     status, closed_at = "RUNNING", None
     attrs: dict[str, str] = {}
-    cancel_requested = False
+    cancel_requested = paused = False
     for e in run_events:
         if isinstance(e.body, RUN_CLOSING_EVENTS):
             status, closed_at = STATUS_OF_CLOSE[type(e.body)], e.recorded_at_ms
@@ -199,6 +201,8 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
             attrs.update(e.body.attributes)
         elif isinstance(e.body, WorkflowCancelRequested):
             cancel_requested = True
+        elif isinstance(e.body, (WorkflowPaused, WorkflowResumed)):
+            paused = isinstance(e.body, WorkflowPaused)
     if started is not None:
         attrs = {**started.body.search_attributes, **attrs}  # type: ignore[union-attr]
     return WorkflowDescription(
@@ -216,4 +220,5 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
         search_attributes=attrs,
         parent_workflow_id=started.body.parent_workflow_id if started is not None else None,  # type: ignore[union-attr]
         cancel_requested=cancel_requested,
+        paused=paused and status == "RUNNING",
     )

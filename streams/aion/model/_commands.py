@@ -132,6 +132,22 @@ class FireTimer:
     fire_at_ms: int
 
 
+@dataclass(slots=True, frozen=True)
+class PauseWorkflow:
+    """Hold the run's activity dispatches and child starts until a :class:`ResumeWorkflow`."""
+
+    reason: str = ""
+    run_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ResumeWorkflow:
+    """Resume a paused run: what it held is dispatched."""
+
+    reason: str = ""
+    run_id: str | None = None
+
+
 CommandBody = Union[
     StartWorkflow,
     SignalWorkflow,
@@ -147,6 +163,8 @@ CommandBody = Union[
     ActivityHeartbeat,
     ChildWorkflowResult,
     FireTimer,
+    PauseWorkflow,
+    ResumeWorkflow,
 ]
 
 COMMAND_TYPES: tuple[type, ...] = CommandBody.__args__  # type: ignore[attr-defined]

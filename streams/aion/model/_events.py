@@ -234,6 +234,21 @@ class SearchAttributesUpserted:
     attributes: dict[str, str]
 
 
+@dataclass(slots=True, frozen=True)
+class WorkflowPaused:
+    """An operator paused the run: no activity task or child start is dispatched until it is
+    resumed (timers, signals and completions are still recorded, and the code still runs)."""
+
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class WorkflowResumed:
+    """An operator resumed a paused run: the activity attempts and child starts it held go out."""
+
+    reason: str = ""
+
+
 EventBody = Union[
     WorkflowStarted,
     WorkflowCompleted,
@@ -264,6 +279,8 @@ EventBody = Union[
     ChildWorkflowTerminated,
     MarkerRecorded,
     SearchAttributesUpserted,
+    WorkflowPaused,
+    WorkflowResumed,
 ]
 
 EVENT_TYPES: tuple[type, ...] = EventBody.__args__  # type: ignore[attr-defined]

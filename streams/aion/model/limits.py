@@ -19,7 +19,7 @@ Task queues                            1 to :data:`MAX_TASK_QUEUE_CHARS` of ``A-
 Durations (timeouts)                   more than 0 and at most :data:`MAX_DURATION_MS` (100 years)
 Timestamps (``sent_at_ms``,            0 to :data:`MAX_TIME_MS` (the year 2200); a timer's fire time
 ``fire_at_ms``)                        also at most 100 years after now
-Reasons (cancel, terminate)            at most :data:`MAX_REASON_BYTES`
+Reasons (cancel, terminate, pause)    at most :data:`MAX_REASON_BYTES`
 Search attributes                      at most :data:`MAX_SEARCH_ATTRIBUTES` keys (names), values
                                        at most :data:`MAX_ATTRIBUTE_VALUE_BYTES`
 Attempts                               1 to 2**31 - 1
@@ -44,7 +44,9 @@ from ._commands import (
     Command,
     FireTimer,
     GetResult,
+    PauseWorkflow,
     QueryWorkflow,
+    ResumeWorkflow,
     SignalWithStart,
     SignalWorkflow,
     StartWorkflow,
@@ -198,7 +200,7 @@ def _body_problem(b: object, now_ms: int | None) -> str | None:
     if isinstance(b, SignalWorkflow):
         return (name_problem("signal name", b.signal_name) or id_problem("signal id", b.signal_id, required=False)
                 or id_problem("run id", b.run_id or "", required=False))
-    if isinstance(b, (CancelWorkflow, TerminateWorkflow)):
+    if isinstance(b, (CancelWorkflow, TerminateWorkflow, PauseWorkflow, ResumeWorkflow)):
         return (id_problem("run id", b.run_id or "", required=False)
                 or _text_problem("reason", b.reason, MAX_REASON_BYTES, required=False, controls=True))
     if isinstance(b, QueryWorkflow):

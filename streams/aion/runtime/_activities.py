@@ -98,12 +98,14 @@ class Activities(Parts):
                   b.timeouts.schedule_to_close_ms, b.timeouts.schedule_to_start_ms,
                   b.timeouts.start_to_close_ms, b.timeouts.heartbeat_ms, t, attempt=1, attempt_at_ms=t)
         run.activities[b.activity_id] = act
+        act.dispatch_held = run.paused_at_ms is not None  # dispatched at the resume (_lifecycle.py)
         if fx is not None:
             wf, rid = self.workflow_id, run.run_id
-            fx.append(DispatchActivity(self._task(act, run)))
+            if not act.dispatch_held:
+                fx.append(DispatchActivity(self._task(act, run)))
             if act.s2close_ms is not None:
                 fx.append(ScheduleTimer(wf, rid, act.timer("close"), t + act.s2close_ms))
-            if act.s2s_ms is not None:
+            if act.s2s_ms is not None and not act.dispatch_held:
                 fx.append(ScheduleTimer(wf, rid, act.timer("s2s"), t + act.s2s_ms))
 
     def _on_started(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
@@ -196,6 +198,8 @@ class Activities(Parts):
                 continue
             if act.cancel_requested:
                 out.append(self._cancel_task(act, run))
+            if act.started_at_ms is None and run.paused_at_ms is not None:
+                continue  # held by the pause
             if act.started_at_ms is None:
                 out.append(DispatchActivity(self._task(act, run)))
                 if act.s2s_ms is not None:
@@ -363,6 +367,8 @@ class Activities(Parts):
             if act.cancel_requested:
                 fx.append(self._self_cancel_confirm(act, run))
                 return
+            if run.paused_at_ms is not None:
+                return  # the resume dispatches it (its backoff ended during the pause)
             fx.append(DispatchActivity(self._task(act, run)))
             if act.s2s_ms is not None:
                 fx.append(ScheduleTimer(self.workflow_id, run.run_id, act.timer("s2s"), act.attempt_at_ms + act.s2s_ms))

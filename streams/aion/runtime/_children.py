@@ -43,9 +43,11 @@ class Children(Parts):
     def _on_child_started(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         b = ev.body
         assert isinstance(b, ChildWorkflowStarted)
-        run.children[b.child_workflow_id] = Child(b.child_workflow_id, b.workflow_type, b.parent_close_policy)
+        held = run.paused_at_ms is not None  # started at the resume (_lifecycle.py)
+        run.children[b.child_workflow_id] = Child(b.child_workflow_id, b.workflow_type, b.parent_close_policy,
+                                                  start_held=held)
         self._child_starts[(run.run_id, b.child_workflow_id)] = b
-        if fx is not None:
+        if fx is not None and not held:
             fx.extend(self._child_start_effects(run, b.child_workflow_id))
 
     def _on_child_closed(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
@@ -79,7 +81,7 @@ class Children(Parts):
         """The open children's share of ``recovery_effects``: their starts (idempotent)."""
         out: list[Effect] = []
         for ch in run.children.values():
-            if not ch.closed:
+            if not ch.closed and not ch.start_held:
                 out.extend(self._child_start_effects(run, ch.child_workflow_id))
         return out
 

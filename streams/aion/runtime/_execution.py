@@ -9,6 +9,7 @@ The execution is built from rooms, each a mixin over the shared state of ``_stat
   de-duplication, refusals, replies and result waiters;
 - ``_activities.py``: the activity machine (attempts, retries, timeouts, heartbeats, cancel);
 - ``_children.py``: child workflows and the parent-close policy;
+- ``_lifecycle.py``: operator actions on a run (pause, resume);
 - ``_activation.py``: which events are inputs and which are commands, and the replay of a run.
 
 Step semantics
@@ -90,6 +91,7 @@ from ..model import (
 from ._activation import is_command_event, is_instance_input, replay_into
 from ._activities import Activities
 from ._children import Children
+from ._lifecycle import Lifecycle
 from ._commands import MAX_WAITERS, ClientCommands
 from ._instance import MARKER_CANCEL_CHILD, MARKER_RESUME, RunContext, WorkflowInstance
 from ._state import (
@@ -122,7 +124,7 @@ class Step:
 # ============================================================================ the execution
 
 
-class WorkflowExecution(ClientCommands, Activities, Children):
+class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
     """One workflow id: its history, the engine state and the resident workflow instance.
 
     Build with :meth:`new` (nothing recorded) or :meth:`from_history` (replay). Not thread-safe:
@@ -671,11 +673,12 @@ class WorkflowExecution(ClientCommands, Activities, Children):
 
     #: Command handlers by body type: the rooms' and the timer fire.
     _HANDLERS: dict[type, Callable[..., None]] = {
-        **ClientCommands.HANDLERS, **Activities.HANDLERS, **Children.HANDLERS, FireTimer: _h_fire,
+        **ClientCommands.HANDLERS, **Activities.HANDLERS, **Children.HANDLERS, **Lifecycle.HANDLERS,
+        FireTimer: _h_fire,
     }
     #: How each event type changes the engine state (``WorkflowStarted`` aside: ``_apply``).
     _APPLY: dict[type, Callable[..., None]] = {
-        **Activities.APPLY, **Children.APPLY,
+        **Activities.APPLY, **Children.APPLY, **Lifecycle.APPLY,
         TimerStarted: _on_timer_started,
         TimerFired: _on_timer_fired,
         TimerCancelled: _on_timer_cancelled,

@@ -133,6 +133,8 @@ class Act:
     last_heartbeat_ms: int | None = None
     heartbeat_details: Payload | None = None
     hb_gen: int = 0
+    #: Scheduled while its run was paused: dispatched at the resume (``_lifecycle.py``).
+    dispatch_held: bool = False
 
     def in_flight(self, now_ms: int) -> bool:
         return not self.closed and (self.backoff_until_ms is None or now_ms >= self.backoff_until_ms)
@@ -150,6 +152,8 @@ class Child:
     workflow_type: str
     parent_close_policy: str
     closed: bool = False
+    #: Started while its parent's run was paused: sent at the resume (``_lifecycle.py``).
+    start_held: bool = False
 
 
 @dataclass
@@ -173,6 +177,8 @@ class Run:
     exec_deadline_ms: int | None = None
     run_deadline_ms: int | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    #: When an operator paused the run (``WorkflowPaused``); None when it is not paused.
+    paused_at_ms: int | None = None
     close_body: Any = None
     #: The commands its close sent to other workflows (children under a TERMINATE /
     #: REQUEST_CANCEL policy, the parent): re-sent by ``recovery_effects``.

@@ -72,6 +72,8 @@ EVENT_BODIES: list[typing.Any] = [
     m.ChildWorkflowTerminated(child_workflow_id="child-4", reason="parent closed"),
     m.MarkerRecorded(marker_name="side_effect", marker_id="se-1", value=P1),
     m.SearchAttributesUpserted(attributes=ATTRS),
+    m.WorkflowPaused(reason="maintenance window"),
+    m.WorkflowResumed(reason="window closed"),
 ]
 
 START = m.StartWorkflow(
@@ -94,6 +96,8 @@ COMMAND_BODIES: list[typing.Any] = [
     m.ActivityHeartbeat(run_id="run-1", activity_id="act-1", attempt=3, details=P1),
     m.ChildWorkflowResult(run_id="run-1", child_workflow_id="child-1", outcome="FAILED", result=P1, failure=FAIL),
     m.FireTimer(run_id="run-1", timer_id="t-1", fire_at_ms=T + 60_000),
+    m.PauseWorkflow(reason="maintenance window", run_id="run-1"),
+    m.ResumeWorkflow(reason="window closed", run_id="run-1"),
 ]
 
 TASKS: list[typing.Any] = [

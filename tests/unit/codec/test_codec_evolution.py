@@ -103,7 +103,7 @@ def test_without_the_old_schema_the_error_names_its_fingerprint(v1_dir: Path) ->
 
 def test_history_dir_under_schemas_is_loaded_automatically(tmp_path: Path, v1_dir: Path) -> None:
     shutil.copytree(SCHEMAS, tmp_path / "schemas")
-    shutil.copytree(V1, tmp_path / "schemas" / "history" / "v1")
+    shutil.copytree(V1, tmp_path / "schemas" / "history" / "test-old")
     data = old_writer(v1_dir, "aion.events.Event", v1_event("aion.events.TimerFired", {"timer_id": "t"}))
     assert Codec(schemas_dir=tmp_path / "schemas").decode_event(data).body == m.TimerFired("t")
 
@@ -158,3 +158,16 @@ def test_an_invalid_schema_file_is_a_schema_load_error(tmp_path: Path) -> None:
 def test_a_missing_extra_schemas_dir_is_named(tmp_path: Path) -> None:
     with pytest.raises(SchemaLoadError, match="nowhere"):
         Codec(extra_schemas_dirs=[tmp_path / "nowhere"])
+
+
+def test_records_written_before_pause_and_resume_decode_with_the_shipped_history() -> None:
+    """schemas/history/v1 holds the schemas before WorkflowPaused/WorkflowResumed and
+    PauseWorkflow/ResumeWorkflow joined the unions: records an older engine or client wrote
+    decode with the current codec."""
+    old = SCHEMAS / "history" / "v1"
+    data = old_writer(old, "aion.events.Event", v1_event("aion.events.SearchAttributesUpserted", {"attributes": {"a": "b"}}))
+    assert Codec().decode_event(data).body == m.SearchAttributesUpserted({"a": "b"})
+    cmd = old_writer(old, "aion.commands.Command", {
+        "command_id": "c", "workflow_id": "w", "sent_at_ms": 5,
+        "body": ("aion.commands.FireTimer", {"run_id": "r", "timer_id": "t", "fire_at_ms": 9}), "reply_to": None})
+    assert Codec().decode_command(cmd).body == m.FireTimer("r", "t", 9)

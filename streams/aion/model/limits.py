@@ -31,7 +31,6 @@ Temporal holds ids to the same 1,000 bytes (its ``limit.maxIDLength``).
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from ._commands import (
     ActivityHeartbeat,
@@ -80,6 +79,8 @@ PARENT_CLOSE_POLICIES = frozenset({"TERMINATE", "ABANDON", "REQUEST_CANCEL"})
 CHILD_OUTCOMES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"})
 
 _TASK_QUEUE = re.compile(r"[A-Za-z0-9._-]+")
+#: Unicode's control characters (general category Cc): C0, DEL and C1.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _text_problem(what: str, value: object, max_bytes: int, *, required: bool, controls: bool = False) -> str | None:
@@ -93,11 +94,9 @@ def _text_problem(what: str, value: object, max_bytes: int, *, required: bool, c
         return f"{what} is not valid UTF-8 (it holds a lone surrogate)"
     if size > max_bytes:
         return f"{what} is {size} UTF-8 bytes long, over the limit of {max_bytes} ({value[:40]!r}...)"
-    if not controls:
-        for i, ch in enumerate(value):
-            if unicodedata.category(ch) == "Cc":
-                return (f"{what} {value[:80]!r} holds the control character U+{ord(ch):04X} at index {i} "
-                        "(NUL and control characters are not allowed)")
+    if not controls and (m := _CONTROL.search(value)) is not None:
+        return (f"{what} {value[:80]!r} holds the control character U+{ord(m.group()):04X} at index {m.start()} "
+                "(NUL and control characters are not allowed)")
     return None
 
 

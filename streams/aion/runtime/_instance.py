@@ -88,6 +88,7 @@ from ..model import (
     WorkflowFailed,
     WorkflowStarted,
 )
+from ..model.limits import MAX_ID_BYTES
 from ..workflow._api import ActivityOptions, ChildOptions, ContinueAsNewError
 from ..workflow._definition import RUN_TYPE_ATTR, WorkflowDefinition
 from ..workflow._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
@@ -480,6 +481,8 @@ class WorkflowInstance:
         n = self._next_child
         self._next_child += 1
         cid = opts.id or f"{self.ctx.workflow_id}/{self.ctx.run_id[:8]}/child-{n}"
+        if not opts.id and len(cid.encode()) > MAX_ID_BYTES:  # a parent id near the limit: a shorter default
+            cid = f"child-{uuid.uuid5(uuid.NAMESPACE_URL, cid)}"
         if cid in self._used_child_ids:
             raise ValueError(f"child workflow id {cid!r} is already used in this run: give each child its own id")
         self._used_child_ids.add(cid)

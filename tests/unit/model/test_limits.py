@@ -112,3 +112,19 @@ async def test_the_test_environment_client_refuses_like_the_kafka_client() -> No
             await env.client.start_workflow(AsksTooMuch.run, "sleep", id="")
         with pytest.raises(InvalidArgumentError, match="execution timeout .* over the limit of 100 years"):
             await env.client.start_workflow(AsksTooMuch.run, "sleep", id="x", execution_timeout=1e12)
+
+
+@workflow.defn
+class LongNamedParent:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_child_workflow(AsksTooMuch.run, "none")
+
+
+async def test_a_default_child_id_of_a_parent_near_the_id_limit_stays_within_it() -> None:
+    parent_id = "p" * (MAX_ID_BYTES - 2)
+    async with WorkflowEnvironment.start_time_skipping(workflows=[LongNamedParent, AsksTooMuch]) as env:
+        assert await env.client.execute_workflow(LongNamedParent.run, id=parent_id) == "ran"
+        started = [e.body for e in env.history(parent_id) if type(e.body).__name__ == "ChildWorkflowStarted"]
+    assert len(started) == 1 and started[0].child_workflow_id.startswith("child-")
+    assert len(started[0].child_workflow_id.encode()) <= MAX_ID_BYTES

@@ -121,3 +121,57 @@ async def test_engine_and_activity_worker_metrics_and_health(cluster, client, se
         values = {v for _, labels in samples for _, v in labels}
         assert not values & ids, values & ids
         assert not [v for v in values if tag in v]
+
+
+async def test_status_shows_workers_partitions_lag_timers_and_dead_letters(cluster, client, settings):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from confluent_kafka import Producer
+
+    from aion.engine.topics import TopicNames
+    from aion.ops._status import cluster_status
+
+    eport = free_port()
+    cluster.engine(metrics_port=eport)
+    cluster.activities()
+    await until(lambda: get(eport, "/readyz")[0] == 200, 90, "engine /readyz", cluster)
+    tag = uuid.uuid4().hex[:8]
+    h = await client.start_workflow("Hello", "status", id=f"status-hello-{tag}")
+    assert await h.result(timeout=60) == "Hello, status!"
+    await client.start_workflow("Sleeper", 3600.0, id=f"status-sleeper-{tag}")  # one timer, an hour away
+    p = Producer(settings.confluent_config())
+    p.produce(TopicNames(settings.topic_prefix).commands, key=b"garbage", value=b"not a command")  # -> the DLQ
+    assert p.flush(10) == 0
+
+    seen: list[Any] = []
+
+    def settled() -> Any:
+        st = cluster_status(settings)
+        seen[:] = [st]
+        done = st.dead_letters == 1 and sum(x.timers_pending or 0 for x in st.partitions) >= 1 \
+            and all(x.lag == 0 for x in st.partitions) and len(st.activity_workers) == 1
+        return done and st
+
+    try:
+        st = await until(settled, 60, "status", cluster)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nlast status: {seen}") from None
+    assert st.engine is not None and len(st.engine.members) == 1
+    assert st.engine.members[0].partitions == list(range(settings.partitions))
+    assert [x.partition for x in st.partitions] == list(range(settings.partitions))
+    assert all(x.owner and (x.position == x.end_offset or x.position is None and x.end_offset == 0)
+               for x in st.partitions)
+    (queue,) = st.activity_workers
+    assert queue.task_queue == "default" and len(queue.members) == 1
+    assert sorted(queue.members[0].partitions) == list(range(settings.partitions))
+
+    env = dict(cluster.env)
+    out = subprocess.run([sys.executable, "-m", "aion.cli", "status", "--json"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["dead_letters"] == 1 and doc["engine"]["members"][0]["partitions"] == list(range(settings.partitions))
+    text = subprocess.run([sys.executable, "-m", "aion.cli", "status"], env=env, capture_output=True, text=True,
+                          timeout=120).stdout
+    assert "dead letters 1" in text and "command lag 0" in text, text

@@ -58,6 +58,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowTypeNotFoundError",
     "SignalNotFoundError",
+    "SignalArgumentsError",
     "QueryError",
     "PayloadTooLargeError",
     "InvalidArgumentError",
@@ -219,7 +220,15 @@ class NondeterminismError(AionError):
 
 class DeadlockError(AionError):
     """Workflow code did not yield back to the runtime within the deadlock timeout (a blocking
-    call or a busy loop in workflow code: move it into an activity)."""
+    call or a busy loop in workflow code: move it into an activity).
+
+    ``code_id`` is the ``Registry.code_id`` of the code that deadlocked (recorded with the task
+    failure): the engine does not retry the task on that same code, only once other code (a
+    restarted or newly deployed engine worker) holds the workflow, or on an explicit resume."""
+
+    def __init__(self, message: str = "", *, code_id: str = "") -> None:
+        super().__init__(message)
+        self.code_id = code_id
 
 
 class WorkflowFailureError(AionError):
@@ -265,6 +274,13 @@ class WorkflowTypeNotFoundError(AionError):
 
 class SignalNotFoundError(AionError):
     """The workflow type has no handler for that signal name."""
+
+
+class SignalArgumentsError(AionError, TypeError):
+    """A signal's arguments do not fit its handler (too many or too few, or a value that cannot
+    be decoded as the parameter's type): the engine refuses the signal (nothing is recorded,
+    the run goes on) instead of delivering it to fail in the handler. Also a
+    :class:`TypeError`, as calling the handler with them would raise."""
 
 
 class QueryError(AionError):
@@ -313,7 +329,7 @@ def _register(*classes: type[BaseException]) -> None:
 _register(
     ApplicationError, TimeoutError, TerminatedError, ActivityError, ChildWorkflowError,
     NondeterminismError, DeadlockError, WorkflowFailureError, WorkflowAlreadyStartedError,
-    WorkflowNotFoundError, WorkflowTypeNotFoundError, SignalNotFoundError, QueryError,
+    WorkflowNotFoundError, WorkflowTypeNotFoundError, SignalNotFoundError, SignalArgumentsError, QueryError,
     PayloadTooLargeError, InvalidArgumentError, CommandIdReusedError, TooManyWaitersError, WorkflowStateError,
 )
 
@@ -381,6 +397,8 @@ def exception_to_failure(exc: BaseException, converter: Any = None) -> Failure:
                 "expected": exc.expected, "found": exc.found}
     elif isinstance(exc, WorkflowFailureError):
         meta = {"workflow_id": exc.workflow_id, "run_id": exc.run_id, "status": exc.status}
+    elif isinstance(exc, DeadlockError) and exc.code_id:
+        meta = {"code_id": exc.code_id}
     message = exc.message if isinstance(exc, AionError) else str(exc)
     return Failure(
         type=type(exc).__name__,
@@ -420,6 +438,8 @@ def failure_to_exception(f: Failure, converter: Any = None) -> BaseException:
     elif cls is WorkflowFailureError:
         exc = WorkflowFailureError(f.message, workflow_id=meta.get("workflow_id", ""),
                                    run_id=meta.get("run_id"), status=meta.get("status", "FAILED"))
+    elif cls is DeadlockError:
+        exc = DeadlockError(f.message, code_id=str(meta.get("code_id", "")))
     elif cls is not None and cls is not ApplicationError:
         exc = cls(f.message)
     else:

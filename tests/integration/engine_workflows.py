@@ -190,10 +190,30 @@ class Deadlocker:
 
     @workflow.run
     async def run(self) -> str:
-        flag = os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), "deadlock-flag")
+        state = os.environ.get("AION_TEST_STATE", "/tmp")
+        flag = os.path.join(state, "deadlock-flag")
+        with open(os.path.join(state, "deadlock-runs"), "a") as f:
+            f.write(f"{os.getpid()}\n")  # one line per run of this step (and the engine process)
         while os.path.exists(flag):
             time.sleep(0.05)
         return await workflow.execute_activity(greet, "fixed", start_to_close_timeout=timedelta(seconds=10))
+
+
+@workflow.defn
+class Ledger:
+    """A bug under the default FailurePolicy: an order without ``cents`` raises KeyError, which
+    is not a FailureError — the workflow is held (its signals still recorded), not failed."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    @workflow.run
+    async def run(self, order: dict) -> int:
+        return order["cents"]
+
+    @workflow.signal
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 @activity.defn

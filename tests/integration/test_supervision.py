@@ -17,13 +17,14 @@ from aion.engine.topics import TopicNames
 @pytest.fixture
 def cluster(make_cluster):  # type: ignore[no-untyped-def]
     c = make_cluster()
-    c.engine()
+    c.engine("engine")
     c.activities()
     return c
 
 
 async def test_deadlocked_workflow_is_held_and_resumes_after_the_fix(cluster, client, tmp_path):  # type: ignore[no-untyped-def]
     flag = tmp_path / "deadlock-flag"
+    runs = tmp_path / "deadlock-runs"
     flag.write_text("bug")
     stuck = await client.start_workflow("Deadlocker", id="deadlock-1")
     # Other workflows on the same engine keep flowing while the buggy one is held.
@@ -35,8 +36,22 @@ async def test_deadlocked_workflow_is_held_and_resumes_after_the_fix(cluster, cl
     failures = [e for e in await stuck.history() if e.type == "WorkflowTaskFailed"]
     assert failures, "the deadlock was not recorded as WorkflowTaskFailed"
     assert "deadlock" in failures[0].body.failure.message.lower() or "Deadlock" in failures[0].body.failure.type
-    flag.unlink()  # "deploy the fix"
+    # Its task-retry timer fires after 1 s, 2 s, 4 s ...: on the engine whose code deadlocked,
+    # none of those fires runs the blocking step again (each would stall the engine's loop).
+    await asyncio.sleep(8)
+    assert len(runs.read_text().splitlines()) == 1, runs.read_text()
+    assert [e.type for e in await stuck.history()].count("WorkflowTaskFailed") == 1
+    started = asyncio.get_running_loop().time()
+    assert await client.execute_workflow("Hello", "again", id="neighbour-2") == "Hello, again!"
+    assert asyncio.get_running_loop().time() - started < 10
+    # Deploy the fix: the engine worker restarts with it (other code), which retries the task.
+    flag.unlink()
+    engine = next(p for p in cluster.procs if p.log.name == "engine.log")
+    engine.stop()
+    cluster.engine("engine")
     assert await stuck.result(timeout=90) == "Hello, fixed!"
+    first, *later = runs.read_text().splitlines()
+    assert later and first not in later  # the retries ran on the new engine process only
 
 
 def test_dlq_list_and_replay(cluster, settings):  # type: ignore[no-untyped-def]

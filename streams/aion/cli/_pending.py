@@ -58,8 +58,12 @@ def pending_of(events: list[Event], iso: Callable[[int | None], str | None]) -> 
         elif isinstance(b, (TimerFired, TimerCancelled)):
             timers.pop(b.timer_id, None)
         if isinstance(b, WorkflowTaskFailed):
+            # A deadlock is not retried on the code that deadlocked (aion/runtime/_supervision.py):
+            # its next try is when a restarted or newly deployed engine worker holds it.
+            deadlock = b.failure.type == "DeadlockError"
             task_failure = {"state": "HELD", "attempt": b.attempt, "error": _failure_line(b.failure),
-                            "next_try": iso(b.retry_at_ms), "failed_at": iso(e.recorded_at_ms)}
+                            "next_try": None if deadlock else iso(b.retry_at_ms),
+                            "failed_at": iso(e.recorded_at_ms)}
         elif task_failure is not None and not isinstance(b, (ActivityStarted, ActivityFailed, ActivityTimedOut,
                                                              ActivityCompleted, TimerFired)):
             task_failure = None  # the code ran on: it issued something after the failure

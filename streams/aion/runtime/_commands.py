@@ -15,9 +15,10 @@ records nothing and is answered (or waits) again.
 Refusals
 --------
 A duplicate start per the id-reuse policy, an unknown workflow type, a signal/cancel/terminate/
-result for an unknown or closed workflow, an unknown signal name: no event, and a
+result for an unknown or closed workflow, an unknown signal name, a signal (or
+signal-with-start) whose arguments do not fit its handler (``_signals.py``): no event, and a
 ``SendReply(ERROR)`` whose failure ``type`` is the error class name
-(``WorkflowAlreadyStartedError``, ``WorkflowNotFoundError``, ...). A refused child start is
+(``WorkflowAlreadyStartedError``, ``WorkflowNotFoundError``, ``SignalArgumentsError``, ...). A refused child start is
 reported to the parent as a failed ``ChildWorkflowResult`` instead (not one refused for its
 reused command id: the parent's own start with that id was taken). With nobody to answer,
 ``Step.refusal`` says why (the engine dead-letters the command with it).
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..converter import hints_of
 from ..exceptions import (
     QueryError,
+    SignalArgumentsError,
     SignalNotFoundError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
@@ -68,6 +70,7 @@ from ..model import (
     WorkflowTaskFailed,
     WorkflowTerminated,
 )
+from ._signals import signal_args_problem
 from ._state import CLOSE_STATUS, FAILED_STATUSES, RUNNING, Parts, Run
 from .effects import SendCommand, SendReply
 
@@ -311,6 +314,9 @@ class ClientCommands(Parts):
         if signal is not None and signal.signal_name not in defn.signals:
             self._refuse(command, SignalNotFoundError, self._unknown_signal_msg(defn, signal.signal_name))
             return
+        if signal is not None and (problem := self._signal_args_problem(defn, signal.signal_name, signal.args)):
+            self._refuse(command, SignalArgumentsError, problem)  # neither the start nor the signal
+            return
         policy = b.id_reuse_policy
         if run is not None and run.status == RUNNING:
             if policy == "TERMINATE_IF_RUNNING":
@@ -358,6 +364,10 @@ class ClientCommands(Parts):
             return
         self._on_start(command, b.start, b)
 
+    def _signal_args_problem(self, defn: Any, name: str, args: Sequence[Payload]) -> str | None:
+        """Why ``args`` do not fit the handler of signal ``name`` (``_signals.py``), or None."""
+        return signal_args_problem(defn.name, name, defn.signals[name].fn, args, self.registry.converter)
+
     @staticmethod
     def _unknown_signal_msg(defn: Any, name: str) -> str:
         known = ", ".join(sorted(defn.signals)) or "none"
@@ -389,6 +399,9 @@ class ClientCommands(Parts):
         defn = self.registry.workflow(run.workflow_type)
         if defn is not None and b.signal_name not in defn.signals:
             self._refuse(command, SignalNotFoundError, self._unknown_signal_msg(defn, b.signal_name))
+            return
+        if defn is not None and (problem := self._signal_args_problem(defn, b.signal_name, b.args)):
+            self._refuse(command, SignalArgumentsError, problem)
             return
         self._reply(command, "ACCEPTED", run_id=run.run_id)
         self._record(SignalReceived(b.signal_name, list(b.args), signal_id=b.signal_id or command.command_id))

@@ -98,6 +98,7 @@ from ._state import (
     CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, ActivityTimer, Run, backoff_ms, model_retry,
     task_timer,
 )
+from ._supervision import hold_deadlocked_task
 from .effects import DropTimer, Effect, ScheduleTimer, SendCommand, SendReply
 
 __all__ = ["Step", "WorkflowExecution", "is_instance_input", "is_command_event", "replay_into", "MAX_WAITERS"]
@@ -669,7 +670,8 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
             self._drop_instance()
             self._record(WorkflowTimedOut("RUN"))
         elif run.held and tid in (task_timer(run.task_attempt), RESUME_NOW_TIMER):
-            self._record(MarkerRecorded(MARKER_RESUME, str(run.task_attempt)))
+            if tid == RESUME_NOW_TIMER or not hold_deadlocked_task(self, run):  # (_supervision.py)
+                self._record(MarkerRecorded(MARKER_RESUME, str(run.task_attempt)))
 
     #: Command handlers by body type: the rooms' and the timer fire.
     _HANDLERS: dict[type, Callable[..., None]] = {

@@ -860,7 +860,9 @@ class WorkflowInstance:
                 f"workflow {self.ctx.workflow_id!r} (run {self.ctx.run_id}) did not yield within "
                 f"{timeout.total_seconds() if timeout else 0:g}s: blocking calls and busy loops do not "
                 f"belong in workflow code (move them into an activity), or raise the deadlock_timeout "
-                f"of its FailurePolicy"
+                f"of its FailurePolicy. Not retried on this code (each try would stall the engine "
+                f"worker again): it is retried once a restarted or newly deployed engine worker holds it",
+                code_id=getattr(self.registry, "code_id", ""),
             )
         elif self.divergence is not None:
             act.failure = self.divergence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 from typing import Any, Iterable
 
@@ -41,6 +42,10 @@ class Registry:
     - ``history_limits``: per-run history thresholds (:class:`HistoryLimits`): past the
       warning ``workflow.info().continue_as_new_suggested`` turns true; past the limit the
       run is terminated. ``continue_as_new_suggested_after`` overrides the warning count.
+    - ``code_id``: identifies the code this registry runs (default: a fresh random id, so every
+      engine worker process — a restart, a deploy — counts as other code). A deadlocked
+      workflow task records it and is not retried on the same code: see
+      :class:`~aion.workflow.FailurePolicy` (``deadlock_timeout``).
     """
 
     def __init__(
@@ -52,11 +57,13 @@ class Registry:
         failure_policy: FailurePolicy | None = None,
         continue_as_new_suggested_after: int | None = None,
         history_limits: "HistoryLimits | None" = None,
+        code_id: str | None = None,
     ) -> None:
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._activities: dict[str, ActivityDefinition] = {}
         self._converter = data_converter
         self.failure_policy = failure_policy or FailurePolicy()
+        self.code_id = code_id or uuid.uuid4().hex
         limits = history_limits or HistoryLimits()
         if continue_as_new_suggested_after is not None:
             limits = dataclasses.replace(limits, warn_events=continue_as_new_suggested_after)

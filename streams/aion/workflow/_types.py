@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from ..exceptions import InvalidArgumentError
+from ..exceptions import FailureError, InvalidArgumentError
 from ..model import RetryPolicy as _ModelRetryPolicy
 from ..model.limits import MAX_DURATION_MS, task_queue_problem
 
@@ -126,22 +126,36 @@ class IdReusePolicy(str, enum.Enum):
 
 @dataclass(frozen=True)
 class FailurePolicy:
-    """Supervision of a workflow type's code (``@workflow.defn(failure_policy=...)``).
+    """Supervision of a workflow type's code (``@workflow.defn(failure_policy=...)``, or
+    ``Registry(failure_policy=...)`` for every type that sets none).
 
     - ``workflow_failure_types``: an exception of one of these types escaping ``run`` (or a
       signal handler) fails the workflow (``WorkflowFailed``). Any other exception is treated as
-      a bug: the step is recorded as ``WorkflowTaskFailed`` and the workflow is *held* and
-      retried with ``task_retry`` backoff, so that a fixed deploy resumes it. Default:
-      ``(Exception,)``, i.e. every exception fails the workflow; use
-      ``(aion.exceptions.FailureError,)`` to hold on unexpected errors (``KeyError``, ...) instead.
-    - ``task_retry``: backoff of held workflows (divergence, deadlock, runtime errors and the
-      exceptions above). ``maximum_attempts`` (0 = forever) bounds the retries, after which the
-      workflow fails with the last task failure.
+      a bug: the step is recorded as ``WorkflowTaskFailed`` and the workflow is *held* — its
+      inputs (signals, activity results, timers) are still recorded, no code runs — and retried
+      with ``task_retry`` backoff, so that a fixed deploy resumes it where it stopped. Default:
+      ``(aion.exceptions.FailureError,)``, as in Temporal: ``ApplicationError`` and the errors a
+      workflow lets escape from what it awaited (``ActivityError``, ``ChildWorkflowError``,
+      ``aion.exceptions.TimeoutError``, ``TerminatedError``) fail the workflow; a ``KeyError``,
+      ``TypeError``, ... holds it (so does the builtin ``TimeoutError`` of plain
+      ``asyncio.timeout``/``wait_for``, as in Temporal: catch it, or use ``workflow.timeout``).
+      A cancellation (``CancelledError``) escaping ``run`` always ends the workflow
+      ``CANCELLED``. To fail on every exception instead, say so:
+      ``FailurePolicy(workflow_failure_types=(Exception,))``, or Temporal's spelling
+      ``@workflow.defn(failure_exception_types=[Exception])``.
+    - ``task_retry``: backoff of held workflows (divergence, runtime errors and the exceptions
+      above). ``maximum_attempts`` (0 = forever) bounds the retries, after which the workflow
+      fails with the last task failure.
     - ``deadlock_timeout``: a step that does not yield back within this is interrupted and
-      counts as a task failure (``None`` disables the watchdog).
+      counts as a task failure (``None`` disables the watchdog). A call blocked in C code
+      (``time.sleep``) is interrupted only when it returns, so each run of a blocking step
+      stalls the engine worker for its whole length: a deadlocked task is therefore **not**
+      retried by ``task_retry`` on the same code. It is retried when other code holds the
+      workflow — an engine worker started with a deploy (or a restart, or a hand-over to
+      another worker; see ``Registry.code_id``) — or at once by ``WorkflowExecution.resume``.
     """
 
-    workflow_failure_types: tuple[type[BaseException], ...] = (Exception,)
+    workflow_failure_types: tuple[type[BaseException], ...] = (FailureError,)
     task_retry: RetryPolicy = RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,

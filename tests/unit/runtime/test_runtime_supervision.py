@@ -8,12 +8,12 @@ from datetime import timedelta
 from runtime_sim import CONV, Sim
 
 from aion import activity, workflow
-from aion.exceptions import ApplicationError, FailureError, NondeterminismError, failure_to_exception
+from aion.exceptions import ApplicationError, DeadlockError, FailureError, NondeterminismError, failure_to_exception
 from aion.model import Command, FireTimer, QueryWorkflow, SignalWorkflow
 from aion.runtime import Registry, WorkflowExecution
 from aion.workflow import FailurePolicy, RetryPolicy
 
-STATE = {"bug": True, "spin": 0.0, "variant": "a"}
+STATE = {"bug": True, "spin": 0.0, "variant": "a", "spins": 0}
 
 
 @activity.defn
@@ -39,6 +39,7 @@ class Buggy:
         if STATE["bug"]:
             {}["missing"]  # a bug: KeyError is not a FailureError -> the task fails, the workflow is held
         if STATE["spin"]:
+            STATE["spins"] += 1
             end = time.monotonic() + STATE["spin"]
             while time.monotonic() < end:  # blocks the engine: the watchdog interrupts it
                 pass
@@ -69,22 +70,44 @@ class RaisesBug:
         return str(1 / 0)
 
 
+@workflow.defn(failure_policy=FailurePolicy(workflow_failure_types=(Exception,)))
+class FailsOnAnyError:
+    @workflow.run
+    async def run(self) -> str:
+        return str(1 / 0)
+
+
+@workflow.defn(failure_exception_types=[Exception])  # Temporal's spelling of the same policy
+class FailsOnAnyErrorTemporalStyle:
+    @workflow.run
+    async def run(self) -> str:
+        return str(1 / 0)
+
+
 def setup_function() -> None:
-    STATE.update(bug=True, spin=0.0, variant="a")
+    STATE.update(bug=True, spin=0.0, variant="a", spins=0)
 
 
 def test_exception_escaping_run_fails_the_workflow_with_the_chain() -> None:
-    s = Sim([FailsOnPurpose, RaisesBug], [])
+    s = Sim([FailsOnPurpose, RaisesBug, FailsOnAnyError, FailsOnAnyErrorTemporalStyle], [])
     s.start(FailsOnPurpose)
     s.start(RaisesBug, id="wf-2")
-    s.run()
+    s.start(FailsOnAnyError, id="wf-3")
+    s.start(FailsOnAnyErrorTemporalStyle, id="wf-4")
+    s.settle()
     r = s.result()
     assert r.status == "FAILED" and r.failure is not None
     err = failure_to_exception(r.failure)
     assert isinstance(err, ApplicationError) and err.type == "Rule" and err.details == ({"order": 1},)
     assert err.non_retryable
-    r2 = s.result("wf-2")  # default policy: any exception fails the workflow
-    assert r2.status == "FAILED" and r2.failure is not None and r2.failure.type == "ZeroDivisionError"
+    # default policy (as Temporal's): only a FailureError fails the workflow; a bug holds it
+    ex2 = s.ex("wf-2")
+    assert ex2.status == "RUNNING" and ex2.held
+    assert [e.body.failure.type for e in s.history("wf-2") if e.type == "WorkflowTaskFailed"] == ["ZeroDivisionError"]
+    # failing on every exception is an explicit policy, in either spelling
+    for wid in ("wf-3", "wf-4"):
+        r3 = s.result(wid)
+        assert r3.status == "FAILED" and r3.failure is not None and r3.failure.type == "ZeroDivisionError"
 
 
 def test_bug_holds_the_workflow_and_a_fixed_deploy_resumes_it() -> None:
@@ -126,20 +149,63 @@ def test_task_failures_exhaust_and_fail_the_workflow() -> None:
     assert s.types()[-1] == "WorkflowFailed"
 
 
-def test_deadlocked_step_is_interrupted_and_retried() -> None:
+@workflow.defn
+class Ticker:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        for _ in range(n):
+            await workflow.sleep(timedelta(seconds=30))
+        return n
+
+
+def test_deadlocked_step_is_interrupted_and_not_rerun_by_its_retry_timer() -> None:
+    """A deadlocking step stalls the engine for as long as it runs: it runs once per code, not
+    at every task retry, while the other workflows of the engine go on."""
     STATE.update(bug=False, spin=30.0)
-    s = Sim([Buggy], [step])
+    s = Sim([Buggy, Ticker], [step])
     t = time.monotonic()
     s.start(Buggy)
+    s.start(Ticker, 20, id="ticker")
     s.settle()
     assert time.monotonic() - t < 5
     wtf = [e.body for e in s.history() if e.type == "WorkflowTaskFailed"]
     assert len(wtf) == 1 and wtf[0].failure.type == "DeadlockError"
-    assert "did not yield" in wtf[0].failure.message
-    STATE["spin"] = 0.0
+    assert "did not yield" in wtf[0].failure.message and "Not retried on this code" in wtf[0].failure.message
+    err = failure_to_exception(wtf[0].failure)
+    assert isinstance(err, DeadlockError) and err.code_id == s.registry.code_id
+    assert STATE["spins"] == 1
+    # Ten minutes of workflow time: the ticker's 20 timers and the held task's retry timer fire.
+    for _ in range(200):
+        if s.ex("ticker").status != "RUNNING":
+            break
+        s.fire_next_timer()
+        s.settle()
+    assert s.value("ticker") == 20
+    task_fires = [c for c, _ in s.processed if isinstance(c.body, FireTimer) and c.body.timer_id == "task/1"]
+    assert len(task_fires) >= 5  # 10 s, 20 s, 40 s, 80 s, 160 s, 320 s after the deadlock ...
+    assert STATE["spins"] == 1  # ... and none of them ran the blocking step again
+    assert s.types()[-1] == "WorkflowTaskFailed" and s.ex("wf-1").held  # nothing recorded by them
+    assert any(k[2] == "task/1" for k in s.timers)  # the timer is re-armed, not dropped
+    # inputs are still recorded while held
     s.signal("wf-1", "go", "y")
+    s.settle()
+    assert s.types()[-1] == "SignalReceived" and STATE["spins"] == 1
+    # an explicit resume retries at once, even on the same code
+    st = s.ex("wf-1").resume("operator-1", s.now)
+    for ev in st.events:
+        s.log["wf-1"].append(ev)
+    for eff in st.effects:
+        s.perform(eff)
+    assert STATE["spins"] == 2
+    assert [e.body.attempt for e in s.history() if e.type == "WorkflowTaskFailed"] == [1, 2]
+    # deploy the fix: a new engine process (a new Registry, i.e. other code) rebuilds the
+    # workflow from its history, and the next fire of the task timer retries it
+    STATE["spin"] = 0.0
+    s.registry = Registry([Buggy, Ticker], [step])
+    s.resident = False
     s.run()
     assert s.value() == "did one, did two, ['y']"
+    assert STATE["spins"] == 2
 
 
 def test_divergence_at_load_holds_then_resumes_after_the_code_is_fixed() -> None:
@@ -194,4 +260,7 @@ def test_runtime_bug_in_a_step_never_escapes_handle() -> None:
     from aion.model import Payload, StartWorkflow
     s.send(Command("s", "wf-1", s.now, StartWorkflow("BadArgs", [Payload("application/json", b"{not json")])))
     s.settle()
-    assert s.types() == ["WorkflowStarted", "WorkflowFailed"]  # PayloadConversionError is an Exception
+    # PayloadConversionError is not a FailureError: the task fails and the workflow is held
+    assert s.types() == ["WorkflowStarted", "WorkflowTaskFailed"]
+    assert s.history()[-1].body.failure.type == "PayloadConversionError"
+    assert s.ex("wf-1").held

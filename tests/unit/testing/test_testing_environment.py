@@ -409,8 +409,19 @@ async def test_terminate_closes_the_run_at_once() -> None:
         assert "ActivityScheduled" not in [e.type for e in history]
 
 
-async def test_an_exception_in_workflow_code_fails_the_workflow_by_default() -> None:
+async def test_an_exception_in_workflow_code_holds_the_workflow_by_default() -> None:
+    # As in Temporal: a KeyError is a bug, not a business failure; the task fails, the
+    # workflow is held for a fixed deploy (and the test environment reports it at once)
     async with env_with(workflows=[Buggy]) as env:
+        with pytest.raises(WorkflowTaskFailedError) as info:
+            await env.client.execute_workflow(Buggy.run, id="buggy")
+        assert info.value.failure.type == "KeyError" and "missing" in info.value.failure.message
+        types = [e.type for e in env.history("buggy")]
+        assert types[:2] == ["WorkflowStarted", "WorkflowTaskFailed"] and "WorkflowFailed" not in types
+
+
+async def test_failing_the_workflow_on_any_exception_is_an_explicit_policy() -> None:
+    async with env_with(workflows=[Buggy], failure_policy=FailurePolicy(workflow_failure_types=(Exception,))) as env:
         with pytest.raises(WorkflowFailureError) as info:
             await env.client.execute_workflow(Buggy.run, id="buggy")
         assert info.value.status == "FAILED" and "missing" in _chain_text(info.value)

@@ -50,6 +50,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_RETENTION_MS": "0",
         "AION_METRICS_PORT": "9464",
         "AION_METRICS_HOST": "127.0.0.1",
+        "AION_TRACING": "otlp",
         "AION_SESSION_TIMEOUT": "7.5",
         "AION_HEARTBEAT_INTERVAL": "1.5",
         "AION_HISTORY_WARN_EVENTS": "100",
@@ -73,6 +74,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
     assert (s.metrics_port, s.metrics_host) == (9464, "127.0.0.1")
+    assert s.tracing == "otlp"
     assert (s.session_timeout, s.heartbeat_interval) == (7.5, 1.5)
     assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (100, 500, 1000, 5000)
     assert s.reply_topic_list == ("shop.replies.eu", "other.answers")

@@ -147,6 +147,9 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
 
     if metrics_port is not None:
         s = s.replace(metrics_port=metrics_port)
+    from ..ops._tracing import configure
+
+    configure(s.tracing, "aion-activity-worker")  # AION_TRACING: RunActivity spans
 
     async def main() -> None:
         w = ActivityWorker(s, activities=activities, task_queue=task_queue, concurrency=concurrency)

@@ -25,6 +25,7 @@ from ..exceptions import PayloadTooLargeError
 from ..model import now_ms, Command, CommandBody, Payload, Reply
 from ._base import ClientBase
 from ._errors import RPCTimeoutError, TopicMissingError
+from ..ops import _tracing
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
 from ._replies import ReplyRouter, ReplyWaiter
 from ._visibility import WorkflowSummary
@@ -215,13 +216,17 @@ class Client(ClientBase["WorkflowHandle"]):
         value = self.codec.encode_command(cmd)
         if waiter is not None:
             self._router.register(cmd.command_id, waiter)
+        span, headers = _tracing.client_span(cmd)  # (None, None) unless OpenTelemetry is configured
         try:
-            fut = await self._producer.produce(self.names.commands, value, cmd.workflow_id.encode("utf-8"))
+            fut = await self._producer.produce(self.names.commands, value, cmd.workflow_id.encode("utf-8"),
+                                               headers=headers)
             await fut
-        except BaseException:
+        except BaseException as exc:
+            _tracing.end(span, exc)
             if waiter is not None:
                 self._router.unregister(cmd.command_id)
             raise
+        _tracing.end(span)
 
     def new_waiter(self) -> ReplyWaiter:
         return ReplyWaiter(asyncio.get_running_loop())

@@ -83,6 +83,7 @@ class AsyncProducer:
         key: bytes | None = None,
         partition: int | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Message]:
         """Enqueue one record; the future resolves (on the loop) once the broker acked it.
 
@@ -106,6 +107,8 @@ class AsyncProducer:
         kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": delivered}
         if partition is not None:
             kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
         self._producer.produce(topic, **kwargs)
         return fut
 
@@ -116,11 +119,12 @@ class AsyncProducer:
         key: bytes | None = None,
         partition: int | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Message]:
         """Like :meth:`produce_nowait`, but waits for room when the local queue is full."""
         while True:
             try:
-                return self.produce_nowait(topic, value, key, partition, on_delivery)
+                return self.produce_nowait(topic, value, key, partition, on_delivery, headers)
             except BufferError:
                 await asyncio.sleep(0.01)
 

@@ -57,6 +57,7 @@ from ._faust import db_for, keep_paused, request_rejoin, store_offset
 from ._feed import CommandReader
 from ._intake import Intake
 from ._metrics import engine_metrics
+from ..ops._tracing import EngineTracing
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
 from ._app import build_app
@@ -178,6 +179,7 @@ class Engine:
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_rebalance_complete.connect(self._on_restored)
         self.metrics = engine_metrics(self)  # Prometheus metrics (_metrics.py), when a port is set
+        self.tracing = EngineTracing()  # OpenTelemetry spans (ops/_tracing.py), when configured
 
     # ------------------------------------------------------------------ ownership
 
@@ -315,7 +317,8 @@ class Engine:
                 p, offset = m.partition(), m.offset()
                 if p not in owned or not self._accept(p, offset, now):
                     continue
-                self._pending.setdefault(p, deque()).append((p, offset, m.value(), m.key(), None))
+                self._pending.setdefault(p, deque()).append(
+                    (p, offset, m.value(), m.key(), m.headers() if self.tracing.on else None))
             for p in self._pending:
                 self._start_drainer(p)
 
@@ -474,15 +477,16 @@ class Engine:
     async def _prepare(self, partition: int, recs: list[tuple[Any, ...]], now: int) -> _Work:
         """Run the partition's commands and assemble its transaction's records."""
         work = _Work(partition, recs[0][1], recs[-1][1] + 1)
-        for _partition, offset, raw, rkey, *_rest in recs:
-            self._step(work, offset, raw, rkey, now)
+        for _partition, offset, raw, rkey, *rest in recs:
+            self._step(work, offset, raw, rkey, now, rest[0] if rest else None)
         if "effects_error" in self._faults and work.effects:
             self._faults = self._faults - {"effects_error"}
             raise RuntimeError("AION_FAULT=effects_error: an exception while performing the batch's effects")
         await self._assemble(work)
         return work
 
-    def _step(self, work: _Work, offset: int, raw: bytes | None, rkey: bytes | None, now: int) -> None:
+    def _step(self, work: _Work, offset: int, raw: bytes | None, rkey: bytes | None, now: int,
+              headers: Any = None) -> None:
         partition = work.partition
         if raw is None:
             work.dlq.append((offset, rkey, raw, "empty record value (tombstone) on the commands topic"))
@@ -518,14 +522,17 @@ class Engine:
             return
         try:
             ex = self._execution(partition, cmd.workflow_id)
+            span = self.tracing.step(cmd, ex, headers)
             if isinstance(cmd.body, QueryWorkflow):
                 reply = ex.query(cmd)
+                self.tracing.stepped(span, ex, None)
                 if cmd.reply_to:
                     work.effects.append(fx.SendReply(cmd.reply_to, reply))
                 return
             t0 = time.perf_counter()
             step = ex.handle(cmd, now)
             self.metrics.step(ex, time.perf_counter() - t0)
+            self.tracing.stepped(span, ex, step)
         except Exception as exc:
             log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
             self._cache.get(partition, OrderedDict()).pop(cmd.workflow_id, None)
@@ -680,7 +687,7 @@ class Engine:
                 await self._queue_ready(eff.task.task_queue)
                 records.append((self.names.activity_tasks(eff.task.task_queue),
                                 f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                                self.codec.encode_task(eff.task), None))
+                                self.codec.encode_task(eff.task), None, self.tracing.headers(eff)))
             elif isinstance(eff, fx.DispatchActivityCancel):
                 await self._queue_ready(eff.task_queue)
                 records.append((self.names.activity_tasks(eff.task_queue),
@@ -688,14 +695,15 @@ class Engine:
                                 self.codec.encode_task(eff.task), None))
             elif isinstance(eff, fx.SendCommand):
                 records.append((self.names.commands, eff.command.workflow_id.encode(),
-                                self.codec.encode_command(eff.command), None))
+                                self.codec.encode_command(eff.command), None, self.tracing.headers(eff)))
             elif isinstance(eff, fx.SendReply):
                 # Checked at intake; a reply_to recorded by an older engine is checked here.
                 if (problem := self.intake.reply_problem(eff.reply_to)) is not None:
                     log.warning("reply to command %s dropped: %s", eff.reply.command_id, problem)
                     continue
                 topic, _, part = eff.reply_to.rpartition(":")
-                records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part)))
+                records.append((topic, eff.reply.command_id.encode(), self.codec.encode_reply(eff.reply), int(part),
+                                self.tracing.headers(eff)))
             elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer, fx.KeepHeartbeat, fx.DropHeartbeat)):
                 continue
             else:

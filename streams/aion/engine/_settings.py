@@ -107,6 +107,11 @@ class Settings:
         "Address the operations endpoint listens on (0.0.0.0: every interface, for a scraper on "
         "another host; 127.0.0.1: this host only). It serves counts and partition numbers, no "
         "workflow data, and has no authentication.")
+    tracing: str | None = _setting(
+        None, "AION_TRACING",
+        "OpenTelemetry traces of `aion worker` and `aion activity-worker` (and the client in the same "
+        "process): otlp (OTLP over HTTP, endpoint from OTEL_EXPORTER_OTLP_ENDPOINT), console (stderr) or "
+        "file:PATH (JSON lines); unset: off. Needs the otel extra: pip install 'aion-streams[otel]'.")
     max_payload_bytes: int = _setting(
         2 * _MIB, "AION_MAX_PAYLOAD_BYTES",
         "Largest encoded payload (workflow input, activity result, ...) accepted; bigger ones are "

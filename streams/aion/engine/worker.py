@@ -67,6 +67,9 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
 
     ensure_topics(settings)
     validate_topics(settings)
+    from ..ops._tracing import configure
+
+    configure(settings.tracing, "aion-engine")  # AION_TRACING: spans of this worker (before the engine is built)
     engine = build_engine(settings, workflow_modules)
     logging.getLogger("aion").setLevel(loglevel.upper())
     if engine.metrics.enabled:  # /metrics, /healthz, /readyz (see _metrics.py)

@@ -86,6 +86,7 @@ from ..model import (
 from ._activities import RegisteredActivity, decode_args, registry_of
 from ._cancels import CancelWatcher
 from ._heartbeat import HeartbeatThrottle, throttle_interval
+from ..ops._tracing import WorkerTracing
 from ._metrics import WorkerMetrics
 from ._offsets import OffsetTracker
 
@@ -217,6 +218,7 @@ class ActivityWorker:
         }
         #: Prometheus metrics in this worker's own registry (``metrics.registry``, _metrics.py).
         self.metrics = WorkerMetrics(self)
+        self.tracing = WorkerTracing()  # RunActivity spans (ops/_tracing.py), when configured
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -483,6 +485,7 @@ class ActivityWorker:
             # report is acknowledged — never before.
             self.stats["duplicates"] += 1
             return
+        self.tracing.received(key, msg)
         self._backlog.append((task, tp, offset, len(value)))
         self._backlog_bytes += len(value)
 
@@ -548,6 +551,7 @@ class ActivityWorker:
         attempt.ctx._heartbeat_cb = self._heartbeat_callback(loop, key)
         self._inflight[key] = attempt
         self.metrics.started(task)
+        self.tracing.started(key, attempt)
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], len(self._inflight))
         attempt.runner = loop.create_task(self._run_attempt(attempt), name=f"aion-activity-{task.activity_type}")
         self._active.add(attempt)
@@ -594,6 +598,7 @@ class ActivityWorker:
                     h.cancel()
             attempt.started_handle = None
         self.metrics.finished(task, outcome, time.monotonic() - attempt.started_monotonic)
+        trace_headers = self.tracing.finished(attempt, outcome)
         if body is None or attempt.abandoned:
             # Abandoned, or timed out locally: nothing to report, nothing to commit.
             self._vacate(attempt)
@@ -606,7 +611,7 @@ class ActivityWorker:
         body = self._bounded(task, body)
         command_id = outcome_command_id(key, outcome)
         try:
-            fut = self._send(task.workflow_id, body, command_id=command_id)
+            fut = self._send(task.workflow_id, body, command_id=command_id, headers=trace_headers)
         finally:
             # The slot is free as soon as the outcome is queued; the offset waits for the ack.
             self._vacate(attempt)
@@ -808,14 +813,15 @@ class ActivityWorker:
         self.stats["heartbeats"] += 1
 
     # ------------------------------------------------------------------ output
-    def _send(self, workflow_id: str, body: CommandBody, *, command_id: str | None = None) -> asyncio.Future[Any]:
+    def _send(self, workflow_id: str, body: CommandBody, *, command_id: str | None = None,
+              headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         producer = self._producer
         assert producer is not None
         cmd = Command(command_id=command_id or str(uuid.uuid4()), workflow_id=workflow_id,
                       sent_at_ms=now_ms(), body=body)
         value = self.codec.encode_command(cmd)
         try:
-            return producer.produce_nowait(self.names.commands, value, workflow_id.encode("utf-8"))
+            return producer.produce_nowait(self.names.commands, value, workflow_id.encode("utf-8"), headers=headers)
         except BufferError:
             # The local queue is full: hand the record to a task that waits for room.
             loop = asyncio.get_running_loop()
@@ -823,7 +829,8 @@ class ActivityWorker:
 
             async def later() -> None:
                 try:
-                    out.set_result(await (await producer.produce(self.names.commands, value, workflow_id.encode("utf-8"))))
+                    out.set_result(await (await producer.produce(self.names.commands, value, workflow_id.encode("utf-8"),
+                                                                 headers=headers)))
                 except Exception as exc:
                     out.set_exception(exc)
 

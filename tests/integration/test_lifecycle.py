@@ -53,7 +53,7 @@ async def test_a_pause_holds_dispatches_across_a_kill_and_the_resume_sends_them(
 
 async def test_resume_of_a_running_workflow_that_is_not_paused_is_refused(cluster, client):  # type: ignore[no-untyped-def]
     h = await client.start_workflow("Approval", 1, id="pause-2")
-    with pytest.raises(WorkflowStateError, match="is not paused"):
+    with pytest.raises(WorkflowStateError, match="neither paused nor held"):
         await h.resume()
     await h.signal("decide", "ok")
     assert await h.result(timeout=60) == ["ok"]

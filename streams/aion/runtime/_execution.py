@@ -37,15 +37,22 @@ Step semantics
 Supervision
 -----------
 An exception escaping ``run`` (or a signal handler) fails the workflow when it matches the
-type's ``FailurePolicy.workflow_failure_types`` (default: any ``Exception``). Anything else
+type's ``FailurePolicy.workflow_failure_types`` (default: ``aion.exceptions.FailureError`` —
+``ApplicationError`` and the activity, child, timeout and termination errors the code lets
+escape — as in Temporal; ``(Exception,)`` fails on every exception; a ``CancelledError`` ends
+it ``CANCELLED``). Anything else
 in a step — another exception, a deadlock (no yield within ``deadlock_timeout``), a replay
 divergence, a bug of the runtime — discards that activation's commands, records
 ``WorkflowTaskFailed(attempt, retry_at_ms)`` and *holds* the workflow: inputs keep being
 recorded but no code runs. The task timer ``task/<attempt>`` (or a ``resume()`` after a
-deploy) records ``MarkerRecorded('aion.resume')`` and rebuilds the code by replay; on replay an
+deploy, or an operator's ``ResumeWorkflow`` on a held run) records ``MarkerRecorded('aion.resume')``
+and rebuilds the code by replay; on replay an
 input followed by ``WorkflowTaskFailed`` is not activated, inputs while held accumulate, and
 the resume marker activates them all — exactly what happened live. After
-``task_retry.maximum_attempts`` failures the workflow fails (``WorkflowFailed``).
+``task_retry.maximum_attempts`` failures the workflow fails (``WorkflowFailed``). A deadlocked
+task is not retried on the code that deadlocked: on that code the fire of ``task/<n>`` records
+nothing and only re-arms the timer (``_supervision.py``); it is retried by other code — a
+restarted or newly deployed engine worker (``Registry.code_id``) — or at once by a resume.
 
 Continue-as-new appends ``WorkflowContinuedAsNew`` then the new run's ``WorkflowStarted``
 (run id ``uuid5`` of the old run id) to the same history; ordinals and timer liveness are per

@@ -9,7 +9,7 @@ paused run. ``ResumeWorkflow`` records ``WorkflowResumed`` and dispatches what w
 activities scheduled while paused (their schedule-to-start window starts at the resume),
 retries whose backoff ended during the pause, child starts. Both are refused with
 ``WorkflowStateError`` when the run is not in the state they change (pausing a paused run,
-resuming one that is not paused), with ``WorkflowNotFoundError`` when no run is open; nothing is
+resuming one that is neither paused nor held), with ``WorkflowNotFoundError`` when no run is open; nothing is
 recorded then. A pause is part of the history, so it survives restarts and hand-overs; it ends
 with its run (a continue-as-new starts unpaused).
 """
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..model import Command, Event, PauseWorkflow, ResumeWorkflow, WorkflowPaused, WorkflowResumed
+from ..model import Command, Event, MarkerRecorded, PauseWorkflow, ResumeWorkflow, WorkflowPaused, WorkflowResumed
+from ._instance import MARKER_RESUME
 from ._state import Parts, Run
 from .effects import DispatchActivity, Effect, ScheduleTimer
 
@@ -57,8 +58,13 @@ class Lifecycle(Parts):
         if run is None:
             return
         if run.paused_at_ms is None:
+            if run.held:  # held after a task failure: retry its task now (after a fix was deployed)
+                self._reply(command, "ACCEPTED", run_id=run.run_id)
+                self._record(MarkerRecorded(MARKER_RESUME, str(run.task_attempt)))
+                return
             self._refuse(command, WORKFLOW_STATE_ERROR,
-                         f"workflow {self.workflow_id!r} (run {run.run_id}) is not paused; nothing to resume")
+                         f"workflow {self.workflow_id!r} (run {run.run_id}) is neither paused nor held after a "
+                         f"task failure; nothing to resume")
             return
         self._reply(command, "ACCEPTED", run_id=run.run_id)
         self._record(WorkflowResumed(b.reason))

@@ -85,7 +85,7 @@ async def test_resume_of_a_run_that_is_not_paused_is_refused_and_records_nothing
     async with WorkflowEnvironment.start_time_skipping(workflows=[Chores], activities=[step]) as env:
         h = await env.client.start_workflow(Chores.run, id="not-paused")
         before = len(env.history("not-paused"))
-        with pytest.raises(WorkflowStateError, match="is not paused"):
+        with pytest.raises(WorkflowStateError, match="neither paused nor held"):
             await h.resume()
         assert len(env.history("not-paused")) == before
         with pytest.raises(WorkflowNotFoundError):
@@ -133,3 +133,31 @@ async def test_a_pause_is_rebuilt_from_the_history_and_the_resume_dispatches_wha
     assert isinstance(history[-3].body, WorkflowPaused) or any(isinstance(e.body, WorkflowPaused) for e in history)
     assert not any(isinstance(e.body, (ActivityStarted, TimerFired)) for e in history)
     assert sum(isinstance(e.body, ActivityScheduled) for e in history) == 1
+
+
+broken = {"on": True}
+
+
+@workflow.defn
+class Buggy:
+    @workflow.run
+    async def run(self) -> str:
+        if broken["on"]:
+            raise KeyError("cents")  # a bug: held (not failed) under the default FailurePolicy
+        return "fixed"
+
+
+async def test_resume_of_a_held_workflow_retries_its_task_at_once() -> None:
+    broken["on"] = True
+    async with WorkflowEnvironment.start_time_skipping(workflows=[Buggy]) as env:
+        h = await env.client.start_workflow(Buggy.run, id="buggy")
+        await env.sleep(timedelta(milliseconds=1))
+        assert "WorkflowTaskFailed" in kinds(env.history("buggy"))
+        broken["on"] = False  # the fix is deployed
+        await h.resume("fix deployed")
+        assert await h.result() == "fixed"
+        events = env.history("buggy")
+        history = kinds(events)
+        assert "WorkflowResumed" not in history and history[-2:] == ["MarkerRecorded", "WorkflowCompleted"], history
+        failed_at = next(e.recorded_at_ms for e in events if type(e.body).__name__ == "WorkflowTaskFailed")
+        assert events[-2].recorded_at_ms - failed_at < 1000  # before the task retry timer (1 s) would fire

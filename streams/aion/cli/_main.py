@@ -279,44 +279,26 @@ def wf_query(ctx: click.Context, workflow_id: str, query: str, args: tuple[str, 
     _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).query(query, *values)), as_json)
 
 
-@workflow.command("cancel")
-@click.argument("workflow_id")
-@click.option("--reason", default="")
-@click.pass_context
-def wf_cancel(ctx: click.Context, workflow_id: str, reason: str) -> None:
-    """Request cancellation of a workflow."""
-    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).cancel(reason))
-    click.echo("cancel requested")
+def _run_action(name: str, doc: str, done: str) -> None:
+    """``aion workflow NAME ID [--reason ...]``: the handle's ``NAME(reason)``, then ``done``."""
+
+    @workflow.command(name, help=doc)
+    @click.argument("workflow_id")
+    @click.option("--reason", default="")
+    @click.pass_context
+    def action(ctx: click.Context, workflow_id: str, reason: str) -> None:
+        _client_call(ctx, lambda c: getattr(c.get_workflow_handle(workflow_id), name)(reason))
+        click.echo(done)
 
 
-@workflow.command("terminate")
-@click.argument("workflow_id")
-@click.option("--reason", default="")
-@click.pass_context
-def wf_terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
-    """Terminate a workflow at once (no compensation)."""
-    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).terminate(reason))
-    click.echo("terminated")
-
-
-@workflow.command("pause")
-@click.argument("workflow_id")
-@click.option("--reason", default="")
-@click.pass_context
-def wf_pause(ctx: click.Context, workflow_id: str, reason: str) -> None:
-    """Pause a running workflow: its activity attempts and child starts wait for `resume`."""
-    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).pause(reason))
-    click.echo("paused")
-
-
-@workflow.command("resume")
-@click.argument("workflow_id")
-@click.option("--reason", default="")
-@click.pass_context
-def wf_resume(ctx: click.Context, workflow_id: str, reason: str) -> None:
-    """Resume a paused workflow: what it held is dispatched."""
-    _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).resume(reason))
-    click.echo("resumed")
+for _name, _doc, _done in (
+    ("cancel", "Request cancellation of a workflow.", "cancel requested"),
+    ("terminate", "Terminate a workflow at once (no compensation).", "terminated"),
+    ("pause", "Pause a running workflow: its activity attempts and child starts wait for `resume`.", "paused"),
+    ("resume", "Resume a paused workflow (what it held is dispatched), or retry the task of one held "
+               "after a task failure.", "resumed"),
+):
+    _run_action(_name, _doc, _done)
 
 
 @workflow.command("describe")

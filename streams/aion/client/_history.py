@@ -18,27 +18,13 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from ..codec import Codec
 from ..model import (
     RUN_CLOSING_EVENTS,
+    STATUS_OF_CLOSE,
     Event,
     EventKey,
-    WorkflowCancelled,
-    WorkflowCompleted,
     WorkflowContinuedAsNew,
-    WorkflowFailed,
     WorkflowStarted,
-    WorkflowTerminated,
-    WorkflowTimedOut,
 )
 from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
-
-#: Closing event -> the status of the run it closes.
-STATUS_OF_CLOSE: dict[type, str] = {
-    WorkflowCompleted: "COMPLETED",
-    WorkflowFailed: "FAILED",
-    WorkflowCancelled: "CANCELLED",
-    WorkflowTerminated: "TERMINATED",
-    WorkflowTimedOut: "TIMED_OUT",
-    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
-}
 
 
 def closes_workflow(ev: Event) -> bool:

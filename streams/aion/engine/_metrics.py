@@ -30,6 +30,7 @@ from ..model import (
     WorkflowContinuedAsNew, WorkflowFailed, WorkflowStarted, WorkflowTerminated, WorkflowTimedOut,
 )
 from ..ops import FAST_S, LONG_S, QUEUE_S, SIZES, Health, Instruments, LabelGuard, counter, gauge, on_loop
+from ..ops._labels import never_raises
 from ..runtime import effects as fx
 from ._faust import db_for
 from ._progress import read_position
@@ -144,9 +145,11 @@ class EngineMetrics(Instruments):
 
     # ------------------------------------------------------------------ hooks (event loop)
 
+    @never_raises
     def batch(self, n: int) -> None:
         self.batch_size.observe((), n)
 
+    @never_raises
     def step(self, ex: Any, seconds: float) -> None:
         wtype = ex.workflow_type
         key = self._step_keys.get(wtype)
@@ -154,6 +157,7 @@ class EngineMetrics(Instruments):
             key = self._step_keys[wtype] = (self._wf(wtype or _UNKNOWN),)
         self.step_s.observe(key, seconds)
 
+    @never_raises
     def committed(self, work: "_Work", seconds: float) -> None:
         """A partition's transaction committed: count what it holds."""
         self.append_s.observe((), seconds)
@@ -228,9 +232,11 @@ class EngineMetrics(Instruments):
 
     # ------------------------------------------------------------------ rebalances (Faust sensor)
 
+    @never_raises
     def rebalance_started(self) -> None:
         self._rebalance_started = time.monotonic()
 
+    @never_raises
     def rebalance_ended(self) -> None:
         import asyncio
 

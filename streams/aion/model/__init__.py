@@ -7,12 +7,12 @@ from ._commands import *  # noqa: F401,F403
 from ._commands import COMMAND_TYPES, Command, CommandBody, Reply
 from ._common import ActivityTimeouts, Failure, Payload, RetryPolicy, now_ms, payload_size
 from ._events import *  # noqa: F401,F403
-from ._events import EVENT_TYPES, RUN_CLOSING_EVENTS, Event, EventBody, EventKey
+from ._events import EVENT_TYPES, RUN_CLOSING_EVENTS, STATUS_OF_CLOSE, Event, EventBody, EventKey
 from ._tasks import TASK_TYPES, ActivityTask, CancelActivityTask, TaskBody
 
 __all__ = [
     "ActivityTimeouts", "Failure", "Payload", "RetryPolicy", "payload_size", "now_ms",
-    "Event", "EventBody", "EventKey", "EVENT_TYPES", "RUN_CLOSING_EVENTS",
+    "Event", "EventBody", "EventKey", "EVENT_TYPES", "RUN_CLOSING_EVENTS", "STATUS_OF_CLOSE",
     "Command", "CommandBody", "Reply", "COMMAND_TYPES",
     "ActivityTask", "CancelActivityTask", "TaskBody", "TASK_TYPES",
 ] + [t.__name__ for t in EVENT_TYPES] + [t.__name__ for t in COMMAND_TYPES]

@@ -295,6 +295,16 @@ RUN_CLOSING_EVENTS: tuple[type, ...] = (
     WorkflowContinuedAsNew,
 )
 
+#: The status a run has after each closing event.
+STATUS_OF_CLOSE: dict[type, str] = {
+    WorkflowCompleted: "COMPLETED",
+    WorkflowFailed: "FAILED",
+    WorkflowCancelled: "CANCELLED",
+    WorkflowTerminated: "TERMINATED",
+    WorkflowTimedOut: "TIMED_OUT",
+    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
+}
+
 
 @dataclass(slots=True, frozen=True)
 class EventKey:

@@ -40,3 +40,23 @@ class LabelGuard:
                 log.warning("metrics: label %s has %d values already; further ones are counted as %r",
                             self.name, self.limit, OTHER)
         return OTHER
+
+
+def never_raises(fn):  # type: ignore[no-untyped-def]
+    """A metrics or tracing hook must never fail the work it observes (a step, a transaction, an
+    activity attempt): an exception is logged (the first few times) and the hook returns None."""
+    import functools
+
+    failures = [0]
+
+    @functools.wraps(fn)
+    def hook(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            failures[0] += 1
+            if failures[0] <= 5:
+                log.exception("%s failed (observability only: the work goes on)", fn.__qualname__)
+            return None
+
+    return hook

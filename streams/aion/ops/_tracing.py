@@ -38,6 +38,8 @@ import logging
 import threading
 from typing import Any, Iterable, Sequence
 
+from ._labels import never_raises
+
 log = logging.getLogger("aion.ops.tracing")
 
 try:  # the otel extra
@@ -132,6 +134,14 @@ def _client_span_name(cmd: Any) -> str | None:
 def client_span(cmd: Any) -> tuple[Any, Headers | None]:
     """A client's span for sending ``cmd`` (child of the caller's current span) and the headers
     that carry it; ``(None, None)`` when tracing is off or the command gets no span."""
+    try:
+        return _client_span(cmd)
+    except Exception:  # tracing never fails a send
+        log.exception("client span failed (tracing only)")
+        return None, None
+
+
+def _client_span(cmd: Any) -> tuple[Any, Headers | None]:
     t = tracer()
     if t is None:
         return None, None
@@ -152,6 +162,11 @@ def end(span: Any, error: BaseException | None = None) -> None:
 # ---------------------------------------------------------------------- engine
 
 
+def _nothing(*args: Any) -> None:
+    return None
+
+
+
 class EngineTracing:
     """The engine's spans (see the module docs): one per command run live, one per activity
     dispatch; the headers of the records a step produces carry them. With tracing off every
@@ -165,7 +180,10 @@ class EngineTracing:
         self.tracer = tracer()
         self.on = self.tracer is not None
         self._fx: dict[int, tuple[Any, Headers]] = {}
+        if not self.on:  # the hooks cost one call that returns None
+            self.step = self.stepped = self.headers = _nothing  # type: ignore[method-assign,assignment]
 
+    @never_raises
     def step(self, cmd: Any, ex: Any, headers: Any) -> Any:
         """Before a command runs through its workflow: its span (None: no span)."""
         if self.tracer is None:
@@ -187,6 +205,7 @@ class EngineTracing:
             attrs["aion.run.id"] = ex.run_id
         return self.tracer.start_span(name, context=context_of(headers), kind=SpanKind.SERVER, attributes=attrs)
 
+    @never_raises
     def stepped(self, span: Any, ex: Any, step: Any, error: BaseException | None = None) -> None:
         """After the step: end its span; a StartActivity span per dispatched attempt; the
         headers for the records of the step's effects (:meth:`headers`)."""
@@ -219,6 +238,7 @@ class EngineTracing:
             span.set_attribute("aion.refusal", refusal.type)
         _end(span, error)
 
+    @never_raises
     def headers(self, eff: Any) -> Headers | None:
         """The headers of the record ``eff`` becomes (None: none)."""
         if not self._fx:
@@ -243,6 +263,7 @@ class WorkerTracing:
     def tracer(self) -> Any:
         return tracer()
 
+    @never_raises
     def received(self, key: Any, msg: Any) -> None:
         """A task record arrived: its headers are kept until the attempt starts."""
         if tracer() is None:
@@ -253,6 +274,7 @@ class WorkerTracing:
                 self._received.clear()
             self._received[key] = headers
 
+    @never_raises
     def started(self, key: Any, attempt: Any) -> None:
         headers = self._received.pop(key, None) if self._received else None
         t = tracer()
@@ -267,6 +289,7 @@ class WorkerTracing:
             self._spans.clear()
         self._spans[id(attempt)] = (attempt, span)
 
+    @never_raises
     def finished(self, attempt: Any, outcome: str) -> Headers | None:
         """The attempt ended: end its span; the headers for its outcome command."""
         if not self._spans:

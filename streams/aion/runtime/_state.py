@@ -36,14 +36,9 @@ from ..model import (
     EventBody,
     Failure,
     Payload,
+    STATUS_OF_CLOSE,
     RetryPolicy as ModelRetryPolicy,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowContinuedAsNew,
-    WorkflowFailed,
     WorkflowStarted,
-    WorkflowTerminated,
-    WorkflowTimedOut,
 )
 
 if TYPE_CHECKING:
@@ -51,14 +46,7 @@ if TYPE_CHECKING:
     from .effects import Effect
 
 RUNNING = "RUNNING"
-CLOSE_STATUS: dict[type, str] = {
-    WorkflowCompleted: "COMPLETED",
-    WorkflowFailed: "FAILED",
-    WorkflowCancelled: "CANCELLED",
-    WorkflowTerminated: "TERMINATED",
-    WorkflowTimedOut: "TIMED_OUT",
-    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
-}
+CLOSE_STATUS = STATUS_OF_CLOSE
 FAILED_STATUSES = frozenset({"FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"})
 
 EXEC_TIMER = "wf/exec"

@@ -75,18 +75,16 @@ from ..model import (
     ChildWorkflowTimedOut,
     Event,
     RUN_CLOSING_EVENTS,
+    STATUS_OF_CLOSE,
     SignalReceived,
     TimerCancelled,
     TimerFired,
     TimerStarted,
-    WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowStarted,
     WorkflowTaskFailed,
-    WorkflowTerminated,
-    WorkflowTimedOut,
 )
 
 __all__ = [
@@ -102,14 +100,7 @@ __all__ = [
     "check_events_topic",
 ]
 
-_STATUS = {
-    WorkflowCompleted: "COMPLETED",
-    WorkflowFailed: "FAILED",
-    WorkflowCancelled: "CANCELLED",
-    WorkflowTerminated: "TERMINATED",
-    WorkflowTimedOut: "TIMED_OUT",
-    WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
-}
+_STATUS = STATUS_OF_CLOSE
 _CHILD_RESULTS = (ChildWorkflowCompleted, ChildWorkflowFailed, ChildWorkflowCancelled, ChildWorkflowTimedOut,
                   ChildWorkflowTerminated)
 _CHILD_STATUS = {

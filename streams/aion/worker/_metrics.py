@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from ..model import ActivityTask, now_ms
 from ..ops import LONG_S, QUEUE_S, Health, Instruments, LabelGuard, counter, gauge, on_loop
+from ..ops._labels import never_raises
 
 if TYPE_CHECKING:
     from ._worker import ActivityWorker
@@ -52,9 +53,11 @@ class WorkerMetrics(Instruments):
             key = self._keys[k] = (self._act(task.activity_type), self.worker.task_queue)
         return key
 
+    @never_raises
     def started(self, task: ActivityTask) -> None:
         self.s2s.observe(self._key(task), max(0, now_ms() - task.scheduled_at_ms) / 1000)
 
+    @never_raises
     def finished(self, task: ActivityTask, outcome: str, seconds: float) -> None:
         key = (*self._key(task), outcome or "unknown")
         self.attempts.inc(key)

@@ -43,3 +43,14 @@ def test_describe_shows_what_a_workflow_waits_on(installed: Installed, project, 
     assert re.search(rf"^\S+\s+flaky\s+BACKOFF\s+1\s+.*card service is down.*{ISO}", out, re.M), out
     res = aion("workflow", "describe", "b-1")
     assert re.search(r"^workflow task HELD after attempt \d+: .*KeyError.*customer", res.stdout, re.M), res.stdout
+
+    # The operator's actions on the same workflows: pause, a refused second pause, resume, cancel.
+    res = aion("workflow", "pause", "p-1", "--reason", "maintenance")
+    assert (res.returncode, res.stdout.strip()) == (0, "paused"), res.stderr
+    assert json.loads(aion("workflow", "describe", "p-1", "--json").stdout)["paused"] is True
+    res = aion("workflow", "pause", "p-1")
+    assert res.returncode != 0 and "already paused" in res.stderr, (res.returncode, res.stderr)
+    res = aion("workflow", "resume", "p-1")
+    assert (res.returncode, res.stdout.strip()) == (0, "resumed"), res.stderr
+    res = aion("workflow", "cancel", "p-1")
+    assert (res.returncode, res.stdout.strip()) == (0, "cancel requested"), res.stderr

@@ -122,3 +122,14 @@ def test_on_loop_runs_on_the_loop_and_times_out_when_it_is_blocked() -> None:
         on_loop(loop, lambda: 1)
     with pytest.raises(RuntimeError):
         on_loop(None, lambda: 1)
+
+
+def test_a_failing_hook_never_fails_the_work() -> None:
+    from aion.ops._labels import never_raises
+
+    @never_raises
+    def hook(x: int) -> int:
+        return 10 // x
+
+    assert hook(2) == 5
+    assert hook(0) is None  # logged, swallowed

@@ -5,9 +5,7 @@ travels in the Kafka records' traceparent header."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any

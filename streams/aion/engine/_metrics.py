@@ -25,9 +25,8 @@ from faust.sensors import Sensor
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from ..model import (
-    ActivityCancelled, ActivityCompleted, ActivityFailed, ActivityScheduled, ActivityTimedOut,
-    ChildWorkflowStarted, FireTimer, SignalReceived, TimerFired, WorkflowCancelled, WorkflowCompleted,
-    WorkflowContinuedAsNew, WorkflowFailed, WorkflowStarted, WorkflowTerminated, WorkflowTimedOut,
+    STATUS_OF_CLOSE, ActivityCancelled, ActivityCompleted, ActivityFailed, ActivityScheduled, ActivityTimedOut,
+    ChildWorkflowStarted, FireTimer, SignalReceived, TimerFired, WorkflowStarted,
 )
 from ..ops import FAST_S, LONG_S, QUEUE_S, SIZES, Health, Instruments, LabelGuard, counter, gauge, on_loop
 from ..ops._labels import never_raises
@@ -41,10 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aion.engine.metrics")
 
-CLOSE_STATUS: dict[type, str] = {
-    WorkflowCompleted: "COMPLETED", WorkflowFailed: "FAILED", WorkflowCancelled: "CANCELLED",
-    WorkflowTerminated: "TERMINATED", WorkflowTimedOut: "TIMED_OUT", WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
-}
+CLOSE_STATUS = STATUS_OF_CLOSE  # the run-closing event -> the run's status (model)
 ACTIVITY_STATUS: dict[type, str] = {
     ActivityCompleted: "COMPLETED", ActivityFailed: "FAILED", ActivityTimedOut: "TIMED_OUT",
     ActivityCancelled: "CANCELLED",
@@ -108,7 +104,7 @@ class EngineMetrics(Instruments):
         self._rebalance_started: float | None = None
 
         c, h = self.counter, self.histogram
-        wt, at, tq = ("workflow_type",), ("activity_type", "task_queue"), ("task_queue",)
+        wt, at = ("workflow_type",), ("activity_type", "task_queue")
         self.started = c("aion_workflows_started", "Workflow runs started (WorkflowStarted recorded), including "
                          "new runs of continue-as-new and children.", wt)
         self.completed = c("aion_workflows_completed", "Workflow runs closed, by status (COMPLETED, FAILED, "

@@ -148,6 +148,34 @@ class ResumeWorkflow:
     run_id: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class ReopenWorkflow:
+    """Reopen the workflow's latest run if it is Failed or Cancelled (else WorkflowStateError)."""
+
+    reason: str = ""
+    run_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class UpdateWorkflow:
+    """Run the update handler ``update_name``; the sender is answered when the update is
+    ``wait_for_stage`` (ACCEPTED or COMPLETED)."""
+
+    update_id: str
+    update_name: str
+    args: list[Payload]
+    run_id: str | None = None
+    wait_for_stage: str = "COMPLETED"
+
+
+@dataclass(slots=True, frozen=True)
+class UpdateWithStart:
+    """Start the workflow unless a run is open, then update it."""
+
+    start: StartWorkflow
+    update: UpdateWorkflow
+
+
 CommandBody = Union[
     StartWorkflow,
     SignalWorkflow,
@@ -165,6 +193,9 @@ CommandBody = Union[
     FireTimer,
     PauseWorkflow,
     ResumeWorkflow,
+    ReopenWorkflow,
+    UpdateWorkflow,
+    UpdateWithStart,
 ]
 
 COMMAND_TYPES: tuple[type, ...] = CommandBody.__args__  # type: ignore[attr-defined]

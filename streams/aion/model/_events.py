@@ -249,6 +249,39 @@ class WorkflowResumed:
     reason: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class WorkflowReopened:
+    """An operator reopened a Failed or Cancelled run; the same run goes on.
+
+    The code no longer sees the events from ``from_seq`` up to this one (the terminal failures
+    or the cancel that closed the run, and the close): they stay in the log, but replay skips
+    them, so activities that failed terminally there are dispatched again with their attempt
+    count continued and timers the cancel tore down are armed again."""
+
+    from_seq: int
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class WorkflowUpdateAccepted:
+    """An update passed its validator and was handed to its handler (a rejected update appends
+    nothing). ``reply_to`` is kept so that an engine taking over answers the completion."""
+
+    update_id: str
+    update_name: str
+    args: list[Payload]
+    reply_to: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class WorkflowUpdateCompleted:
+    """An accepted update's handler returned (``result``) or raised (``failure``)."""
+
+    update_id: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
 EventBody = Union[
     WorkflowStarted,
     WorkflowCompleted,
@@ -281,6 +314,9 @@ EventBody = Union[
     SearchAttributesUpserted,
     WorkflowPaused,
     WorkflowResumed,
+    WorkflowReopened,
+    WorkflowUpdateAccepted,
+    WorkflowUpdateCompleted,
 ]
 
 EVENT_TYPES: tuple[type, ...] = EventBody.__args__  # type: ignore[attr-defined]

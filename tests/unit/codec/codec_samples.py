@@ -74,6 +74,9 @@ EVENT_BODIES: list[typing.Any] = [
     m.SearchAttributesUpserted(attributes=ATTRS),
     m.WorkflowPaused(reason="maintenance window"),
     m.WorkflowResumed(reason="window closed"),
+    m.WorkflowReopened(from_seq=17, reason="fixed the card service"),
+    m.WorkflowUpdateAccepted(update_id="upd-1", update_name="set_address", args=[P1, P2], reply_to="aion.replies:3"),
+    m.WorkflowUpdateCompleted(update_id="upd-1", result=P3, failure=FAIL),
 ]
 
 START = m.StartWorkflow(
@@ -98,6 +101,9 @@ COMMAND_BODIES: list[typing.Any] = [
     m.FireTimer(run_id="run-1", timer_id="t-1", fire_at_ms=T + 60_000),
     m.PauseWorkflow(reason="maintenance window", run_id="run-1"),
     m.ResumeWorkflow(reason="window closed", run_id="run-1"),
+    m.ReopenWorkflow(reason="fixed the card service", run_id="run-1"),
+    m.UpdateWorkflow(update_id="upd-1", update_name="set_address", args=[P1], run_id="run-1", wait_for_stage="ACCEPTED"),
+    m.UpdateWithStart(start=START, update=m.UpdateWorkflow(update_id="upd-2", update_name="set_address", args=[P2], run_id="run-2", wait_for_stage="ACCEPTED")),
 ]
 
 TASKS: list[typing.Any] = [

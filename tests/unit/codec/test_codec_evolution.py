@@ -160,11 +160,24 @@ def test_a_missing_extra_schemas_dir_is_named(tmp_path: Path) -> None:
         Codec(extra_schemas_dirs=[tmp_path / "nowhere"])
 
 
-def test_records_written_before_pause_and_resume_decode_with_the_shipped_history() -> None:
-    """schemas/history/v1 holds the schemas before WorkflowPaused/WorkflowResumed and
-    PauseWorkflow/ResumeWorkflow joined the unions: records an older engine or client wrote
-    decode with the current codec."""
-    old = SCHEMAS / "history" / "v1"
+SHIPPED_HISTORY = sorted(p.name for p in (SCHEMAS / "history").iterdir() if p.is_dir())
+
+
+def test_every_schema_change_left_its_predecessor_in_the_history() -> None:
+    """v1 is before pause/resume, v2 before reopen and updates; each differs from the next."""
+    assert SHIPPED_HISTORY[:2] == ["v1", "v2"]
+    forms = [to_parsing_canonical_form(load_schema(str(SCHEMAS / "history" / v / "aion.events.Event.avsc")))
+             for v in SHIPPED_HISTORY]
+    forms.append(to_parsing_canonical_form(load_schema(str(SCHEMAS / "aion.events.Event.avsc"))))
+    assert len(set(forms)) == len(forms), "two versions share one Event schema: a snapshot was taken twice"
+
+
+@pytest.mark.parametrize("version", SHIPPED_HISTORY)
+def test_records_written_by_an_older_release_decode_with_the_shipped_history(version: str) -> None:
+    """schemas/history/<version> holds the schemas of an older release (v1: before
+    WorkflowPaused/WorkflowResumed joined the unions; v2: before reopen and updates): records an
+    older engine or client wrote decode with the current codec."""
+    old = SCHEMAS / "history" / version
     data = old_writer(old, "aion.events.Event", v1_event("aion.events.SearchAttributesUpserted", {"attributes": {"a": "b"}}))
     assert Codec().decode_event(data).body == m.SearchAttributesUpserted({"a": "b"})
     cmd = old_writer(old, "aion.commands.Command", {

@@ -26,6 +26,7 @@ from ..model import (
     CommandBody,
     Event,
     PauseWorkflow,
+    ReopenWorkflow,
     Payload,
     QueryWorkflow,
     ResumeWorkflow,
@@ -380,6 +381,14 @@ class WorkflowHandleBase(ABC, Generic[C]):
         :class:`~aion.exceptions.WorkflowStateError` when it is not paused."""
         cmd = self.client._command(self.id, ResumeWorkflow(reason=reason, run_id=self._target_run))
         await self.client.request(cmd, what="resume")
+
+    async def reopen(self, reason: str = "") -> None:
+        """Reopen the latest run if it ended FAILED or CANCELLED: the same run goes on from
+        before what closed it (activities that failed for good get another attempt, timers
+        the cancel tore down are armed again); see the README's "Reopen". Raises
+        :class:`~aion.exceptions.WorkflowStateError` naming the status for any other run."""
+        cmd = self.client._command(self.id, ReopenWorkflow(reason=reason, run_id=self._target_run))
+        await self.client.request(cmd, what="reopen")
 
     # ------------------------------------------------------------------ history
     @abstractmethod

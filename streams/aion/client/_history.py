@@ -167,21 +167,30 @@ class WorkflowDescription:
     cancel_requested: bool = False
     #: Paused by an operator (``handle.pause()``) and not resumed since.
     paused: bool = False
+    #: How many times the latest run was reopened (``handle.reopen()``).
+    reopens: int = 0
 
 
 def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
     """Status of the latest run and a summary of the history (``events`` ordered by seq)."""
-    from ..model import SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowResumed
+    from ..model import (
+        SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowReopened, WorkflowResumed,
+    )
 
     last_run = events[-1].run_id
     run_events = [e for e in events if e.run_id == last_run]
+    # What a reopen took back is not part of the run's state (it stays in the history).
+    voids = [(b.from_seq, e.seq) for e in run_events if isinstance(b := e.body, WorkflowReopened)]
+    live = [e for e in run_events if not any(lo <= e.seq < hi for lo, hi in voids)]
     started = next((e for e in run_events if isinstance(e.body, WorkflowStarted)), None)
     wf_type = started.body.workflow_type if started is not None else ""  # type: ignore[union-attr]
     status, closed_at = "RUNNING", None
     attrs: dict[str, str] = {}
     cancel_requested = paused = False
-    for e in run_events:
-        if isinstance(e.body, RUN_CLOSING_EVENTS):
+    for e in live:
+        if isinstance(e.body, WorkflowReopened):
+            status, closed_at = "RUNNING", None
+        elif isinstance(e.body, RUN_CLOSING_EVENTS):
             status, closed_at = STATUS_OF_CLOSE[type(e.body)], e.recorded_at_ms
         elif isinstance(e.body, SearchAttributesUpserted):
             attrs.update(e.body.attributes)
@@ -207,4 +216,5 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
         parent_workflow_id=started.body.parent_workflow_id if started is not None else None,  # type: ignore[union-attr]
         cancel_requested=cancel_requested,
         paused=paused and status == "RUNNING",
+        reopens=len(voids),
     )

@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..codec import Codec
 from ..codec import event_reader
-from ..model import RUN_CLOSING_EVENTS, Event, TimerCancelled, TimerFired
+from ..model import RUN_CLOSING_EVENTS, Event, TimerCancelled, TimerFired, WorkflowReopened
 from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
 from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, end_offsets, scan_events  # noqa: F401
@@ -212,7 +212,7 @@ def read_histories(
 
 
 #: Event bodies that change ``timer_terminal`` rows (a cheap first test per event).
-_TERMINAL_BODIES: tuple[type, ...] = (TimerFired, TimerCancelled, *RUN_CLOSING_EVENTS)
+_TERMINAL_BODIES: tuple[type, ...] = (TimerFired, TimerCancelled, WorkflowReopened, *RUN_CLOSING_EVENTS)
 
 
 class DerivedTables:
@@ -267,6 +267,8 @@ class DerivedTables:
                         terminal.mark(ident_of(workflow_id, ev.run_id, b.timer_id), terminal.CANCELLED, sink)
                     elif isinstance(b, RUN_CLOSING_EVENTS):
                         terminal.close_run(workflow_id, ev.run_id, sink)
+                    elif isinstance(b, WorkflowReopened):
+                        terminal.reopen_run(workflow_id, ev.run_id, sink)
 
 
 def _derive_partition(partition: int, codec: Codec, decode: Callable[[bytes], Event], history_db: Any,

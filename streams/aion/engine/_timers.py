@@ -28,9 +28,10 @@ Rows of the ``timer_terminal`` table (:class:`TerminalStore`)
 ``ident`` -> ``b"F"`` (fired) | ``b"C"`` (cancelled), written when ``TimerFired`` /
 ``TimerCancelled`` is durable, and ``workflow_id \\0 run_id \\0`` -> ``b"X"`` when the run closes
 (completed, failed, continued as new, ...); the run's per-timer rows are then deleted, the
-one marker stands for all of them. A due timer that is terminal is dropped before its fire
-is sent. Keys carry the run id, so a late fire of an old run is judged against that run
-only and never touches the new run's timer of the same id.
+one marker stands for all of them; a reopen (``WorkflowReopened``) deletes the marker again. A
+due timer that is terminal is dropped before its fire is sent. Keys carry the run id, so a late
+fire of an old run is judged against that run only and never touches the new run's timer of the
+same id.
 """
 
 from __future__ import annotations
@@ -114,13 +115,17 @@ def timer_rows(fire_at_ms: int, workflow_id: str, run_id: str, timer_id: str) ->
 def terminal_rows(events: Iterable[Any]) -> dict[bytes, bytes]:
     """The ``timer_terminal`` rows one workflow's history implies (for a rebuild from the
     events topic): fired / cancelled timers of open runs, one marker per closed run."""
-    from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired
+    from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired, WorkflowReopened
 
     rows: dict[bytes, bytes] = {}
     closed: set[bytes] = set()
     for ev in events:
         b = ev.body
         prefix = ev.workflow_id.encode() + _SEP + ev.run_id.encode() + _SEP
+        if isinstance(b, WorkflowReopened):
+            rows.pop(prefix, None)
+            closed.discard(prefix)
+            continue
         if prefix in closed:
             continue
         if isinstance(b, (TimerFired, TimerCancelled)):
@@ -365,6 +370,14 @@ class TerminalStore:
             out.append((key, None))
         self.db.put(prefix, self.RUN_CLOSED)
         out.append((prefix, self.RUN_CLOSED))
+
+    def reopen_run(self, workflow_id: str, run_id: str, out: list[Write]) -> None:
+        """The run was reopened (``WorkflowReopened``): its closed marker goes, so that the
+        timers the reopen arms again fire."""
+        prefix = workflow_id.encode() + _SEP + run_id.encode() + _SEP
+        if self.db.get(prefix) is not None:
+            self.db.delete(prefix)
+            out.append((prefix, None))
 
 
 # ============================================================================ metrics

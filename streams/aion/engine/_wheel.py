@@ -40,7 +40,7 @@ import time
 from typing import Any, Protocol, Sequence
 
 from ..codec import Codec
-from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, now_ms
+from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, WorkflowReopened, now_ms
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, store_offset
@@ -202,6 +202,12 @@ class TimerWheel:
                     continue
                 out: list[Write] = []
                 TerminalStore(self._db(self.terminal, partition)).close_run(ev.workflow_id, ev.run_id, out)
+                self._queued.extend((self.terminal, partition, w) for w in out)
+            elif isinstance(b, WorkflowReopened):
+                if partition in self._revoked:
+                    continue
+                out = []
+                TerminalStore(self._db(self.terminal, partition)).reopen_run(ev.workflow_id, ev.run_id, out)
                 self._queued.extend((self.terminal, partition, w) for w in out)
 
     def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:

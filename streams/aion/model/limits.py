@@ -45,6 +45,7 @@ from ._commands import (
     GetResult,
     PauseWorkflow,
     QueryWorkflow,
+    ReopenWorkflow,
     ResumeWorkflow,
     SignalWithStart,
     SignalWorkflow,
@@ -199,7 +200,7 @@ def _body_problem(b: object, now_ms: int | None) -> str | None:
     if isinstance(b, SignalWorkflow):
         return (name_problem("signal name", b.signal_name) or id_problem("signal id", b.signal_id, required=False)
                 or id_problem("run id", b.run_id or "", required=False))
-    if isinstance(b, (CancelWorkflow, TerminateWorkflow, PauseWorkflow, ResumeWorkflow)):
+    if isinstance(b, (CancelWorkflow, TerminateWorkflow, PauseWorkflow, ResumeWorkflow, ReopenWorkflow)):
         return (id_problem("run id", b.run_id or "", required=False)
                 or _text_problem("reason", b.reason, MAX_REASON_BYTES, required=False, controls=True))
     if isinstance(b, QueryWorkflow):

@@ -7,11 +7,15 @@ cancel request, the resume marker) is delivered to the code and starts an activa
 that activation issued, matched on replay. An input followed by ``WorkflowTaskFailed`` was not
 activated (the workflow was held); the resume marker activates everything that arrived while it
 was.
+
+A reopen (``WorkflowReopened``, ``_lifecycle.py``) takes back a range of events: replay skips
+them, and at the reopen the instance reserves the ids they used (``reserve_ids``) so that the
+code's next activity, timer, child or signal never takes an id the log already gave away.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..model import (
     ActivityCancelled,
@@ -39,6 +43,7 @@ from ..model import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
 )
@@ -75,25 +80,43 @@ def is_instance_input(body: Any) -> bool:
 
 
 def replay_into(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int, *,
-                extend: bool = False) -> BaseException | None:
+                extend: bool = False, voided: Callable[[int], bool] | None = None) -> BaseException | None:
     """Replay ``history[start:end]`` (one run segment) into ``inst``; returns a task failure
     (divergence, deadlock, code failure) or None. The last activation is a replay too: the
     history holds every command of every completed step — unless ``extend``: then the last
     activation may go on past the end and ``inst.tail`` holds what it issued there (the
-    repair of a step cut short by a crash, see ``WorkflowInstance.activate``)."""
+    repair of a step cut short by a crash, see ``WorkflowInstance.activate``). ``voided(seq)``
+    says which events a reopen took back (``Run.voided``): they are not replayed."""
     inst.extend_at_end = extend
     try:
-        return _replay_segment(inst, history, start, end)
+        if voided is None:
+            return _replay_segment(inst, history, start, end, {})
+        kept: list[Event] = []
+        taken: dict[int, list[Any]] = {}
+        pending: list[Any] = []
+        for ev in history[start:end]:
+            if voided(ev.seq):
+                pending.append(ev.body)
+                continue
+            if isinstance(ev.body, WorkflowReopened):
+                taken[len(kept)], pending = pending, []
+            kept.append(ev)
+        return _replay_segment(inst, kept, 0, len(kept), taken)
     finally:
         inst.extend_at_end = False
 
 
-def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int) -> BaseException | None:
+def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int, end: int,
+                    taken: dict[int, list[Any]]) -> BaseException | None:
     held = False
     i = start
     while i < end:
         ev = history[i]
         b = ev.body
+        if isinstance(b, WorkflowReopened):
+            inst.reserve_ids(taken.get(i, ()))
+            i += 1
+            continue
         if isinstance(b, WorkflowTaskFailed):
             held = True
             i += 1
@@ -108,10 +131,20 @@ def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int
         if held or (nxt is not None and isinstance(nxt.body, WorkflowTaskFailed)):
             i += 1
             continue
+        # The commands of this activation: the command events after it. A reopen between them
+        # means it took back the rest (the close) and the code went on from there at the reopen.
         j = i + 1
-        while j < end and is_command_event(history[j].body):
+        commands: list[Event] = []
+        while j < end:
+            nb = history[j].body
+            if isinstance(nb, WorkflowReopened):
+                inst.reserve_ids(taken.get(j, ()))
+            elif is_command_event(nb):
+                commands.append(history[j])
+            else:
+                break
             j += 1
-        act = inst.activate(list(history[i + 1:j]), history[j] if j < end else None, ev.seq + 1)
+        act = inst.activate(commands, history[j] if j < end else None, ev.seq + 1)
         if act.failure is not None:
             return act.failure
         i = j

@@ -73,7 +73,7 @@ class Children(Parts):
                 body: Any = (TerminateWorkflow(reason=f"parent {wf!r} run closed ({status})")
                              if ch.parent_close_policy == "TERMINATE"
                              else CancelWorkflow(reason=f"parent {wf!r} run closed ({status})"))
-                run.close_commands.append(Command(f"{wf}:{rid}:close-child:{ch.child_workflow_id}",
+                run.close_commands.append(Command(f"{wf}:{rid}:close-child:{ch.child_workflow_id}{run.close_tag}",
                                                   ch.child_workflow_id, t, body))
             ch.closed = True
 

@@ -9,7 +9,7 @@ The execution is built from rooms, each a mixin over the shared state of ``_stat
   de-duplication, refusals, replies and result waiters;
 - ``_activities.py``: the activity machine (attempts, retries, timeouts, heartbeats, cancel);
 - ``_children.py``: child workflows and the parent-close policy;
-- ``_lifecycle.py``: operator actions on a run (pause, resume);
+- ``_lifecycle.py``: operator actions on a run (pause, resume, reopen);
 - ``_activation.py``: which events are inputs and which are commands, and the replay of a run.
 
 Step semantics
@@ -89,6 +89,7 @@ from ..model import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
     WorkflowTerminated,
@@ -203,9 +204,14 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
         rows), not for :meth:`handle`.
         """
         ex = cls(registry, workflow_id)
+        # Events a later reopen took back stay in the history but are never applied (nor
+        # their command ids known: a timer fire or a signal taken back may come again).
+        voids = [(b.from_seq, ev.seq) for ev in events if isinstance(b := ev.body, WorkflowReopened)]
         for ev in events:
             ex.history.append(ev)
             ex.next_seq = ev.seq + 1
+            if voids and any(lo <= ev.seq < hi for lo, hi in voids):
+                continue
             ex._apply(ev, None)
         run = ex.run
         if run_code and run is not None and run.status == RUNNING and not run.held:
@@ -499,7 +505,8 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
             return None
         inst = WorkflowInstance(defn, self._run_context(run), self.registry.converter,
                                 self.registry.policy_for(run.workflow_type), self.registry)
-        failure = replay_into(inst, self.history, run.start_index, upto, extend=extend)
+        failure = replay_into(inst, self.history, run.start_index, upto, extend=extend,
+                              voided=run.voided if run.voids else None)
         if failure is not None:
             inst.dispose()
             self.load_failure = failure
@@ -634,7 +641,7 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
             st = run.started
             if st.parent_workflow_id:
                 run.close_commands.append(Command(
-                    f"{wf}:{rid}:result-to-parent", st.parent_workflow_id, t,
+                    f"{wf}:{rid}:result-to-parent{run.close_tag}", st.parent_workflow_id, t,
                     ChildWorkflowResult(run_id=st.parent_run_id or "", child_workflow_id=wf,
                                         outcome=status, result=result, failure=failure)))
         if fx is not None:

@@ -42,7 +42,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import exceptions as exc_mod
 from ..activity._definition import ActivityDefinition
@@ -340,6 +340,24 @@ class WorkflowInstance:
         )
         self.loop.stop()
         raise _Halt()
+
+    def reserve_ids(self, taken: Sequence[EventBody]) -> None:
+        """A reopen took back ``taken`` (events this run's code issued after the point it
+        reopens from): move the ordinals past them and mark their ids used, so that no
+        activity, timer, child, signal or side effect issued from now on shares an id (and so
+        a command id downstream) with one the log already holds."""
+        for b in taken:
+            if isinstance(b, ActivityScheduled):
+                self._used_activity_ids.add(b.activity_id)
+            elif isinstance(b, TimerStarted):
+                self._next_timer += 1
+            elif isinstance(b, ChildWorkflowStarted):
+                self._next_child += 1
+                self._used_child_ids.add(b.child_workflow_id)
+            elif isinstance(b, SignalSent):
+                self._next_signal += 1
+            elif isinstance(b, MarkerRecorded) and b.marker_name == MARKER_SIDE_EFFECT:
+                self._next_side_effect += 1
 
     # ---------------------------------------------------------------- activities
     def start_activity(self, activity: Any, args: tuple[Any, ...], opts: ActivityOptions) -> ActivityHandle[Any]:

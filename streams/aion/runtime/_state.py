@@ -168,9 +168,24 @@ class Run:
     #: When an operator paused the run (``WorkflowPaused``); None when it is not paused.
     paused_at_ms: int | None = None
     close_body: Any = None
+    #: The run's accepted updates by update id (``_updates.py``): in flight or completed.
+    updates: dict[str, Any] = field(default_factory=dict)
     #: The commands its close sent to other workflows (children under a TERMINATE /
     #: REQUEST_CANCEL policy, the parent): re-sent by ``recovery_effects``.
     close_commands: list[Command] = field(default_factory=list)
+    #: The seq ranges ``[from_seq, reopen_seq)`` its reopens took back (``WorkflowReopened``):
+    #: kept in the history, never applied or replayed to the code (``_lifecycle.py``).
+    voids: list[tuple[int, int]] = field(default_factory=list)
+
+    def voided(self, seq: int) -> bool:
+        """Whether a reopen took back the event ``seq`` of this run."""
+        return any(lo <= seq < hi for lo, hi in self.voids)
+
+    @property
+    def close_tag(self) -> str:
+        """Suffix of the command ids its close sends: a reopened run closes again with new ids
+        (``""`` before any reopen, so older runs keep theirs)."""
+        return f":reopen-{len(self.voids)}" if self.voids else ""
 
     @property
     def workflow_type(self) -> str:

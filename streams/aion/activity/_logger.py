@@ -16,7 +16,7 @@ from ._context import ActivityInfo, current
 __all__ = ["ActivityLoggerAdapter", "logger", "activity_details"]
 
 
-class ActivityLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ActivityLoggerAdapter(logging.LoggerAdapter):
     """A :class:`logging.LoggerAdapter` for activity code.
 
     - ``activity_info_on_message`` (default True): append ``({'activity_id': ..., ...})`` to

@@ -49,7 +49,7 @@ def template_history() -> list[Event]:
                                                                       request_id="r")), now)
     events += step.events
     sched = step.events[-1]
-    run_id, act = sched.run_id, sched.body.activity_id  # type: ignore[attr-defined]
+    run_id, act = sched.run_id, sched.body.activity_id
     step = ex.handle(Command(str(uuid.uuid4()), wid, now + 1, ActivityTaskStarted(run_id, act, 1, "bench")), now + 1)
     events += step.events
     step = ex.handle(Command(str(uuid.uuid4()), wid, now + 2,

@@ -89,7 +89,7 @@ async def _run_one(name: str, settings: Settings, o: BenchOptions, progress: Pro
         return await rebuild(settings, events=o.rebuild_events, progress=progress, keep=keep)
     if name == "timers":
         try:
-            from . import _timers  # type: ignore[attr-defined]
+            from . import _timers
         except ImportError:
             return {"available": False, "note": "not available (aion.bench._timers is not installed)"}
         import inspect

@@ -390,7 +390,7 @@ def demo_cmd(ctx: click.Context, keep: bool) -> None:
 _STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW"]
 
 
-def _status(value: str | None) -> str | None:
+def _status_option(value: str | None) -> str | None:
     if value is None:
         return None
     if value.upper() not in _STATUSES:
@@ -401,7 +401,7 @@ def _status(value: str | None) -> str | None:
 
 @workflow.command("list")
 @click.option("--type", "wf_type", default=None, help="Only this workflow type.")
-@click.option("--status", default=None, callback=lambda ctx, param, v: _status(v),
+@click.option("--status", default=None, callback=lambda ctx, param, v: _status_option(v),
               help=f"Only workflows in this status (any case): {', '.join(_STATUSES)}.")
 @click.option("--attr", "attrs", multiple=True, help="Search attribute KEY=VALUE (repeatable).")
 @click.option("--json", "as_json", is_flag=True)

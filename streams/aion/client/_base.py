@@ -17,7 +17,8 @@ import uuid
 from abc import ABC, abstractmethod
 from contextlib import aclosing
 from datetime import timedelta
-from typing import Any, AsyncIterator, Generic, Self, Sequence, TypeVar
+from typing import (Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generic, Self, Sequence, TypedDict,
+                    TypeVar, Unpack, overload)
 
 from ..exceptions import InvalidArgumentError, WorkflowFailureError, WorkflowNotFoundError
 from ..model import (
@@ -41,8 +42,29 @@ from ._errors import QueryTimeoutError, WorkflowResultTimeoutError, error_from_r
 from ._history import WorkflowDescription, describe
 from ._names import handler_name, start_body, workflow_name
 
-H = TypeVar("H", bound="WorkflowHandleBase[Any]")
+H = TypeVar("H", bound="WorkflowHandleBase[Any, Any]")
 C = TypeVar("C", bound="ClientBase[Any]")
+R = TypeVar("R")  # a workflow's result type
+A = TypeVar("A")  # the type of a workflow's one argument
+
+
+class StartOptions(TypedDict, total=False):
+    """The options of ``start_workflow`` after ``id`` (for the typed overloads; see there)."""
+
+    task_queue: str
+    id_reuse_policy: str
+    execution_timeout: timedelta | float | None
+    run_timeout: timedelta | float | None
+    search_attributes: dict[str, str] | None
+    request_id: str | None
+    result_type: Any
+
+
+class ExecuteOptions(StartOptions, total=False):
+    """The options of ``execute_workflow`` after ``id``."""
+
+    result_timeout: float | None
+
 
 
 class ClientBase(ABC, Generic[H]):
@@ -186,6 +208,21 @@ class ClientBase(ABC, Generic[H]):
         return await self._started(self._command(id, body), body.input, "start_workflow",
                                  result_type=result_type, hint=hint)
 
+    # Typed as Temporal's: ``execute_workflow(Order.run, order, id=...)`` returns what
+    # ``Order.run`` returns (with none or one argument, the call is checked against the run
+    # method's parameters; two or more are not checked).
+    @overload
+    async def execute_workflow(self, workflow: Callable[[Any], Awaitable[R]], /, *, id: str,
+                               **options: Unpack[ExecuteOptions]) -> R: ...
+    @overload
+    async def execute_workflow(self, workflow: Callable[[Any, A], Awaitable[R]], arg: A, /, *, id: str,
+                               **options: Unpack[ExecuteOptions]) -> R: ...
+    @overload
+    async def execute_workflow(self, workflow: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, id: str,
+                               **options: Unpack[ExecuteOptions]) -> R: ...
+    @overload
+    async def execute_workflow(self, workflow: str | type, /, *args: Any, id: str,
+                               **options: Unpack[ExecuteOptions]) -> Any: ...
     async def execute_workflow(
         self,
         workflow: Any,
@@ -245,7 +282,7 @@ class ClientBase(ABC, Generic[H]):
         await self.request(cmd, payloads, what=f"signal {name!r}")
 
 
-class WorkflowHandleBase(ABC, Generic[C]):
+class WorkflowHandleBase(ABC, Generic[C, R]):
     """Talks to one workflow id.
 
     ``run_id``: the run this handle knows of (the one it started, or the one asked for). Commands
@@ -253,7 +290,8 @@ class WorkflowHandleBase(ABC, Generic[C]):
     (``client.get_workflow_handle(id, run_id=...)``).
 
     A subclass implements :meth:`_result_replies`, :meth:`_no_history`, :meth:`history` and
-    :meth:`events`.
+    :meth:`events`. ``R`` is the workflow's result type, what :meth:`result` returns (``Any``
+    for a handle made from an id alone).
     """
 
     def __init__(
@@ -275,7 +313,7 @@ class WorkflowHandleBase(ABC, Generic[C]):
         return f"{type(self).__name__}(id={self.id!r}, run_id={self.run_id!r})"
 
     # ------------------------------------------------------------------ result
-    async def result(self, timeout: float | None = None, *, follow_runs: bool = True) -> Any:
+    async def result(self, timeout: float | None = None, *, follow_runs: bool = True) -> R:
         """Wait for the workflow to close and return its result.
 
         Raises :class:`~aion.exceptions.WorkflowFailureError` (``status`` FAILED, CANCELLED,
@@ -300,7 +338,7 @@ class WorkflowHandleBase(ABC, Generic[C]):
         raise AssertionError("the result replies ended without a result")  # pragma: no cover
 
     @abstractmethod
-    def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncIterator[Reply]:
+    def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncGenerator[Reply, None]:
         """The workflow's closing replies (RESULT or ERROR), one per run asked for.
 
         Yields the first run's (the latest's, or ``_target_run``'s); asking for the next one

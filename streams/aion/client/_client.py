@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, Unpack, overload
 
 from confluent_kafka import Consumer
 
@@ -23,7 +23,7 @@ from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..exceptions import PayloadTooLargeError
 from ..model import now_ms, Command, CommandBody, Payload, Reply
-from ._base import ClientBase
+from ._base import A, ClientBase, R, StartOptions
 from ._errors import RPCTimeoutError, TopicMissingError
 from ..ops import _tracing
 from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-class Client(ClientBase["WorkflowHandle"]):
+class Client(ClientBase["WorkflowHandle[Any]"]):
     """A connection to an Aion deployment (one topic prefix on one Kafka cluster).
 
     Create with ``await Client.connect(...)``; close with ``await client.close()`` or use it as
@@ -256,6 +256,25 @@ class Client(ClientBase["WorkflowHandle"]):
 
         return WorkflowHandle(self, workflow_id, run_id=run_id, result_type=result_type,
                               result_waiter=result_waiter, follow_latest=follow_latest)
+
+    # Typed as Temporal's: ``start_workflow(Order.run, order, id=...)`` returns a
+    # ``WorkflowHandle[R]`` whose ``result()`` is what ``Order.run`` returns (the implementation is
+    # ClientBase's; a call with none or one argument is checked against the run method, one
+    # with more is not).
+    @overload
+    async def start_workflow(self, workflow: Callable[[Any], Awaitable[R]], /, *, id: str,
+                             **options: Unpack[StartOptions]) -> WorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: Callable[[Any, A], Awaitable[R]], arg: A, /, *, id: str,
+                             **options: Unpack[StartOptions]) -> WorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, id: str,
+                             **options: Unpack[StartOptions]) -> WorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: str | type, /, *args: Any, id: str,
+                             **options: Unpack[StartOptions]) -> WorkflowHandle[Any]: ...
+    async def start_workflow(self, workflow: Any, *args: Any, **options: Any) -> WorkflowHandle[Any]:
+        return await super().start_workflow(workflow, *args, **options)
 
     # ------------------------------------------------------------------ workflows
     async def list_workflows(

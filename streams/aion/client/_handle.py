@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, TypeVar
 
 from ..model import Command, Event, GetResult, Reply
 from ._base import WorkflowHandleBase
@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 FAILED_STATUSES = ("FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT")
 
+R = TypeVar("R")  # the workflow's result type
 
-class WorkflowHandle(WorkflowHandleBase["Client"]):
+
+class WorkflowHandle(WorkflowHandleBase["Client", R]):
     """Talks to one workflow id.
 
     ``run_id``: the run this handle knows of (the one it started, or the one asked for). Commands
@@ -50,7 +52,7 @@ class WorkflowHandle(WorkflowHandleBase["Client"]):
         self._result_waiter = result_waiter
 
     # ------------------------------------------------------------------ result
-    async def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncIterator[Reply]:
+    async def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncGenerator[Reply, None]:
         loop = asyncio.get_running_loop()
         client = self.client
         waiter = self._result_waiter

@@ -143,31 +143,31 @@ class Codec:
         return self._encode("event", event)
 
     def decode_event(self, data: bytes) -> Event:
-        return self._decode("event", data)  # type: ignore[no-any-return]
+        return self._decode("event", data)
 
     def encode_event_key(self, key: EventKey) -> bytes:
         return self._encode("event_key", key)
 
     def decode_event_key(self, data: bytes) -> EventKey:
-        return self._decode("event_key", data)  # type: ignore[no-any-return]
+        return self._decode("event_key", data)
 
     def encode_command(self, command: Command) -> bytes:
         return self._encode("command", command)
 
     def decode_command(self, data: bytes) -> Command:
-        return self._decode("command", data)  # type: ignore[no-any-return]
+        return self._decode("command", data)
 
     def encode_reply(self, reply: Reply) -> bytes:
         return self._encode("reply", reply)
 
     def decode_reply(self, data: bytes) -> Reply:
-        return self._decode("reply", data)  # type: ignore[no-any-return]
+        return self._decode("reply", data)
 
     def encode_task(self, task: Task) -> bytes:
         return self._encode("task", task)
 
     def decode_task(self, data: bytes) -> Task:
-        return self._decode("task", data)  # type: ignore[no-any-return]
+        return self._decode("task", data)
 
     # ------------------------------------------------------------------ internals
 

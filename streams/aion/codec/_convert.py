@@ -65,7 +65,7 @@ def _shape(hint: Any, where: str) -> _Shape:
     if origin in (typing.Union, types.UnionType):
         rest = tuple(a for a in args if a is not type(None))
         if len(rest) < len(args):
-            inner = rest[0] if len(rest) == 1 else typing.Union[rest]  # type: ignore[valid-type]
+            inner = rest[0] if len(rest) == 1 else typing.Union[rest]
             return _Shape("optional", inner=_shape(inner, where))
         if all(dataclasses.is_dataclass(a) for a in rest):
             return _Shape("union", members=rest)
@@ -142,28 +142,28 @@ class Converter:
         self._records = records
         self._ns: dict[str, Any] = {"_CodecError": CodecError}
         self._done: set[type] = set()
-        self._unions: dict[tuple[type, ...], str] = {}
+        self._unions: dict[tuple[type, ...], tuple[str, str]] = {}
         self._pending: list[type] = []
 
     # public ---------------------------------------------------------------
 
     def encoder(self, cls: type) -> Callable[[Any], dict[str, Any]]:
         self._compile(cls)
-        return self._ns[self._enc_name(cls)]  # type: ignore[no-any-return]
+        return self._ns[self._enc_name(cls)]
 
     def decoder(self, cls: type) -> Callable[[dict[str, Any]], Any]:
         self._compile(cls)
-        return self._ns[self._dec_name(cls)]  # type: ignore[no-any-return]
+        return self._ns[self._dec_name(cls)]
 
     def union_encoder(self, members: tuple[type, ...]) -> Callable[[Any], tuple[str, dict[str, Any]]]:
         for m in members:
             self._compile(m)
-        return self._ns[self._union(members)[0]]  # type: ignore[no-any-return]
+        return self._ns[self._union(members)[0]]
 
     def union_decoder(self, members: tuple[type, ...]) -> Callable[[tuple[str, dict[str, Any]]], Any]:
         for m in members:
             self._compile(m)
-        return self._ns[self._union(members)[1]]  # type: ignore[no-any-return]
+        return self._ns[self._union(members)[1]]
 
     # names in the generated namespace -------------------------------------
 

@@ -143,6 +143,7 @@ class WriterSchema:
         if not isinstance(expanded, dict) or expanded.get("type") not in ("record", "error"):
             raise CodecError(f"schema from {source} is not an Avro record schema")
         runtime = parse_schema(_strip_logical_types(expanded))
+        assert isinstance(runtime, dict)  # a record schema parses to a dict
         canonical = to_parsing_canonical_form(runtime)
         return cls(
             name=runtime["name"],

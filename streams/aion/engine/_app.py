@@ -73,7 +73,7 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
         logging_config=None,
         Table=CaughtUpTable,  # fenced in, then caught up from its changelog before Faust's recovery
     )
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     # acks=False: Faust never processes either topic as a stream (the engine reads the commands
     # with its own consumer, _feed.py, and keeps Faust's copy paused; the events topic is
     # history's changelog, which Faust declares acks=False for its own tables). An acking topic is
@@ -83,7 +83,7 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
     # (5 min) after start, for as long as the worker ran.
     commands_topic = app.topic(names.commands, partitions=n, acks=False, **raw)
     events_topic = app.topic(names.events, partitions=n, compacting=True, acks=False, **raw)
-    tbl = dict(key_type=bytes, value_type=bytes, partitions=n)
+    tbl: dict[str, Any] = dict(key_type=bytes, value_type=bytes, partitions=n)
     tables = EngineTables(
         commands_topic=commands_topic,
         events_topic=events_topic,

@@ -330,7 +330,7 @@ def _run_start(ex: Any, run_id: str) -> Any:
     return None
 
 
-class _RebalanceSensor(Sensor):  # type: ignore[misc]
+class _RebalanceSensor(Sensor):
     """Faust's rebalance lifecycle: start, and end once recovery is complete."""
 
     def __init__(self, metrics: EngineMetrics, **kwargs: Any) -> None:

@@ -34,7 +34,7 @@ from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
 from ._faust import db_for, store_offset
 from ._store import _prefix_items, scan_items, workflow_key_prefix
-from ._txn import Fenced
+from ._txn import Fenced, Record
 from .settings import Settings
 from .topics import TopicNames
 
@@ -173,7 +173,9 @@ class Retention:
         term_keys = {wid: _keys_with_prefix(term_db, wid.encode() + b"\0") if term_db is not None else []
                      for wid, _ in plan}
         # One transaction of the partition (the engine's producer: a fenced worker retires nothing).
-        events, wf_rows, term_rows = [], [], []
+        events: list[Record] = []
+        wf_rows: list[Record] = []
+        term_rows: list[Record] = []
         for wid, keys in plan:
             events.extend((self.names.events, key, None, partition) for key in keys)
             wf_rows.append((wf_topic, wid.encode(), None, partition))

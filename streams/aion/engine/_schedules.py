@@ -32,6 +32,7 @@ Limits: a target still running when the schedule must continue as new anyway (af
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -336,7 +337,7 @@ class ScheduleWorkflow:
             self.spec["workflow_type"], *self.spec["args"], id=wid, task_queue=self.spec["task_queue"],
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         self.running[wid] = h
-        h.add_done_callback(lambda f, wid=wid: self._ended(wid, f))
+        h.add_done_callback(functools.partial(self._ended, wid))
         self.st["started"] += 1
         self._action("started", t, workflow_id=wid)
 

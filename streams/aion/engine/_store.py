@@ -97,7 +97,7 @@ def scan_items(table: Any, partition: int, start: bytes = b"") -> Iterator[tuple
         it.next()
 
 
-class CaughtUpTable(faust.Table):  # type: ignore[misc]
+class CaughtUpTable(faust.Table):
     """An engine table (raw bytes rows, RocksDB) fenced in and caught up from its changelog
     before Faust's recovery reads it.
 

@@ -106,7 +106,7 @@ class JournaledDB:
         self.db, self.partition, self.journal = db, partition, journal
 
     def get(self, key: bytes) -> bytes | None:
-        return self.db.get(key)  # type: ignore[no-any-return]
+        return self.db.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self.journal.record(self.partition, self.db, key)
@@ -492,7 +492,8 @@ class TimerWheel:
             return None
         t0 = self._t()
         terminal = TerminalStore(self._db(self.terminal, part.partition))
-        fire, drop = [], []
+        fire: list[bytes] = []
+        drop: list[bytes] = []
         for key in keys:
             (drop if terminal.state(key[8:]) is not None else fire).append(key)
         codec = self.codec

@@ -181,7 +181,7 @@ class EngineTracing:
         self.on = self.tracer is not None
         self._fx: dict[int, tuple[Any, Headers]] = {}
         if not self.on:  # the hooks cost one call that returns None
-            self.step = self.stepped = self.headers = _nothing  # type: ignore[method-assign,assignment]
+            self.step = self.stepped = self.headers = _nothing
 
     @never_raises
     def step(self, cmd: Any, ex: Any, headers: Any) -> Any:

@@ -925,7 +925,7 @@ class WorkflowInstance:
                 if not task.done():
                     coro = task.get_coro()
                     try:
-                        coro.close()  # type: ignore[union-attr]
+                        coro.close()
                     except BaseException:
                         pass
         finally:

@@ -11,9 +11,9 @@ transport (commands go to the environment's queue, replies come back from the ru
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence, Unpack, overload
 
-from ..client._base import ClientBase, WorkflowHandleBase
+from ..client._base import A, ClientBase, R, StartOptions, WorkflowHandleBase
 from ..client._errors import RPCTimeoutError
 from ..client._history import closes_workflow
 from ..model import Command, CommandBody, Event, GetResult, Payload, Reply
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._environment import WorkflowEnvironment
 
 
-class TestClient(ClientBase["TestWorkflowHandle"]):
+class TestClient(ClientBase["TestWorkflowHandle[Any]"]):
     """The environment's client (``env.client``); see :class:`aion.client.Client` for the API."""
 
     __test__ = False  # not a pytest test class
@@ -66,14 +66,33 @@ class TestClient(ClientBase["TestWorkflowHandle"]):
         return TestWorkflowHandle(self, workflow_id, run_id=run_id, result_type=result_type,
                                   follow_latest=follow_latest)
 
+    # Typed as Temporal's: ``start_workflow(Order.run, order, id=...)`` returns a
+    # ``TestWorkflowHandle[R]`` whose ``result()`` is what ``Order.run`` returns (the implementation is
+    # ClientBase's; a call with none or one argument is checked against the run method, one
+    # with more is not).
+    @overload
+    async def start_workflow(self, workflow: Callable[[Any], Awaitable[R]], /, *, id: str,
+                             **options: Unpack[StartOptions]) -> TestWorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: Callable[[Any, A], Awaitable[R]], arg: A, /, *, id: str,
+                             **options: Unpack[StartOptions]) -> TestWorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, id: str,
+                             **options: Unpack[StartOptions]) -> TestWorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(self, workflow: str | type, /, *args: Any, id: str,
+                             **options: Unpack[StartOptions]) -> TestWorkflowHandle[Any]: ...
+    async def start_workflow(self, workflow: Any, *args: Any, **options: Any) -> TestWorkflowHandle[Any]:
+        return await super().start_workflow(workflow, *args, **options)
 
-class TestWorkflowHandle(WorkflowHandleBase[TestClient]):
+
+class TestWorkflowHandle(WorkflowHandleBase[TestClient, R]):
     """A handle to one workflow id in the environment; see :class:`aion.client.WorkflowHandle`."""
 
     __test__ = False
 
     # ------------------------------------------------------------------ result
-    async def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncIterator[Reply]:
+    async def _result_replies(self, deadline: float | None, timeout: float | None) -> AsyncGenerator[Reply, None]:
         env = self.client.env
         box = Mailbox()
         env.watch_result(self.id, box)

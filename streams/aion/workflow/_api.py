@@ -11,7 +11,7 @@ import asyncio
 import random as _random
 import uuid as _uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, NoReturn, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, NoReturn, Protocol, TypedDict, TypeVar, Unpack, overload
 
 from ..exceptions import AionError, InvalidArgumentError
 from ..exceptions import TimeoutError as _AionTimeoutError
@@ -62,6 +62,45 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")  # an activity's or a child workflow's result type
+A = TypeVar("A")  # the type of its one argument
+
+
+class _ActivityKw(TypedDict, total=False):
+    """The options of :func:`start_activity` / :func:`execute_activity` (for the overloads)."""
+
+    task_queue: str | None
+    schedule_to_close_timeout: timedelta | None
+    schedule_to_start_timeout: timedelta | None
+    start_to_close_timeout: timedelta | None
+    heartbeat_timeout: timedelta | None
+    retry_policy: RetryPolicy | None
+    cancellation_type: ActivityCancellationType
+    activity_id: str | None
+    result_type: Any
+
+
+class _LocalActivityKw(TypedDict, total=False):
+    """The options of :func:`start_local_activity` / :func:`execute_local_activity`."""
+
+    schedule_to_close_timeout: timedelta | None
+    schedule_to_start_timeout: timedelta | None
+    start_to_close_timeout: timedelta | None
+    retry_policy: RetryPolicy | None
+    local_retry_threshold: timedelta | None
+    cancellation_type: ActivityCancellationType
+    activity_id: str | None
+    result_type: Any
+
+
+class _ChildKw(TypedDict, total=False):
+    """The options of :func:`start_child_workflow` / :func:`execute_child_workflow`."""
+
+    id: str | None
+    task_queue: str | None
+    parent_close_policy: ParentClosePolicy | str
+    execution_timeout: timedelta | None
+    result_type: Any
 
 
 class NotInWorkflowError(AionError, RuntimeError):
@@ -86,6 +125,15 @@ class ActivityOptions:
 
     __slots__ = ("task_queue", "schedule_to_close_ms", "schedule_to_start_ms", "start_to_close_ms",
                  "heartbeat_ms", "retry_policy", "cancellation_type", "activity_id", "result_type")
+    task_queue: str | None
+    schedule_to_close_ms: int | None
+    schedule_to_start_ms: int | None
+    start_to_close_ms: int | None
+    heartbeat_ms: int | None
+    retry_policy: RetryPolicy | None
+    cancellation_type: ActivityCancellationType
+    activity_id: str | None
+    result_type: Any
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -96,6 +144,11 @@ class ChildOptions:
     """Resolved options of one child workflow start."""
 
     __slots__ = ("id", "task_queue", "parent_close_policy", "execution_timeout_ms", "result_type")
+    id: str | None
+    task_queue: str | None
+    parent_close_policy: ParentClosePolicy
+    execution_timeout_ms: int | None
+    result_type: Any
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -131,7 +184,7 @@ def _rt() -> _Runtime:
             "not in workflow code: aion.workflow functions only work inside a @workflow.defn "
             "class run by the aion runtime (use aion.testing to run workflows in tests)"
         )
-    return rt  # type: ignore[no-any-return]
+    return rt
 
 
 def in_workflow() -> bool:
@@ -155,8 +208,24 @@ def all_handlers_finished() -> bool:
 
 
 # ------------------------------------------------------------------------------ activities
+# Typed as Temporal's: ``await execute_activity(charge, ...)`` is what ``charge`` returns; a call
+# with none or one argument is checked against the activity's parameters (one with more is not).
 
 
+@overload
+def start_activity(activity: Callable[[], Awaitable[R]], /, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: Callable[[], R], /, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: Callable[[A], Awaitable[R]], arg: A, /, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: Callable[[A], R], arg: A, /, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: Callable[..., R], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_activity(activity: str, /, *args: Any, **options: Unpack[_ActivityKw]) -> ActivityHandle[Any]: ...
 def start_activity(
     activity: Callable[..., Any] | str,
     *args: Any,
@@ -193,6 +262,20 @@ def start_activity(
     return _rt().start_activity(activity, args, opts)
 
 
+@overload
+async def execute_activity(activity: Callable[[], Awaitable[R]], /, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[[], R], /, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[[A], Awaitable[R]], arg: A, /, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[[A], R], arg: A, /, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: Callable[..., R], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ActivityKw]) -> R: ...
+@overload
+async def execute_activity(activity: str, /, *args: Any, **options: Unpack[_ActivityKw]) -> Any: ...
 async def execute_activity(
     activity: Callable[..., Any] | str,
     *args: Any,
@@ -236,6 +319,20 @@ async def execute_activity_method(activity: Callable[..., Any], *args: Any, **op
     return await start_activity(activity, *args, **options)
 
 
+@overload
+def start_local_activity(activity: Callable[[], Awaitable[R]], /, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: Callable[[], R], /, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: Callable[[A], Awaitable[R]], arg: A, /, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: Callable[[A], R], arg: A, /, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: Callable[..., R], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[R]: ...
+@overload
+def start_local_activity(activity: str, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> ActivityHandle[Any]: ...
 def start_local_activity(
     activity: Callable[..., Any] | str,
     *args: Any,
@@ -271,6 +368,20 @@ def start_local_activity(
     )
 
 
+@overload
+async def execute_local_activity(activity: Callable[[], Awaitable[R]], /, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: Callable[[], R], /, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: Callable[[A], Awaitable[R]], arg: A, /, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: Callable[[A], R], arg: A, /, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: Callable[..., R], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> R: ...
+@overload
+async def execute_local_activity(activity: str, /, *args: Any, **options: Unpack[_LocalActivityKw]) -> Any: ...
 async def execute_local_activity(activity: Callable[..., Any] | str, *args: Any, **options: Any) -> Any:
     """Run a "local" activity and return its result (see :func:`start_local_activity`: here it
     is an ordinary activity on the workflow's task queue)."""
@@ -382,6 +493,9 @@ def timeout(duration: timedelta | float) -> _Timeout:
 
 
 # ------------------------------------------------------------------------------ children
+# Typed as Temporal's: ``await execute_child_workflow(Child.run, arg)`` is what ``Child.run``
+# returns; a call with none or one argument is checked against the run method (whose first
+# parameter is its ``self``).
 
 
 def _child_options(
@@ -402,6 +516,14 @@ def _child_options(
     )
 
 
+@overload
+async def start_child_workflow(workflow: Callable[[Any], Awaitable[R]], /, **options: Unpack[_ChildKw]) -> ChildWorkflowHandle[R]: ...
+@overload
+async def start_child_workflow(workflow: Callable[[Any, A], Awaitable[R]], arg: A, /, **options: Unpack[_ChildKw]) -> ChildWorkflowHandle[R]: ...
+@overload
+async def start_child_workflow(workflow: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ChildKw]) -> ChildWorkflowHandle[R]: ...
+@overload
+async def start_child_workflow(workflow: str | type, /, *args: Any, **options: Unpack[_ChildKw]) -> ChildWorkflowHandle[Any]: ...
 async def start_child_workflow(
     workflow: Any,
     *args: Any,
@@ -422,6 +544,14 @@ async def start_child_workflow(
     return _rt().start_child(workflow, args, opts)
 
 
+@overload
+async def execute_child_workflow(workflow: Callable[[Any], Awaitable[R]], /, **options: Unpack[_ChildKw]) -> R: ...
+@overload
+async def execute_child_workflow(workflow: Callable[[Any, A], Awaitable[R]], arg: A, /, **options: Unpack[_ChildKw]) -> R: ...
+@overload
+async def execute_child_workflow(workflow: Callable[..., Awaitable[R]], arg1: Any, arg2: Any, /, *args: Any, **options: Unpack[_ChildKw]) -> R: ...
+@overload
+async def execute_child_workflow(workflow: str | type, /, *args: Any, **options: Unpack[_ChildKw]) -> Any: ...
 async def execute_child_workflow(
     workflow: Any,
     *args: Any,
@@ -481,7 +611,7 @@ def side_effect(fn: Callable[[], T], *, result_type: Any = None) -> T:
     """Run ``fn`` once and record its (encodable) value as a marker; replays return the
     recorded value without calling ``fn``. For small non-deterministic values only (ids,
     clocks); anything with I/O belongs in an activity."""
-    return _rt().side_effect(fn, result_type)  # type: ignore[no-any-return]
+    return _rt().side_effect(fn, result_type)
 
 
 def patched(patch_id: str) -> bool:

@@ -132,7 +132,7 @@ def defn(
             )
         if not inspect.iscoroutinefunction(run_fn):
             raise TypeError(f"the @workflow.run method of {c.__qualname__} must be `async def`")
-        init_takes_args = bool(getattr(c.__init__, _INIT, False))
+        init_takes_args = bool(getattr(c.__init__, _INIT, False))  # type: ignore[misc]  # the class's own
         if init_takes_args:
             _check_init_matches_run(c, run_fn)
         wf_name = name or c.__name__
@@ -157,7 +157,7 @@ def _policy_failing_on(types: Sequence[type[BaseException]]) -> FailurePolicy:
 
 
 def _check_init_matches_run(c: type, run_fn: Callable[..., Any]) -> None:
-    init_params = list(inspect.signature(c.__init__).parameters)
+    init_params = list(inspect.signature(c.__init__).parameters)  # type: ignore[misc]  # the class's own
     run_params = list(inspect.signature(run_fn).parameters)
     if init_params != run_params:
         raise TypeError(

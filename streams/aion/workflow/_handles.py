@@ -15,7 +15,7 @@ __all__ = ["ActivityHandle", "TimerHandle", "ChildWorkflowHandle"]
 T = TypeVar("T")
 
 
-class _CancellableHandle(asyncio.Future, Generic[T]):  # type: ignore[type-arg]
+class _CancellableHandle(asyncio.Future, Generic[T]):
     """A future whose ``cancel()`` asks the runtime to record a cancellation first.
 
     The hook returns ``True`` when the future should be cancelled right away (the caller then

@@ -25,7 +25,7 @@ def _runtime() -> Any:
         return None
 
 
-class WorkflowLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+class WorkflowLoggerAdapter(logging.LoggerAdapter):
     """A :class:`logging.LoggerAdapter` for workflow code.
 
     - ``log_during_replay`` (default False): whether records are emitted while the runtime

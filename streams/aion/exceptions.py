@@ -231,6 +231,30 @@ class DeadlockError(AionError):
         self.code_id = code_id
 
 
+class VersionNotLoadedError(AionError):
+    """The run is pinned to a build (``WorkflowStarted.code_version``) that this engine worker
+    has not loaded — not deployed (yet), unloaded, or its import failed. The run is held, never
+    run on other code, and goes on once the build is loaded (see ``aion deploy``)."""
+
+
+class BuildNotFoundError(AionError):
+    """``aion deploy``: no build with this id is deployed (``aion deploy list`` shows them)."""
+
+
+class BuildInUseError(AionError):
+    """``aion deploy unload`` refused: open runs are pinned to the build, or a workflow type is
+    routed to it. ``open_runs`` counts the runs, ``example`` names one of them, ``routes`` the
+    types routed to it."""
+
+    def __init__(self, message: str = "", *, build_id: str = "", open_runs: int = 0, example: str = "",
+                 routes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.build_id = build_id
+        self.open_runs = open_runs
+        self.example = example
+        self.routes = routes
+
+
 class WorkflowFailureError(AionError):
     """Client side: the workflow run did not complete. ``status`` is FAILED, CANCELLED,
     TERMINATED or TIMED_OUT; ``__cause__`` (and ``cause``) holds the rebuilt failure chain."""
@@ -464,3 +488,8 @@ def failure_to_exception(f: Failure, converter: Any = None) -> BaseException:
     if cause is not None:
         exc.__cause__ = cause
     return exc
+
+
+# Versioned deploys (aion.deploy): kept apart from the list above.
+__all__ += ["VersionNotLoadedError", "BuildNotFoundError", "BuildInUseError"]
+_register(VersionNotLoadedError, BuildNotFoundError, BuildInUseError)

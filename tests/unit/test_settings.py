@@ -164,7 +164,7 @@ def test_records_may_be_larger_than_the_largest_payload() -> None:
 def test_topic_names_follow_the_prefix() -> None:
     names = TopicNames("shop")
     assert names.all(("default", "gpu")) == [
-        "shop.commands", "shop.events", "shop.replies", "shop.dlq",
+        "shop.commands", "shop.events", "shop.replies", "shop.dlq", "shop.deployments",
         "shop.activity-tasks.default", "shop.activity-tasks.gpu",
     ]
     with pytest.raises(ValueError, match="task queue 'a b'"):

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 # The command groups kept in their own modules register themselves on ``cli`` when imported.
-from . import _bench, _dlq, _kafka_native, _replay, _schedule, _status  # noqa: F401
+from . import _bench, _deploy, _dlq, _kafka_native, _replay, _schedule, _status  # noqa: F401
 from ._app import (
     _args,
     _broker_ready,

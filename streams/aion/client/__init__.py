@@ -32,6 +32,7 @@ from ._errors import (
     TopicMissingError,
     WorkflowResultTimeoutError,
 )
+from ._deployments import BuildInfo, Deployments, DeploymentsView
 from ._events import EventConsumer, EventRecord
 from ._handle import WorkflowHandle
 from ._history import WorkflowDescription
@@ -47,6 +48,9 @@ from ._visibility import WorkflowSummary
 
 __all__ = [
     "Client",
+    "Deployments",
+    "BuildInfo",
+    "DeploymentsView",
     "WorkflowHandle",
     "WorkflowDescription",
     "WorkflowSummary",

@@ -31,6 +31,7 @@ from ._replies import ReplyRouter, ReplyWaiter
 from ._visibility import WorkflowSummary
 
 if TYPE_CHECKING:
+    from ._deployments import Deployments
     from ._handle import WorkflowHandle
     from ._schedules import ScheduleHandle, ScheduleSummary
 
@@ -289,6 +290,14 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
         rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings)
         return filter_rows(rows, type=type, status=status, started_after=started_after,
                            started_before=started_before, search_attributes=search_attributes)
+
+    # ------------------------------------------------------------------ deploys
+    @property
+    def deployments(self) -> "Deployments":
+        """Versioned deploys: ``create``, ``route``, ``list``, ``unload`` (``_deployments.py``)."""
+        from ._deployments import Deployments
+
+        return Deployments(self.settings, codec=self.codec)
 
     # ------------------------------------------------------------------ schedules
     async def create_schedule(self, schedule_id: str, **kwargs: Any) -> "ScheduleHandle":

@@ -34,6 +34,8 @@ class WorkflowSummary:
     closed_at_ms: int | None
     task_queue: str | None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    #: The build the current run is pinned to ("" = the engine workers' own code; aion deploy).
+    code_version: str = ""
 
 
 def workflows_changelog(prefix: str) -> str:
@@ -77,7 +79,8 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
                         workflow_id=d.get("workflow_id") or key, workflow_type=d.get("workflow_type"),
                         run_id=d.get("run_id"), status=d.get("status"), history_length=d.get("history_length") or 0,
                         started_at_ms=d.get("started_at_ms"), closed_at_ms=d.get("closed_at_ms"),
-                        task_queue=d.get("task_queue"), search_attributes=d.get("search_attributes") or {})
+                        task_queue=d.get("task_queue"), search_attributes=d.get("search_attributes") or {},
+                        code_version=d.get("code_version") or "")
                 if m.offset() + 1 >= ends[m.partition()]:
                     remaining.discard(m.partition())
             if remaining:

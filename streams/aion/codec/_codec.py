@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 from fastavro import schemaless_reader, schemaless_writer
 
 from aion import model
-from aion.model import ActivityTask, CancelActivityTask, Command, Event, EventKey, Reply
+from aion.model import ActivityTask, CancelActivityTask, Command, DeploymentRecord, Event, EventKey, Reply
 
 from ._convert import Converter, collect_records
 from ._errors import CodecError
@@ -34,6 +34,7 @@ _ROOT_CLASSES: dict[str, type] = {
     "event_key": EventKey,
     "command": Command,
     "reply": Reply,
+    "deployment": DeploymentRecord,
 }
 _TASK_MEMBERS: tuple[type, ...] = model.TASK_TYPES
 
@@ -44,6 +45,7 @@ _SUBJECTS: dict[str, str] = {
     "command": "commands-value",
     "reply": "replies-value",
     "task": "activity-tasks-value",
+    "deployment": "deployments-value",
 }
 
 
@@ -162,6 +164,13 @@ class Codec:
 
     def decode_reply(self, data: bytes) -> Reply:
         return self._decode("reply", data)
+
+    def encode_deployment(self, record: DeploymentRecord) -> bytes:
+        """A record of the deployments topic (a deployed package or a type's routing)."""
+        return self._encode("deployment", record)
+
+    def decode_deployment(self, data: bytes) -> DeploymentRecord:
+        return self._decode("deployment", data)
 
     def encode_task(self, task: Task) -> bytes:
         return self._encode("task", task)

@@ -30,6 +30,7 @@ ROOT_SCHEMAS: dict[str, str] = {
     "command": "aion.commands.Command",
     "reply": "aion.commands.Reply",
     "task": "aion.tasks.TaskMessage",
+    "deployment": "aion.deployments.DeploymentRecord",
 }
 
 SCHEMAS_DIR_ENV = "AION_SCHEMAS_DIR"

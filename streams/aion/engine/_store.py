@@ -231,5 +231,7 @@ def visibility_row(ex: Any) -> bytes:
         "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
         "task_queue": getattr(started.body, "task_queue", None) if started else None,
         "search_attributes": get("search_attributes", {}) or {},
+        # the build the current run is pinned to ("" = the workers' own code): aion deploy unload/list
+        "code_version": getattr(getattr(get("run"), "started", None), "code_version", "") or "",
     }
     return json.dumps(row, default=str).encode()

@@ -64,6 +64,11 @@ class TopicNames:
         """Records the engine could not handle, with the reason."""
         return f"{self.prefix}.dlq"
 
+    @property
+    def deployments(self) -> str:
+        """Deployed builds (key = build id) and routes (key = route/<type>); compacted, one partition."""
+        return f"{self.prefix}.deployments"
+
     def activity_tasks(self, queue: str) -> str:
         """Activity tasks of one task queue."""
         if not queue or not _QUEUE_CHARS.match(queue):
@@ -73,7 +78,7 @@ class TopicNames:
 
     def all(self, task_queues: Iterable[str] = ("default",)) -> list[str]:
         """Every topic of the deployment with these task queues."""
-        return [self.commands, self.events, self.replies, self.dlq,
+        return [self.commands, self.events, self.replies, self.dlq, self.deployments,
                 *(self.activity_tasks(q) for q in task_queues)]
 
 
@@ -84,6 +89,7 @@ def _topic_configs(settings: Settings, names: TopicNames) -> dict[str, dict[str,
         names.events: {**limit, "cleanup.policy": "compact"},
         names.replies: dict(limit),
         names.dlq: dict(limit),
+        names.deployments: {**limit, "cleanup.policy": "compact"},
     }
 
 
@@ -141,7 +147,8 @@ def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",),
     if not missing:
         return []
     default_config = {"max.message.bytes": str(settings.max_record_bytes)}
-    new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=settings.replication_factor,
+    new = [NewTopic(n, num_partitions=1 if n == names.deployments else settings.partitions,
+                    replication_factor=settings.replication_factor,
                     config=configs.get(n, default_config)) for n in missing]
     created: list[str] = []
     for name, fut in admin.create_topics(new, request_timeout=timeout).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from types import ModuleType
-from typing import Iterable
+from typing import Any, Iterable, cast
 
 from .settings import Settings
 from .topics import ensure_topics, validate_topics
@@ -58,7 +58,23 @@ def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: 
     limits = HistoryLimits(
         warn_events=settings.history_warn_events, fail_events=settings.history_fail_events,
         warn_bytes=settings.history_warn_bytes, fail_bytes=settings.history_fail_bytes)
-    return Engine(settings, Registry(workflows=[*workflows, ScheduleWorkflow], history_limits=limits))
+    from ..runtime._versions import VersionedRegistry
+
+    # Its own code runs runs recorded without a version; deployed builds the others (_deployments.py).
+    versions = VersionedRegistry(Registry(workflows=[*workflows, ScheduleWorkflow], history_limits=limits))
+    # The engine only calls the Registry interface, which a VersionedRegistry serves (per run).
+    return Engine(settings, cast(Registry, versions))
+
+
+def follow_deployments(engine) -> Any:  # type: ignore[no-untyped-def]
+    """Read the deployments topic to its end (every build loaded) before the worker takes any
+    partition, then follow it while the worker runs (an ``app.task``)."""
+    from ._deployments import DeploymentFeed
+
+    feed = DeploymentFeed(engine.settings, engine.codec, engine.registry)
+    feed.catch_up()
+    engine.app.task(feed.follow)
+    return feed
 
 
 def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:
@@ -72,6 +88,7 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
     configure(settings.tracing, "aion-engine")  # AION_TRACING: spans of this worker (before the engine is built)
     engine = build_engine(settings, workflow_modules)
     logging.getLogger("aion").setLevel(loglevel.upper())
+    follow_deployments(engine)
     if engine.metrics.enabled:  # /metrics, /healthz, /readyz (see _metrics.py)
         from ..ops import serve
 

@@ -9,10 +9,12 @@ from ._common import ActivityTimeouts, Failure, Payload, RetryPolicy, now_ms, pa
 from ._events import *  # noqa: F401,F403
 from ._events import EVENT_TYPES, RUN_CLOSING_EVENTS, STATUS_OF_CLOSE, Event, EventBody, EventKey
 from ._tasks import TASK_TYPES, ActivityTask, CancelActivityTask, TaskBody
+from ._deployments import DeploymentBody, DeploymentRecord, PackageDeployed, TypeRouted, route_key
 
 __all__ = [
     "ActivityTimeouts", "Failure", "Payload", "RetryPolicy", "payload_size", "now_ms",
     "Event", "EventBody", "EventKey", "EVENT_TYPES", "RUN_CLOSING_EVENTS", "STATUS_OF_CLOSE",
     "Command", "CommandBody", "Reply", "COMMAND_TYPES",
     "ActivityTask", "CancelActivityTask", "TaskBody", "TASK_TYPES",
+    "DeploymentRecord", "DeploymentBody", "PackageDeployed", "TypeRouted", "route_key",
 ] + [t.__name__ for t in EVENT_TYPES] + [t.__name__ for t in COMMAND_TYPES]

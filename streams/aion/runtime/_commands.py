@@ -71,6 +71,7 @@ from ..model import (
     WorkflowTerminated,
 )
 from ._signals import signal_args_problem
+from ._versions import code_of, route_of, version_not_loaded
 from ._state import CLOSE_STATUS, FAILED_STATUSES, RUNNING, Parts, Run
 from .effects import SendCommand, SendReply
 
@@ -304,17 +305,20 @@ class ClientCommands(Parts):
             if b.wait_result:
                 self._reply_result_or_wait(command)
             return
-        defn = self.registry.workflow(b.workflow_type)
-        if defn is None:
+        build, code = route_of(self.registry, b.workflow_type)  # the build routed for the type (_versions.py)
+        # A routed build this worker has not loaded: the run is recorded pinned to it, and held.
+        defn = code.workflow(b.workflow_type) if code is not None else None
+        if defn is None and code is not None:
             known = ", ".join(sorted(self.registry.workflows)) or "none"
             self._refuse(command, WorkflowTypeNotFoundError,
                          f"workflow type {b.workflow_type!r} is not registered (registered: {known}); "
                          f"check the type name or deploy an engine that registers it")
             return
-        if signal is not None and signal.signal_name not in defn.signals:
+        if signal is not None and defn is not None and signal.signal_name not in defn.signals:
             self._refuse(command, SignalNotFoundError, self._unknown_signal_msg(defn, signal.signal_name))
             return
-        if signal is not None and (problem := self._signal_args_problem(defn, signal.signal_name, signal.args)):
+        if signal is not None and defn is not None and (
+                problem := self._signal_args_problem(defn, signal.signal_name, signal.args)):
             self._refuse(command, SignalArgumentsError, problem)  # neither the start nor the signal
             return
         policy = b.id_reuse_policy
@@ -346,6 +350,7 @@ class ClientCommands(Parts):
                 execution_timeout_ms=b.execution_timeout_ms,
                 run_timeout_ms=b.run_timeout_ms,
                 search_attributes=dict(b.search_attributes),
+                code_version=build,
                 request_id=b.request_id,
                 reply_to=command.reply_to if b.wait_result else None,
             ),
@@ -396,7 +401,8 @@ class ClientCommands(Parts):
         run = self._open_run_or_refuse(command, f"deliver signal {b.signal_name!r}", b.run_id)
         if run is None:
             return
-        defn = self.registry.workflow(run.workflow_type)
+        code = code_of(self.registry, run.started)  # the run's build: its signals (None: not loaded, held)
+        defn = code.workflow(run.workflow_type) if code is not None else None
         if defn is not None and b.signal_name not in defn.signals:
             self._refuse(command, SignalNotFoundError, self._unknown_signal_msg(defn, b.signal_name))
             return
@@ -445,7 +451,11 @@ class ClientCommands(Parts):
         run = self.run
         if run is None:
             return error(WorkflowNotFoundError, f"no workflow with id {wf!r}: nothing to query; check the id")
-        defn = self.registry.workflow(run.workflow_type)
+        code = code_of(self.registry, run.started)  # the run's build (_versions.py)
+        if code is None:
+            return error(QueryError, f"cannot run query {b.query_name!r}: "
+                                     f"{version_not_loaded(self.registry, wf, run.run_id, run.started)}")
+        defn = code.workflow(run.workflow_type)
         if defn is None:
             return error(QueryError, f"workflow type {run.workflow_type!r} is not registered here: cannot run query {b.query_name!r}")
         hd = defn.queries.get(b.query_name)

@@ -65,7 +65,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..exceptions import WorkflowTypeNotFoundError, exception_to_failure
+from ..exceptions import VersionNotLoadedError, WorkflowTypeNotFoundError, exception_to_failure
 from ..model import (
     ChildWorkflowResult,
     ChildWorkflowStarted,
@@ -107,6 +107,7 @@ from ._state import (
     task_timer,
 )
 from ._supervision import hold_deadlocked_task
+from ._versions import code_of, route_of, version_not_loaded
 from .effects import DropTimer, Effect, ScheduleTimer, SendCommand, SendReply
 
 __all__ = ["Step", "WorkflowExecution", "is_instance_input", "is_command_event", "replay_into", "MAX_WAITERS"]
@@ -407,6 +408,7 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
         policy = self.registry.policy_for(run.workflow_type).task_retry
         model = model_retry(policy)
         exhausted = bool(model.maximum_attempts) and attempt >= model.maximum_attempts
+        exhausted = exhausted and not isinstance(failure, VersionNotLoadedError)  # waits for its build
         retry_at = None if exhausted else self._now + backoff_ms(model, attempt)
         f = exception_to_failure(failure, self.registry.converter)
         log.warning("workflow %s (run %s): task failed (attempt %d)%s: %s", self.workflow_id, run.run_id,
@@ -429,6 +431,7 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
                 execution_timeout_ms=st.execution_timeout_ms,
                 run_timeout_ms=st.run_timeout_ms,
                 search_attributes=dict(old.search_attributes),
+                code_version=route_of(self.registry, can.workflow_type)[0],  # the routed build
                 attempt=1,
             ),
             run_id=can.new_run_id,
@@ -496,7 +499,11 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
         self._drop_instance()
         run = self.run
         assert run is not None
-        defn = self.registry.workflow(run.workflow_type)
+        code = code_of(self.registry, run.started)  # the run's build (_versions.py)
+        if code is None:
+            self.load_failure = version_not_loaded(self.registry, self.workflow_id, run.run_id, run.started)
+            return None
+        defn = code.workflow(run.workflow_type)
         if defn is None:
             self.load_failure = WorkflowTypeNotFoundError(
                 f"workflow type {run.workflow_type!r} of {self.workflow_id!r} is not registered with this "
@@ -504,7 +511,7 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
             )
             return None
         inst = WorkflowInstance(defn, self._run_context(run), self.registry.converter,
-                                self.registry.policy_for(run.workflow_type), self.registry)
+                                code.policy_for(run.workflow_type), code)
         failure = replay_into(inst, self.history, run.start_index, upto, extend=extend,
                               voided=run.voided if run.voids else None)
         if failure is not None:

@@ -121,6 +121,15 @@ class Registry:
     def activities(self) -> dict[str, ActivityDefinition]:
         return dict(self._activities)
 
+    def code_for(self, code_version: str) -> "Registry | None":
+        """The code of runs pinned to ``code_version``: a plain registry runs every version
+        itself (an engine worker with deploys holds a ``VersionedRegistry``: ``_versions.py``)."""
+        return self
+
+    def route(self, workflow_type: str) -> "tuple[str, Registry | None]":
+        """(build id, registry) new runs of ``workflow_type`` take: ("", self) here."""
+        return "", self
+
     def policy_for(self, workflow_type: str) -> FailurePolicy:
         d = self._workflows.get(workflow_type)
         if d is not None and d.failure_policy is not None:

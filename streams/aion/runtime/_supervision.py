@@ -20,6 +20,11 @@ whatever the retry policy; while it waits, its inputs are recorded as for any he
 
 Other task failures (an unexpected exception, a divergence, a runtime error) are retried by
 their timer as before: they do not block the loop for longer than the step takes.
+
+A run pinned to a build this worker has not loaded (``VersionNotLoadedError``, see
+``_versions.py``) is held the same way: its timer fires record nothing while the build is
+missing and re-arm (at most every ``MISSING_BUILD_LOOK_MS``); the first fire after the build
+is loaded retries the task on that build. Its attempts do not count towards failing the run.
 """
 
 from __future__ import annotations
@@ -30,11 +35,16 @@ from typing import Any, Sequence
 from ..exceptions import DeadlockError, failure_to_exception
 from ..model import Event, Failure, WorkflowTaskFailed
 from ._state import Run, model_retry, task_timer
+from ._versions import code_of
 from .effects import ScheduleTimer
 
 __all__ = ["deadlock_code_id", "last_task_failure", "hold_deadlocked_task"]
 
 log = logging.getLogger("aion.runtime")
+
+#: Longest wait between two looks at a run held because its build is not loaded (its task
+#: timer re-arms without recording anything, as for a deadlock; see ``_versions.py``).
+MISSING_BUILD_LOOK_MS = 10_000
 
 
 def deadlock_code_id(failure: Failure) -> str | None:
@@ -63,13 +73,23 @@ def hold_deadlocked_task(ex: Any, run: Run) -> bool:
         return False
     tf = ev.body
     assert isinstance(tf, WorkflowTaskFailed)
-    code_id = deadlock_code_id(tf.failure)
-    if code_id is None or code_id != getattr(ex.registry, "code_id", None):
-        return False
-    policy = model_retry(ex.registry.policy_for(run.workflow_type).task_retry)
+    code = code_of(ex.registry, run.started)  # the run's build (_versions.py)
+    policy = model_retry((code or ex.registry).policy_for(run.workflow_type).task_retry)
     initial = max(1, policy.initial_interval_ms)
     cap = policy.maximum_interval_ms if policy.maximum_interval_ms is not None else 100 * initial
     now = ex._now
+    if code is None:
+        # Pinned to a build this worker has not loaded: nothing to retry on. Look again soon
+        # (at most every MISSING_BUILD_LOOK_MS): the build may be deployed any moment.
+        wait = int(min(max(now - ev.recorded_at_ms, initial), MISSING_BUILD_LOOK_MS))
+        if ex._fx is not None:
+            ex._fx.append(ScheduleTimer(ex.workflow_id, run.run_id, task_timer(run.task_attempt), now + wait))
+        log.info("workflow %s (run %s): its build %r is not loaded here; held, next look in %d ms",
+                 ex.workflow_id, run.run_id, run.started.code_version, wait)
+        return True
+    code_id = deadlock_code_id(tf.failure)
+    if code_id is None or code_id != getattr(code, "code_id", None):
+        return False
     wait = int(min(max(now - ev.recorded_at_ms, initial), max(cap, initial)))
     if ex._fx is not None:
         ex._fx.append(ScheduleTimer(ex.workflow_id, run.run_id, task_timer(run.task_attempt), now + wait))

@@ -216,3 +216,26 @@ async def test_a_package_too_large_or_broken_is_refused_before_anything_is_writt
     with pytest.raises(PackageError, match="cannot be deployed: build 'bad': importing 'verapp' raised"):
         await Deployments(settings).create(write_version(tmp_path / "src", "bad", broken=True), build_id="bad")
     assert (await Deployments(settings).list()).builds == []
+
+
+async def test_replay_check_against_a_candidate_build_is_the_gate_before_routing(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "v1"), build_id="v1")
+    await d.route("Greeter", "v1")
+    dcluster.engine()
+    h = await client.start_workflow("Greeter", "z", id="wf-z")
+    await _started(h)
+    await h.signal("release")
+    assert await h.result(timeout=60) == "v1: hello z"
+
+    await d.create(write_version(tmp_path / "src", "v2"), build_id="v2")
+    await d.create(write_version(tmp_path / "src", "v3", incompatible=True), build_id="v3")
+    ok = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v2")
+    assert ok.exit_code == 0 and "checked 1 workflow(s)" in ok.output and "0 diverged" in ok.output, ok.output
+    bad = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v3")
+    assert bad.exit_code == 1 and "1 diverged" in bad.output and "wf-z" in bad.output, bad.output
+    local = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--package",
+                                    str(tmp_path / "src" / "v3" / "verapp"))
+    assert local.exit_code == 1 and "1 diverged" in local.output, local.output
+    missing = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v9")
+    assert missing.exit_code == 5 and "no build 'v9' is deployed" in missing.output, missing.output

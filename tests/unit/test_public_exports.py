@@ -26,6 +26,7 @@ EXPORTS: dict[str, list[str]] = {
         "signal_external", "sleep", "start_activity", "start_activity_method", "start_child_workflow",
         "start_local_activity", "start_local_activity_method", "start_timer", "time", "timeout", "unsafe",
         "upsert_search_attributes", "uuid4", "wait_condition",
+        "update",
     ],
     "aion.activity": [
         "ActivityContext", "ActivityDefinition", "ActivityInfo", "ActivityLoggerAdapter", "NotInActivityError",
@@ -40,6 +41,7 @@ EXPORTS: dict[str, list[str]] = {
         "ScheduleNotFoundError", "ScheduleOverlapPolicy", "ScheduleSummary", "TopicMissingError",
         "WorkflowAlreadyStartedError", "WorkflowDescription", "WorkflowFailureError", "WorkflowHandle",
         "WorkflowNotFoundError", "WorkflowResultTimeoutError", "WorkflowSummary",
+        "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
     ],
     "aion.exceptions": [
         "ActivityError", "AionError", "ApplicationError", "CancelledError", "ChildWorkflowError",
@@ -48,6 +50,7 @@ EXPORTS: dict[str, list[str]] = {
         "TimeoutError", "TooManyWaitersError", "WorkflowAlreadyStartedError", "WorkflowFailureError",
         "WorkflowNotFoundError", "WorkflowStateError", "WorkflowTypeNotFoundError", "exception_to_failure",
         "failure_to_exception",
+        "TooManyUpdatesError", "UpdateNotFoundError", "WorkflowUpdateFailedError",
     ],
     "aion.testing": [
         "ActivityEnvironment", "CheckReport", "EngineBugError", "EventLog", "Expectation",

@@ -279,6 +279,26 @@ def wf_query(ctx: click.Context, workflow_id: str, query: str, args: tuple[str, 
     _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).query(query, *values)), as_json)
 
 
+@workflow.command("update")
+@click.argument("workflow_id")
+@click.argument("update")
+@click.argument("args", nargs=-1)
+@_input_file_option
+@click.option("--update-id", default=None,
+              help="Update id (default: a new uuid). The same id again runs nothing and prints the recorded outcome.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds to wait for the handler (exit code 4); the update goes on.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def wf_update(ctx: click.Context, workflow_id: str, update: str, args: tuple[str, ...], input_files: tuple[str, ...],
+              update_id: str | None, timeout: float | None, as_json: bool) -> None:
+    """Run a running workflow's UPDATE handler with JSON ARGS and print what it returns
+    (exit code 3 when its validator rejects it or the handler raises)."""
+    values = _args(args, input_files)
+    _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).execute_update(
+        update, *values, id=update_id, rpc_timeout=timeout)), as_json)
+
+
 def _run_action(name: str, doc: str, done: str) -> None:
     """``aion workflow NAME ID [--reason ...]``: the handle's ``NAME(reason)``, then ``done``."""
 

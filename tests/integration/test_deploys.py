@@ -239,3 +239,15 @@ async def test_replay_check_against_a_candidate_build_is_the_gate_before_routing
     assert local.exit_code == 1 and "1 diverged" in local.output, local.output
     missing = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v9")
     assert missing.exit_code == 5 and "no build 'v9' is deployed" in missing.output, missing.output
+
+
+async def test_an_engine_worker_without_workflow_modules_runs_deployed_builds(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from _procs import Proc
+
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "only"), build_id="only")
+    await d.route("Looper", "only")
+    env = dict(dcluster.env, AION_DATA_DIR=str(tmp_path / "bare"))
+    p = Proc(["worker", "--loglevel", "warning"], env, tmp_path / "bare.log").start()  # no --workflows
+    dcluster.procs.append(p)
+    assert await client.execute_workflow("Looper", 0, id="wf-bare") == "only"

@@ -34,6 +34,7 @@ EXPORTS: dict[str, list[str]] = {
         "wait_for_cancel_sync", "wait_for_cancelled", "wait_for_cancelled_sync",
     ],
     "aion.client": [
+        "BuildInfo", "Deployments", "DeploymentsView",  # versioned deploys
         "Client", "CommandRejectedError", "ConsumerGroupActiveError", "EventConsumer", "EventRecord",
         "KafkaAccessError", "KafkaAuthenticationError", "KafkaAuthorizationError", "KafkaTLSError",
         "PayloadTooLargeError", "QueryError", "QueryTimeoutError", "RPCTimeoutError",
@@ -44,6 +45,7 @@ EXPORTS: dict[str, list[str]] = {
         "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
     ],
     "aion.exceptions": [
+        "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",  # versioned deploys
         "ActivityError", "AionError", "ApplicationError", "CancelledError", "ChildWorkflowError",
         "CommandIdReusedError", "DeadlockError", "FailureError", "InvalidArgumentError", "NondeterminismError",
         "PayloadTooLargeError", "QueryError", "SignalArgumentsError", "SignalNotFoundError", "TerminatedError",

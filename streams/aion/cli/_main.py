@@ -95,7 +95,9 @@ def _serve_worker_metrics(s: Any, w: Any) -> None:
 
 
 @cli.command("worker")
-@click.option("--workflows", "modules", multiple=True, required=True, help="Module(s) whose @workflow.defn classes this worker runs.")
+@click.option("--workflows", "modules", multiple=True,
+              help="Module(s) whose @workflow.defn classes this worker runs (runs recorded without a build); "
+                   "without it, only the builds deployed with `aion deploy`.")
 @click.option("--cache-size", type=int, default=None, help="Resident workflow instances per worker (AION_CACHE_SIZE).")
 @click.option("--loglevel", default="info", show_default=True)
 @_metrics_port_option
@@ -108,7 +110,7 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     from ..engine.worker import discover
 
     workflows, _ = discover(import_user_modules(modules, "workflow"))  # a typo fails here, before Kafka
-    if not workflows:
+    if modules and not workflows:
         raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
                          "that define your workflows")
     s = _broker_ready(ctx, wait=_worker_broker_wait())

@@ -65,6 +65,24 @@ def update_replies(settings, reply_to: str, command_id: str) -> list[Reply]:  # 
     return out
 
 
+def dead_letter_reasons(settings, expect: int, timeout: float = 30.0) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The reasons (header ``aion.reason``) of the first ``expect`` dead letters."""
+    c = Consumer({**settings.confluent_config(), "group.id": f"t-dlq-{time.monotonic_ns()}",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([TopicNames(settings.topic_prefix).dlq])
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            out.append(dict(m.headers() or []).get("aion.reason", b""))
+    finally:
+        c.close()
+    return out
+
+
 async def wait_for(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not await pred():
@@ -141,6 +159,9 @@ async def test_an_update_in_flight_survives_kill9_and_is_answered_once(cluster, 
     assert p.flush(10) == 0
     cluster.engine()
     assert await uh.result(timeout=90) == 42
+    reasons = [v.decode(errors="replace") for v in dead_letter_reasons(settings, 2)]
+    assert any("undecodable command" in r for r in reasons), reasons
+    assert any("someone-elses-topic" in r for r in reasons), reasons
     history = await h.history()
     assert kinds(history).count("WorkflowUpdateAccepted") == 1 and kinds(history).count("WorkflowUpdateCompleted") == 1
     completed = [r for r in update_replies(settings, client.reply_to, uh._command_id) if r.status == "COMPLETED"]

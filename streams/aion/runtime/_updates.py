@@ -108,6 +108,7 @@ class Updates(Parts):
 
     if TYPE_CHECKING:
         load_failure: BaseException | None
+        _command_ids: dict[str, int]
 
         @property
         def held(self) -> bool: ...
@@ -194,12 +195,44 @@ class Updates(Parts):
         """A command id that recorded events, again: an update is de-duplicated by its update
         id (``_h_update``); anything else as every client command (``_commands.py``)."""
         b = command.body
+        if isinstance(b, (UpdateWorkflow, UpdateWithStart)) and self._answered_in_earlier_run(command):
+            return
         if isinstance(b, UpdateWorkflow):
             self._h_update(command, b)
         elif isinstance(b, UpdateWithStart):
             self._h_update_with_start(command, b)
         else:
             ClientCommands._on_duplicate(self, command)  # type: ignore[arg-type]
+
+    def _answered_in_earlier_run(self, command: Command) -> bool:
+        """A re-delivered update command whose events belong to a run that has ended since (it
+        continued as new, or closed and another started): answered from that run's history,
+        so the handler never runs again in the new run. Reads that run's events (rare)."""
+        b = command.body
+        update = b.update if isinstance(b, UpdateWithStart) else b
+        assert isinstance(update, UpdateWorkflow)
+        i = self._command_ids.get(command.command_id)
+        run = self.run
+        if i is None or run is None or self.history[i].run_id == run.run_id:
+            return False
+        then = self.history[i].run_id
+        accepted = False
+        for ev in self.history[i:]:
+            if ev.run_id != then:
+                break
+            e = ev.body
+            if isinstance(e, WorkflowUpdateAccepted) and e.update_id == update.update_id:
+                accepted = True
+            elif isinstance(e, WorkflowUpdateCompleted) and e.update_id == update.update_id:
+                self._reply(command, "UPDATE", run_id=then, status="COMPLETED", result=e.result, failure=e.failure)
+                return True
+        if not accepted:
+            return False  # its step recorded something else (a start whose update was refused): as new
+        self._reply(command, "UPDATE", run_id=then, status="COMPLETED", failure=Failure(
+            type=WorkflowStateError.__name__,
+            message=(f"run {then} of workflow {self.workflow_id!r} ended before the handler of update "
+                     f"{update.update_name!r} (id {update.update_id}) finished")))
+        return True
 
     def _update_again(self, command: Command, b: UpdateWorkflow, run: Run, u: UpdateState) -> None:
         """An update id this run accepted already: its outcome, never a second run of the handler."""

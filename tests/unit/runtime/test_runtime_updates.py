@@ -297,3 +297,38 @@ def test_the_limits_module_checks_updates_for_the_client_and_the_intake(body: Up
     assert problem in (command_problem(Command("c", "wf", 0, body)) or "")
     with_start = UpdateWithStart(StartWorkflow("Cart", [], task_queue="bad queue!"), UpdateWorkflow("u", "add", []))
     assert "task queue" in (command_problem(Command("c", "wf", 0, with_start)) or "")
+
+
+@workflow.defn
+class Rolling:
+    def __init__(self) -> None:
+        self.n = 0
+
+    @workflow.update
+    def bump(self) -> int:
+        self.n += 1
+        return self.n
+
+    @workflow.signal
+    def roll(self) -> None:
+        workflow.continue_as_new()
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+def test_a_command_re_delivered_after_its_run_continued_as_new_gets_its_outcome_not_a_second_run() -> None:
+    s = Sim([Rolling])
+    s.start(Rolling)
+    s.settle()
+    first = update(s, "bump", uid="b-1")
+    s.settle()
+    assert outcome(replies(s, first)[0]) == 1
+    s.signal("wf-1", "roll")
+    s.settle()
+    assert kinds(s.history()).count("WorkflowStarted") == 2
+    s.send(Command(first.command_id, "wf-1", s.now, first.body, reply_to="replies:0"))  # a foreign re-send
+    s.settle()
+    assert [outcome(r) for r in replies(s, first)] == [1, 1]
+    assert kinds(s.history()).count("WorkflowUpdateAccepted") == 1

@@ -251,3 +251,30 @@ async def test_an_engine_worker_without_workflow_modules_runs_deployed_builds(dc
     p = Proc(["worker", "--loglevel", "warning"], env, tmp_path / "bare.log").start()  # no --workflows
     dcluster.procs.append(p)
     assert await client.execute_workflow("Looper", 0, id="wf-bare") == "only"
+
+
+async def test_pinned_runs_survive_a_hand_over_to_another_engine_worker(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "v1"), build_id="v1")
+    await d.create(write_version(tmp_path / "src", "v2"), build_id="v2")
+    await d.route("Greeter", "v1")
+    first = dcluster.engine()
+    v1_runs = [await client.start_workflow("Greeter", f"a{i}", id=f"h-v1-{i}") for i in range(6)]
+    for h in v1_runs:
+        assert [s.code_version for s in await _started(h)] == ["v1"]
+    await d.route("Greeter", "v2")
+    await asyncio.sleep(ROUTE_SETTLE_S)
+    v2_runs = [await client.start_workflow("Greeter", f"b{i}", id=f"h-v2-{i}") for i in range(6)]
+    for h in v2_runs:
+        assert [s.code_version for s in await _started(h)] == ["v2"]
+    # a second engine worker joins (it reads the deployments topic first), the first one dies:
+    # every partition, with runs of both builds, is handed over
+    dcluster.engine()
+    await asyncio.sleep(5)
+    first.kill9()
+    for h in v1_runs + v2_runs:
+        await h.signal("release")
+    for i, h in enumerate(v1_runs):
+        assert await h.result(timeout=90) == f"v1: hello a{i}"
+    for i, h in enumerate(v2_runs):
+        assert await h.result(timeout=90) == f"v2: hello b{i}"

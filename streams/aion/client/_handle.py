@@ -82,6 +82,9 @@ class WorkflowHandle(WorkflowHandleBase["Client", R]):
                     if get_result is None:
                         get_result = self._get_result_command(sent_ids)
                     await client.send(get_result, waiter)
+                # The start's waiter answers once: asked again, this handle sends GetResult, so
+                # that a run reopened since (by anyone) is waited for, not its first close.
+                self._result_waiter = None
                 yield waiter.result.result()
                 # Asked again: that run continued as new; wait for the next one (a new GetResult:
                 # the engine answered the last one's id).

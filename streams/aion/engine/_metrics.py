@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from ..model import (
     STATUS_OF_CLOSE, ActivityCancelled, ActivityCompleted, ActivityFailed, ActivityScheduled, ActivityTimedOut,
-    ChildWorkflowStarted, FireTimer, SignalReceived, TimerFired, WorkflowStarted,
+    ChildWorkflowStarted, FireTimer, SignalReceived, TimerFired, WorkflowReopened, WorkflowStarted,
 )
 from ..ops import FAST_S, LONG_S, QUEUE_S, SIZES, Health, Instruments, LabelGuard, counter, gauge, on_loop
 from ..ops._labels import never_raises
@@ -114,6 +114,8 @@ class EngineMetrics(Instruments):
         self.act_completed = c("aion_activities_completed", "Activity attempt outcomes recorded, by status "
                                "(COMPLETED, FAILED, TIMED_OUT, CANCELLED; a failed attempt that is retried counts "
                                "as FAILED).", ("activity_type", "task_queue", "status"))
+        self.reopened = c("aion_workflows_reopened", "Failed or cancelled runs reopened (WorkflowReopened "
+                          "recorded).", wt)
         self.signals = c("aion_signals_delivered", "Signals recorded (SignalReceived) by workflow type.", wt)
         self.schedules = c("aion_schedules_fired", "Workflows started by schedules, by the started type.", wt)
         self.timers = c("aion_timers_fired", "Durable timers of workflow code fired (TimerFired recorded).", wt)
@@ -201,6 +203,8 @@ class EngineMetrics(Instruments):
                 self.e2e_s.observe(key, max(0, ev.recorded_at_ms - start.recorded_at_ms) / 1000)
             elif t is SignalReceived:
                 self.signals.inc((self._wf(_type_of(touched.get(ev.workflow_id))),))
+            elif t is WorkflowReopened:
+                self.reopened.inc((self._wf(_type_of(touched.get(ev.workflow_id))),))
             elif t is TimerFired:
                 key = (self._wf(_type_of(touched.get(ev.workflow_id))),)
                 self.timers.inc(key)

@@ -83,6 +83,7 @@ from ..model import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
 )
@@ -612,6 +613,7 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     close_ev: Event | None = None
     signal_ids: dict[str, int] = {}
     for i, run in enumerate(runs):
+        run = _effective(run)
         start = run[0]
         rid = start.run_id
         closes = [e for e in run if isinstance(e.body, RUN_CLOSING_EVENTS)]
@@ -672,6 +674,15 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     return status, payload, close_ev
 
 
+def _effective(run: list[Event]) -> list[Event]:
+    """The run without what its reopens took back (``WorkflowReopened.from_seq`` up to the
+    reopen): those events stay in the log but are not part of the run's story."""
+    voids = [(b.from_seq, e.seq) for e in run if isinstance(b := e.body, WorkflowReopened)]
+    if not voids:
+        return run
+    return [e for e in run if not any(lo <= e.seq < hi for lo, hi in voids)]
+
+
 def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str, Event]:
     """Checks one run's timers; returns its pending ones (timer id -> ``TimerStarted``)."""
     v = rep.violations
@@ -709,10 +720,17 @@ def _check_activities(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
         started: set[int] = field(default_factory=set)
         outcomes: set[int] = field(default_factory=set)
         closed_by: Event | None = None
+        retry_at: int | None = None
 
     acts: dict[str, _A] = {}
     for e in run:
         b = e.body
+        if isinstance(b, WorkflowReopened):  # open activities get a new attempt (unless in a backoff)
+            for a in acts.values():
+                if a.closed_by is None and not (a.retry_at is not None and a.retry_at > e.recorded_at_ms):
+                    a.attempt += 1
+                    a.retry_at = None
+            continue
         if isinstance(b, ActivityScheduled):
             rep.activities += 1
             if b.activity_id in acts:
@@ -743,6 +761,7 @@ def _check_activities(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
                                                 f"{a.attempt} is current (stale attempt recorded)", e.seq))
             continue
         if isinstance(b, ActivityStarted):
+            a.retry_at = None
             if n in a.started:
                 v.append(Violation("activity", wid, f"attempt {n} of activity {b.activity_id!r} started twice", e.seq))
             a.started.add(n)
@@ -754,6 +773,7 @@ def _check_activities(wid: str, run: Sequence[Event], rep: CheckReport) -> None:
         a.outcomes.add(n)
         if isinstance(b, (ActivityFailed, ActivityTimedOut)) and b.will_retry:
             a.attempt = n + 1
+            a.retry_at = b.retry_at_ms
             rep.activity_retries += 1
         else:
             a.closed_by = e

@@ -13,7 +13,7 @@ from aion.engine._engine import _Work
 from aion.engine._metrics import OFF, EngineMetrics
 from aion.model import (
     ActivityCompleted, ActivityFailed, ActivityScheduled, ActivityTask, ChildWorkflowStarted, Command, Event,
-    FireTimer, Failure, Payload, SignalReceived, TimerFired, WorkflowCompleted, WorkflowFailed, WorkflowStarted,
+    FireTimer, Failure, Payload, SignalReceived, TimerFired, WorkflowCompleted, WorkflowFailed, WorkflowReopened, WorkflowStarted,
 )
 from aion.runtime import effects as fx
 
@@ -71,10 +71,12 @@ def test_counters_and_latencies_come_from_the_committed_events() -> None:
     failed = ev("hello-2", 3, 3_000, ActivityFailed("1", 1, Failure("E", "boom"), will_retry=True))
     ex2.history.append(failed)
     sig = ev("approval-1", 5, 3_000, SignalReceived("decide", [P]))
+    reopened = ev("approval-2", 9, 3_000, WorkflowReopened(from_seq=7))
     fired = ev("sleeper-1", 3, 2_030, TimerFired("1"), cmd="fire-1")
     sched = ev("schedule:nightly", 7, 2_000, ChildWorkflowStarted("nightly-2026", "Report", [P]))
-    work2 = _Work(0, 13, 20, events=[*done, failed, sig, fired, sched],
+    work2 = _Work(0, 13, 20, events=[*done, failed, sig, fired, sched, reopened],
                   touched={"hello-1": ex1, "hello-2": ex2, "approval-1": _Ex("Approval", [sig]),  # type: ignore[dict-item]
+                           "approval-2": _Ex("Approval", [reopened]),
                            "sleeper-1": _Ex("Sleeper", [fired]), "schedule:nightly": _Ex("aion.Schedule", [sched])},
                   commands={"fire-1": Command("fire-1", "sleeper-1", 2_000, FireTimer("r1", "1", 2_000))})
     m.committed(work2, 0.006)
@@ -90,10 +92,11 @@ def test_counters_and_latencies_come_from_the_committed_events() -> None:
     assert s[("aion_activities_completed_total",
               (("activity_type", "greet"), ("status", "FAILED"), ("task_queue", "q")))] == 1
     assert s[("aion_signals_delivered_total", (("workflow_type", "Approval"),))] == 1
+    assert s[("aion_workflows_reopened_total", (("workflow_type", "Approval"),))] == 1
     assert s[("aion_schedules_fired_total", (("workflow_type", "Report"),))] == 1
     assert s[("aion_timers_fired_total", (("workflow_type", "Sleeper"),))] == 1
     assert s[("aion_dead_letters_total", ())] == 1
-    assert s[("aion_events_recorded_total", ())] == 10
+    assert s[("aion_events_recorded_total", ())] == 11
     e2e = (("status", "COMPLETED"), ("workflow_type", "Hello"))
     assert s[("aion_workflow_end_to_end_seconds_count", e2e)] == 1
     assert s[("aion_workflow_end_to_end_seconds_sum", e2e)] == 2.5

@@ -65,6 +65,9 @@ __all__ = [
     "CommandIdReusedError",
     "TooManyWaitersError",
     "WorkflowStateError",
+    "UpdateNotFoundError",
+    "TooManyUpdatesError",
+    "WorkflowUpdateFailedError",
     "DeadlockError",
     "exception_to_failure",
     "failure_to_exception",
@@ -339,6 +342,35 @@ class TooManyWaitersError(AionError):
     topic."""
 
 
+class UpdateNotFoundError(AionError):
+    """The workflow type has no handler for that update name: the update is refused (nothing
+    is recorded)."""
+
+
+class TooManyUpdatesError(AionError):
+    """The run has as many updates in flight as it may (``aion.runtime.MAX_UPDATES_IN_FLIGHT``),
+    or has recorded as many as one run may (``MAX_UPDATES_PER_RUN``): the update is refused
+    (nothing is recorded). Wait for updates in flight to finish, or continue the workflow as new."""
+
+
+class WorkflowUpdateFailedError(AionError):
+    """Client side: an update did not produce a result: its validator rejected it (nothing was
+    recorded), its handler raised (``WorkflowUpdateCompleted`` holds the failure), or the run
+    closed before its handler finished. ``__cause__`` (and ``cause``) is what was raised."""
+
+    def __init__(self, message: str = "", *, update_id: str = "", update_name: str = "",
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message or f"update {update_name!r} ({update_id}) failed")
+        self.update_id = update_id
+        self.update_name = update_name
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+
 # ---------------------------------------------------------------------------- conversions
 
 #: Classes rebuilt by name from a Failure (everything else becomes an ApplicationError).
@@ -355,6 +387,7 @@ _register(
     NondeterminismError, DeadlockError, WorkflowFailureError, WorkflowAlreadyStartedError,
     WorkflowNotFoundError, WorkflowTypeNotFoundError, SignalNotFoundError, SignalArgumentsError, QueryError,
     PayloadTooLargeError, InvalidArgumentError, CommandIdReusedError, TooManyWaitersError, WorkflowStateError,
+    UpdateNotFoundError, TooManyUpdatesError, WorkflowUpdateFailedError,
 )
 
 _META_CT = "application/json"

@@ -1,4 +1,5 @@
-"""Engine and activity worker processes of the chaos test, and the broker's stop/start.
+"""Engine and activity worker processes of the chaos test, and the broker of its own that it stops
+and starts.
 
 Each process is ``python -m aion.cli ...`` in its own session (so ``kill -9`` of its group
 takes everything it started, and SIGSTOP stalls all of it), logging to its own file. Engine
@@ -163,20 +164,43 @@ class ChaosCluster:
 # ------------------------------------------------------------------ the broker
 
 
-def local_broker_port(bootstrap: str) -> str | None:
-    """The port when ``bootstrap`` is a kafka-local launcher broker on 127.0.0.1 (so this test
-    may stop and start it), else None."""
-    hosts = [h.strip() for h in bootstrap.split(",") if h.strip()]
-    if len(hosts) != 1:
-        return None
-    host, _, port = hosts[0].rpartition(":")
-    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
-        return None
-    env = dict(os.environ, KAFKA_LOCAL_PORT=port)
-    r = subprocess.run([str(KAFKA_LOCAL), "status"], env=env, capture_output=True, text=True, timeout=60)
-    return port if r.returncode == 0 else None
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def broker(action: str, port: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KAFKA_LOCAL_PORT=port)
-    return subprocess.run([str(KAFKA_LOCAL), action], env=env, capture_output=True, text=True, timeout=300)
+@dataclass
+class OwnBroker:
+    """A kafka-local broker of the chaos test alone: free ports, its own data folder. Stopping and
+    starting it disturbs no other test running at the same time (``pytest -n``) and nobody who
+    shares the session broker."""
+
+    port: int
+    controller_port: int
+    data: Path
+
+    @classmethod
+    def on_free_ports(cls, data: Path) -> "OwnBroker":
+        port = free_port()
+        controller = free_port()
+        while controller == port:
+            controller = free_port()
+        return cls(port, controller, data)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        """What the stats and messages call it: its port."""
+        return str(self.port)
+
+    def run(self, action: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
+        env.update(KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
+                   KAFKA_LOCAL_DIR=str(self.data))
+        return subprocess.run([str(KAFKA_LOCAL), action], env=env, capture_output=True, text=True, timeout=300)

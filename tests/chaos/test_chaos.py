@@ -23,7 +23,10 @@ What runs (real processes, real broker, 6 partitions):
   workflows. Its recovery time is the takeover: until every workflow in flight at the SIGSTOP
   recorded a new event. A worker that exits after it woke up is replaced.
 
-Then stop and start the broker once (only when it is the kafka-local launcher on 127.0.0.1);
+Then stop and start the broker once: the test runs on a kafka-local broker of its own (free ports,
+its own data folder, started and stopped here), so that the restart disturbs neither the tests
+that run beside it (``pytest -n``) nor anyone sharing the session broker; without Java it runs
+on the session broker and skips the restart;
 then kill -9 the activity worker that is running a slow activity right now and start a new
 one. The workers run with the deployed ``AION_SESSION_TIMEOUT`` (``AION_CHAOS_SESSION_TIMEOUT``
 overrides).
@@ -37,7 +40,7 @@ engine worker's RocksDB tables must equal a rebuild from the events topic (``aio
 digests, plus a direct row-by-row comparison of ``history``).
 
 Reproduce: ``python -m pytest -q tests/chaos -s`` (``AION_CHAOS_SEED`` replays a run's choices;
-``AION_CHAOS_BROKER_RESTART=0`` leaves the broker alone, e.g. when others share it).
+``AION_CHAOS_BROKER_RESTART=0`` runs on the session broker and leaves it alone).
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -63,7 +67,7 @@ from aion.exceptions import WorkflowAlreadyStartedError
 from aion.model import Command, SignalWorkflow
 from aion.testing import Expectation, check_event_log, read_event_log
 
-from chaos_cluster import ChaosCluster, broker, local_broker_port
+from chaos_cluster import ChaosCluster, OwnBroker
 from chaos_follow import EventFollower, probe_ids as _probe_ids
 from chaos_workflows import expected_outcome
 
@@ -146,8 +150,8 @@ class Stats:
     session_timeout: float = 0.0
     #: workflow id -> when its start was first sent (monotonic)
     sent: dict[str, float] = field(default_factory=dict)
-    #: The port of a kafka-local broker this test stopped and has not started again yet.
-    broker_down: str | None = None
+    #: The test's own broker while this test has it stopped (not started again yet).
+    broker_down: OwnBroker | None = None
     notes: list[str] = field(default_factory=list)
 
     def say(self, msg: str) -> None:
@@ -327,7 +331,7 @@ async def engine_pause(j: int, cluster: ChaosCluster, follower: EventFollower, l
 
 
 async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats, rng: random.Random,
-                broker_port: str | None, slow_specs: list[Spec]) -> None:
+                own_broker: OwnBroker | None, skip_restart: str, slow_specs: list[Spec]) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(3)
     # -------------------------------------------------------------- engine workers: kills and stalls
@@ -341,25 +345,20 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
             pauses += 1
         await asyncio.sleep(rng.uniform(1.0, 3.0))
     # -------------------------------------------------------------- the broker
-    if os.environ.get("AION_CHAOS_BROKER_RESTART", "1") == "0":
-        stats.broker_skipped = "AION_CHAOS_BROKER_RESTART=0"
-    elif broker_port is None:
-        stats.broker_skipped = (f"the session broker ({cluster.settings.bootstrap_servers}) is not the kafka-local "  # type: ignore[attr-defined]
-                                f"launcher on 127.0.0.1: not stopping a broker this test did not launch")
-    if stats.broker_skipped:
+    stats.broker_skipped = skip_restart
+    if own_broker is None:
         stats.say(f"broker restart skipped: {stats.broker_skipped}")
     else:
-        assert broker_port is not None
         load.wave(WAVE + 10)
         await asyncio.sleep(rng.uniform(0.05, 0.5))
         open_at = in_flight(follower, stats)
         t0 = time.monotonic()
-        stats.broker_down = broker_port
-        r = await loop.run_in_executor(None, broker, "stop", broker_port)
+        stats.broker_down = own_broker
+        r = await loop.run_in_executor(None, own_broker.run, "stop")
         assert r.returncode == 0, f"kafka-local stop failed: {r.stdout}{r.stderr}"
         down = time.monotonic()
         await asyncio.sleep(2.0)
-        r = await loop.run_in_executor(None, broker, "start", broker_port)
+        r = await loop.run_in_executor(None, own_broker.run, "start")
         assert r.returncode == 0, f"kafka-local start failed: {r.stdout}{r.stderr}"
         stats.broker_down = None
         up = time.monotonic()
@@ -412,7 +411,34 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
 # ============================================================================ the test
 
 
-async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+@pytest.fixture
+def chaos_broker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, OwnBroker | None, str]]:
+    """``(bootstrap, own broker or None, why the restart is skipped)``: a kafka-local broker of
+    this test's own (the restart must not hit the session broker, which other tests and other
+    people use at the same time), or the session broker when the restart is off."""
+    if os.environ.get("AION_CHAOS_BROKER_RESTART", "1") == "0":
+        yield kafka_bootstrap, None, "AION_CHAOS_BROKER_RESTART=0"
+        return
+    if shutil.which("java") is None:
+        yield kafka_bootstrap, None, "Java is not installed: no kafka-local broker of the test's own to restart"
+        return
+    data = tmp_path_factory.mktemp("kafka-chaos")
+    own = OwnBroker.on_free_ports(data)
+    try:
+        started = time.monotonic()
+        r = own.run("start")
+        assert r.returncode == 0, f"kafka-local start (the chaos test's own broker) failed:\n{r.stdout}{r.stderr}"
+        print(f"[chaos] own broker on {own.bootstrap} started in {time.monotonic() - started:.1f}s", flush=True)
+        yield own.bootstrap, own, ""
+    finally:
+        r = own.run("stop")
+        if r.returncode != 0:
+            print(f"kafka-local stop (the chaos test's own broker): {r.stdout}{r.stderr}")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_chaos(chaos_broker: tuple[str, OwnBroker | None, str], topic_prefix: str, tmp_path: Path) -> None:
+    kafka_bootstrap, own_broker, skip_restart = chaos_broker
     seed = int(os.environ.get("AION_CHAOS_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     stats = Stats(seed=seed)
@@ -421,7 +447,6 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
                         data_dir=tmp_path)
     ensure_topics(settings)
     names = TopicNames(settings.topic_prefix)
-    broker_port = local_broker_port(kafka_bootstrap)
     specs = make_specs(rng, N_WORKFLOWS)
     slow_specs = [Spec(f"slowflow-x{i}", "SlowFlow", [f"x{i}"]) for i in range(SLOW_FLOWS)]
     expected: dict[str, Expectation] = {}
@@ -429,7 +454,7 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
         expected.update(s.expectations())
     stats.say(f"seed {seed}; prefix {topic_prefix}; {len(specs) + len(slow_specs)} root workflows "
               f"({len(expected)} with children) on {PARTITIONS} partitions; broker {kafka_bootstrap}"
-              f"{' (kafka-local, restartable)' if broker_port else ''}")
+              f"{' (its own kafka-local, restartable)' if own_broker else ''}")
 
     cluster = ChaosCluster(settings, tmp_path)
     stats.session_timeout = Settings.from_env(cluster.env).session_timeout
@@ -456,7 +481,7 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
         load = Load(client, specs, stats)
         trickle = asyncio.create_task(load.trickle())
         try:
-            await drive(cluster, follower, load, stats, rng, broker_port, slow_specs)
+            await drive(cluster, follower, load, stats, rng, own_broker, skip_restart, slow_specs)
         finally:
             load.done.set()
         await trickle
@@ -520,8 +545,8 @@ async def test_chaos(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
             await client.close()
         follower.stop()
         cluster.stop()
-        if stats.broker_down:  # the restart failed half-way: the rest of the session needs the broker
-            broker("start", stats.broker_down)
+        if stats.broker_down:  # the restart failed half-way: started again, to be stopped cleanly
+            stats.broker_down.run("start")
 
 
 def _dead_letters(settings: Settings) -> list[str]:

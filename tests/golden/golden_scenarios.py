@@ -15,7 +15,7 @@ import golden_workflows as g
 from runtime_sim import Hang, NoStart, Sim
 
 from aion.exceptions import ApplicationError
-from aion.model import Event, Failure
+from aion.model import Command, Event, Failure, UpdateWorkflow
 
 
 @dataclass
@@ -235,6 +235,35 @@ def patched_old() -> Sim:
     return s
 
 
+def updates() -> Sim:
+    from runtime_sim import CONV
+
+    s = Sim(g.WORKFLOWS, g.ACTIVITIES, auto_activities=False)
+    s.start(g.Updatable)
+    s.settle()
+
+    def update(uid: str, name: str, *args: Any) -> None:
+        s.send(Command(f"cmd-{uid}", "wf-1", s.now, UpdateWorkflow(uid, name, CONV.to_payloads(list(args))),
+                       reply_to="replies:0"))
+
+    update("u-1", "add", 2)
+    update("u-2", "add", -1)  # rejected by the validator: nothing recorded
+    update("u-3", "add_squared", 3)  # in flight: its activity waits
+    update("u-4", "refuse")  # fails the update, not the workflow
+    update("u-1", "add", 2)  # the same update id: the recorded outcome
+    s.settle()
+    s.signal("wf-1", "finish")
+    s.settle()
+    s.run_task(s.tasks.popleft())
+    s.run()
+    assert s.value() == 11
+    done = {r.command_id: r for r in s.replies if r.kind == "UPDATE"}
+    assert set(done) == {"cmd-u-1", "cmd-u-3", "cmd-u-4"}
+    assert [r.kind for r in s.replies if r.command_id == "cmd-u-2"] == ["ERROR"]
+    assert s.types().count("WorkflowUpdateAccepted") == 3 and s.types().count("WorkflowUpdateCompleted") == 3
+    return s
+
+
 SCENARIOS = [
     Scenario("one_activity", "one_activity", one_activity, ("wf-1", first("ActivityScheduled"))),
     Scenario("retries_then_success", "retries", retries_then_success, ("wf-1", first("ActivityScheduled"))),
@@ -255,4 +284,5 @@ SCENARIOS = [
     Scenario("side_effect", "side_effect", side_effect, ("wf-1", first("MarkerRecorded"))),
     Scenario("patched_new", "patched", patched_new, ("wf-1", first("WorkflowCompleted"))),
     Scenario("patched_old", "patched", patched_old, ("wf-1", first("WorkflowCompleted"))),
+    Scenario("updates", "updates", updates, ("wf-1", first("ActivityScheduled"))),
 ]

@@ -317,6 +317,48 @@ class Patched:
         return f"{first} {second}"
 
 
+@workflow.defn
+class Updatable:
+    """Updates: a sync handler with a validator, an async one awaiting an activity, one that
+    fails (the update, not the workflow)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = False
+
+    @workflow.update
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    @add.validator
+    def _check_add(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"cannot add {n}")
+
+    @workflow.update
+    async def add_squared(self, n: int) -> int:
+        if mutated("updates"):
+            await workflow.execute_activity(greet, str(n), start_to_close_timeout=T)
+        sq = await workflow.execute_activity(square, n, start_to_close_timeout=T)
+        self.total += sq
+        return self.total
+
+    @workflow.update
+    def refuse(self) -> None:
+        raise ApplicationError("not today", type="Refused")
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.done)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.total
+
+
 WORKFLOWS = [OneActivity, Retries, FanOutAll, Race, SettleAll, Signals, Stages, TimerCancel, TimeoutRace,
-             Child, Parent, Counter, Saga, SideEffect, Patched]
+             Child, Parent, Counter, Saga, SideEffect, Patched, Updatable]
 ACTIVITIES = [greet, shout, flaky, square, slow, reserve, release, record]

@@ -323,6 +323,57 @@ class GatedGreeting:
 
 
 @workflow.defn
+class Tally:
+    """Updates: a sync one with a validator, and one whose handler waits on a timer and then an
+    activity (in flight across an engine's death)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.closed = False
+
+    @workflow.update
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    @add.validator
+    def _check_add(self, n: int) -> None:
+        if n <= 0:
+            raise ValueError(f"cannot add {n}: amounts are positive")
+
+    @workflow.update
+    async def add_doubled_after(self, n: int, seconds: float) -> int:
+        await workflow.sleep(timedelta(seconds=seconds))
+        self.total += await workflow.execute_activity(double, n, start_to_close_timeout=timedelta(seconds=10))
+        return self.total
+
+    @workflow.signal
+    def close(self) -> None:
+        self.closed = True
+
+    @workflow.query
+    def value(self) -> int:
+        return self.total
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.closed)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.total
+
+
+@workflow.defn
+class RetryThree:
+    """At most three attempts of ``flaky`` (the reopen scenario: exhausted, then attempt 4)."""
+
+    @workflow.run
+    async def run(self, key: str, failures: int) -> str:
+        return await workflow.execute_activity(
+            flaky, key, failures, start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=3))
+
+
+@workflow.defn
 class RetryThree:
     """At most three attempts of ``flaky`` (the reopen scenario: exhausted, then attempt 4)."""
 

@@ -216,3 +216,65 @@ async def test_a_package_too_large_or_broken_is_refused_before_anything_is_writt
     with pytest.raises(PackageError, match="cannot be deployed: build 'bad': importing 'verapp' raised"):
         await Deployments(settings).create(write_version(tmp_path / "src", "bad", broken=True), build_id="bad")
     assert (await Deployments(settings).list()).builds == []
+
+
+async def test_replay_check_against_a_candidate_build_is_the_gate_before_routing(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "v1"), build_id="v1")
+    await d.route("Greeter", "v1")
+    dcluster.engine()
+    h = await client.start_workflow("Greeter", "z", id="wf-z")
+    await _started(h)
+    await h.signal("release")
+    assert await h.result(timeout=60) == "v1: hello z"
+
+    await d.create(write_version(tmp_path / "src", "v2"), build_id="v2")
+    await d.create(write_version(tmp_path / "src", "v3", incompatible=True), build_id="v3")
+    ok = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v2")
+    assert ok.exit_code == 0 and "checked 1 workflow(s)" in ok.output and "0 diverged" in ok.output, ok.output
+    bad = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v3")
+    assert bad.exit_code == 1 and "1 diverged" in bad.output and "wf-z" in bad.output, bad.output
+    local = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--package",
+                                    str(tmp_path / "src" / "v3" / "verapp"))
+    assert local.exit_code == 1 and "1 diverged" in local.output, local.output
+    missing = await asyncio.to_thread(_aion, settings, "replay", "check", "--from-topic", "--build-id", "v9")
+    assert missing.exit_code == 5 and "no build 'v9' is deployed" in missing.output, missing.output
+
+
+async def test_an_engine_worker_without_workflow_modules_runs_deployed_builds(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from _procs import Proc
+
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "only"), build_id="only")
+    await d.route("Looper", "only")
+    env = dict(dcluster.env, AION_DATA_DIR=str(tmp_path / "bare"))
+    p = Proc(["worker", "--loglevel", "warning"], env, tmp_path / "bare.log").start()  # no --workflows
+    dcluster.procs.append(p)
+    assert await client.execute_workflow("Looper", 0, id="wf-bare") == "only"
+
+
+async def test_pinned_runs_survive_a_hand_over_to_another_engine_worker(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Deployments(settings)
+    await d.create(write_version(tmp_path / "src", "v1"), build_id="v1")
+    await d.create(write_version(tmp_path / "src", "v2"), build_id="v2")
+    await d.route("Greeter", "v1")
+    first = dcluster.engine()
+    v1_runs = [await client.start_workflow("Greeter", f"a{i}", id=f"h-v1-{i}") for i in range(6)]
+    for h in v1_runs:
+        assert [s.code_version for s in await _started(h)] == ["v1"]
+    await d.route("Greeter", "v2")
+    await asyncio.sleep(ROUTE_SETTLE_S)
+    v2_runs = [await client.start_workflow("Greeter", f"b{i}", id=f"h-v2-{i}") for i in range(6)]
+    for h in v2_runs:
+        assert [s.code_version for s in await _started(h)] == ["v2"]
+    # a second engine worker joins (it reads the deployments topic first), the first one dies:
+    # every partition, with runs of both builds, is handed over
+    dcluster.engine()
+    await asyncio.sleep(5)
+    first.kill9()
+    for h in v1_runs + v2_runs:
+        await h.signal("release")
+    for i, h in enumerate(v1_runs):
+        assert await h.result(timeout=90) == f"v1: hello a{i}"
+    for i, h in enumerate(v2_runs):
+        assert await h.result(timeout=90) == f"v2: hello b{i}"

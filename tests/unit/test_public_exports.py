@@ -26,6 +26,7 @@ EXPORTS: dict[str, list[str]] = {
         "signal_external", "sleep", "start_activity", "start_activity_method", "start_child_workflow",
         "start_local_activity", "start_local_activity_method", "start_timer", "time", "timeout", "unsafe",
         "upsert_search_attributes", "uuid4", "wait_condition",
+        "update",
     ],
     "aion.activity": [
         "ActivityContext", "ActivityDefinition", "ActivityInfo", "ActivityLoggerAdapter", "NotInActivityError",
@@ -33,6 +34,7 @@ EXPORTS: dict[str, list[str]] = {
         "wait_for_cancel_sync", "wait_for_cancelled", "wait_for_cancelled_sync",
     ],
     "aion.client": [
+        "BuildInfo", "Deployments", "DeploymentsView",  # versioned deploys
         "Client", "CommandRejectedError", "ConsumerGroupActiveError", "EventConsumer", "EventRecord",
         "KafkaAccessError", "KafkaAuthenticationError", "KafkaAuthorizationError", "KafkaTLSError",
         "PayloadTooLargeError", "QueryError", "QueryTimeoutError", "RPCTimeoutError",
@@ -40,14 +42,17 @@ EXPORTS: dict[str, list[str]] = {
         "ScheduleNotFoundError", "ScheduleOverlapPolicy", "ScheduleSummary", "TopicMissingError",
         "WorkflowAlreadyStartedError", "WorkflowDescription", "WorkflowFailureError", "WorkflowHandle",
         "WorkflowNotFoundError", "WorkflowResultTimeoutError", "WorkflowSummary",
+        "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
     ],
     "aion.exceptions": [
+        "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",  # versioned deploys
         "ActivityError", "AionError", "ApplicationError", "CancelledError", "ChildWorkflowError",
         "CommandIdReusedError", "DeadlockError", "FailureError", "InvalidArgumentError", "NondeterminismError",
         "PayloadTooLargeError", "QueryError", "SignalArgumentsError", "SignalNotFoundError", "TerminatedError",
         "TimeoutError", "TooManyWaitersError", "WorkflowAlreadyStartedError", "WorkflowFailureError",
         "WorkflowNotFoundError", "WorkflowStateError", "WorkflowTypeNotFoundError", "exception_to_failure",
         "failure_to_exception",
+        "TooManyUpdatesError", "UpdateNotFoundError", "WorkflowUpdateFailedError",
     ],
     "aion.testing": [
         "ActivityEnvironment", "CheckReport", "EngineBugError", "EventLog", "Expectation",

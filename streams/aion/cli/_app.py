@@ -61,7 +61,7 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
 
     from ..client._errors import RPCTimeoutError, TopicMissingError
     from ..engine._access import KafkaAccessError
-    from ..exceptions import WorkflowFailureError, WorkflowNotFoundError
+    from ..exceptions import WorkflowFailureError, WorkflowNotFoundError, WorkflowUpdateFailedError
 
     if isinstance(exc, TopicMissingError) and settings is not None:
         return CliError(str(exc).split(":")[0].replace(" on the broker", "") + f" on {settings.bootstrap_servers}: "
@@ -73,6 +73,10 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
         return CliError(str(exc), ExitCode.ACCESS_DENIED)
     if isinstance(exc, WorkflowFailureError):
         return CliError(str(exc), ExitCode.TIMED_OUT if exc.status == "TIMED_OUT" else ExitCode.WORKFLOW_FAILED)
+    if isinstance(exc, WorkflowUpdateFailedError):  # rejected, or its handler raised: no result
+        cause = exc.cause
+        return CliError(str(exc) + (f" (cause: {type(cause).__name__}: {cause})" if cause is not None and
+                                    str(cause) not in str(exc) else ""), ExitCode.WORKFLOW_FAILED)
     if isinstance(exc, WorkflowNotFoundError):
         return CliError(str(exc), ExitCode.NOT_FOUND)
     if isinstance(exc, RPCTimeoutError):

@@ -7,7 +7,8 @@ these codes, so scripts can tell the cases apart:
 0     success
 1     any other error (a command the engine refused, an unexpected error)
 2     usage error: bad option or argument, malformed JSON, a module that cannot be imported
-3     the workflow ended without a result (FAILED, CANCELLED or TERMINATED)
+3     the workflow ended without a result (FAILED, CANCELLED or TERMINATED), or an update
+      was rejected or its handler raised
 4     timed out: ``--timeout`` passed while waiting, or the workflow ended TIMED_OUT
 5     not found: no workflow (or schedule) with that id
 6     the Kafka broker is unreachable

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ._app import _fail, _settings, cli, event_row
+from ..exceptions import AionError
 from ._errors import CliError, ExitCode, UsageError
 from ._replay import replay, replay_registry
 
@@ -134,17 +135,24 @@ def rebuild_cmd(ctx: click.Context, data_dir: str | None, partitions: tuple[int,
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A JSON history file instead (repeatable).")
 @click.option("--workflow", "workflow_id", default=None, help="Only this workflow id.")
-@click.option("--workflows", "modules", multiple=True, required=True, help="Module(s) with the @workflow.defn classes to check.")
+@click.option("--workflows", "modules", multiple=True, help="Module(s) with the @workflow.defn classes to check.")
+@click.option("--build-id", default=None,
+              help="Check a deployed build instead (from the deployments topic): the gate before routing to it.")
+@click.option("--package", "package_path", default=None, type=click.Path(exists=True),
+              help="Check a module file or package directory as `aion deploy create` would deploy it.")
 @click.option("--running-only", is_flag=True, help="Check only workflows whose latest run is still open.")
 @click.option("--strict", is_flag=True, help="Also compare recorded values (activity inputs, timer times).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per checked workflow, then a summary.")
 @click.pass_context
 def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], workflow_id: str | None,
-                 modules: tuple[str, ...], running_only: bool, strict: bool, as_json: bool) -> None:
-    """Replay histories against the code in --workflows and report divergences.
+                 modules: tuple[str, ...], build_id: str | None, package_path: str | None, running_only: bool,
+                 strict: bool, as_json: bool) -> None:
+    """Replay histories against the code in --workflows (or a --build-id / --package) and
+    report divergences.
 
     Exits 1 when any checked workflow diverges or fails to replay: run it before deploying
-    changed workflow code.
+    changed workflow code, or before routing a type to a new build (with --build-id or
+    --package only the histories of the build's workflow types are checked).
     """
     from ..client._history import describe as describe_history
     from ..engine.worker import discover
@@ -154,11 +162,18 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
     if from_topic == bool(files):
         raise UsageError("give either --from-topic or --file PATH")
     s = _settings(ctx)
-    workflows, activities = discover(import_user_modules(modules, "workflow"))
-    if not workflows:
-        raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
-                         "that define your workflows")
-    registry = replay_registry(workflows, activities)
+    if sum(map(bool, (modules, build_id, package_path))) != 1:
+        raise UsageError("give the code to check: --workflows MODULE, --build-id ID or --package PATH (one of them)")
+    only_types: set[str] | None = None
+    if modules:
+        workflows, activities = discover(import_user_modules(modules, "workflow"))
+        if not workflows:
+            raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
+                             "that define your workflows")
+        registry = replay_registry(workflows, activities)
+    else:
+        registry = _build_registry(s, build_id, package_path)
+        only_types = set(registry.workflows)
 
     def histories() -> Any:
         if from_topic:
@@ -178,6 +193,9 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
 
     checked = diverged = failed = skipped = events_n = 0
     for wid, events in histories():
+        if only_types is not None and not any(
+                e.type == "WorkflowStarted" and e.body.workflow_type in only_types for e in events):
+            continue  # not a history of the build's types
         # Open or closed is what the history says (a replay that stops early knows no better).
         if running_only and describe_history(wid, events).status != "RUNNING":
             skipped += 1
@@ -210,6 +228,32 @@ def replay_check(ctx: click.Context, from_topic: bool, files: tuple[str, ...], w
         raise CliError(f"no history of workflow {workflow_id!r} found", ExitCode.NOT_FOUND)
     if diverged or failed:
         sys.exit(1)
+
+
+def _build_registry(s: Any, build_id: str | None, package_path: str | None) -> Any:
+    """The Registry of a deployed build (read from the deployments topic) or of a local package,
+    loaded as an engine worker loads it."""
+    from ..deploy import PackageError, build_package, load_package_path
+    from ..engine._deployments import read_deployments
+
+    try:
+        if package_path is not None:
+            pkg = build_package(package_path)
+            return load_package_path(f"check-{pkg.default_build_id}", pkg.root, [], pkg.data)
+        assert build_id is not None
+        table = read_deployments(s)
+        rec = table.builds.get(build_id)
+        if rec is None:
+            raise CliError(f"no build {build_id!r} is deployed (deployed: {', '.join(sorted(table.builds)) or 'none'}); "
+                           "see aion deploy list", ExitCode.NOT_FOUND)
+        return load_package_path(build_id, rec.root, rec.modules, rec.package)
+    except CliError:
+        raise
+    except PackageError as exc:
+        raise UsageError(str(exc)) from None
+    except AionError as exc:  # BuildLoadError: it does not import
+        _fail(str(exc))
+        raise
 
 
 # ---------------------------------------------------------------- events tail

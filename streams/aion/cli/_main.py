@@ -95,7 +95,9 @@ def _serve_worker_metrics(s: Any, w: Any) -> None:
 
 
 @cli.command("worker")
-@click.option("--workflows", "modules", multiple=True, required=True, help="Module(s) whose @workflow.defn classes this worker runs.")
+@click.option("--workflows", "modules", multiple=True,
+              help="Module(s) whose @workflow.defn classes this worker runs (runs recorded without a build); "
+                   "without it, only the builds deployed with `aion deploy`.")
 @click.option("--cache-size", type=int, default=None, help="Resident workflow instances per worker (AION_CACHE_SIZE).")
 @click.option("--loglevel", default="info", show_default=True)
 @_metrics_port_option
@@ -108,7 +110,7 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     from ..engine.worker import discover
 
     workflows, _ = discover(import_user_modules(modules, "workflow"))  # a typo fails here, before Kafka
-    if not workflows:
+    if modules and not workflows:
         raise UsageError(f"no @workflow.defn class in {', '.join(modules)}: point --workflows at the modules "
                          "that define your workflows")
     s = _broker_ready(ctx, wait=_worker_broker_wait())
@@ -277,6 +279,26 @@ def wf_query(ctx: click.Context, workflow_id: str, query: str, args: tuple[str, 
     """Ask a running workflow's QUERY handler (JSON ARGS)."""
     values = _args(args, input_files)
     _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).query(query, *values)), as_json)
+
+
+@workflow.command("update")
+@click.argument("workflow_id")
+@click.argument("update")
+@click.argument("args", nargs=-1)
+@_input_file_option
+@click.option("--update-id", default=None,
+              help="Update id (default: a new uuid). The same id again runs nothing and prints the recorded outcome.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds to wait for the handler (exit code 4); the update goes on.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def wf_update(ctx: click.Context, workflow_id: str, update: str, args: tuple[str, ...], input_files: tuple[str, ...],
+              update_id: str | None, timeout: float | None, as_json: bool) -> None:
+    """Run a running workflow's UPDATE handler with JSON ARGS and print what it returns
+    (exit code 3 when its validator rejects it or the handler raises)."""
+    values = _args(args, input_files)
+    _emit(_client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).execute_update(
+        update, *values, id=update_id, rpc_timeout=timeout)), as_json)
 
 
 def _run_action(name: str, doc: str, done: str) -> None:

@@ -7,6 +7,7 @@ async with await Client.connect("127.0.0.1:9092", topic_prefix="aion") as client
     handle = await client.start_workflow(Order.run, order, id="order-1")
     await handle.signal(Order.decide, "approve")
     print(await handle.query(Order.status))
+    print(await handle.execute_update(Order.add_item, "tea"))
     result = await handle.result(timeout=60)
     for event in await handle.history():
         print(event.seq, event.type)
@@ -44,6 +45,7 @@ from ._schedules import (
     ScheduleSummary,
 )
 
+from ._updates import WithStartWorkflowOperation, WorkflowUpdateHandle, WorkflowUpdateStage
 from ._visibility import WorkflowSummary
 
 __all__ = [
@@ -52,6 +54,9 @@ __all__ = [
     "BuildInfo",
     "DeploymentsView",
     "WorkflowHandle",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
+    "WithStartWorkflowOperation",
     "WorkflowDescription",
     "WorkflowSummary",
     "ScheduleHandle",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from datetime import timedelta
 from typing import (Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generic, Self, Sequence, TypedDict,
                     TypeVar, Unpack, overload)
@@ -41,6 +41,14 @@ from ..model.limits import command_problem
 from ._errors import QueryTimeoutError, WorkflowResultTimeoutError, error_from_reply
 from ._history import WorkflowDescription, describe
 from ._names import handler_name, start_body, workflow_name
+from ._updates import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+    send_update,
+    update_body,
+    update_with_start,
+)
 
 H = TypeVar("H", bound="WorkflowHandleBase[Any, Any]")
 C = TypeVar("C", bound="ClientBase[Any]")
@@ -281,6 +289,42 @@ class ClientBase(ABC, Generic[H]):
         cmd = self._command(workflow_id, SignalWorkflow(name, payloads, signal_id=str(uuid.uuid4()), run_id=run_id))
         await self.request(cmd, payloads, what=f"signal {name!r}")
 
+    # ------------------------------------------------------------------ updates
+    def _waiting(self) -> AbstractContextManager[Any]:
+        """Entered while a request waits for a workflow's code (an update's completion): the
+        test environment skips time meanwhile; the Kafka client just waits."""
+        return nullcontext()
+
+    async def _update_outcome(self, channel: Any, timeout: float | None) -> Reply:
+        """The UPDATE COMPLETED (or ERROR) reply that arrives on ``channel`` (what :meth:`_ask`
+        returned); raises :class:`asyncio.TimeoutError` after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    async def execute_update_with_start_workflow(
+        self, update: Any, *args: Any, start_workflow_operation: WithStartWorkflowOperation[Any],
+        id: str | None = None, result_type: Any = None, rpc_timeout: float | None = None,
+    ) -> Any:
+        """Start the workflow of ``start_workflow_operation`` unless a run is open, update it,
+        and return the update's result (Temporal's name; one command, so the update cannot miss
+        the run). ``id`` is the update id (default: a new uuid). Raises
+        :class:`~aion.exceptions.WorkflowUpdateFailedError` when the update is rejected or its
+        handler raises (a workflow it started stays started)."""
+        uh = await self.start_update_with_start_workflow(
+            update, *args, start_workflow_operation=start_workflow_operation, id=id,
+            wait_for_stage=WorkflowUpdateStage.COMPLETED, result_type=result_type, rpc_timeout=rpc_timeout)
+        return await uh.result()
+
+    async def start_update_with_start_workflow(
+        self, update: Any, *args: Any, start_workflow_operation: WithStartWorkflowOperation[Any],
+        wait_for_stage: WorkflowUpdateStage | str = WorkflowUpdateStage.ACCEPTED, id: str | None = None,
+        result_type: Any = None, rpc_timeout: float | None = None,
+    ) -> WorkflowUpdateHandle:
+        """Like :meth:`execute_update_with_start_workflow`, returning a
+        :class:`~aion.client.WorkflowUpdateHandle` once the update reaches ``wait_for_stage``."""
+        return await update_with_start(self, update, args, op=start_workflow_operation, id=id, stage=wait_for_stage,
+                                       result_type=result_type, rpc_timeout=rpc_timeout)
+
+
 
 class WorkflowHandleBase(ABC, Generic[C, R]):
     """Talks to one workflow id.
@@ -406,6 +450,33 @@ class WorkflowHandleBase(ABC, Generic[C, R]):
         """End the workflow at once; no workflow code runs after it."""
         cmd = self.client._command(self.id, TerminateWorkflow(reason=reason, run_id=self._target_run))
         await self.client.request(cmd, what="terminate")
+
+    async def execute_update(self, update: Any, *args: Any, id: str | None = None, result_type: Any = None,
+                             rpc_timeout: float | None = None) -> Any:
+        """Run an update (``Order.add`` or ``"add"``) and return what its handler returns.
+
+        ``id`` is the update id (default: a new uuid): an update id is run once per run, and the
+        same id again gets the recorded outcome. Raises
+        :class:`~aion.exceptions.WorkflowUpdateFailedError` when the validator rejects it or the
+        handler raises (``cause`` is what was raised), :class:`~aion.exceptions.UpdateNotFoundError`
+        for an unknown name, :class:`~aion.exceptions.WorkflowNotFoundError` when no run is open,
+        :class:`~aion.exceptions.TooManyUpdatesError` past the limits. Waits as long as the
+        handler takes unless ``rpc_timeout`` (seconds) is given.
+        """
+        uh = await self.start_update(update, *args, id=id, wait_for_stage=WorkflowUpdateStage.COMPLETED,
+                                     result_type=result_type, rpc_timeout=rpc_timeout)
+        return await uh.result()
+
+    async def start_update(self, update: Any, *args: Any, wait_for_stage: WorkflowUpdateStage | str = WorkflowUpdateStage.ACCEPTED,
+                           id: str | None = None, result_type: Any = None,
+                           rpc_timeout: float | None = None) -> WorkflowUpdateHandle:
+        """Send an update and return a :class:`~aion.client.WorkflowUpdateHandle` once it is
+        accepted (``wait_for_stage=ACCEPTED``, within the client's rpc timeout) or completed;
+        ``await update_handle.result()`` waits for the handler's outcome."""
+        client = self.client
+        b, hint = update_body(client, update, args, id=id, run_id=self._target_run, stage=wait_for_stage)
+        cmd = client._command(self.id, b)
+        return await send_update(client, cmd, b.args, b, hint, result_type, rpc_timeout)
 
     async def pause(self, reason: str = "") -> None:
         """Pause the running run: no activity attempt or child start is dispatched until

@@ -244,6 +244,9 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
     def _forget(self, command_id: str) -> None:
         self.forget(command_id)
 
+    async def _update_outcome(self, channel: Any, timeout: float | None) -> Reply:
+        return await asyncio.wait_for(asyncio.shield(channel.result), timeout)
+
     def _no_answer(self, cmd: Command, what: str, timeout: float) -> BaseException:
         return RPCTimeoutError(
             f"{what} for workflow {cmd.workflow_id!r}: no answer from the engine within "

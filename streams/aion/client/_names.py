@@ -33,7 +33,7 @@ def workflow_name(workflow: Any) -> tuple[str, Any]:
 
 
 def handler_name(handler: Any, kind: str) -> tuple[str, Any]:
-    """``(name, return hint)`` of a signal (``kind='signal'``) or query handler."""
+    """``(name, return hint)`` of a signal (``kind='signal'``), query or update handler."""
     if isinstance(handler, str):
         if not handler:
             raise ValueError(f"the {kind} name is empty")
@@ -45,7 +45,7 @@ def handler_name(handler: Any, kind: str) -> tuple[str, Any]:
             f"@workflow.{kind} (Order.{getattr(handler, '__name__', kind)}) or the {kind} name"
         )
     hint = None
-    if kind == "query":
+    if kind in ("query", "update"):
         try:
             hint = return_hint_of(handler)
         except Exception:

@@ -44,7 +44,8 @@ class ReplyWaiter:
         self.result.add_done_callback(_consume_exception)
 
     def deliver(self, reply: Reply) -> None:
-        if reply.kind == "RESULT":
+        # An update's completion is its final answer, as a RESULT is a run's.
+        if reply.kind == "RESULT" or (reply.kind == "UPDATE" and reply.status == "COMPLETED"):
             _set(self.result, reply)
             _set(self.ack, reply)
         elif reply.kind == "ERROR":

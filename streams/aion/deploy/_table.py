@@ -106,6 +106,6 @@ class DeploymentTable:
         self.builds[key] = body
         return Change("deploy", key, package=body)
 
-    def _refuse(self, where: str, reason: str) -> None:
+    def _refuse(self, where: str, reason: str) -> Change | None:  # None: nothing changed
         self.refused.append((where, reason))
         return None

@@ -44,8 +44,9 @@ def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: 
     from ..runtime import Registry
     from ._engine import Engine
 
+    workflow_modules = list(workflow_modules)
     workflows, _ = discover(import_modules(workflow_modules))
-    if not workflows:
+    if workflow_modules and not workflows:  # without modules: only deployed builds (aion deploy)
         raise SystemExit(
             f"aion: no @workflow.defn class found in {list(workflow_modules)!r}; "
             "point --workflows at the modules that define your workflows."

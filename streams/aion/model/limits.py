@@ -13,7 +13,8 @@ Workflow ids                           non-empty, at most :data:`MAX_ID_BYTES` U
 Command, request, signal, run,         the same (request, signal and run ids may be empty), at most
 activity and timer ids                 :data:`MAX_KEY_BYTES`: the engine composes some of them from
                                        a workflow id and another id (a child's start, its refusal)
-Names (workflow type, signal, query)   the same, at most :data:`MAX_NAME_BYTES`
+Names (workflow type, signal, query,   the same, at most :data:`MAX_NAME_BYTES`
+update)
 Task queues                            1 to :data:`MAX_TASK_QUEUE_CHARS` of ``A-Z a-z 0-9 . _ -``
                                        (each is a Kafka topic ``<prefix>.activities.<queue>``)
 Durations (timeouts)                   more than 0 and at most :data:`MAX_DURATION_MS` (100 years)
@@ -23,6 +24,8 @@ Reasons (cancel, terminate, pause)    at most :data:`MAX_REASON_BYTES`
 Search attributes                      at most :data:`MAX_SEARCH_ATTRIBUTES` keys (names), values
                                        at most :data:`MAX_ATTRIBUTE_VALUE_BYTES`
 Attempts                               1 to 2**31 - 1
+Update ids, update stages              an update id is required (at most :data:`MAX_KEY_BYTES`); the
+                                       stage is ``ACCEPTED`` or ``COMPLETED``
 =====================================  =============================================================
 
 Temporal holds ids to the same 1,000 bytes (its ``limit.maxIDLength``).
@@ -51,12 +54,14 @@ from ._commands import (
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UpdateWithStart,
+    UpdateWorkflow,
 )
 
 __all__ = [
     "MAX_ID_BYTES", "MAX_KEY_BYTES", "MAX_NAME_BYTES", "MAX_TASK_QUEUE_CHARS", "MAX_DURATION_MS", "MAX_TIME_MS",
     "MAX_REASON_BYTES", "MAX_SEARCH_ATTRIBUTES", "MAX_ATTRIBUTE_VALUE_BYTES", "MAX_ATTEMPT",
-    "ID_REUSE_POLICIES", "PARENT_CLOSE_POLICIES", "CHILD_OUTCOMES",
+    "ID_REUSE_POLICIES", "PARENT_CLOSE_POLICIES", "CHILD_OUTCOMES", "UPDATE_STAGES",
     "command_problem", "id_problem", "workflow_id_problem", "name_problem", "task_queue_problem", "duration_problem",
     "time_problem",
 ]
@@ -78,6 +83,7 @@ ID_REUSE_POLICIES = frozenset({"ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY",
                                "TERMINATE_IF_RUNNING"})
 PARENT_CLOSE_POLICIES = frozenset({"TERMINATE", "ABANDON", "REQUEST_CANCEL"})
 CHILD_OUTCOMES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"})
+UPDATE_STAGES = frozenset({"ACCEPTED", "COMPLETED"})
 
 _TASK_QUEUE = re.compile(r"[A-Za-z0-9._-]+")
 #: Unicode's control characters (general category Cc): C0, DEL and C1.
@@ -192,9 +198,19 @@ def _start_problem(b: StartWorkflow) -> str | None:
     return None
 
 
+def _update_problem(b: UpdateWorkflow) -> str | None:
+    return (id_problem("update id", b.update_id) or name_problem("update name", b.update_name)
+            or id_problem("run id", b.run_id or "", required=False)
+            or _one_of("update stage (wait_for_stage)", b.wait_for_stage, UPDATE_STAGES))
+
+
 def _body_problem(b: object, now_ms: int | None) -> str | None:
     if isinstance(b, StartWorkflow):
         return _start_problem(b)
+    if isinstance(b, UpdateWorkflow):
+        return _update_problem(b)
+    if isinstance(b, UpdateWithStart):
+        return _start_problem(b.start) or _update_problem(b.update)
     if isinstance(b, SignalWithStart):
         return _start_problem(b.start) or name_problem("signal name", b.signal_name)
     if isinstance(b, SignalWorkflow):

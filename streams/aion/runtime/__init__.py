@@ -33,7 +33,7 @@ drive it through this contract::
 Where the semantics live: ``_execution.py`` (the step, the run's lifecycle, supervision, and
 the dispatch of commands and events to the rooms), its rooms ``_commands.py`` (client commands,
 refusals, result waiters), ``_activities.py`` (the activity machine), ``_children.py`` (child
-workflows), the shared state and timer ids in ``_state.py``, ``_activation.py`` (inputs,
+workflows), ``_updates.py`` (updates), the shared state and timer ids in ``_state.py``, ``_activation.py`` (inputs,
 command events and the replay of a run), ``_instance.py`` (the code of one run and the replay
 matching rules), ``_loop.py`` (the deterministic event loop), ``_watchdog.py`` (deadlock
 detection), ``_history_json.py`` (the JSON history format).
@@ -44,6 +44,7 @@ from ._execution import MAX_WAITERS, Step, WorkflowExecution
 from ._history_json import dump_history, events_from_json, events_to_json, load_history
 from ._registry import HistoryLimits, Registry
 from ._replay import ReplayResult, replay_history
+from ._updates import MAX_UPDATES_IN_FLIGHT, MAX_UPDATES_PER_RUN
 
 __all__ = [
     "Registry",
@@ -51,6 +52,8 @@ __all__ = [
     "WorkflowExecution",
     "Step",
     "MAX_WAITERS",
+    "MAX_UPDATES_IN_FLIGHT",
+    "MAX_UPDATES_PER_RUN",
     "effects",
     "ReplayResult",
     "replay_history",

@@ -1,9 +1,10 @@
 """Which events start an activation of the workflow code, which ones its code issued, and the
 replay of one run segment into a fresh instance (``WorkflowInstance``).
 
-An *input* (``WorkflowStarted``, a signal, an activity's or child's outcome, a timer fire, a
-cancel request, the resume marker) is delivered to the code and starts an activation; the
-*command events* that follow it (``ActivityScheduled``, ``TimerStarted``, a close ...) are what
+An *input* (``WorkflowStarted``, a signal, an accepted update, an activity's or child's outcome,
+a timer fire, a cancel request, the resume marker) is delivered to the code and starts an activation; the
+*command events* that follow it (``ActivityScheduled``, ``TimerStarted``, an update's
+completion, a close ...) are what
 that activation issued, matched on replay. An input followed by ``WorkflowTaskFailed`` was not
 activated (the workflow was held); the resume marker activates everything that arrived while it
 was.
@@ -46,6 +47,8 @@ from ..model import (
     WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
+    WorkflowUpdateAccepted,
+    WorkflowUpdateCompleted,
 )
 from ._instance import MARKER_RESUME, WorkflowInstance
 
@@ -54,12 +57,12 @@ __all__ = ["is_command_event", "is_instance_input", "replay_into"]
 _COMMAND_EVENTS = (
     ActivityScheduled, ActivityCancelRequested, TimerStarted, TimerCancelled, ChildWorkflowStarted,
     SignalSent, SearchAttributesUpserted, WorkflowCompleted, WorkflowFailed, WorkflowCancelled,
-    WorkflowContinuedAsNew,
+    WorkflowContinuedAsNew, WorkflowUpdateCompleted,
 )
 _INPUTS = (
     WorkflowStarted, SignalReceived, ActivityCompleted, ActivityCancelled, TimerFired,
     ChildWorkflowCompleted, ChildWorkflowFailed, ChildWorkflowCancelled, ChildWorkflowTimedOut,
-    ChildWorkflowTerminated, WorkflowCancelRequested,
+    ChildWorkflowTerminated, WorkflowCancelRequested, WorkflowUpdateAccepted,
 )
 
 

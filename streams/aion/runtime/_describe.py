@@ -12,6 +12,7 @@ from ..model import (
     SignalSent,
     TimerCancelled,
     TimerStarted,
+    WorkflowUpdateCompleted,
 )
 
 __all__ = ["describe", "same_command", "identity"]
@@ -33,6 +34,8 @@ def identity(body: Any) -> tuple[Any, ...]:
         return ("SignalSent", body.signal_id, body.target_workflow_id, body.signal_name)
     if isinstance(body, MarkerRecorded):
         return ("MarkerRecorded", body.marker_name, body.marker_id)
+    if isinstance(body, WorkflowUpdateCompleted):
+        return ("WorkflowUpdateCompleted", body.update_id)
     return (type(body).__name__,)
 
 
@@ -56,6 +59,8 @@ _FIELDS = {
     "ActivityCancelled": ("activity_id",),
     "ActivityStarted": ("activity_id", "attempt"),
     "WorkflowStarted": ("workflow_type",),
+    "WorkflowUpdateAccepted": ("update_id", "update_name"),
+    "WorkflowUpdateCompleted": ("update_id",),
 }
 
 

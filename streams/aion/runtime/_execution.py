@@ -10,6 +10,7 @@ The execution is built from rooms, each a mixin over the shared state of ``_stat
 - ``_activities.py``: the activity machine (attempts, retries, timeouts, heartbeats, cancel);
 - ``_children.py``: child workflows and the parent-close policy;
 - ``_lifecycle.py``: operator actions on a run (pause, resume, reopen);
+- ``_updates.py``: updates (validation, acceptance, de-duplication by update id, answers);
 - ``_activation.py``: which events are inputs and which are commands, and the replay of a run.
 
 Step semantics
@@ -100,6 +101,7 @@ from ._activation import is_command_event, is_instance_input, replay_into
 from ._activities import Activities
 from ._children import Children
 from ._lifecycle import Lifecycle
+from ._updates import Updates
 from ._commands import MAX_WAITERS, ClientCommands
 from ._instance import MARKER_CANCEL_CHILD, MARKER_RESUME, RunContext, WorkflowInstance
 from ._state import (
@@ -134,7 +136,7 @@ class Step:
 # ============================================================================ the execution
 
 
-class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
+class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle):
     """One workflow id: its history, the engine state and the resident workflow instance.
 
     Build with :meth:`new` (nothing recorded) or :meth:`from_history` (replay). Not thread-safe:
@@ -642,6 +644,7 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
                 fx.append(DropTimer(wf, rid, task_timer(run.task_attempt)))
         run.timers.clear()
         self._close_children(run, status, t)
+        self._close_updates(run, status, fx)
         if status != "CONTINUED_AS_NEW":
             result, failure = self._outcome(b, status)
             self._last_close = (rid, status, result, failure)
@@ -697,11 +700,12 @@ class WorkflowExecution(ClientCommands, Activities, Children, Lifecycle):
     #: Command handlers by body type: the rooms' and the timer fire.
     _HANDLERS: dict[type, Callable[..., None]] = {
         **ClientCommands.HANDLERS, **Activities.HANDLERS, **Children.HANDLERS, **Lifecycle.HANDLERS,
+        **Updates.HANDLERS,
         FireTimer: _h_fire,
     }
     #: How each event type changes the engine state (``WorkflowStarted`` aside: ``_apply``).
     _APPLY: dict[type, Callable[..., None]] = {
-        **Activities.APPLY, **Children.APPLY, **Lifecycle.APPLY,
+        **Activities.APPLY, **Children.APPLY, **Lifecycle.APPLY, **Updates.APPLY,
         TimerStarted: _on_timer_started,
         TimerFired: _on_timer_fired,
         TimerCancelled: _on_timer_cancelled,

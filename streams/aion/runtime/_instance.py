@@ -21,6 +21,7 @@ TimerCancelled                timer id
 ChildWorkflowStarted          child workflow id + workflow type
 SignalSent                    signal id (run-segment occurrence) + target id + signal name
 MarkerRecorded                marker name + marker id
+WorkflowUpdateCompleted       update id
 SearchAttributesUpserted      kind only
 WorkflowCompleted/Failed/...  kind only
 ============================ ==========================================================
@@ -87,6 +88,8 @@ from ..model import (
     WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowStarted,
+    WorkflowUpdateAccepted,
+    WorkflowUpdateCompleted,
 )
 from ..model.limits import MAX_ID_BYTES
 from ..workflow._api import ActivityOptions, ChildOptions, ContinueAsNewError
@@ -115,9 +118,10 @@ def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
 def _same_values(recorded: Any, issued: Any) -> bool:
     if isinstance(recorded, MarkerRecorded) and issued.value is None:
         return recorded.marker_name == issued.marker_name and recorded.marker_id == issued.marker_id
-    if isinstance(recorded, WorkflowFailed):
+    if isinstance(recorded, (WorkflowFailed, WorkflowUpdateCompleted)):
         # Stack text depends on file paths and line numbers: compare the chain without it.
-        return _strip_stacks(recorded.failure) == _strip_stacks(issued.failure)
+        return (_strip_stacks(recorded.failure) == _strip_stacks(issued.failure)
+                and getattr(recorded, "result", None) == getattr(issued, "result", None))
     return recorded == issued
 
 
@@ -610,6 +614,8 @@ class WorkflowInstance:
             self.loop.call_soon(self._start_main, b)
         elif isinstance(b, SignalReceived):
             self._deliver_signal(b)
+        elif isinstance(b, WorkflowUpdateAccepted):
+            self._deliver_update(b)
         elif isinstance(b, ActivityCompleted):
             meta = self._activities.pop(b.activity_id, None)
             if meta is not None and not meta.handle.done():
@@ -740,6 +746,88 @@ class WorkflowInstance:
                 except Exception as e:
                     self._code_raised(e)
             self.loop.call_soon(call)
+
+    def _deliver_update(self, b: WorkflowUpdateAccepted) -> None:
+        """Run the update's handler (in this activation); its end issues WorkflowUpdateCompleted."""
+        uid = b.update_id
+        hd = self.defn.updates.get(b.update_name)
+        if hd is None:  # the engine refuses unknown updates; code deployed since may have lost it
+            self.loop.call_soon(self._update_failed, uid, exc_mod.UpdateNotFoundError(
+                f"workflow type {self.defn.name!r} has no update {b.update_name!r} (any more)"))
+            return
+        try:
+            args = self.converter.from_payloads(b.args, hints_of(hd.fn, skip_self=True))
+        except Exception as e:  # checked before acceptance; code deployed since may decode otherwise
+            self.loop.call_soon(self._update_failed, uid, e)
+            return
+        if hd.is_async:
+            def start() -> None:
+                if self.obj is None or self.closed is not None:
+                    return
+                t = self.loop.create_task(hd.fn(self.obj, *args), name=f"update:{b.update_name}")
+                self._handler_tasks.add(t)
+                t.add_done_callback(self._handler_tasks.discard)
+                t.add_done_callback(lambda done: self._on_update_task_done(uid, done))
+            self.loop.call_soon(start)
+        else:
+            def call() -> None:
+                if self.obj is None or self.closed is not None:
+                    return
+                try:
+                    value = hd.fn(self.obj, *args)
+                except _Halt:
+                    return
+                except ContinueAsNewError as e:
+                    self._close_with_continue(e)
+                    return
+                except _watchdog.DeadlockInterrupt:
+                    raise
+                except BaseException as e:  # noqa: BLE001 - the update's failure (or the task's)
+                    if not isinstance(e, (Exception, asyncio.CancelledError)):
+                        raise
+                    self._update_failed(uid, e)
+                    return
+                self._update_returned(uid, value)
+            self.loop.call_soon(call)
+
+    def _on_update_task_done(self, uid: str, t: asyncio.Task[Any]) -> None:
+        if t.cancelled():
+            self._update_failed(uid, asyncio.CancelledError())
+            return
+        e = t.exception()
+        if e is None:
+            self._update_returned(uid, t.result())
+        elif isinstance(e, (_Halt, _watchdog.DeadlockInterrupt)):
+            return
+        elif isinstance(e, ContinueAsNewError):
+            self._close_with_continue(e)
+        else:
+            self._update_failed(uid, e)
+
+    def _update_returned(self, uid: str, value: Any) -> None:
+        try:
+            payload = self.converter.to_payload(value)
+        except Exception as enc:  # noqa: BLE001 - an unencodable result fails the update
+            self._update_failed(uid, enc)
+            return
+        self._complete_update(WorkflowUpdateCompleted(uid, result=payload))
+
+    def _update_failed(self, uid: str, e: BaseException) -> None:
+        """What an update handler raised: a failure by the workflow's policy (``ApplicationError``
+        and the other ``FailureError`` types by default) or a cancellation fails the update (the
+        workflow goes on); anything else fails the workflow task (held for a fix, as in ``run``)."""
+        if isinstance(e, (asyncio.CancelledError, *self.policy.workflow_failure_types)):
+            self._complete_update(WorkflowUpdateCompleted(uid, failure=exception_to_failure(e, self.converter)))
+        else:
+            self._code_raised(e)
+
+    def _complete_update(self, body: WorkflowUpdateCompleted) -> None:
+        if self.closed is not None or self.divergence is not None or self.disposed:
+            return
+        try:
+            self._issue(body)
+        except _Halt:
+            return
 
     def _on_handler_done(self, t: asyncio.Task[Any]) -> None:
         if t.cancelled():

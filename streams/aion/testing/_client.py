@@ -55,6 +55,19 @@ class TestClient(ClientBase["TestWorkflowHandle[Any]"]):
     def _forget(self, command_id: str) -> None:
         self.env.forget(command_id)
 
+    def _waiting(self) -> Any:
+        return self.env.hold_skipping()
+
+    async def _update_outcome(self, channel: Any, timeout: float | None) -> Reply:
+        async def completed() -> Reply:
+            while True:
+                reply = await channel.get()
+                if reply.kind == "ERROR" or (reply.kind == "UPDATE" and reply.status == "COMPLETED"):
+                    return reply
+
+        with self.env.hold_skipping():
+            return await asyncio.wait_for(completed(), timeout)
+
     def _no_answer(self, cmd: Command, what: str, timeout: float) -> BaseException:
         return RPCTimeoutError(
             f"{what} for workflow {cmd.workflow_id!r}: no answer from the runtime within {timeout:.1f}s "

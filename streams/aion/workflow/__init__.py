@@ -53,7 +53,7 @@ from ._api import (
     uuid4,
     wait_condition,
 )
-from ._definition import WorkflowDefinition, defn, init, query, run, signal
+from ._definition import WorkflowDefinition, defn, init, query, run, signal, update
 from ._logger import WorkflowLoggerAdapter, logger
 from ._unsafe import unsafe
 from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
@@ -68,7 +68,7 @@ from ._types import (
 )
 
 __all__ = [
-    "defn", "init", "run", "signal", "query", "WorkflowDefinition", "all_handlers_finished",
+    "defn", "init", "run", "signal", "query", "update", "WorkflowDefinition", "all_handlers_finished",
     "execute_activity", "start_activity", "execute_activity_method", "start_activity_method",
     "execute_local_activity", "start_local_activity", "execute_local_activity_method",
     "start_local_activity_method", "sleep", "start_timer", "wait_condition", "timeout",

@@ -1,4 +1,4 @@
-"""``@workflow.defn`` / ``run`` / ``signal`` / ``query``: declaring a workflow type.
+"""``@workflow.defn`` / ``run`` / ``signal`` / ``query`` / ``update``: declaring a workflow type.
 
 The decorators only attach metadata; nothing runs at import time. ``@workflow.defn`` collects
 the class's run method and handlers into a :class:`WorkflowDefinition` stored on the class
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar, overload
+from typing import Any, Callable, Generic, ParamSpec, Protocol, Sequence, TypeVar, overload
 
 from ..exceptions import FailureError
 from ._types import FailurePolicy
 
-__all__ = ["defn", "init", "run", "signal", "query", "WorkflowDefinition", "HandlerDefinition"]
+__all__ = ["defn", "init", "run", "signal", "query", "update", "UpdateMethod", "WorkflowDefinition",
+           "HandlerDefinition"]
 
 _ATTR = "__aion_workflow_definition__"
 _RUN = "__aion_workflow_run__"
 _SIGNAL = "__aion_signal_name__"
 _QUERY = "__aion_query_name__"
+_UPDATE = "__aion_update_name__"
+_VALIDATOR = "__aion_update_validator__"
 _INIT = "__aion_workflow_init__"
 #: Set on the run function by @defn: the workflow type name (so Child.run names the type).
 RUN_TYPE_ATTR = "__aion_workflow_type__"
@@ -33,6 +36,8 @@ class HandlerDefinition:
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    #: An update's validator (``@my_update.validator``), run before the update is recorded.
+    validator: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class WorkflowDefinition:
     failure_policy: FailurePolicy | None = None
     #: ``__init__`` is marked ``@workflow.init``: it gets the run's arguments too.
     init_takes_args: bool = False
+    updates: dict[str, HandlerDefinition] = field(default_factory=dict)
 
     @staticmethod
     def of(obj: Any) -> "WorkflowDefinition":
@@ -110,6 +116,7 @@ def defn(
         run_fn = None
         signals: dict[str, HandlerDefinition] = {}
         queries: dict[str, HandlerDefinition] = {}
+        updates: dict[str, HandlerDefinition] = {}
         for klass in reversed(c.__mro__):
             for attr, member in vars(klass).items():
                 fn = member
@@ -126,6 +133,10 @@ def defn(
                             f"read state and cannot await"
                         )
                     queries[qname] = HandlerDefinition(qname, fn, False)
+                uname = getattr(fn, _UPDATE, None)
+                if uname is not None:
+                    updates[uname] = HandlerDefinition(uname, fn, inspect.iscoroutinefunction(fn),
+                                                       getattr(fn, _VALIDATOR, None))
         if run_fn is None:
             raise TypeError(
                 f"workflow {c.__qualname__} has no @workflow.run method: mark its `async def run(...)`"
@@ -136,7 +147,7 @@ def defn(
         if init_takes_args:
             _check_init_matches_run(c, run_fn)
         wf_name = name or c.__name__
-        d = WorkflowDefinition(wf_name, c, run_fn, signals, queries, failure_policy, init_takes_args)
+        d = WorkflowDefinition(wf_name, c, run_fn, signals, queries, failure_policy, init_takes_args, updates)
         setattr(c, _ATTR, d)
         try:
             setattr(run_fn, RUN_TYPE_ATTR, wf_name)
@@ -219,6 +230,59 @@ def query(fn: Any = None, *, name: str | None = None) -> Any:
 
     def wrap(f: Any) -> Any:
         setattr(f, _QUERY, name or f.__name__)
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+P = ParamSpec("P")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class UpdateMethod(Protocol, Generic[P, R_co]):
+    """What ``@workflow.update`` makes of a method (for type checkers): the method, plus
+    ``.validator`` to decorate its validator (same parameters, returns None)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def validator(self, vfn: Callable[P, None]) -> Callable[P, None]: ...
+
+
+@overload
+def update(fn: Callable[P, R_co]) -> UpdateMethod[P, R_co]: ...
+@overload
+def update(*, name: str | None = None) -> Callable[[Callable[P, R_co]], UpdateMethod[P, R_co]]: ...
+
+
+def update(fn: Any = None, *, name: str | None = None) -> Any:
+    """Mark an update handler (``def`` or ``async def``); default name: the method name.
+
+    An update is a signal that answers: the client's ``handle.execute_update(Order.add, item)``
+    returns what the handler returns (or raises ``WorkflowUpdateFailedError`` with what it
+    raised). An ``async`` handler may await activities, timers and conditions. The handler runs
+    in the step that records the update (``WorkflowUpdateAccepted``); what it returns or raises
+    is recorded as ``WorkflowUpdateCompleted``. An exception the workflow's failure policy treats
+    as a failure (``ApplicationError`` and the other ``FailureError`` types by default) fails the
+    update, not the workflow; any other exception holds the workflow task, as in ``run``.
+
+    Add a validator with ``@my_update.validator`` on a plain ``def`` taking the same arguments:
+    it runs before anything is recorded, must not change state, and rejects the update by
+    raising (nothing is recorded; the sender gets ``WorkflowUpdateFailedError``).
+    """
+
+    def wrap(f: Any) -> Any:
+        if getattr(f, _SIGNAL, None) is not None or getattr(f, _QUERY, None) is not None:
+            raise TypeError(f"{f.__qualname__} is already a signal or query handler: it cannot be an update too")
+        setattr(f, _UPDATE, name or f.__name__)
+
+        def validator(vfn: Any) -> Any:
+            if inspect.iscoroutinefunction(vfn):
+                raise TypeError(f"the validator {vfn.__qualname__} of update {name or f.__name__!r} must be a "
+                                f"plain `def`: validators run before anything is recorded and cannot await")
+            setattr(f, _VALIDATOR, vfn)
+            return vfn
+
+        f.validator = validator
         return f
 
     return wrap(fn) if fn is not None else wrap

@@ -24,7 +24,7 @@ class Greeter:
 
     @workflow.run
     async def run(self, name: str) -> str:
-        await workflow.wait_condition(lambda: self.go)
+        {extra}await workflow.wait_condition(lambda: self.go)
         return f"{{PREFIX}}: hello {{name}}"
 
 
@@ -39,11 +39,14 @@ class Looper:
 '''
 
 
-def write_version(base: Path, version: str, root: str = "verapp", *, broken: bool = False) -> Path:
-    """``base/<version>/<root>/``: a package whose workflows answer ``version``."""
+def write_version(base: Path, version: str, root: str = "verapp", *, broken: bool = False,
+                  incompatible: bool = False) -> Path:
+    """``base/<version>/<root>/``: a package whose workflows answer ``version``; ``incompatible``:
+    its Greeter sleeps before it waits (a command its earlier histories do not hold)."""
     pkg = base / version / root
     pkg.mkdir(parents=True, exist_ok=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "helpers.py").write_text(f"PREFIX = {version!r}\n" + ("import no_such_module_anywhere\n" if broken else ""))
-    (pkg / "flows.py").write_text(FLOWS.format(root=root))
+    extra = "await workflow.sleep(0.1)\n        " if incompatible else ""
+    (pkg / "flows.py").write_text(FLOWS.format(root=root, extra=extra))
     return pkg

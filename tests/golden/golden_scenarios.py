@@ -15,7 +15,7 @@ import golden_workflows as g
 from runtime_sim import Hang, NoStart, Sim
 
 from aion.exceptions import ApplicationError
-from aion.model import Command, Event, Failure, UpdateWorkflow
+from aion.model import Command, Event, Failure, GetResult, ReopenWorkflow, UpdateWorkflow
 
 
 @dataclass
@@ -48,6 +48,12 @@ def strip_stacks(ev: Event) -> Event:
 # ------------------------------------------------------------------ scenarios
 
 
+def reopen(s: Sim, wf_id: str = "wf-1") -> None:
+    """An operator reopens ``wf_id``, then asks for its result again (the start's was answered)."""
+    s.send(Command(s.cid("reopen"), wf_id, s.now, ReopenWorkflow("fixed"), reply_to="replies:0"))
+    s.send(Command(s.cid("result"), wf_id, s.now, GetResult(), reply_to="replies:0"))
+
+
 def one_activity() -> Sim:
     s = Sim(g.WORKFLOWS, g.ACTIVITIES)
     s.start(g.OneActivity, "World")
@@ -74,6 +80,33 @@ def retries_exhausted() -> Sim:
     assert r.failure.type == "ActivityError" and r.failure.cause is not None
     assert r.failure.cause.type == "RuntimeError"
     assert s.types().count("ActivityFailed") == 3
+    return s
+
+
+def reopen_after_exhausted_retries() -> Sim:
+    down = [RuntimeError("down 1"), RuntimeError("down 2"), RuntimeError("down 3")]
+    s = Sim(g.WORKFLOWS, g.ACTIVITIES, script={"flaky": [*down, "fourth time"]})
+    s.start(g.Retries, 1)
+    s.run()
+    assert s.result().status == "FAILED"
+    reopen(s)
+    s.run()
+    assert s.value() == "fourth time"
+    assert [e.body.attempt for e in s.history() if e.type == "ActivityStarted"] == [1, 2, 3, 4]  # type: ignore[union-attr]
+    return s
+
+
+def reopen_after_cancel() -> Sim:
+    s = Sim(g.WORKFLOWS, g.ACTIVITIES)
+    s.start(g.Stages, "vase")
+    s.settle()  # reserved; its five-minute timer pending
+    s.cancel("wf-1")
+    s.settle()
+    assert s.result().status == "CANCELLED"
+    reopen(s)
+    s.run()  # the timer armed again fires; the workflow records and completes
+    assert s.result().status == "COMPLETED"
+    assert s.types().count("TimerFired") == 1 and s.types().count("WorkflowReopened") == 1
     return s
 
 
@@ -285,4 +318,7 @@ SCENARIOS = [
     Scenario("patched_new", "patched", patched_new, ("wf-1", first("WorkflowCompleted"))),
     Scenario("patched_old", "patched", patched_old, ("wf-1", first("WorkflowCompleted"))),
     Scenario("updates", "updates", updates, ("wf-1", first("ActivityScheduled"))),
+    Scenario("reopen_after_exhausted_retries", "retries", reopen_after_exhausted_retries,
+             ("wf-1", first("ActivityScheduled"))),
+    Scenario("reopen_after_cancel", "stages", reopen_after_cancel, ("wf-1", first("TimerStarted"))),
 ]

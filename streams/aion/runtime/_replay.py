@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..exceptions import NondeterminismError, WorkflowTypeNotFoundError
-from ..model import Event, WorkflowStarted
+from ..model import Event, WorkflowReopened, WorkflowStarted
 from ._execution import WorkflowExecution, replay_into
 from ._history_json import load_history
 from ._instance import WorkflowInstance
@@ -98,7 +98,10 @@ def replay_history(registry: Any, events: Sequence[Event] | str | Path, *, stric
             break
         inst = WorkflowInstance(defn, ex._run_context(run), registry.converter, registry.policy_for(defn.name), registry)
         inst.strict = strict
-        failure = replay_into(inst, events, start, end)
+        # What a reopen took back is replayed to nobody (see ``_lifecycle.py``).
+        voids = [(b.from_seq, e.seq) for e in events[start:end] if isinstance(b := e.body, WorkflowReopened)]
+        voided = (lambda seq: any(lo <= seq < hi for lo, hi in voids)) if voids else None
+        failure = replay_into(inst, events, start, end, voided=voided)
         inst.dispose()
         if failure is not None:
             if isinstance(failure, NondeterminismError):
@@ -108,6 +111,7 @@ def replay_history(registry: Any, events: Sequence[Event] | str | Path, *, stric
             break
         for ev in events[start + 1:end]:
             ex.history.append(ev)
-            ex._apply(ev, None)
+            if voided is None or not voided(ev.seq):
+                ex._apply(ev, None)
     result.status = ex.status
     return result

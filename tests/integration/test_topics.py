@@ -42,10 +42,11 @@ def test_ensure_topics_creates_the_deployment_once(settings: Settings) -> None:
     created = ensure_topics(settings, task_queues=("default", "gpu"))
     expected = [names.commands, names.events, names.replies, names.dlq,
                 names.activity_tasks("default"), names.activity_tasks("gpu")]
-    assert sorted(created) == sorted(expected)
+    assert sorted(created) == sorted([*expected, names.deployments])
 
     counts, events_config = _describe(settings)
-    assert counts == {name: settings.partitions for name in expected}
+    # the deployments topic has one partition: one order of builds and routes for every worker
+    assert counts == {**{name: settings.partitions for name in expected}, names.deployments: 1}
     assert events_config["cleanup.policy"] == "compact"
     assert int(events_config["max.message.bytes"]) >= settings.max_payload_bytes
 

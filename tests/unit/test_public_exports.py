@@ -43,6 +43,7 @@ EXPORTS: dict[str, list[str]] = {
         "WorkflowAlreadyStartedError", "WorkflowDescription", "WorkflowFailureError", "WorkflowHandle",
         "WorkflowNotFoundError", "WorkflowResultTimeoutError", "WorkflowSummary",
         "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
+        "BuildInfo", "Deployments", "DeploymentsView",
     ],
     "aion.exceptions": [
         "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",  # versioned deploys
@@ -53,6 +54,7 @@ EXPORTS: dict[str, list[str]] = {
         "WorkflowNotFoundError", "WorkflowStateError", "WorkflowTypeNotFoundError", "exception_to_failure",
         "failure_to_exception",
         "TooManyUpdatesError", "UpdateNotFoundError", "WorkflowUpdateFailedError",
+        "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",
     ],
     "aion.testing": [
         "ActivityEnvironment", "CheckReport", "EngineBugError", "EventLog", "Expectation",

@@ -40,7 +40,7 @@ import time
 from collections import OrderedDict, deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, Sequence, assert_never
 
 from faust.types import TP
 
@@ -63,6 +63,10 @@ from ._retention import Retention
 from ._app import build_app
 from ._store import HistoryStore, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
+
+#: A record of the commands topic as read: partition, offset, value, key, and headers (None
+#: unless tracing is on).
+CommandRecord = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 from ._wheel import TimerWheel
 from .settings import Settings
 from ._topics import partition_counts
@@ -91,7 +95,7 @@ class _Work:
     next: int  # the partition's intake position once the transaction commits
     events: list[Event] = field(default_factory=list)
     touched: dict[str, WorkflowExecution] = field(default_factory=dict)
-    effects: list[Any] = field(default_factory=list)
+    effects: list[fx.Effect] = field(default_factory=list)
     dlq: list[tuple[int, bytes | None, bytes | None, str]] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     n_events: int = 0
@@ -156,7 +160,7 @@ class Engine:
         #: take turns (its transactions and journaled rows never interleave); partitions run side
         #: by side. A rebalance takes them all.
         self._locks = [asyncio.Lock() for _ in range(n)]
-        self._pending: dict[int, deque[tuple[Any, ...]]] = {}
+        self._pending: dict[int, deque[CommandRecord]] = {}
         self._drainers: dict[int, asyncio.Task[None]] = {}
         self._rewound: dict[int, tuple[int, float]] = {}  # partition -> (offset, give up at)
         self._room = asyncio.Event()
@@ -341,7 +345,7 @@ class Engine:
     async def _drain(self, partition: int) -> None:
         """The pipeline of one partition: its batches one after the other, each one transaction."""
         size = self.settings.batch_size
-        batch: list[tuple[Any, ...]] = []
+        batch: list[CommandRecord] = []
         try:
             while True:
                 async with self.lock_for(partition):
@@ -364,7 +368,7 @@ class Engine:
                 log.exception("partition %d: the pipeline failed", partition)
                 self._pending.pop(partition, None)
 
-    async def _process(self, partition: int, batch: list[tuple[Any, ...]]) -> None:
+    async def _process(self, partition: int, batch: list[CommandRecord]) -> None:
         """One batch of ``partition`` (caller holds its lock): one transaction, or, when that
         fails, one transaction per command (see the module docs)."""
         try:
@@ -416,7 +420,7 @@ class Engine:
             cache.popitem(last=False)
         return ex
 
-    async def _one_by_one(self, partition: int, recs: list[tuple[Any, ...]]) -> None:
+    async def _one_by_one(self, partition: int, recs: list[CommandRecord]) -> None:
         """Handle ``recs`` of ``partition`` one transaction each, pinning a failure to its
         command (see the module docs)."""
         for i, rec in enumerate(recs):
@@ -474,7 +478,7 @@ class Engine:
         self.wheel.rolled_back(partition)
         self._cache.pop(partition, None)
 
-    async def _prepare(self, partition: int, recs: list[tuple[Any, ...]], now: int) -> _Work:
+    async def _prepare(self, partition: int, recs: list[CommandRecord], now: int) -> _Work:
         """Run the partition's commands and assemble its transaction's records."""
         work = _Work(partition, recs[0][1], recs[-1][1] + 1)
         for _partition, offset, raw, rkey, *rest in recs:
@@ -597,7 +601,7 @@ class Engine:
                      "save the hop)", cmd.type, cmd.workflow_id, self.names.commands, work.partition, offset,
                      owner, self.stats["forwarded"])
 
-    async def _refuse_large(self, partition: int, rec: tuple[Any, ...], exc: _StepTooLarge) -> _Work:
+    async def _refuse_large(self, partition: int, rec: CommandRecord, exc: _StepTooLarge) -> _Work:
         """A step over the payload limit: nothing of it is recorded. A running workflow is
         terminated with the reason (its next command would only produce the same step); a
         start is refused. The sender, if it waits, gets ``PayloadTooLargeError``."""
@@ -623,7 +627,7 @@ class Engine:
         await self._assemble(work)
         return work
 
-    def _dead_letter_work(self, partition: int, rec: tuple[Any, ...], reason: str) -> _Work:
+    def _dead_letter_work(self, partition: int, rec: CommandRecord, reason: str) -> _Work:
         offset = rec[1]
         work = _Work(partition, offset, offset + 1)
         self._progress_records(work)
@@ -706,8 +710,8 @@ class Engine:
                                 self.tracing.headers(eff)))
             elif isinstance(eff, (fx.ScheduleTimer, fx.DropTimer, fx.KeepHeartbeat, fx.DropHeartbeat)):
                 continue
-            else:
-                log.warning("unknown effect %r ignored", eff)
+            else:  # a new kind of effect must be handled here (the type checker says where)
+                assert_never(eff)
         records.extend(work.forwards)
         for offset, rkey, raw, reason in work.dlq:
             records.append(self._dlq_record(p, offset, rkey, raw, reason))

@@ -37,8 +37,11 @@ from ..exceptions import AionError
 
 log = logging.getLogger("aion.engine")
 
-#: topic, key, value, partition (None: by key), and optionally headers as a list of (name, bytes)
-Record = tuple[Any, ...]
+#: A record's headers: (name, value) pairs, as confluent-kafka's produce() takes them.
+Headers = list[tuple[str, bytes]]
+#: topic, key, value (None: a tombstone), partition (None: by key), and optionally headers
+Record = (tuple[str, bytes, bytes | None, int | None]
+          | tuple[str, bytes, bytes | None, int | None, Headers | None])
 
 #: How long one transactional call (init, commit, abort) may take.
 CALL_TIMEOUT_S = 30.0

@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ._labels import never_raises
+
+if TYPE_CHECKING:
+    from ..runtime import Step, WorkflowExecution
 
 log = logging.getLogger("aion.ops.tracing")
 
@@ -206,7 +209,7 @@ class EngineTracing:
         return self.tracer.start_span(name, context=context_of(headers), kind=SpanKind.SERVER, attributes=attrs)
 
     @never_raises
-    def stepped(self, span: Any, ex: Any, step: Any, error: BaseException | None = None) -> None:
+    def stepped(self, span: Any, ex: WorkflowExecution, step: Step | None, error: BaseException | None = None) -> None:
         """After the step: end its span; a StartActivity span per dispatched attempt; the
         headers for the records of the step's effects (:meth:`headers`)."""
         if span is None:
@@ -214,13 +217,15 @@ class EngineTracing:
         if ex.run_id:
             span.set_attribute("aion.run.id", ex.run_id)
         if step is not None and step.effects:
+            # Here, not at the top: the client imports this module, and must not load the runtime.
+            from ..runtime.effects import DispatchActivity, SendCommand, SendReply
+
             if len(self._fx) > self.MAX_PENDING:
                 self._fx.clear()
             parent = _trace.set_span_in_context(span)
             step_headers: Headers | None = None
             for eff in step.effects:
-                kind = type(eff).__name__
-                if kind == "DispatchActivity":
+                if isinstance(eff, DispatchActivity):
                     task = eff.task
                     child = self.tracer.start_span(
                         f"StartActivity:{task.activity_type}", context=parent, kind=SpanKind.CLIENT, attributes={
@@ -229,13 +234,12 @@ class EngineTracing:
                             "aion.task_queue": task.task_queue})
                     self._fx[id(eff)] = (eff, headers_of(child))
                     child.end()
-                elif kind in ("SendCommand", "SendReply"):
+                elif isinstance(eff, (SendCommand, SendReply)):
                     if step_headers is None:
                         step_headers = headers_of(span)
                     self._fx[id(eff)] = (eff, step_headers)
-        refusal = getattr(step, "refusal", None)
-        if refusal is not None:
-            span.set_attribute("aion.refusal", refusal.type)
+        if step is not None and step.refusal is not None:
+            span.set_attribute("aion.refusal", step.refusal.type)
         _end(span, error)
 
     @never_raises

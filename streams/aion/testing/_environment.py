@@ -31,7 +31,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence, assert_never
 
 from ..converter import DataConverter
 from ..exceptions import AionError
@@ -560,7 +560,7 @@ class WorkflowEnvironment:
             for box in self._result_watchers.get(ev.workflow_id, ()):
                 box.put(err)
 
-    def _perform(self, eff: Any) -> None:
+    def _perform(self, eff: fx.Effect) -> None:
         if isinstance(eff, fx.DispatchActivity):
             assert self._runner is not None
             self._runner.start(eff.task)
@@ -582,8 +582,8 @@ class WorkflowEnvironment:
         elif isinstance(eff, fx.SendReply):
             if eff.reply_to == REPLY_TO:
                 self._deliver(eff.reply)
-        else:
-            log.warning("unknown effect %r ignored", eff)
+        else:  # a new kind of effect must be handled here (the type checker says where)
+            assert_never(eff)
 
     def _deliver(self, reply: Reply) -> None:
         box = self._mailboxes.get(reply.command_id)

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 from ..exceptions import AionError
 from ._package import extract_package
 
-__all__ = ["BuildLoadError", "load_build", "load_package_path", "namespace_of", "discover_workflows"]
+__all__ = ["BuildLoadError", "load_build", "load_package_path", "namespace_of", "discover_workflows", "forget_build"]
 
 #: sys.modules prefix under which loaded builds live.
 NAMESPACE = "_aion_builds"
@@ -75,6 +75,13 @@ def _isolated(root: str, src: Path, namespace: str) -> Iterator[None]:
             sys.modules.update(saved)
     finally:
         _imp.release_lock()
+
+
+def forget_build(build_id: str) -> None:
+    """Drop an unloaded build's modules from ``sys.modules`` (its code goes once nothing holds it)."""
+    prefix = namespace_of(build_id) + "."
+    for k in [k for k in sys.modules if k.startswith(prefix)]:
+        del sys.modules[k]
 
 
 def discover_workflows(modules: Sequence[ModuleType]) -> list[Any]:

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from ..codec import Codec
 from ..deploy import BuildLoadError, DeploymentTable, load_build
+from ..deploy._loader import forget_build
 from ..deploy._table import Change
 from .settings import Settings
 from .topics import TopicNames
@@ -169,6 +170,7 @@ class DeploymentFeed:
                             "held until it is", change.workflow_type, change.build_id, v.why_not_loaded(change.build_id))
         elif change.kind == "unload":
             v.drop_build(change.build_id)
+            forget_build(change.build_id)
             log.info("deployments: build %r unloaded (%s)", change.build_id, where)
         elif change.kind == "deploy" and change.package is not None:
             pkg = change.package

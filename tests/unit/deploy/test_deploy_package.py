@@ -151,3 +151,14 @@ def test_deployment_records_roundtrip_through_the_codec() -> None:
     codec = Codec()
     for rec in (_deployed("v1", description="git 1a2b"), DeploymentRecord(TypeRouted("Greeter", "v1", 7))):
         assert codec.decode_deployment(codec.encode_deployment(rec)) == rec
+
+
+def test_an_unloaded_build_leaves_sys_modules(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aion.deploy._loader import forget_build, namespace_of
+
+    pkg = build_package(write_version(tmp_path / "src", "gone"))
+    load_build("gone", pkg.root, [], pkg.data, pkg.sha256, tmp_path / "deploys")
+    ns = namespace_of("gone") + "."
+    assert sorted(k[len(ns):] for k in sys.modules if k.startswith(ns)) == ["verapp", "verapp.flows", "verapp.helpers"]
+    forget_build("gone")
+    assert not [k for k in sys.modules if k.startswith(ns)]

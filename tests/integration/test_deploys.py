@@ -254,7 +254,7 @@ async def test_an_engine_worker_without_workflow_modules_runs_deployed_builds(dc
 
 
 async def test_pinned_runs_survive_a_hand_over_to_another_engine_worker(dcluster, client, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
-    d = Deployments(settings)
+    d = client.deployments  # the same operations from a connected client
     await d.create(write_version(tmp_path / "src", "v1"), build_id="v1")
     await d.create(write_version(tmp_path / "src", "v2"), build_id="v2")
     await d.route("Greeter", "v1")

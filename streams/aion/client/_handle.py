@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, TypeVar
 
-from ..model import Command, Event, GetResult, Reply
+from ..model import Command, Event, GetResult, QueryWorkflow, Reply
+from ..runtime._history_pages import HISTORY_QUERY, page_request, read_page
 from ._base import WorkflowHandleBase
 from ._history import (
     EventPartitionReader,
@@ -108,12 +109,48 @@ class WorkflowHandle(WorkflowHandleBase["Client", R]):
     async def history(self) -> list[Event]:
         """The events recorded so far (every run of this workflow id), in seq order.
 
-        Reads the workflow's partition of the events topic from the beginning up to its
-        current end: the cost grows with the partition, not with the workflow.
+        Asked of the engine that owns the workflow, page by page (``runtime/_history_pages.py``):
+        the cost grows with this workflow's history. When no engine answers within
+        :attr:`HISTORY_ASK_TIMEOUT_S` (none running, or one that predates the query), the
+        workflow's partition of the events topic is read from the beginning instead: that
+        costs the whole partition.
         """
+        served = await self._history_from_engine()
+        if served is not None:
+            return served
         c = self.client
         return await asyncio.get_running_loop().run_in_executor(
             c._readers, read_history, self._reader(), c.codec, self.id)
+
+    #: How long :meth:`history` waits for the engine's answer to each page before it reads the log.
+    HISTORY_ASK_TIMEOUT_S = 3.0
+
+    async def _history_from_engine(self) -> list[Event] | None:
+        c = self.client
+        events: list[Event] = []
+        next_seq: int | None = 1
+        while next_seq is not None:
+            args = page_request(next_seq)
+            cmd = c._command(self.id, QueryWorkflow(HISTORY_QUERY, args))
+            try:
+                reply, _ = await c._ask(cmd, args, self.HISTORY_ASK_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.info("workflow %r: no engine served its history within %.1fs; reading the events topic",
+                         self.id, self.HISTORY_ASK_TIMEOUT_S)
+                return None
+            finally:
+                c._forget(cmd.command_id)
+            if reply.kind == "ERROR":
+                if reply.failure is not None and reply.failure.type == "WorkflowNotFoundError":
+                    return []  # the owner has no such workflow: authoritative (its tables are caught up)
+                return None  # e.g. an engine that predates the query: read the log
+            if reply.result is None:
+                return None
+            page, next_seq = read_page(reply.result)
+            if events and page and page[0].seq != events[-1].seq + 1:
+                return None  # the history changed under the pages (retired meanwhile): read the log
+            events.extend(page)
+        return events
 
     def _no_history(self) -> str:
         return (

@@ -70,6 +70,7 @@ from ..model import (
     WorkflowTaskFailed,
     WorkflowTerminated,
 )
+from ._history_pages import HISTORY_QUERY, history_page
 from ._signals import signal_args_problem
 from ._versions import code_of, route_of, version_not_loaded
 from ._state import CLOSE_STATUS, FAILED_STATUSES, RUNNING, Parts, Run
@@ -451,6 +452,11 @@ class ClientCommands(Parts):
         run = self.run
         if run is None:
             return error(WorkflowNotFoundError, f"no workflow with id {wf!r}: nothing to query; check the id")
+        if b.query_name == HISTORY_QUERY:  # the engine serves the history (``_history_pages.py``)
+            try:
+                return Reply(cid, wf, "QUERY", run_id=run.run_id, result=history_page(self.history, b.args))
+            except ValueError as e:
+                return error(QueryError, str(e))
         code = code_of(self.registry, run.started)  # the run's build (_versions.py)
         if code is None:
             return error(QueryError, f"cannot run query {b.query_name!r}: "

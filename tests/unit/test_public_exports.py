@@ -44,6 +44,7 @@ EXPORTS: dict[str, list[str]] = {
         "WorkflowNotFoundError", "WorkflowResultTimeoutError", "WorkflowSummary",
         "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
         "BuildInfo", "Deployments", "DeploymentsView",
+        "ListFilterError", "VisibilityTimeoutError",  # list filters, never a partial list
     ],
     "aion.exceptions": [
         "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",  # versioned deploys

@@ -424,13 +424,18 @@ def _status_option(value: str | None) -> str | None:
 
 
 @workflow.command("list")
+@click.option("--query", "-q", default=None,
+              help="A list filter, as Temporal's: \"WorkflowType = 'Order' AND ExecutionStatus = 'Running' AND "
+                   "StartTime > '2026-12-01T00:00:00Z'\" (=, !=, <, >, AND, OR, IN, STARTS_WITH, BETWEEN).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (the oldest first).")
 @click.option("--type", "wf_type", default=None, help="Only this workflow type.")
 @click.option("--status", default=None, callback=lambda ctx, param, v: _status_option(v),
               help=f"Only workflows in this status (any case): {', '.join(_STATUSES)}.")
 @click.option("--attr", "attrs", multiple=True, help="Search attribute KEY=VALUE (repeatable).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def wf_list(ctx: click.Context, wf_type: str | None, status: str | None, attrs: tuple[str, ...], as_json: bool) -> None:
+def wf_list(ctx: click.Context, query: str | None, limit: int | None, wf_type: str | None, status: str | None,
+            attrs: tuple[str, ...], as_json: bool) -> None:
     """List workflows from the visibility index (the engine's workflows table)."""
     import dataclasses
 
@@ -438,13 +443,22 @@ def wf_list(ctx: click.Context, wf_type: str | None, status: str | None, attrs: 
     if bad:
         raise UsageError(f"--attr {bad[0]!r} is not KEY=VALUE")
     sa = dict(a.split("=", 1) for a in attrs)
-    rows = _client_call(ctx, lambda c: c.list_workflows(type=wf_type, status=status, search_attributes=sa or None))
+    rows = _client_call(ctx, lambda c: c.list_workflows(query, type=wf_type, status=status, search_attributes=sa or None,
+                                                        limit=limit))
     out = [_with_iso_times(dataclasses.asdict(r)) for r in rows]
     if as_json:
         click.echo(json.dumps(out, default=str))
     else:
         _print_table(out, ["workflow_id", "workflow_type", "status", "started_at", "closed_at", "history_length",
                            "search_attributes"])
+
+
+@workflow.command("count")
+@click.option("--query", "-q", default=None, help="A list filter (see `aion workflow list --help`).")
+@click.pass_context
+def wf_count(ctx: click.Context, query: str | None) -> None:
+    """How many workflows match the list filter (all of them without one)."""
+    click.echo(_client_call(ctx, lambda c: c.count_workflows(query)))
 
 
 def main() -> None:

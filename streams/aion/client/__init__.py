@@ -31,6 +31,7 @@ from ._errors import (
     ScheduleAlreadyExistsError,
     ScheduleNotFoundError,
     TopicMissingError,
+    VisibilityTimeoutError,
     WorkflowResultTimeoutError,
 )
 from ._deployments import BuildInfo, Deployments, DeploymentsView
@@ -46,6 +47,7 @@ from ._schedules import (
 )
 
 from ._updates import WithStartWorkflowOperation, WorkflowUpdateHandle, WorkflowUpdateStage
+from ._list_filter import ListFilterError
 from ._visibility import WorkflowSummary
 
 __all__ = [
@@ -73,6 +75,8 @@ __all__ = [
     "QueryTimeoutError",
     "RPCTimeoutError",
     "WorkflowResultTimeoutError",
+    "VisibilityTimeoutError",
+    "ListFilterError",
     "TopicMissingError",
     "KafkaAccessError",
     "KafkaAuthenticationError",

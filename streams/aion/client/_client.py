@@ -282,17 +282,31 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
 
     # ------------------------------------------------------------------ workflows
     async def list_workflows(
-        self, *, type: str | None = None, status: str | None = None,
+        self, query: str | None = None, *, type: str | None = None, status: str | None = None,
         started_after: Any = None, started_before: Any = None,
-        search_attributes: dict[str, Any] | None = None,
+        search_attributes: dict[str, Any] | None = None, limit: int | None = None, timeout: float = 10.0,
     ) -> list["WorkflowSummary"]:
-        """Workflows from the visibility index (the engine's ``workflows`` table), filtered by
-        type, status (``RUNNING``, ``COMPLETED``, ...), start time and search attributes."""
+        """Workflows from the visibility index (the engine's ``workflows`` table), by start time.
+
+        ``query`` is a list filter as Temporal's (``"WorkflowType = 'Order' AND ExecutionStatus =
+        'Running' AND StartTime > '2026-12-01T00:00:00Z'"``; ``=``, ``!=``, ``<``, ``>``, ``AND``,
+        ``OR``, ``IN``, ``STARTS_WITH``, ``BETWEEN``; see :mod:`aion.client._list_filter`); the
+        keyword filters (type, status, start time, search attributes) narrow it further;
+        ``limit`` keeps the first rows. Raises :class:`~aion.client.ListFilterError` for a filter
+        that does not parse and :class:`~aion.client.VisibilityTimeoutError` when the index
+        cannot be read whole within ``timeout`` seconds — never a partial list."""
+        from ._list_filter import compile_filter
         from ._visibility import filter_rows, read_workflow_rows
 
-        rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings)
-        return filter_rows(rows, type=type, status=status, started_after=started_after,
-                           started_before=started_before, search_attributes=search_attributes)
+        compile_filter(query or "")  # a bad filter fails before anything is read
+        rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings, timeout)
+        out = filter_rows(rows, type=type, status=status, started_after=started_after,
+                          started_before=started_before, search_attributes=search_attributes, query=query)
+        return out[:limit] if limit is not None else out
+
+    async def count_workflows(self, query: str | None = None, *, timeout: float = 10.0) -> int:
+        """How many workflows match the list filter ``query`` (all of them without one)."""
+        return len(await self.list_workflows(query, timeout=timeout))
 
     # ------------------------------------------------------------------ deploys
     @property

@@ -25,6 +25,11 @@ class QueryTimeoutError(QueryError, builtins.TimeoutError):
     """A query got no answer in time: the workflow's engine worker is busy, down or rebalancing."""
 
 
+class VisibilityTimeoutError(RPCTimeoutError):
+    """``list_workflows`` / ``count_workflows`` could not read the whole visibility index in time:
+    nothing is returned rather than a part of it."""
+
+
 class WorkflowResultTimeoutError(RPCTimeoutError):
     """``handle.result(timeout=...)``: the workflow did not close within the timeout (it still runs)."""
 

@@ -43,7 +43,9 @@ def workflows_changelog(prefix: str) -> str:
 
 
 def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, WorkflowSummary]:
-    """The latest row of every workflow (blocking; run it in a thread)."""
+    """The latest row of every workflow (blocking; run it in a thread). Raises
+    :class:`~aion.client.VisibilityTimeoutError` when the index cannot be read to its end within
+    ``timeout`` seconds: never a part of it."""
     topic = workflows_changelog(settings.topic_prefix)
     consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.visibility.{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "enable.partition.eof": False,
@@ -89,6 +91,13 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
                 for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
                     if tp.offset >= ends[tp.partition]:
                         remaining.discard(tp.partition)
+        if remaining:
+            from ._errors import VisibilityTimeoutError
+
+            raise VisibilityTimeoutError(
+                f"the visibility index ({topic}) was read only in part within {timeout:.0f}s: partition(s) "
+                f"{sorted(remaining)} not to their end ({len(rows)} rows read); nothing is returned rather than "
+                f"a part. Pass a larger timeout, or check the broker")
     finally:
         consumer.close()
     return rows
@@ -105,11 +114,18 @@ def _ms(t: datetime | int | float | None) -> int | None:
 def filter_rows(
     rows: dict[str, WorkflowSummary], *, type: str | None = None, status: str | None = None,
     started_after: datetime | int | None = None, started_before: datetime | int | None = None,
-    search_attributes: dict[str, Any] | None = None,
+    search_attributes: dict[str, Any] | None = None, query: str | None = None,
 ) -> list[WorkflowSummary]:
+    """The rows that match every filter given, by start time then id. ``query`` is a list
+    filter (``_list_filter.py``: ``WorkflowType = 'Order' AND StartTime > '2026-12-01'``)."""
+    from ._list_filter import compile_filter
+
+    matches = compile_filter(query or "")
     after, before = _ms(started_after), _ms(started_before)
     out = []
     for r in rows.values():
+        if not matches(r):
+            continue
         if type is not None and r.workflow_type != type:
             continue
         if status is not None and (r.status or "").upper() != status.upper():

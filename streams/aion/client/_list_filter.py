@@ -1,0 +1,226 @@
+"""The list filter: the subset of Temporal's List Filter that users rely on, over the rows of
+the visibility index (``WorkflowSummary``).
+
+Grammar (keywords in any case; ``AND`` binds tighter than ``OR``; parentheses group)::
+
+    filter     := or
+    or         := and ("OR" and)*
+    and        := condition ("AND" condition)*
+    condition  := "(" filter ")"
+                | field ("=" | "!=" | "<" | ">" | "<=" | ">=") value
+                | field "IN" "(" value ("," value)* ")"
+                | field "BETWEEN" value "AND" value
+                | field "STARTS_WITH" value
+    value      := 'text' | "text" | number
+
+Fields: ``WorkflowId``, ``WorkflowType``, ``RunId``, ``ExecutionStatus`` (any case: ``Running``,
+``Completed``, ...), ``TaskQueue``, ``BuildId``, ``HistoryLength``, ``StartTime`` and
+``CloseTime`` (compared as instants: an ISO-8601 text — ``'2026-12-03T10:00:00Z'`` — or epoch
+milliseconds); any other name is a search attribute (compared as text, as they are stored;
+write it in backticks when it is not a plain identifier). A row without the field matches no
+condition on it (``!=`` included), as in Temporal.
+
+:func:`compile_filter` turns the text into a predicate, or raises :class:`ListFilterError`
+saying where the text went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..exceptions import InvalidArgumentError
+
+__all__ = ["ListFilterError", "compile_filter"]
+
+
+class ListFilterError(InvalidArgumentError):
+    """A list filter that does not parse: the message says where and what was expected."""
+
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+    | (?P<num>-?\d+(?:\.\d+)?)
+    | (?P<op><=|>=|!=|=|<|>|\(|\)|,)
+    | (?P<name>`[^`]+`|[A-Za-z_][A-Za-z0-9_.\-]*)
+    )""", re.X)
+_KEYWORDS = {"AND", "OR", "IN", "BETWEEN", "STARTS_WITH"}
+
+#: Row attribute of each built-in field (the rest are search attributes).
+_FIELDS = {
+    "workflowid": "workflow_id", "workflowtype": "workflow_type", "runid": "run_id",
+    "executionstatus": "status", "taskqueue": "task_queue", "buildid": "code_version",
+    "historylength": "history_length", "starttime": "started_at_ms", "closetime": "closed_at_ms",
+}
+_TIMES = {"started_at_ms", "closed_at_ms"}
+
+Predicate = Callable[[Any], bool]
+
+
+def _tokens(text: str) -> list[tuple[str, Any, int]]:
+    out: list[tuple[str, Any, int]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            at = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            raise ListFilterError(f"list filter: cannot read {text[at:][:20]!r} at character {at + 1}")
+        kind = m.lastgroup
+        raw = m.group(kind)  # type: ignore[arg-type]
+        at = m.start(kind)  # type: ignore[arg-type]
+        if kind == "str":
+            out.append(("value", re.sub(r"\\(.)", r"\1", raw[1:-1]), at))
+        elif kind == "num":
+            out.append(("value", float(raw) if "." in raw else int(raw), at))
+        elif kind == "name" and raw.upper() in _KEYWORDS:
+            out.append(("kw", raw.upper(), at))
+        elif kind == "name":
+            out.append(("name", raw.strip("`"), at))
+        else:
+            out.append(("op", raw, at))
+        pos = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def _peek(self) -> tuple[str, Any, int] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def _fail(self, expected: str) -> ListFilterError:
+        tok = self._peek()
+        where = f"at character {tok[2] + 1} ({tok[1]!r})" if tok else "at the end"
+        return ListFilterError(f"list filter {self.text!r}: expected {expected} {where}")
+
+    def _take(self, kind: str, value: Any = None) -> Any:
+        tok = self._peek()
+        if tok is None or tok[0] != kind or (value is not None and tok[1] != value):
+            raise self._fail(repr(value) if value is not None else f"a {kind}")
+        self.i += 1
+        return tok[1]
+
+    def _is(self, kind: str, value: Any) -> bool:
+        tok = self._peek()
+        return tok is not None and tok[0] == kind and tok[1] == value
+
+    def parse(self) -> Predicate:
+        pred = self._or()
+        if self._peek() is not None:
+            raise self._fail("AND, OR or the end")
+        return pred
+
+    def _or(self) -> Predicate:
+        parts = [self._and()]
+        while self._is("kw", "OR"):
+            self.i += 1
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))
+
+    def _and(self) -> Predicate:
+        parts = [self._condition()]
+        while self._is("kw", "AND"):
+            self.i += 1
+            parts.append(self._condition())
+        return parts[0] if len(parts) == 1 else (lambda r: all(p(r) for p in parts))
+
+    def _condition(self) -> Predicate:
+        if self._is("op", "("):
+            self.i += 1
+            inner = self._or()
+            self._take("op", ")")
+            return inner
+        tok = self._peek()
+        if tok is None or tok[0] != "name":
+            raise self._fail("a field name (WorkflowType, ExecutionStatus, StartTime, a search attribute ...)")
+        self.i += 1
+        get = _getter(tok[1])
+        conv = _converter(tok[1])
+        if self._is("kw", "IN"):
+            self.i += 1
+            self._take("op", "(")
+            values = [conv(self._take("value"))]
+            while self._is("op", ","):
+                self.i += 1
+                values.append(conv(self._take("value")))
+            self._take("op", ")")
+            return lambda r: (v := get(r)) is not None and v in values
+        if self._is("kw", "BETWEEN"):
+            self.i += 1
+            lo = conv(self._take("value"))
+            self._take("kw", "AND")
+            hi = conv(self._take("value"))
+            return lambda r: (v := get(r)) is not None and lo <= v <= hi
+        if self._is("kw", "STARTS_WITH"):
+            self.i += 1
+            prefix = str(self._take("value"))
+            return lambda r: (v := get(r)) is not None and str(v).startswith(prefix)
+        op = self._take("op") if (t := self._peek()) is not None and t[0] == "op" else None
+        if op not in ("=", "!=", "<", ">", "<=", ">="):
+            self.i -= 1 if op is not None else 0
+            raise self._fail("=, !=, <, >, <=, >=, IN, BETWEEN or STARTS_WITH")
+        value = conv(self._take("value"))
+        cmp = _COMPARE[op]
+        return lambda r: (v := get(r)) is not None and _safe(cmp, v, value)
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+}
+
+
+def _safe(cmp: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
+    try:
+        return cmp(a, b)
+    except TypeError:  # a number compared with a text: no match
+        return False
+
+
+def _getter(name: str) -> Callable[[Any], Any]:
+    attr = _FIELDS.get(name.lower())
+    if attr == "status":
+        return lambda r: (r.status or "").upper() or None
+    if attr is not None:
+        return lambda r: getattr(r, attr)
+    return lambda r: r.search_attributes.get(name)
+
+
+def _converter(name: str) -> Callable[[Any], Any]:
+    attr = _FIELDS.get(name.lower())
+    if attr in _TIMES:
+        return _instant
+    if attr == "status":
+        return lambda v: str(v).upper()
+    if attr == "history_length":
+        return lambda v: int(v) if isinstance(v, (int, float)) or str(v).isdigit() else v
+    if attr is None:  # search attributes are stored as text
+        return lambda v: str(v)
+    return lambda v: v
+
+
+def _instant(v: Any) -> int:
+    if isinstance(v, (int, float)):
+        return int(v)
+    try:
+        t = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    except ValueError:
+        raise ListFilterError(f"list filter: {v!r} is not a time: write an ISO-8601 text such as "
+                              "'2026-12-03T10:00:00Z' or epoch milliseconds") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def compile_filter(text: str) -> Predicate:
+    """The predicate of a list filter over ``WorkflowSummary`` rows (see the module docs)."""
+    if not text or not text.strip():
+        return lambda r: True
+    return _Parser(text).parse()

@@ -65,8 +65,8 @@ from ._store import HistoryStore, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 
 #: A record of the commands topic as read: partition, offset, value, key, and headers (None
-#: unless tracing is on).
-CommandRecord = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+#: unless tracing is on; as confluent-kafka's Message.headers() gives them).
+CommandRecord = tuple[int, int, bytes | None, bytes | None, Any]
 from ._wheel import TimerWheel
 from .settings import Settings
 from ._topics import partition_counts
@@ -151,7 +151,7 @@ class Engine:
         self._fenced_gen: int | None = None
         self._rejoin_at = -1e9
         self._fencing: asyncio.Future[None] | None = None
-        self._queues: dict[str, asyncio.Future[None]] = {}  # task queue -> its topic exists
+        self._queues: dict[str, asyncio.Future[Any]] = {}  # task queue -> its topic exists
         self.intake = Intake(settings, self.names, lambda topics: partition_counts(settings, topics))
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0,
                       "forwarded": 0, "invalid": 0}
@@ -180,8 +180,9 @@ class Engine:
         self.retention = Retention(self.app, settings, self.codec, self.names, tables, self.output)
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
-        self.app.on_partitions_revoked.connect(self._on_revoked)
-        self.app.on_rebalance_complete.connect(self._on_restored)
+        # Faust types a handler with a ``signal`` keyword; these take it in **kwargs.
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.on_rebalance_complete.connect(self._on_restored)  # type: ignore[arg-type]
         self.metrics = engine_metrics(self)  # Prometheus metrics (_metrics.py), when a port is set
         self.tracing = EngineTracing()  # OpenTelemetry spans (ops/_tracing.py), when configured
 
@@ -312,14 +313,14 @@ class Engine:
                     if (self._assigned_partitions() & self.writers.owned()) - self._ready:
                         await self._on_restored()
             if not msgs:
-                for p in [p for p, q in self._pending.items() if q]:
-                    self._start_drainer(p)  # idle: anything left queued
+                for idle in [p for p, q in self._pending.items() if q]:
+                    self._start_drainer(idle)  # idle: anything left queued
                 continue
             owned = self.owned()
             now = loop.time()
             for m in msgs:
                 p, offset = m.partition(), m.offset()
-                if p not in owned or not self._accept(p, offset, now):
+                if p not in owned or offset is None or not self._accept(p, offset, now):
                     continue
                 self._pending.setdefault(p, deque()).append(
                     (p, offset, m.value(), m.key(), m.headers() if self.tracing.on else None))
@@ -580,7 +581,7 @@ class Engine:
         if parent and workflow_id_problem(parent) is None:
             work.effects.append(fx.SendCommand(Command(
                 f"{parent}:invalid-child:{offset}@{work.partition}", parent, now_ms(),
-                ChildWorkflowResult(run_id=start.parent_run_id or "", child_workflow_id=wid[:1000],
+                ChildWorkflowResult(run_id=getattr(start, "parent_run_id", None) or "", child_workflow_id=wid[:1000],
                                     outcome="FAILED", failure=failure))))
 
     def _forward(self, work: _Work, offset: int, cmd: Command, raw: bytes, owner: int) -> None:
@@ -669,7 +670,7 @@ class Engine:
             value = encode_event(ev)
             # A record no larger than the limit cannot carry more payload than it: skip the walk.
             if len(value) > limit and (size := payload_size(ev.body)) > limit:
-                cmd = work.commands.get(ev.command_id)
+                cmd = work.commands.get(ev.command_id or "")
                 reason = (f"the step of command {ev.command_id!r} for workflow {ev.workflow_id!r} would record "
                           f"{type(ev.body).__name__} (seq {ev.seq}) with {size} bytes of payload, over the limit "
                           f"of {limit} (AION_MAX_PAYLOAD_BYTES); store large data elsewhere and pass a reference")
@@ -722,8 +723,9 @@ class Engine:
         p = work.partition
         if "refuse_record" in self._faults and len(work.records) >= 2:
             self._faults = self._faults - {"refuse_record"}
-            topic, key, _value, part, *hdrs = work.records[1]
-            work.records[1] = (topic, key, b"\0" * (self.settings.max_record_bytes + 1), part, *hdrs)
+            rec = work.records[1]
+            work.records[1] = (rec[0], rec[1], b"\0" * (self.settings.max_record_bytes + 1), rec[3],
+                               rec[4] if len(rec) > 4 else None)
             log.warning("AION_FAULT=refuse_record: record 1 of partition %d's transaction made too large", p)
         t0 = time.perf_counter()
         try:
@@ -736,7 +738,7 @@ class Engine:
         n_ev, n_rows, n_prog = work.n_events, work.n_rows, work.n_progress
         try:
             if n_ev:
-                self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])  # type: ignore[misc]
+                self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])
                 store_offset(self.history, p, max(offsets[:n_ev]))
             p0 = n_ev + n_rows
             if n_rows:
@@ -755,7 +757,7 @@ class Engine:
         self.stats["events"] += n_ev
         self.metrics.committed(work, time.perf_counter() - t0)  # counters from what committed
 
-    def _queue_ready(self, queue: str) -> asyncio.Future[None]:
+    def _queue_ready(self, queue: str) -> asyncio.Future[Any]:
         """Done once the topic of task queue ``queue`` exists. Its creation starts when a start
         naming the queue is accepted (off the batch path: the batch that dispatches the first
         activity rarely waits for it) or, for a queue only activities name, at that dispatch.
@@ -765,8 +767,8 @@ class Engine:
             fut = asyncio.get_running_loop().run_in_executor(
                 None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" log
-            self._queues[queue] = fut  # type: ignore[assignment]
-        return fut  # type: ignore[return-value]
+            self._queues[queue] = fut
+        return fut
 
 
 def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:

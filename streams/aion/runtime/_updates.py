@@ -298,7 +298,7 @@ class Updates(Parts):
         b = ev.body
         assert isinstance(b, WorkflowUpdateAccepted)
         run.updates.setdefault(b.update_id, UpdateState(
-            b.update_id, b.update_name, list(b.args), ev.command_id, b.reply_to, ev.seq))
+            b.update_id, b.update_name, list(b.args), ev.command_id or "", b.reply_to, ev.seq))  # set: a command recorded it
 
     def _on_update_completed(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         b = ev.body

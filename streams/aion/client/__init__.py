@@ -26,6 +26,7 @@ from ._client import Client
 from ._errors import (
     CommandRejectedError,
     ConsumerGroupActiveError,
+    ListFilterError,
     QueryTimeoutError,
     RPCTimeoutError,
     ScheduleAlreadyExistsError,
@@ -47,7 +48,6 @@ from ._schedules import (
 )
 
 from ._updates import WithStartWorkflowOperation, WorkflowUpdateHandle, WorkflowUpdateStage
-from ._list_filter import ListFilterError
 from ._visibility import WorkflowSummary
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 
-from ..exceptions import AionError, ApplicationError, QueryError, failure_to_exception
+from ..exceptions import AionError, ApplicationError, InvalidArgumentError, QueryError, failure_to_exception
 from ..model import Failure, Reply
 
 
@@ -23,6 +23,10 @@ class RPCTimeoutError(AionError, builtins.TimeoutError):
 
 class QueryTimeoutError(QueryError, builtins.TimeoutError):
     """A query got no answer in time: the workflow's engine worker is busy, down or rebalancing."""
+
+
+class ListFilterError(InvalidArgumentError):
+    """A list filter that does not parse: the message says where and what was expected."""
 
 
 class VisibilityTimeoutError(RPCTimeoutError):

@@ -30,13 +30,9 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..exceptions import InvalidArgumentError
+from ._errors import ListFilterError
 
 __all__ = ["ListFilterError", "compile_filter"]
-
-
-class ListFilterError(InvalidArgumentError):
-    """A list filter that does not parse: the message says where and what was expected."""
 
 
 _TOKEN = re.compile(r"""

@@ -15,7 +15,9 @@ import golden_workflows as g
 from runtime_sim import Hang, NoStart, Sim
 
 from aion.exceptions import ApplicationError
-from aion.model import Command, Event, Failure, GetResult, ReopenWorkflow, UpdateWorkflow
+from aion.model import (
+    Command, Event, Failure, GetResult, PauseWorkflow, ReopenWorkflow, ResumeWorkflow, UpdateWorkflow,
+)
 
 
 @dataclass
@@ -107,6 +109,21 @@ def reopen_after_cancel() -> Sim:
     s.run()  # the timer armed again fires; the workflow records and completes
     assert s.result().status == "COMPLETED"
     assert s.types().count("TimerFired") == 1 and s.types().count("WorkflowReopened") == 1
+    return s
+
+
+def pause_and_resume() -> Sim:
+    s = Sim(g.WORKFLOWS, g.ACTIVITIES)
+    s.start(g.Stages, "lamp")
+    s.settle()  # reserved; its five-minute timer pending
+    s.send(Command(s.cid("pause"), "wf-1", s.now, PauseWorkflow("maintenance"), reply_to="replies:0"))
+    s.run()  # the timer fires and the code schedules `record`: held, not dispatched
+    types = s.types()
+    assert types[-1] == "ActivityScheduled" and "WorkflowPaused" in types and not s.tasks
+    s.send(Command(s.cid("resume"), "wf-1", s.now, ResumeWorkflow("done"), reply_to="replies:0"))
+    s.run()
+    assert s.result().status == "COMPLETED"
+    assert s.types().index("WorkflowResumed") < len(s.types()) - 1 - s.types()[::-1].index("ActivityStarted")
     return s
 
 
@@ -321,4 +338,5 @@ SCENARIOS = [
     Scenario("reopen_after_exhausted_retries", "retries", reopen_after_exhausted_retries,
              ("wf-1", first("ActivityScheduled"))),
     Scenario("reopen_after_cancel", "stages", reopen_after_cancel, ("wf-1", first("TimerStarted"))),
+    Scenario("pause_and_resume", "stages", pause_and_resume, ("wf-1", first("TimerStarted"))),
 ]

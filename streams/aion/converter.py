@@ -276,11 +276,22 @@ class DataConverter:
         return out
 
 
-_default: DataConverter = DataConverter()
+_default: DataConverter | None = None
 
 
 def default_converter() -> DataConverter:
-    """The process-wide default converter."""
+    """The process-wide default converter: an :class:`~aion.encryption.EncryptingConverter` when
+    ``AION_PAYLOAD_KEYS`` is set (``aion/encryption.py``), else the JSON converter."""
+    global _default
+    if _default is None:
+        import os
+
+        if os.environ.get("AION_PAYLOAD_KEYS", "").strip():
+            from .encryption import EncryptingConverter
+
+            _default = EncryptingConverter.from_env()
+        else:
+            _default = DataConverter()
     return _default
 
 

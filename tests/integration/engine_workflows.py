@@ -382,3 +382,21 @@ class RetryThree:
         return await workflow.execute_activity(
             flaky, key, failures, start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=3))
+
+
+@workflow.defn
+class SecretErrand:
+    """An input, a signal argument, a timer, an activity and a result (payload encryption)."""
+
+    def __init__(self) -> None:
+        self.code: str | None = None
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        await workflow.wait_condition(lambda: self.code is not None)
+        await workflow.sleep(timedelta(milliseconds=200))
+        return await workflow.execute_activity(greet, f"{name}/{self.code}", start_to_close_timeout=timedelta(seconds=10))
+
+    @workflow.signal
+    def code_word(self, code: str) -> None:
+        self.code = code

@@ -11,12 +11,19 @@ Where the broker comes from (first that applies):
 ``AION_TEST_BROKER=env|docker|local`` forces one of them. When no broker can be had the
 integration tests fail with instructions; ``AION_SKIP_INTEGRATION=1`` skips them instead (for a
 laptop without Java). Set ``AION_KEEP_TOPICS=1`` to keep each test's topics for inspection.
+
+In parallel (``pytest -n N``, pytest-xdist) each worker process is a session of its own: the
+workers share one kafka-local broker (the first to need it starts it under a file lock, and the
+controlling process stops it when the whole run ends, not the worker that started it, which may
+finish early); with Docker each worker starts a container of its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +46,13 @@ Integration tests need a Kafka broker. Any one of:
 
 _BROKER_KEY = pytest.StashKey[str]()      # what the summary line says
 _BOOTSTRAP_KEY = pytest.StashKey[str]()   # host:port, once a broker was had
+
+#: A folder of the whole run, shared by the controlling process and its xdist workers (they
+#: inherit the environment): the lock around the kafka-local start, and the note that this run
+#: started it (then the controlling process stops it at the very end).
+_RUN_DIR_ENV = "AION_TEST_RUN_DIR"
+_STARTED_NOTE = "kafka-local-started-by-this-run"
+_OWN_RUN_DIR_KEY = pytest.StashKey[str]()  # set in the process that made the run's folder
 
 
 # ------------------------------------------------------------------ broker discovery
@@ -119,8 +133,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         if problem:
             pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={env_bootstrap} does not answer metadata requests "
                         f"({problem}).\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
-        request.config.stash[_BROKER_KEY] = f"{env_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
-        request.config.stash[_BOOTSTRAP_KEY] = env_bootstrap
+        _had_broker(request.config, env_bootstrap, f"{env_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
         yield env_bootstrap
         return
     if forced == "env":
@@ -134,36 +147,70 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
             pytest.fail(f"could not start a Kafka container ({type(exc).__name__}: {exc}).\n"
                         f"{_HOW_TO_GET_A_BROKER}", pytrace=False)
         bootstrap = container.get_bootstrap_server()
-        request.config.stash[_BROKER_KEY] = f"{bootstrap} (Docker container {container.image})"
-        request.config.stash[_BOOTSTRAP_KEY] = bootstrap
+        _had_broker(request.config, bootstrap, f"{bootstrap} (Docker container {container.image})")
         try:
             yield bootstrap
         finally:
             container.stop()
         return
 
-    # The local launcher: reuse a running broker, or start one and stop it afterwards.
+    # The local launcher: reuse a running broker, or start one (stopped when the run ends, see
+    # pytest_unconfigure). One worker at a time: the others wait, then find it running.
     port = os.environ.get("KAFKA_LOCAL_PORT", "9092")
     bootstrap = f"127.0.0.1:{port}"
-    if _kafka_local("status").returncode == 0:
-        request.config.stash[_BROKER_KEY] = f"{bootstrap} (kafka-local, already running)"
-        request.config.stash[_BOOTSTRAP_KEY] = bootstrap
-        yield bootstrap
+    run_dir = Path(os.environ[_RUN_DIR_ENV])
+    with open(run_dir / "kafka-local.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _kafka_local("status").returncode == 0:
+            how = ("started for this run" if (run_dir / _STARTED_NOTE).exists() else "already running")
+        else:
+            started = _kafka_local("start")
+            if started.returncode != 0:
+                pytest.fail(f"{KAFKA_LOCAL.relative_to(REPO)} start failed (exit {started.returncode}):\n"
+                            f"{started.stdout}{started.stderr}\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
+            (run_dir / _STARTED_NOTE).write_text(port)
+            how = "started for this run"
+    _had_broker(request.config, bootstrap, f"{bootstrap} (kafka-local, {how})")
+    yield bootstrap
+
+
+def _had_broker(config: pytest.Config, bootstrap: str, what: str) -> None:
+    config.stash[_BROKER_KEY] = what
+    config.stash[_BOOTSTRAP_KEY] = bootstrap
+    run_dir = os.environ.get(_RUN_DIR_ENV)
+    if run_dir:  # for the summary line of the controlling process (pytest -n)
+        Path(run_dir, "broker").write_text(what)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _is_xdist_worker(config) and _RUN_DIR_ENV not in os.environ:
+        os.environ[_RUN_DIR_ENV] = tempfile.mkdtemp(prefix="aion-test-run-")
+        config.stash[_OWN_RUN_DIR_KEY] = os.environ[_RUN_DIR_ENV]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In the controlling process (or the only one), after every worker ended: stop the
+    kafka-local broker this run started, and remove the run's folder."""
+    run_dir = config.stash.get(_OWN_RUN_DIR_KEY, None)
+    if run_dir is None:
         return
-    started = _kafka_local("start")
-    if started.returncode != 0:
-        pytest.fail(f"{KAFKA_LOCAL.relative_to(REPO)} start failed (exit {started.returncode}):\n"
-                    f"{started.stdout}{started.stderr}\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
-    request.config.stash[_BROKER_KEY] = f"{bootstrap} (kafka-local, started and stopped by this session)"
-    request.config.stash[_BOOTSTRAP_KEY] = bootstrap
-    try:
-        yield bootstrap
-    finally:
+    if (Path(run_dir) / _STARTED_NOTE).exists():
         _kafka_local("stop")
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.environ.pop(_RUN_DIR_ENV, None)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     broker = config.stash.get(_BROKER_KEY, None)
+    run_dir = config.stash.get(_OWN_RUN_DIR_KEY, None)
+    if broker is None and run_dir and Path(run_dir, "broker").exists():  # had by an xdist worker
+        broker = Path(run_dir, "broker").read_text()
     if broker:
         terminalreporter.write_line(f"kafka broker: {broker}")
 

@@ -56,9 +56,12 @@ def cluster(make_cluster):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 async def client(settings):  # type: ignore[no-untyped-def]
-    """An ``aion.client.Client`` on this test's topics."""
+    """An ``aion.client.Client`` on this test's topics. Its requests wait up to 90 s for an answer
+    (30 s by default): a test often sends its first command while the engine worker it just started
+    is still coming up, which takes longer when four test processes share two cores."""
     from aion.client import Client
 
-    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    c = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                             rpc_timeout=90.0)
     yield c
     await c.close()

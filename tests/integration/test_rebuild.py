@@ -54,8 +54,15 @@ async def test_rebuild_refuses_a_running_worker_then_rebuilds_and_the_worker_res
     hello = await client.start_workflow("Hello", "rebuild", id="rb-hello")
     assert await hello.result(timeout=90) == "Hello, rebuild!"
     approval = await client.start_workflow("Approval", 1, id="rb-approval")
-    sleeper = await client.start_workflow("Sleeper", 12, id="rb-sleeper")  # fires after the rebuild
+    # Its timer fires after the rebuild: 40 s leave room for a slow machine (4 test processes on
+    # 2 cores); the test waits for it at the end anyway.
+    sleeper = await client.start_workflow("Sleeper", 40, id="rb-sleeper")
     assert await query(approval, "status") == "waiting:0"
+
+    async def sleeper_armed() -> bool:
+        return "TimerStarted" in [e.type for e in await sleeper.history()]
+
+    await wait_for(sleeper_armed, what="the sleeper's TimerStarted")
     n_events = sum([len(await h.history()) for h in (hello, approval, sleeper)])
 
     # While the worker runs, its RocksDB folders are locked: the rebuild refuses, touching nothing.

@@ -9,6 +9,7 @@ first on ``sys.path``), which ``test_cli_install.py`` checks.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -21,8 +22,24 @@ from _cli import DIST_FILES, REPO, Installed, Workers, _checked, run, write_myap
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """A wheel built from a copy of the source, installed into a fresh venv."""
-    root = tmp_path_factory.mktemp("wheel")
+    """A wheel built from a copy of the source, installed into a fresh venv: once per run, shared
+    by the parallel workers (``pytest -n``) through the run's folder, which tests/conftest.py
+    makes; the tests only run the venv's ``aion``, they change nothing in it."""
+    run_dir = os.environ.get("AION_TEST_RUN_DIR")
+    if not run_dir:
+        return _build_installed(tmp_path_factory.mktemp("wheel"))
+    root = Path(run_dir) / "wheel"
+    with open(Path(run_dir) / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds, the others wait and reuse
+        if not (root / "built").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            _build_installed(root)
+            (root / "built").write_text("")
+    return _installed_in(root)
+
+
+def _build_installed(root: Path) -> Installed:
     src = root / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_schemas")
@@ -39,7 +56,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _checked([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
     _checked([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
               "--no-deps", str(wheels[0])])
-    return Installed(wheel=wheels[0], venv=venv)
+    return _installed_in(root)
+
+
+def _installed_in(root: Path) -> Installed:
+    wheels = list((root / "dist").glob("aion_streams-*.whl"))
+    assert len(wheels) == 1, wheels
+    return Installed(wheel=wheels[0], venv=root / "venv")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,18 +81,27 @@ def test_broker_down_fails_fast_in_one_line(installed: Installed, project, user_
     assert "connection refused" in line
 
 
+def startup_seconds(installed: Installed, project: Path, env: dict[str, str]) -> float:
+    """What starting ``aion`` costs on this machine now (more while other tests run beside): the
+    time limits below are that plus what the command itself may take."""
+    started = time.monotonic()
+    assert run(installed, "--version", cwd=project, env=env).returncode == 0
+    return time.monotonic() - started
+
+
 @pytest.mark.parametrize("args", [["worker", "--workflows", "myapp.workflows"],
                                   ["activity-worker", "--activities", "myapp.activities"]], ids=lambda a: a[0])
 def test_workers_wait_a_while_for_the_broker_then_fail_in_one_line(installed: Installed, project, user_env, args) -> None:  # type: ignore[no-untyped-def]
     from _cli import write_myapp
 
     write_myapp(project)
+    startup = startup_seconds(installed, project, user_env)
     started = time.monotonic()
     res = run(installed, *args, cwd=project,
               env=dict(user_env, AION_BOOTSTRAP_SERVERS="127.0.0.1:1", AION_WORKER_BROKER_WAIT="2"))
     elapsed = time.monotonic() - started
     assert res.returncode == 6, res.stderr
-    assert 2 <= elapsed < 10
+    assert 2 <= elapsed < 8 + startup, (elapsed, startup)
     waiting, error = res.stderr.strip().splitlines()
     assert waiting.startswith("aion: waiting up to 2 s for the Kafka broker at 127.0.0.1:1")
     assert error.startswith("aion: Kafka broker unreachable at 127.0.0.1:1 (from AION_BOOTSTRAP_SERVERS) (waited 2 s)")
@@ -104,10 +114,12 @@ def test_a_listener_that_never_answers_times_out_in_one_line(installed: Installe
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         address = "127.0.0.1:%d" % silent.getsockname()[1]
+        startup = startup_seconds(installed, project, user_env)
         started = time.monotonic()
         res = run(installed, "workflow", "list", cwd=project,
                   env=dict(user_env, AION_BOOTSTRAP_SERVERS=address, AION_CONNECT_TIMEOUT="2"))
-    assert time.monotonic() - started < 10
+    elapsed = time.monotonic() - started
+    assert elapsed < 8 + startup, (elapsed, startup)
     assert res.returncode == 6, res.stderr
     line = one_line(res.stderr)
     assert f"Kafka broker at {address} (from AION_BOOTSTRAP_SERVERS) did not answer a metadata request within 2 s" in line

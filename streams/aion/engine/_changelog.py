@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..exceptions import AionError
 from .settings import Settings
+from .topics import TopicNames
 
 
 class RebuildError(AionError):
@@ -82,8 +83,6 @@ def scan_events(
     ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``topic`` reads
     another topic of the deployment (a table's changelog) the same way."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    from .topics import TopicNames
 
     topic = topic or TopicNames(settings.topic_prefix).events
     c = _consumer(settings, "scan")

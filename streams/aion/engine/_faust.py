@@ -90,6 +90,11 @@ def stored_offset(table: Any, partition: int) -> int | None:
     return table.data.persisted_offset(TP(table.changelog_topic.get_topic_name(), partition))
 
 
+def standby_partitions(app: Any) -> set[Any]:
+    """The topic partitions this worker holds as standbys (replicas of another's tables)."""
+    return set(app.assignor.assigned_standbys())
+
+
 def request_rejoin(consumer: Any) -> bool:
     """Have Faust's consumer rejoin its group (a rebalance: revoke, assign, restore), from its
     own thread's loop. Whether the request could be made."""

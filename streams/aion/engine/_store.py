@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("aion.engine")
 
 
+from ._changelog import end_offsets, scan_events
 from ._faust import db_for as _db
-from ._faust import forget_recovery_skips, skip_recovery_of
+from ._faust import forget_recovery_skips, skip_recovery_of, standby_partitions, stored_offset
 
 
 def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
@@ -147,8 +148,8 @@ class CaughtUpTable(faust.Table):
     async def _catch_up(self, assigned: set[TP]) -> None:
         settings = self.aion_settings
         topic = self.changelog_topic.get_topic_name()
-        standbys = self.app.assignor.assigned_standbys()
-        starts = {tp.partition: (self.data.persisted_offset(tp) or -1) + 1
+        standbys = standby_partitions(self.app)
+        starts = {tp.partition: (stored_offset(self, tp.partition) or -1) + 1
                   for tp in assigned if tp.topic == topic and tp not in standbys}
         if settings is None or not starts:
             return
@@ -178,8 +179,6 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
     finally to the last offset of the log (a commit marker, past every record read). Returns
     the records read."""
     import rocksdict
-
-    from ._changelog import end_offsets, scan_events
 
     partitions = sorted(starts)
     dbs = {p: store._db_for_partition(p) for p in partitions}

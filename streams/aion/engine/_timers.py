@@ -43,6 +43,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
+from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired, WorkflowReopened
+
 __all__ = [
     "INDEX_PREFIX",
     "META_LOW",
@@ -115,8 +117,6 @@ def timer_rows(fire_at_ms: int, workflow_id: str, run_id: str, timer_id: str) ->
 def terminal_rows(events: Iterable[Any]) -> dict[bytes, bytes]:
     """The ``timer_terminal`` rows one workflow's history implies (for a rebuild from the
     events topic): fired / cancelled timers of open runs, one marker per closed run."""
-    from ..model import RUN_CLOSING_EVENTS, TimerCancelled, TimerFired, WorkflowReopened
-
     rows: dict[bytes, bytes] = {}
     closed: set[bytes] = set()
     for ev in events:

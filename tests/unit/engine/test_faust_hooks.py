@@ -107,6 +107,17 @@ def test_tables_are_rebalanced_before_recovery_starts() -> None:
     assert src.index("table.on_rebalance") < src.index("self.recovery.on_rebalance")
 
 
+def test_standby_partitions_come_from_the_app_s_assignor() -> None:
+    from types import SimpleNamespace
+
+    from faust.assignor import PartitionAssignor
+    from faust.types import TP
+
+    assert callable(getattr(PartitionAssignor, "assigned_standbys", None))
+    app = SimpleNamespace(assignor=SimpleNamespace(assigned_standbys=lambda: {TP("t", 1)}))
+    assert _faust.standby_partitions(app) == {TP("t", 1)}
+
+
 def test_request_rejoin_reaches_the_aiokafka_coordinator_of_faust_s_consumer_thread() -> None:
     from aiokafka.consumer.group_coordinator import GroupCoordinator
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer

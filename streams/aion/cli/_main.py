@@ -123,14 +123,36 @@ def worker_cmd(ctx: click.Context, modules: tuple[str, ...], cache_size: int | N
     run_worker(s, list(modules), loglevel=loglevel)
 
 
+def _worker_logging(loglevel: str) -> None:
+    """An activity worker's log on stderr, as the engine worker's: its own lines at ``loglevel``,
+    the libraries' from WARNING (unless debug), a repeated error said a few times a minute."""
+    import logging
+
+    from ..ops._logs import limit_repeats, quiet_libraries
+
+    level = logging.getLevelName(loglevel.upper())
+    if not isinstance(level, int):
+        raise UsageError(f"--loglevel {loglevel!r}: use debug, info, warning or error")
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    quiet_libraries(level, root)
+    limit_repeats(root)
+
+
 @cli.command("activity-worker")
 @click.option("--activities", "modules", multiple=True, required=True, help="Module(s) whose @activity.defn functions this worker runs.")
 @click.option("--task-queue", default="default", show_default=True)
 @click.option("--concurrency", type=int, default=100, show_default=True)
+@click.option("--loglevel", default="info", show_default=True,
+              help="info: the start line, assignments, failed and retried attempts; debug adds the libraries' lines.")
 @_metrics_port_option
 @click.pass_context
 def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue: str, concurrency: int,
-                        metrics_port: int | None) -> None:
+                        loglevel: str, metrics_port: int | None) -> None:
     """Run an activity worker on one task queue."""
     from ..engine.worker import discover
     from ..worker import ActivityWorker
@@ -149,6 +171,7 @@ def activity_worker_cmd(ctx: click.Context, modules: tuple[str, ...], task_queue
 
     if metrics_port is not None:
         s = s.replace(metrics_port=metrics_port)
+    _worker_logging(loglevel)
     from ..ops._tracing import configure
 
     configure(s.tracing, "aion-activity-worker")  # AION_TRACING: RunActivity spans

@@ -31,6 +31,7 @@ from ..codec import Codec
 from ..deploy import BuildLoadError, DeploymentTable, load_build
 from ..deploy._loader import forget_build
 from ..deploy._table import Change
+from ._access import KAFKA_LOG
 from .settings import Settings
 from .topics import TopicNames
 
@@ -49,6 +50,7 @@ class DeploymentsReader:
         self.table = table if table is not None else DeploymentTable()
         self._consumer = Consumer({
             **settings.confluent_config(),
+            "logger": KAFKA_LOG,  # librdkafka's lines through logging, not stderr
             "group.id": f"{settings.topic_prefix}.deployments.{uuid.uuid4().hex[:8]}",
             "client.id": f"{settings.topic_prefix}.deployments-reader",
             "enable.auto.commit": False,

@@ -54,6 +54,7 @@ from ..runtime import Registry, WorkflowExecution
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, keep_paused, request_rejoin, store_offset
+from ._access import KAFKA_LOG
 from ._feed import CommandReader
 from ._intake import Intake
 from ._metrics import engine_metrics
@@ -164,7 +165,9 @@ class Engine:
         self._drainers: dict[int, asyncio.Task[None]] = {}
         self._rewound: dict[int, tuple[int, float]] = {}  # partition -> (offset, give up at)
         self._room = asyncio.Event()
-        self.reader = CommandReader(settings.confluent_config(), self.app.conf.id, self.names.commands,
+        # librdkafka's lines go through logging (aion.kafka): rate-limited, not a stderr flood.
+        self.reader = CommandReader({**settings.confluent_config(), "logger": KAFKA_LOG}, self.app.conf.id,
+                                    self.names.commands,
                                     max_record_bytes=settings.max_record_bytes)
         self.writers = Writers(_output_config(settings), self.app.conf.id, n)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
@@ -283,8 +286,11 @@ class Engine:
         self.reader.assign(offsets)
         self._ready |= todo
         self.wheel.on_assigned()
-        log.info("reading commands partitions %s from offsets %s", sorted(todo),
-                 {p: offsets[p] for p in sorted(offsets)})
+        # The one line that says this worker works (aion worker prints it at the default level).
+        log.info("engine worker ready: partitions %s of %s (tables caught up; commands read from offsets %s), "
+                 "%d owned in all; workflow types: %s", sorted(todo), self.names.commands,
+                 {p: offsets[p] for p in sorted(offsets)}, len(self._ready),
+                 ", ".join(sorted(getattr(self.registry, "workflows", None) or {})) or "-")
 
     # ------------------------------------------------------------------ commands
 
@@ -799,6 +805,7 @@ def _output_config(settings: Settings) -> dict[str, Any]:
     more with ``linger.ms=1``: -10 ms start->result p50 at 50/s). Records produced while a
     request is in flight still travel together."""
     return dict(settings.confluent_config(), **{
+        "logger": KAFKA_LOG,  # librdkafka's lines through logging (rate-limited by aion worker)
         "client.id": f"{settings.topic_prefix}.engine",
         "acks": "all",
         "enable.idempotence": True,

@@ -80,7 +80,6 @@ def follow_deployments(engine) -> Any:  # type: ignore[no-untyped-def]
 
 def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:
     """Create/validate the topics, then run the Faust engine worker until stopped."""
-    import faust
 
     ensure_topics(settings)
     validate_topics(settings)
@@ -95,5 +94,24 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
 
         serve(engine.metrics.registry, engine.metrics.health, host=settings.metrics_host,
               port=settings.metrics_port, what="engine worker")
-    worker = faust.Worker(engine.app, loglevel=loglevel, quiet=True)
+    worker = _worker_class()(engine.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
+
+
+def _worker_class() -> type:
+    """The worker class, made when a worker runs (faust is imported there, not with this module)."""
+    import faust
+
+    class Worker(faust.Worker):
+        """Faust's worker, whose log says what Aion does: Faust's, mode's and aiokafka's own lines
+        only from WARNING (all of them with --loglevel debug), a repeated error a few times a
+        minute (ops/_logs.py); the engine says when it is ready (Engine._on_restored)."""
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            from ..ops._logs import limit_repeats, quiet_libraries
+
+            quiet_libraries(level, logger)
+            limit_repeats(logger)
+
+    return Worker

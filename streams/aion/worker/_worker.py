@@ -67,6 +67,7 @@ from ..client._kafka import AsyncProducer, consume_available, consumer_config, f
 from ..codec import Codec
 from ..converter import default_converter
 from ..exceptions import exception_to_failure
+from ..engine._access import KAFKA_LOG
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
 from ..model import (
@@ -270,7 +271,9 @@ class ActivityWorker:
             self._stopping.set()
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        base = self.settings.confluent_config()
+        # librdkafka's lines through logging (aion.kafka), not stderr: a broker outage is a few
+        # rate-limited lines in aion activity-worker's log, not thousands.
+        base = {**self.settings.confluent_config(), "logger": KAFKA_LOG}
         if self._ensure_topics:
             from ..engine.topics import ensure_topics
 
@@ -540,6 +543,9 @@ class ActivityWorker:
             schedule_to_close_deadline_ms=task.schedule_to_close_deadline_ms,
             heartbeat_timeout_ms=task.heartbeat_ms, heartbeat_details=details,
         )
+        if task.attempt > 1:
+            log.info("retrying %s of workflow %s (activity %s): attempt %d", task.activity_type, task.workflow_id,
+                     task.activity_id, task.attempt)
         loop = asyncio.get_running_loop()
         attempt = _Attempt(
             task=task, tp=tp, offset=offset,
@@ -617,6 +623,11 @@ class ActivityWorker:
             self._vacate(attempt)
             self._drain_backlog()
         self.stats[outcome] += 1
+        if isinstance(body, ActivityTaskFailed):
+            f = body.failure
+            log.info("attempt %d of %s of workflow %s (activity %s) failed: %s: %s%s", task.attempt,
+                     task.activity_type, task.workflow_id, task.activity_id, f.type, f.message,
+                     " (non-retryable)" if f.non_retryable else "")
         for retry in range(5):
             try:
                 await fut

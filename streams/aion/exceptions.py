@@ -189,6 +189,10 @@ class ChildWorkflowError(FailureError):
         return self.__cause__
 
 
+#: How replay --strict's ``found`` ends when a command's values differ from the recorded ones.
+_OTHER_VALUES = " (same identity, different values)"
+
+
 class NondeterminismError(AionError):
     """Replaying a workflow's history against its code issued a different command.
 
@@ -206,6 +210,15 @@ class NondeterminismError(AionError):
         expected: str = "",
         found: str = "",
     ) -> None:
+        if not message and found.endswith(_OTHER_VALUES):  # replay --strict
+            message = (
+                f"workflow {workflow_id!r} (run {run_id}) diverged from its history at seq {seq}: "
+                f"the history holds {expected} but the code issued {found}. The code computed other "
+                f"values than were recorded: a non-deterministic call (random.random(), datetime.now(), "
+                f"time.time(), uuid.uuid4()) feeds this command; use workflow.random(), workflow.now(), "
+                f"workflow.time(), workflow.uuid4() (the engine warns of such calls on "
+                f"aion.workflow.determinism)"
+            )
         if not message:
             message = (
                 f"workflow {workflow_id!r} (run {run_id}) diverged from its history at seq {seq}: "

@@ -48,6 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import exceptions as exc_mod
 from ..activity._definition import ActivityDefinition
 from ..converter import DataConverter, hints_of, return_hint_of
+from ..exceptions import _OTHER_VALUES
 from ..exceptions import (
     ActivityError,
     ChildWorkflowError,
@@ -325,7 +326,7 @@ class WorkflowInstance:
         if not same_command(ev.body, body):
             self._diverge(ev.seq, describe(ev.body), describe(body))
         if self.strict and not _same_values(ev.body, body):
-            self._diverge(ev.seq, repr(ev.body), repr(body) + " (same identity, different values)")
+            self._diverge(ev.seq, repr(ev.body), repr(body) + _OTHER_VALUES)
         self._expected.popleft()
         self._cursor_seq = ev.seq + 1
         self._issued.append(ev.body)

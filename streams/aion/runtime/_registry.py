@@ -87,6 +87,10 @@ class Registry:
                 f"({prev.cls.__qualname__} and {d.cls.__qualname__}): give one @workflow.defn(name=...)"
             )
         self._workflows[d.name] = d
+        if prev is None:
+            from ._determinism import warn_non_deterministic
+
+            warn_non_deterministic(d.cls, d.name)  # random.random(), datetime.now() ... named
         return d
 
     def add_activity(self, fn: Any) -> ActivityDefinition:

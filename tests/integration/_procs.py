@@ -80,10 +80,11 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def activities(self, concurrency: int = 50, name: str | None = None, metrics_port: int | None = None) -> Proc:
+    def activities(self, concurrency: int = 50, name: str | None = None, metrics_port: int | None = None,
+                   module: str = "engine_workflows") -> Proc:
         self._n += 1
         name = name or f"acts{self._n}"
-        p = Proc(["activity-worker", "--activities", "engine_workflows", "--concurrency", str(concurrency),
+        p = Proc(["activity-worker", "--activities", module, "--concurrency", str(concurrency),
                   *_metrics(metrics_port)], self.env, self.tmp / f"{name}.log").start()
         self.procs.append(p)
         return p

@@ -7,12 +7,13 @@ activities), so the engine process only needs the workflow classes and the activ
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from datetime import timedelta
 
 from aion import activity, workflow
-from aion.exceptions import CancelledError
+from aion.exceptions import ActivityError, CancelledError
 from aion.workflow import ActivityCancellationType
 
 
@@ -95,3 +96,36 @@ class CancelGrind:
     @workflow.signal
     def cancel_grind(self) -> None:
         self.stop = True
+
+
+# ---------------------------------------------------------------- asynchronous completion
+def token_path(workflow_id: str) -> "Path":
+    """Where ``hand_off`` leaves its task token (the test reads it from another process)."""
+    from pathlib import Path
+
+    return Path(os.environ.get("AION_TEST_STATE", ".")) / f"token-{workflow_id}"
+
+
+@activity.defn
+def hand_off(item: str) -> str:
+    """Completes asynchronously: leaves its task token for another process and returns."""
+    info = activity.info()
+    with open(token_path(info.workflow_id).with_suffix(".runs"), "a") as runs:
+        runs.write(f"{info.attempt}\n")
+    tmp = token_path(info.workflow_id).with_suffix(".part")
+    tmp.write_bytes(info.task_token)
+    tmp.rename(token_path(info.workflow_id))
+    activity.raise_complete_async()
+
+
+@workflow.defn
+class AwaitHandOff:
+    @workflow.run
+    async def run(self, item: str) -> str:
+        try:
+            return await workflow.execute_activity(
+                hand_off, item, start_to_close_timeout=timedelta(seconds=120),
+                heartbeat_timeout=timedelta(seconds=20),
+                retry_policy=workflow.RetryPolicy(maximum_attempts=1))
+        except ActivityError as err:
+            return f"failed: {err.cause}"

@@ -11,7 +11,7 @@ import pytest
 
 from aion.worker import ActivityWorker
 import compat_workflows
-from compat_workflows import CancelGrind, Inventory, LocalUpper, Restock, grind, upper
+from compat_workflows import AwaitHandOff, CancelGrind, Inventory, LocalUpper, Restock, grind, upper
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -71,3 +71,57 @@ async def test_a_cancelled_sync_activity_stops_at_its_next_heartbeat(settings, c
     # (the worker's ActivityStarted report may land after the cancel request: it is not awaited)
     assert "ActivityCancelRequested" in types and "ActivityStarted" in types, types
     assert types[-2:] == ["ActivityCancelled", "WorkflowCompleted"], types
+
+
+# ---------------------------------------------------------------- asynchronous completion
+async def _token_of(cluster, workflow_id: str, timeout: float = 60.0) -> bytes:  # type: ignore[no-untyped-def]
+    path = compat_workflows.token_path(workflow_id)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no task token from the activity worker\n{cluster.logs()}"
+        await asyncio.sleep(0.1)
+    return path.read_bytes()
+
+
+async def test_an_activity_completed_asynchronously_from_another_process(settings, cluster, client, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The activity runs in an activity worker process and returns without an outcome; the test's
+    client (a third process) heartbeats it and completes it with the task token."""
+    monkeypatch.setenv("AION_TEST_STATE", str(tmp_path))
+    cluster.activities(concurrency=2, module="compat_workflows")
+    h = await client.start_workflow(AwaitHandOff.run, "parcel", id="handoff-1")
+    token = await _token_of(cluster, "handoff-1")
+    handle = client.get_async_activity_handle(task_token=token)
+    assert handle.attempt.workflow_id == "handoff-1" and handle.attempt.attempt == 1
+    await handle.heartbeat("packing")
+    await asyncio.sleep(1.0)  # the workflow is still waiting for its activity
+    assert (await h.describe()).status == "RUNNING"
+    await handle.complete("shipped parcel")
+    try:
+        assert await h.result(timeout=60) == "shipped parcel"
+    except Exception:
+        print(cluster.logs())
+        raise
+    types = [e.type for e in await h.history()]
+    assert types.count("ActivityStarted") == 1 and types.count("ActivityCompleted") == 1, types
+    completed = next(e.body for e in await h.history() if e.type == "ActivityCompleted")
+    assert completed.attempt == 1
+    # The task was done for the activity worker: not re-delivered, not run again.
+    await asyncio.sleep(1.0)
+    assert compat_workflows.token_path("handoff-1").with_suffix(".runs").read_text() == "1\n"
+
+
+async def test_an_activity_failed_asynchronously(settings, cluster, client, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from aion.exceptions import ApplicationError
+
+    monkeypatch.setenv("AION_TEST_STATE", str(tmp_path))
+    cluster.activities(concurrency=2, module="compat_workflows")
+    h = await client.start_workflow(AwaitHandOff.run, "crate", id="handoff-2")
+    handle = client.get_async_activity_handle(task_token=await _token_of(cluster, "handoff-2"))
+    await handle.fail(ApplicationError("out of crates", non_retryable=True))
+    try:
+        assert await h.result(timeout=60) == "failed: out of crates"
+    except Exception:
+        print(cluster.logs())
+        raise
+    failed = next(e.body for e in await h.history() if e.type == "ActivityFailed")
+    assert failed.failure.message == "out of crates" and failed.will_retry is False

@@ -30,6 +30,11 @@ CONTROL_FLOW: dict[str, str] = {
         "BaseException so that `except Exception` in workflow code cannot swallow it (users see "
         "DeadlockError, which is an AionError)"
     ),
+    "aion.activity._context.CompleteAsyncError": (
+        "raised by activity.raise_complete_async() to end the activity function without an "
+        "outcome; a BaseException so that `except Exception` in activity code lets it through "
+        "to the worker (as Temporal's)"
+    ),
 }
 
 #: Modules that need an optional dependency (none today: every dependency is required).

@@ -32,6 +32,7 @@ EXPORTS: dict[str, list[str]] = {
         "ActivityContext", "ActivityDefinition", "ActivityInfo", "ActivityLoggerAdapter", "NotInActivityError",
         "defn", "heartbeat", "in_activity", "info", "is_cancelled", "logger", "wait_for_cancel",
         "wait_for_cancel_sync", "wait_for_cancelled", "wait_for_cancelled_sync",
+        "CompleteAsyncError", "raise_complete_async",  # asynchronous completion
     ],
     "aion.client": [
         "BuildInfo", "Deployments", "DeploymentsView",  # versioned deploys
@@ -45,6 +46,7 @@ EXPORTS: dict[str, list[str]] = {
         "WithStartWorkflowOperation", "WorkflowUpdateHandle", "WorkflowUpdateStage",
         "BuildInfo", "Deployments", "DeploymentsView",
         "ListFilterError", "VisibilityTimeoutError",  # list filters, never a partial list
+        "AsyncActivityHandle",  # asynchronous activity completion
     ],
     "aion.exceptions": [
         "BuildInUseError", "BuildNotFoundError", "VersionNotLoadedError",  # versioned deploys

@@ -11,15 +11,17 @@ async def charge(order_id: str, cents: int) -> str:
 
 Inside a running activity, ``info()``, ``heartbeat()``, ``is_cancelled()`` and
 ``wait_for_cancel()`` read the attempt's context (set by the worker or the test environment);
-``logger`` adds the attempt's ids to every record.
+``logger`` adds the attempt's ids to every record. ``raise_complete_async()`` ends the
+function without an outcome: another process reports it later with the attempt's
+``info().task_token`` (``client.get_async_activity_handle``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _context
-from ._context import ActivityContext, ActivityInfo, NotInActivityError
+from ._context import ActivityContext, ActivityInfo, CompleteAsyncError, NotInActivityError
 from ._definition import ActivityDefinition, defn
 from ._logger import ActivityLoggerAdapter, logger
 
@@ -29,6 +31,7 @@ __all__ = [
     "ActivityInfo",
     "ActivityContext",
     "NotInActivityError",
+    "CompleteAsyncError",
     "info",
     "heartbeat",
     "is_cancelled",
@@ -37,6 +40,7 @@ __all__ = [
     "wait_for_cancelled",
     "wait_for_cancelled_sync",
     "in_activity",
+    "raise_complete_async",
     "logger",
     "ActivityLoggerAdapter",
 ]
@@ -74,6 +78,16 @@ def wait_for_cancel_sync(timeout: float | None = None) -> bool:
 wait_for_cancelled = wait_for_cancel
 #: Temporal's spelling of :func:`wait_for_cancel_sync`.
 wait_for_cancelled_sync = wait_for_cancel_sync
+
+
+def raise_complete_async() -> NoReturn:
+    """End the activity function without an outcome: the attempt stays open (its timeouts
+    still run) until ``client.get_async_activity_handle(task_token=info().task_token)``
+    reports ``complete``, ``fail`` or ``report_cancellation``, from any process."""
+    ctx = _context.get_context()
+    raise CompleteAsyncError(
+        f"activity {ctx.info.activity_type!r} (workflow {ctx.info.workflow_id!r}, activity "
+        f"{ctx.info.activity_id}) completes asynchronously")
 
 
 def in_activity() -> bool:

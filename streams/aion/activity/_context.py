@@ -23,9 +23,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
 from ..exceptions import AionError
+from ._token import encode_task_token
 
 __all__ = [
     "ActivityInfo",
+    "CompleteAsyncError",
     "ActivityContext",
     "NotInActivityError",
     "current",
@@ -94,6 +96,18 @@ class ActivityInfo:
     def is_local(self) -> bool:
         """Always False: local activities run as ordinary activities here."""
         return False
+
+    @property
+    def task_token(self) -> bytes:
+        """Names this attempt for ``client.get_async_activity_handle(task_token=...)``: hand it
+        to whatever completes the activity after ``activity.raise_complete_async()``."""
+        return encode_task_token(self.workflow_id, self.run_id, self.activity_id, self.attempt)
+
+
+class CompleteAsyncError(BaseException):
+    """Raised by ``activity.raise_complete_async()``: the function returns without an outcome,
+    which someone reports later through ``client.get_async_activity_handle(task_token=...)``.
+    A ``BaseException``, so that an ``except Exception`` in activity code does not swallow it."""
 
 
 class NotInActivityError(AionError, RuntimeError):

@@ -22,6 +22,7 @@ from ..exceptions import (
     WorkflowFailureError,
     WorkflowNotFoundError,
 )
+from ._async_activity import AsyncActivityHandle
 from ._client import Client
 from ._errors import (
     CommandRejectedError,
@@ -52,6 +53,7 @@ from ._visibility import WorkflowSummary
 
 __all__ = [
     "Client",
+    "AsyncActivityHandle",
     "Deployments",
     "BuildInfo",
     "DeploymentsView",

@@ -38,6 +38,7 @@ from ..model import (
     TerminateWorkflow,
 )
 from ..model.limits import command_problem
+from ._async_activity import AsyncActivityHandle
 from ._errors import QueryTimeoutError, WorkflowResultTimeoutError, error_from_reply
 from ._history import WorkflowDescription, describe
 from ._names import handler_name, start_body, workflow_name
@@ -281,6 +282,20 @@ class ClientBase(ABC, Generic[H]):
         cmd = self._command(id, SignalWithStart(start=start, signal_name=sname, args=sargs))
         return await self._started(cmd, [*start.input, *sargs], "signal_with_start",
                                  result_type=result_type, hint=hint)
+
+    def get_async_activity_handle(self, *, task_token: bytes | None = None, **ids: Any) -> AsyncActivityHandle:
+        """A handle that reports the outcome of an attempt that called
+        ``activity.raise_complete_async()``; ``task_token`` is its ``activity.info().task_token``."""
+        if task_token is None:
+            raise TypeError(
+                f"get_async_activity_handle needs task_token= (activity.info().task_token); "
+                f"naming the activity by {', '.join(sorted(ids)) or 'its ids'} is not supported: an "
+                f"activity's ids do not say which attempt runs")
+        return AsyncActivityHandle(self, task_token)
+
+    async def _tell(self, cmd: Command, payloads: Sequence[Payload], *, what: str) -> None:
+        """Send ``cmd``, which gets no answer (an activity attempt's news); returns once sent."""
+        raise NotImplementedError
 
     async def signal_workflow(self, workflow_id: str, signal: Any, *args: Any, run_id: str | None = None) -> None:
         """Send a signal (also ``handle.signal``); returns once it is recorded."""

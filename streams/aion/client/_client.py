@@ -21,8 +21,9 @@ from ..converter import default_converter
 from ..engine._access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
 from ..engine.settings import Settings
 from ..engine.topics import TopicNames
-from ..exceptions import PayloadTooLargeError
+from ..exceptions import InvalidArgumentError, PayloadTooLargeError
 from ..model import now_ms, Command, CommandBody, Payload, Reply
+from ..model.limits import command_problem
 from ._base import A, ClientBase, R, StartOptions
 from ._errors import RPCTimeoutError, TopicMissingError
 from ..ops import _tracing
@@ -228,6 +229,12 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
                 self._router.unregister(cmd.command_id)
             raise
         _tracing.end(span)
+
+    async def _tell(self, cmd: Command, payloads: Sequence[Payload], *, what: str) -> None:
+        problem = command_problem(cmd)
+        if problem is not None:
+            raise InvalidArgumentError(f"{what} for workflow {cmd.workflow_id[:200]!r}: {problem}")
+        await self.send(cmd, None, payloads)
 
     def new_waiter(self) -> ReplyWaiter:
         return ReplyWaiter(asyncio.get_running_loop())

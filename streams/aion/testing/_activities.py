@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..activity._context import ActivityContext, current, make_info
+from ..activity._context import ActivityContext, CompleteAsyncError, current, make_info
 from ..converter import DataConverter, hints_of
 from ..exceptions import exception_to_failure
 from ..model import (
@@ -57,6 +57,9 @@ class Attempt:
     fn_task: asyncio.Future[Any] | None = None
     #: Set when the runtime no longer wants this attempt's outcome (it timed out, the run closed).
     abandoned: bool = False
+    #: The function called ``activity.raise_complete_async()``: the outcome comes through
+    #: ``env.client.get_async_activity_handle`` (until then the attempt counts as running).
+    completing_async: bool = False
     pending_heartbeat: tuple[Any, ...] | None = None
     heartbeat_handle: asyncio.TimerHandle | None = None
 
@@ -132,6 +135,12 @@ class ActivityRunner:
         if attempt.ctx.request_cancel(reason) and attempt.fn_task is not None and not attempt.fn_task.done():
             attempt.fn_task.cancel()
 
+    def settle_async(self, key: AttemptKey) -> None:
+        """An outcome for ``key`` came through a task token: the attempt no longer runs."""
+        attempt = self.running.get(key)
+        if attempt is not None and attempt.completing_async:
+            del self.running[key]
+
     def abandon(self, key: AttemptKey, reason: str = "TIMED_OUT") -> None:
         """The runtime no longer wants the outcome (timed out, run closed): stop it, report nothing."""
         attempt = self.running.pop(key, None)
@@ -159,6 +168,13 @@ class ActivityRunner:
         task = attempt.task
         try:
             body = await self._execute(attempt)
+        except CompleteAsyncError:
+            attempt.completing_async = True
+            if attempt.heartbeat_handle is not None:
+                attempt.heartbeat_handle.cancel()
+                attempt.heartbeat_handle = None
+            self._flush_heartbeat(attempt_key(task))
+            return  # stays in ``running`` until settle_async()
         except BaseException as exc:  # a bug of the runner: report rather than hang the test
             if attempt.abandoned:
                 return

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Awaitable,
 from ..client._base import A, ClientBase, R, StartOptions, WorkflowHandleBase
 from ..client._errors import RPCTimeoutError
 from ..client._history import closes_workflow
-from ..model import Command, CommandBody, Event, GetResult, Payload, Reply
+from ..model import (ActivityTaskCancelled, ActivityTaskCompleted, ActivityTaskFailed, Command, CommandBody, Event,
+                     GetResult, Payload, Reply)
 from ._environment import RUN_CLOSED, Mailbox
 
 if TYPE_CHECKING:
@@ -54,6 +55,13 @@ class TestClient(ClientBase["TestWorkflowHandle[Any]"]):
 
     def _forget(self, command_id: str) -> None:
         self.env.forget(command_id)
+
+    async def _tell(self, cmd: Command, payloads: Sequence[Payload], *, what: str) -> None:
+        body = cmd.body
+        if isinstance(body, (ActivityTaskCompleted, ActivityTaskFailed, ActivityTaskCancelled)):
+            self.env.settle_async_activity(cmd.workflow_id, body.run_id, body.activity_id, body.attempt)
+        self.env.send(cmd)
+        await asyncio.sleep(0)
 
     def _waiting(self) -> Any:
         return self.env.hold_skipping()

@@ -347,6 +347,12 @@ class WorkflowEnvironment:
         self._queue.append(cmd)
         self._kick()
 
+    def settle_async_activity(self, workflow_id: str, run_id: str, activity_id: str, attempt: int) -> None:
+        """An attempt that completes asynchronously got its outcome (``env.client``'s async
+        activity handle): it no longer holds time still."""
+        if self._runner is not None:
+            self._runner.settle_async((workflow_id, run_id, activity_id, attempt))
+
     def forget(self, command_id: str) -> None:
         self._mailboxes.pop(command_id, None)
 

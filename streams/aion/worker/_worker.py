@@ -62,7 +62,7 @@ from typing import Any, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from ..activity._context import ActivityContext, current, make_info
+from ..activity._context import ActivityContext, CompleteAsyncError, current, make_info
 from ..client._kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log, producer_config
 from ..codec import Codec
 from ..converter import default_converter
@@ -609,6 +609,11 @@ class ActivityWorker:
             # Abandoned, or timed out locally: nothing to report, nothing to commit.
             self._vacate(attempt)
             self._drain_backlog()
+            if outcome == "completing_async" and not attempt.abandoned:
+                # activity.raise_complete_async(): the outcome comes later through the task
+                # token (client.get_async_activity_handle); the task itself is done here.
+                self.stats["completing_async"] = self.stats.get("completing_async", 0) + 1
+                self._offsets.done(attempt.tp[0], attempt.tp[1], attempt.offset)
             if outcome == "timed_out" and not attempt.abandoned:
                 # The engine times the attempt out and schedules the next one itself.
                 self.stats["timed_out"] += 1
@@ -679,6 +684,11 @@ class ActivityWorker:
                         current.reset(token)
 
                 result = await loop.run_in_executor(self._pool, run_in_thread)
+        except CompleteAsyncError:
+            # Reported started now, so that the engine arms the attempt's start-to-close and
+            # heartbeat timeouts; its outcome comes from whoever holds the task token.
+            self._send_started(attempt)
+            return None, "completing_async"
         except asyncio.CancelledError:
             if attempt.abandoned:
                 raise

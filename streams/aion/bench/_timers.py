@@ -6,7 +6,10 @@
    prefix, ``n`` workflows (:class:`TimerBenchSleep`) each sleeping until an absolute due
    time spread evenly over ``duration`` seconds. The lag of a timer is its ``TimerFired``
    event's recorded time minus its ``TimerStarted.fire_at_ms``, read back from the events
-   topic; p50/p99/max over all of them.
+   topic; p50/p99/max over all of them. With ``load_rate`` (``aion bench --timer-load-rate``,
+   100/s by default), one-activity workflows (``BenchOne``, through an activity worker of
+   their own) start at that rate while the timers fall due: the lag users see under load,
+   with the load's own start→result latency beside it.
 2. **1,000,000 pending timers, in process**: the engine's own :class:`~aion.engine._wheel.TimerWheel`
    on RocksDB (rocksdict, as Faust opens it) behind a stand-in for Faust (changelog sends
    and FireTimer sends complete at once; no broker). Running a million timer starts through
@@ -199,7 +202,11 @@ def _delete_topics(settings: Settings) -> None:
         pass
 
 
-async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdir: Path) -> dict[str, Any]:
+async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdir: Path,
+                            load_rate: float = 0.0) -> dict[str, Any]:
+    """Fire lag of ``n`` timers due over ``duration`` seconds, read from the log; with
+    ``load_rate``, one-activity workflows (``BenchOne``) are started at that rate while the
+    timers fall due, through an activity worker of their own (the lag users see under load)."""
     from ..client import Client
 
     env = dict(os.environ, AION_BOOTSTRAP_SERVERS=settings.bootstrap_servers, AION_TOPIC_PREFIX=settings.topic_prefix,
@@ -207,8 +214,15 @@ async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdi
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     log = open(workdir / "engine.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "aion.cli", "worker", "--workflows", "aion.bench._timers", "--loglevel", "warning"],
+    proc = subprocess.Popen([sys.executable, "-m", "aion.cli", "worker", "--workflows", "aion.bench._timers",
+                             "--workflows", "aion.bench._workload", "--loglevel", "warning"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    workers: list[subprocess.Popen[bytes]] = []
+    if load_rate > 0:
+        workers.append(subprocess.Popen([sys.executable, "-m", "aion.cli", "activity-worker", "--activities",
+                                         "aion.bench._workload", "--concurrency", "1000"],
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    load: dict[str, Any] = {}
     try:
         client = await Client.connect(settings=settings)
         try:
@@ -225,6 +239,11 @@ async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdi
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise
             await warm.result(timeout=120)
+            if load_rate > 0:
+                from ._engine_runs import EngineDriver
+
+                driver = EngineDriver(client, "load")
+                await asyncio.wait_for(driver.run_one(-1), 120)  # the activity worker answers
             # Measure the start rate, so that every workflow is started (its timer armed)
             # before the first is due: the lag is then the wheel's, not a backlog of starts.
             cal = min(500, max(50, n // 20))
@@ -249,12 +268,28 @@ async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdi
 
             await asyncio.gather(*(start(i) for i in range(n)))
             started_late = max(0.0, time.time() - t0 / 1000)
+            load_task = None
+            if load_rate > 0:
+                from ._load import open_loop
+
+                # From a second before the first timer is due until the last one is.
+                await asyncio.sleep(max(0.0, t0 / 1000 - 1.0 - time.time()))
+                load_task = asyncio.create_task(open_loop(
+                    driver, rate=load_rate, duration=max(1.0, ats[-1] / 1000 - time.time()), warmup=0.0))
             peak_rss = 0.0
             while time.time() * 1000 < ats[-1] + 2_000:
                 peak_rss = max(peak_rss, _rss_mb(proc.pid))
                 await asyncio.sleep(1.0)
                 if proc.poll() is not None:
                     raise RuntimeError(f"the engine worker exited with {proc.returncode}; see {workdir / 'engine.log'}")
+            if load_task is not None:
+                from ._stats import latency_summary
+
+                res = await load_task
+                lat = latency_summary(res.latencies())
+                load = {"load_starts_per_s": load_rate, "load_achieved_per_s": round(res.rate(), 1),
+                        "load_p50_ms": lat.get("p50_ms"), "load_p99_ms": lat.get("p99_ms"),
+                        "load_errors": res.errors, "load_not_completed": len(res.pending)}
         finally:
             await client.close()
         ids = [f"t-{i}" for i in range(n)]
@@ -275,8 +310,16 @@ async def _lag_through_kafka(settings: Settings, duration: float, n: int, workdi
             "starts_per_s": round(rate),
             "starts_late_s": round(started_late, 2),
             "engine_rss_mb": round(peak_rss, 1),
+            **load,
         }
     finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGTERM)
+                try:
+                    w.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(w.pid, signal.SIGKILL)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -570,7 +613,7 @@ def _in_subprocess(pending: int, within_window: bool, freeze_gc: bool = False) -
 
 
 def run(settings: Settings, duration: float = 60.0, n: int = 10_000, pending: int = 1_000_000,
-        keep: bool = False, kafka: bool = True, in_process: bool = True) -> dict[str, Any]:
+        keep: bool = False, kafka: bool = True, in_process: bool = True, load_rate: float = 0.0) -> dict[str, Any]:
     """The timer scenario: returns flat figures (see the module docs)."""
     out: dict[str, Any] = {}
     if kafka:
@@ -578,7 +621,7 @@ def run(settings: Settings, duration: float = 60.0, n: int = 10_000, pending: in
         workdir = Path(tempfile.mkdtemp(prefix=f"aion-{s.topic_prefix}-"))
         ensure_topics(s)
         try:
-            out.update(asyncio.run(_lag_through_kafka(s, duration, n, workdir)))
+            out.update(asyncio.run(_lag_through_kafka(s, duration, n, workdir, load_rate)))
         finally:
             if not keep:
                 _delete_topics(s)

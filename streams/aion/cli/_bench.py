@@ -70,6 +70,11 @@ def _rates(value: str) -> tuple[float, ...]:
               help="Seconds an engine worker is stopped with SIGSTOP before SIGCONT (pause).")
 @click.option("--recovery-rate", type=float, default=50.0, show_default=True, help="Starts per second during recovery.")
 @click.option("--rebuild-events", type=int, default=1_000_000, show_default=True, help="Events to rebuild (rebuild).")
+@click.option("--timer-count", type=int, default=10_000, show_default=True,
+              help="Timers falling due over --duration seconds (timers).")
+@click.option("--timer-load-rate", type=float, default=100.0, show_default=True,
+              help="One-activity workflows started per second while the timers fall due (timers; 0: none).")
+@click.option("--no-wheel", is_flag=True, help="Skip the timer wheel's in-process 1,000,000-timer part (timers).")
 @click.option("--no-floor", is_flag=True, help="Skip the Kafka floor runs beside throughput and latency.")
 @click.option("--keep-topics", is_flag=True, help="Keep each run's topics and logs (for inspection).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -78,7 +83,7 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.pass_context
 def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | None, partitions: int | None, duration: float, warmup: float | None, runs: int,
               concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float, pause_s: float,
-              rebuild_events: int, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
+              rebuild_events: int, timer_count: int, timer_load_rate: float, no_wheel: bool, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
     """Benchmark the engine against the Kafka floor on this broker.
 
     SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, floor, or all (default).
@@ -93,10 +98,13 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
             _fail(f"unknown scenario {n!r}; choose from {', '.join(SCENARIOS)} or all")
     if duration <= 0 or runs < 1 or concurrency < 1 or engines < 1 or activity_workers < 1 or kills < 1:
         _fail("--duration, --runs, --concurrency, --engines, --activity-workers and --kills must be positive")
+    if timer_count < 1 or timer_load_rate < 0:
+        _fail("--timer-count must be positive and --timer-load-rate 0 or more")
     options = BenchOptions(
         duration=duration, warmup=warmup, runs=runs, concurrency=concurrency, rates=_rates(rates),
         engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate, pause_s=pause_s,
-        rebuild_events=rebuild_events, floor=not no_floor, keep_topics=keep_topics,
+        rebuild_events=rebuild_events, timer_count=timer_count, timer_load_rate=timer_load_rate,
+        timer_wheel=not no_wheel, floor=not no_floor, keep_topics=keep_topics,
     )
     settings = _settings(ctx)
     if bootstrap:

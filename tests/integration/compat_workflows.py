@@ -129,3 +129,32 @@ class AwaitHandOff:
                 retry_policy=workflow.RetryPolicy(maximum_attempts=1))
         except ActivityError as err:
             return f"failed: {err.cause}"
+
+
+# ---------------------------------------------------------------- external workflow handles
+@workflow.defn
+class Inbox:
+    def __init__(self) -> None:
+        self.letters: list[str] = []
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: False)
+        except asyncio.CancelledError:
+            return f"cancelled holding {self.letters}"
+        return "unreachable"
+
+    @workflow.signal
+    def post(self, letter: str) -> None:
+        self.letters.append(letter)
+
+
+@workflow.defn
+class Courier:
+    @workflow.run
+    async def run(self, target: str) -> None:
+        inbox = workflow.get_external_workflow_handle(target)
+        await inbox.signal(Inbox.post, "parcel")
+        await workflow.sleep(0.5)
+        await inbox.cancel()

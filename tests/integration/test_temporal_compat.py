@@ -125,3 +125,17 @@ async def test_an_activity_failed_asynchronously(settings, cluster, client, tmp_
         raise
     failed = next(e.body for e in await h.history() if e.type == "ActivityFailed")
     assert failed.failure.message == "out of crates" and failed.will_retry is False
+
+
+async def test_an_external_workflow_is_signalled_and_cancelled_by_id(settings, cluster, client) -> None:  # type: ignore[no-untyped-def]
+    from compat_workflows import Courier, Inbox
+
+    inbox = await client.start_workflow(Inbox.run, id="inbox-1")
+    await client.execute_workflow(Courier.run, "inbox-1", id="courier-1", result_timeout=60)
+    try:
+        assert await inbox.result(timeout=60) == "cancelled holding ['parcel']"
+    except Exception:
+        print(cluster.logs())
+        raise
+    types = [e.type for e in await inbox.history()]
+    assert "SignalReceived" in types and "WorkflowCancelRequested" in types, types

@@ -27,6 +27,7 @@ EXPORTS: dict[str, list[str]] = {
         "start_local_activity", "start_local_activity_method", "start_timer", "time", "timeout", "unsafe",
         "upsert_search_attributes", "uuid4", "wait_condition",
         "update",
+        "ExternalWorkflowHandle", "get_external_workflow_handle", "get_external_workflow_handle_for",
     ],
     "aion.activity": [
         "ActivityContext", "ActivityDefinition", "ActivityInfo", "ActivityLoggerAdapter", "NotInActivityError",

@@ -68,6 +68,7 @@ from typing import Any, Callable, Sequence
 
 from ..exceptions import VersionNotLoadedError, WorkflowTypeNotFoundError, exception_to_failure
 from ..model import (
+    CancelWorkflow,
     ChildWorkflowResult,
     ChildWorkflowStarted,
     Command,
@@ -103,7 +104,7 @@ from ._children import Children
 from ._lifecycle import Lifecycle
 from ._updates import Updates
 from ._commands import MAX_WAITERS, ClientCommands
-from ._instance import MARKER_CANCEL_CHILD, MARKER_RESUME, RunContext, WorkflowInstance
+from ._instance import MARKER_CANCEL_CHILD, MARKER_CANCEL_EXTERNAL, MARKER_RESUME, RunContext, WorkflowInstance
 from ._state import (
     CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, ActivityTimer, Run, backoff_ms, model_retry,
     task_timer,
@@ -571,6 +572,14 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         assert isinstance(b, MarkerRecorded)
         if b.marker_name == MARKER_CANCEL_CHILD:
             self._on_cancel_child_marker(b, run, ev.recorded_at_ms, fx)
+        elif b.marker_name == MARKER_CANCEL_EXTERNAL and fx is not None:
+            # The seq makes the command id unique per request and the same on a re-run.
+            target_run = None if b.value is None else self.registry.converter.from_payload(b.value, str)
+            fx.append(SendCommand(Command(
+                command_id=f"{self.workflow_id}:{run.run_id}:cancel-external:{ev.seq}", workflow_id=b.marker_id,
+                sent_at_ms=ev.recorded_at_ms,
+                body=CancelWorkflow(reason=f"cancellation requested by workflow {self.workflow_id!r}",
+                                    run_id=target_run))))
         elif b.marker_name == MARKER_RESUME:
             run.held = False
             run.resume_pending = True

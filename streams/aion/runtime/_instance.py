@@ -102,11 +102,14 @@ from ._describe import describe, same_command
 from ._loop import WorkflowEventLoop
 
 __all__ = ["WorkflowInstance", "Activation", "RunContext", "MARKER_RESUME", "MARKER_SIDE_EFFECT",
-           "MARKER_PATCH", "MARKER_CANCEL_CHILD", "continue_as_new_run_id"]
+           "MARKER_PATCH", "MARKER_CANCEL_CHILD", "MARKER_CANCEL_EXTERNAL", "continue_as_new_run_id"]
 
 MARKER_SIDE_EFFECT = "side_effect"
 MARKER_PATCH = "patch"
 MARKER_CANCEL_CHILD = "cancel_child"
+#: ``get_external_workflow_handle(id).cancel()``: marker id = the target's id, value = its run id
+#: (when named); the effect is a ``CancelWorkflow`` command to the target (no schema change).
+MARKER_CANCEL_EXTERNAL = "cancel_external"
 #: Engine marker: a held workflow's task is retried here (an input event, not a command).
 MARKER_RESUME = "aion.resume"
 
@@ -557,6 +560,10 @@ class WorkflowInstance:
         sid = f"{self.ctx.workflow_id}:{self.ctx.run_id}:signal-{n}"
         self._issue(SignalSent(signal_id=sid, target_workflow_id=workflow_id, signal_name=name,
                                args=self.converter.to_payloads(args)))
+
+    def cancel_external(self, workflow_id: str, run_id: str | None) -> None:
+        value = None if run_id is None else self.converter.to_payload(run_id)
+        self._issue(MarkerRecorded(MARKER_CANCEL_EXTERNAL, workflow_id, value))
 
     # ---------------------------------------------------------------- markers
     def side_effect(self, fn: Callable[[], Any], result_type: Any) -> Any:

@@ -49,6 +49,8 @@ from ._api import (
     start_timer,
     time,
     timeout,
+    get_external_workflow_handle,
+    get_external_workflow_handle_for,
     upsert_search_attributes,
     uuid4,
     wait_condition,
@@ -56,7 +58,7 @@ from ._api import (
 from ._definition import WorkflowDefinition, defn, init, query, run, signal, update
 from ._logger import WorkflowLoggerAdapter, logger
 from ._unsafe import unsafe
-from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
+from ._handles import ActivityHandle, ChildWorkflowHandle, ExternalWorkflowHandle, TimerHandle
 from ._types import (
     ActivityCancellationType,
     FailurePolicy,
@@ -76,7 +78,8 @@ __all__ = [
     "random", "uuid4", "side_effect", "patched", "deprecate_patch", "signal_external",
     "upsert_search_attributes", "in_workflow", "is_replaying", "logger", "WorkflowLoggerAdapter",
     "unsafe",
-    "ActivityHandle", "TimerHandle", "ChildWorkflowHandle",
+    "ActivityHandle", "TimerHandle", "ChildWorkflowHandle", "ExternalWorkflowHandle",
+    "get_external_workflow_handle", "get_external_workflow_handle_for",
     "RetryPolicy", "ParentClosePolicy", "ActivityCancellationType", "IdReusePolicy",
     "FailurePolicy", "Info", "ParentInfo", "CancelledError",
     "ActivityOptions", "ChildOptions", "ContinueAsNewError", "NotInWorkflowError",

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping, NoReturn, Protocol, TypedD
 from ..exceptions import AionError, InvalidArgumentError
 from ..exceptions import TimeoutError as _AionTimeoutError
 from ..model.limits import workflow_id_problem
-from ._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
+from ._handles import ActivityHandle, ChildWorkflowHandle, ExternalWorkflowHandle, TimerHandle
 from ._types import (
     ActivityCancellationType,
     Info,
@@ -55,6 +55,8 @@ __all__ = [
     "patched",
     "deprecate_patch",
     "signal_external",
+    "get_external_workflow_handle",
+    "get_external_workflow_handle_for",
     "upsert_search_attributes",
     "in_workflow",
     "is_replaying",
@@ -168,6 +170,7 @@ class _Runtime(Protocol):
     def wait_condition(self, fn: Callable[[], bool]) -> asyncio.Future[None]: ...
     def start_child(self, workflow: Any, args: tuple[Any, ...], options: ChildOptions) -> ChildWorkflowHandle[Any]: ...
     def signal_external(self, workflow_id: str, signal: str, args: tuple[Any, ...]) -> None: ...
+    def cancel_external(self, workflow_id: str, run_id: str | None) -> None: ...
     def side_effect(self, fn: Callable[[], Any], result_type: Any) -> Any: ...
     def patched(self, patch_id: str, deprecated: bool) -> bool: ...
     def upsert_search_attributes(self, attributes: Mapping[str, str]) -> None: ...
@@ -632,6 +635,20 @@ def deprecate_patch(patch_id: str) -> None:
 async def signal_external(workflow_id: str, signal: str, *args: Any) -> None:
     """Signal another workflow (records ``SignalSent``; delivery is asynchronous)."""
     _rt().signal_external(workflow_id, signal, args)
+
+
+def get_external_workflow_handle(workflow_id: str, *, run_id: str | None = None) -> ExternalWorkflowHandle:
+    """A handle to another workflow by id, to ``signal`` or ``cancel`` it from workflow code."""
+    rt = _rt()
+    if problem := workflow_id_problem(workflow_id):
+        raise InvalidArgumentError(f"get_external_workflow_handle: {problem}")
+    return ExternalWorkflowHandle(workflow_id, run_id, rt)
+
+
+def get_external_workflow_handle_for(workflow: Any, workflow_id: str, *,
+                                     run_id: str | None = None) -> ExternalWorkflowHandle:
+    """:func:`get_external_workflow_handle`, typed by the target's run method (Temporal's)."""
+    return get_external_workflow_handle(workflow_id, run_id=run_id)
 
 
 def upsert_search_attributes(attributes: Mapping[str, str]) -> None:

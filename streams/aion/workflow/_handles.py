@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Generic, TypeVar
 
-__all__ = ["ActivityHandle", "TimerHandle", "ChildWorkflowHandle"]
+__all__ = ["ActivityHandle", "TimerHandle", "ChildWorkflowHandle", "ExternalWorkflowHandle"]
 
 T = TypeVar("T")
 
@@ -70,3 +70,30 @@ class ChildWorkflowHandle(_CancellableHandle[T]):
         """Send a signal to the child (recorded as ``SignalSent``)."""
         assert self._signal_hook is not None
         await self._signal_hook(signal, args)
+
+
+class ExternalWorkflowHandle:
+    """Another workflow, by id (``workflow.get_external_workflow_handle``): ``signal`` and
+    ``cancel`` it from workflow code. Each call is recorded in this workflow's history and
+    delivered asynchronously; it does not learn whether the target exists."""
+
+    def __init__(self, workflow_id: str, run_id: str | None, runtime: Any) -> None:
+        self.id = workflow_id
+        self.run_id = run_id
+        self._rt = runtime
+
+    def __repr__(self) -> str:
+        return f"ExternalWorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+    async def signal(self, signal: Any, *args: Any, **kw: Any) -> None:
+        """Send ``signal`` with ``args`` (recorded as ``SignalSent``); Temporal's ``args=[...]``
+        keyword is accepted too. Goes to the target's current run."""
+        extra = kw.pop("args", ())
+        if kw:
+            raise TypeError(f"signal() got unexpected keyword arguments {sorted(kw)}")
+        self._rt.signal_external(self.id, signal, (*args, *extra))
+
+    async def cancel(self) -> None:
+        """Request the target's cancellation (its code gets ``CancelledError``), as a client's
+        ``handle.cancel()`` does; with a ``run_id``, only that run."""
+        self._rt.cancel_external(self.id, self.run_id)

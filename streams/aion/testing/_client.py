@@ -21,6 +21,7 @@ from ..model import (ActivityTaskCancelled, ActivityTaskCompleted, ActivityTaskF
 from ._environment import RUN_CLOSED, Mailbox
 
 if TYPE_CHECKING:
+    from ..client._schedules import ScheduleHandle
     from ._environment import WorkflowEnvironment
 
 
@@ -105,6 +106,21 @@ class TestClient(ClientBase["TestWorkflowHandle[Any]"]):
                              **options: Unpack[StartOptions]) -> TestWorkflowHandle[Any]: ...
     async def start_workflow(self, workflow: Any, *args: Any, **options: Any) -> TestWorkflowHandle[Any]:
         return await super().start_workflow(workflow, *args, **options)
+
+
+    # ------------------------------------------------------------------ schedules
+    async def create_schedule(self, schedule_id: str, **kwargs: Any) -> "ScheduleHandle":
+        """As :meth:`aion.client.Client.create_schedule`: the schedule runs in the environment on
+        its clock (``env.sleep(timedelta(hours=3))`` fires an hourly schedule three times)."""
+        from ..client._schedules import create_schedule
+
+        return await create_schedule(self, schedule_id, **kwargs)  # type: ignore[arg-type]
+
+    def get_schedule_handle(self, schedule_id: str) -> "ScheduleHandle":
+        """A handle to schedule ``schedule_id`` (pause, resume, update, trigger, delete, describe)."""
+        from ..client._schedules import ScheduleHandle
+
+        return ScheduleHandle(self, schedule_id)  # type: ignore[arg-type]
 
 
 class TestWorkflowHandle(WorkflowHandleBase[TestClient, R]):

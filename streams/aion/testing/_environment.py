@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence, assert_never
 
 from ..converter import DataConverter
+from ..engine._schedules import ScheduleWorkflow
 from ..exceptions import AionError
 from ..model import (
     RUN_CLOSING_EVENTS,
@@ -209,8 +210,11 @@ class WorkflowEnvironment:
         ``start_time`` (default: now) sets the clock. ``resident=False`` rebuilds every
         workflow from its history for each command (replay on every step).
         """
+        workflows = list(workflows)
+        if ScheduleWorkflow not in workflows:
+            workflows.append(ScheduleWorkflow)  # env.client.create_schedule, as an engine worker has it
         registry = Registry(
-            workflows=list(workflows),
+            workflows=workflows,
             activities=list(activities),
             data_converter=data_converter,
             failure_policy=failure_policy,

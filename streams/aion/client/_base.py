@@ -67,6 +67,7 @@ class StartOptions(TypedDict, total=False):
     search_attributes: dict[str, str] | None
     request_id: str | None
     result_type: Any
+    cron_schedule: str
 
 
 class ExecuteOptions(StartOptions, total=False):
@@ -201,6 +202,7 @@ class ClientBase(ABC, Generic[H]):
         search_attributes: dict[str, str] | None = None,
         request_id: str | None = None,
         result_type: Any = None,
+        cron_schedule: str = "",
     ) -> H:
         """Start a workflow (``Order.run``, ``Order`` or ``"Order"``) and return its handle once
         the start is recorded.
@@ -208,7 +210,14 @@ class ClientBase(ABC, Generic[H]):
         Raises :class:`~aion.exceptions.WorkflowAlreadyStartedError` when the id is taken and the
         policy refuses; the Kafka client raises :class:`~aion.exceptions.PayloadTooLargeError`
         before sending an oversized input. Retrying with the same ``request_id`` is idempotent.
+        ``cron_schedule`` (Temporal's cron workflows) is refused: create a schedule instead.
         """
+        if cron_schedule:
+            raise InvalidArgumentError(
+                f"start_workflow(cron_schedule={cron_schedule!r}) for workflow {id!r}: cron workflows are "
+                f"not supported; create a schedule instead: client.create_schedule({id!r}, "
+                f"cron={cron_schedule!r}, workflow=..., args=[...]) starts one workflow per fire time "
+                f"(ids '{id}-<fire time>'), and get_schedule_handle({id!r}).delete() stops it")
         body, hint = self._start_body(
             workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
             execution_timeout=execution_timeout, run_timeout=run_timeout,

@@ -53,6 +53,7 @@ from ..exceptions import (
     ActivityError,
     ChildWorkflowError,
     DeadlockError,
+    InvalidArgumentError,
     NondeterminismError,
     TerminatedError,
     exception_to_failure,
@@ -112,6 +113,23 @@ MARKER_CANCEL_CHILD = "cancel_child"
 MARKER_CANCEL_EXTERNAL = "cancel_external"
 #: Engine marker: a held workflow's task is retried here (an input event, not a command).
 MARKER_RESUME = "aion.resume"
+
+
+def text_search_attributes(attributes: Any, where: str) -> dict[str, str]:
+    """``attributes`` as text, or :class:`InvalidArgumentError`: search attributes are text here
+    (Temporal's typed keys are not), so a list or a number is refused rather than stored as its
+    ``str()`` (a list would come back as ``"['a']"``)."""
+    if not isinstance(attributes, Mapping):
+        raise InvalidArgumentError(
+            f"{where} takes a dict of text values ({{'Customer': 'c-1'}}), not {type(attributes).__name__}: "
+            f"Temporal's typed search attribute updates (SearchAttributeKey ... value_set) are not supported")
+    for k, v in attributes.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidArgumentError(
+                f"{where}: search attribute {k!r} = {v!r} ({type(v).__name__}): names and values are text "
+                f"here (typed search attributes: int, float, bool, datetime and keyword lists are not "
+                f"supported); store a text form, e.g. str(n) or ','.join(values), and compare it as text")
+    return dict(attributes)
 
 
 def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
@@ -603,7 +621,7 @@ class WorkflowInstance:
         return result
 
     def upsert_search_attributes(self, attributes: Mapping[str, str]) -> None:
-        attrs = {str(k): str(v) for k, v in attributes.items()}
+        attrs = text_search_attributes(attributes, "workflow.upsert_search_attributes")
         self._issue(SearchAttributesUpserted(attrs))
         self._search_attributes.update(attrs)
 

@@ -103,6 +103,9 @@ class _ChildKw(TypedDict, total=False):
     parent_close_policy: ParentClosePolicy | str
     execution_timeout: timedelta | None
     result_type: Any
+    retry_policy: RetryPolicy | None
+    cron_schedule: str
+    memo: Mapping[str, Any] | None
 
 
 class NotInWorkflowError(AionError, RuntimeError):
@@ -501,6 +504,23 @@ def timeout(duration: timedelta | float) -> _Timeout:
 # parameter is its ``self``).
 
 
+def _refuse_child_options(id: str | None, retry_policy: Any, cron_schedule: str, memo: Any) -> None:
+    """Temporal's child options that have no equivalent here: a clear error, not silence."""
+    child = f"child workflow {id!r}" if id else "a child workflow"
+    if retry_policy is not None:
+        raise InvalidArgumentError(
+            f"retry_policy on {child}: child workflows are not retried here; catch "
+            f"ChildWorkflowError in the parent and start the child again (a new id), or give the "
+            f"child's activities a retry policy")
+    if cron_schedule:
+        raise InvalidArgumentError(
+            f"cron_schedule={cron_schedule!r} on {child}: cron workflows are not supported; create a "
+            f"schedule (client.create_schedule(id, cron=..., workflow=...)) from a client or an activity")
+    if memo:
+        raise InvalidArgumentError(
+            f"memo on {child}: memos are not supported; pass the data as an argument of the child")
+
+
 def _child_options(
     id: str | None,
     task_queue: str | None,
@@ -535,6 +555,9 @@ async def start_child_workflow(
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     execution_timeout: timedelta | None = None,
     result_type: Any = None,
+    retry_policy: RetryPolicy | None = None,
+    cron_schedule: str = "",
+    memo: Mapping[str, Any] | None = None,
 ) -> ChildWorkflowHandle[Any]:
     """Start a child workflow (records ``ChildWorkflowStarted``) and return its handle.
 
@@ -543,6 +566,7 @@ async def start_child_workflow(
     whose id is already running is not started: the handle fails with ``ChildWorkflowError``
     (cause ``WorkflowAlreadyStartedError``).
     """
+    _refuse_child_options(id, retry_policy, cron_schedule, memo)
     opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
     return _rt().start_child(workflow, args, opts)
 
@@ -563,9 +587,13 @@ async def execute_child_workflow(
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     execution_timeout: timedelta | None = None,
     result_type: Any = None,
+    retry_policy: RetryPolicy | None = None,
+    cron_schedule: str = "",
+    memo: Mapping[str, Any] | None = None,
 ) -> Any:
     """Start a child workflow and wait for its result; raises ``ChildWorkflowError`` when the
     child does not complete."""
+    _refuse_child_options(id, retry_policy, cron_schedule, memo)
     opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
     return await _rt().start_child(workflow, args, opts)
 

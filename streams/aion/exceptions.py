@@ -39,6 +39,7 @@ import asyncio
 import builtins
 import json
 import traceback
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .model import Failure, Payload
@@ -88,11 +89,37 @@ class AionError(Exception):
         return self.message
 
 
+@dataclass(frozen=True)
+class _FailureView:
+    """``err.failure``: Temporal's ``Failure`` fields that code reads (``message``,
+    ``stack_trace``, ``cause``), for an error that travelled as a failure."""
+
+    message: str
+    stack_trace: str
+    type: str
+    non_retryable: bool
+    cause: "_FailureView | None"
+
+
 class FailureError(AionError):
     """Base of errors that travel as a :class:`~aion.model.Failure` (activity, workflow, child)."""
 
     #: The stack text of the original exception, when it came from another process.
     remote_stack: str = ""
+
+    @property
+    def failure(self) -> _FailureView:
+        """The failure as Temporal's SDK shows it: ``err.failure.stack_trace`` is the stack of
+        the original exception where it was raised (another process' for a remote error), and
+        ``err.failure.cause`` the failure of ``__cause__``."""
+        stack = self.remote_stack
+        if not stack and self.__traceback__ is not None:
+            stack = "".join(traceback.format_tb(self.__traceback__))
+        cause = self.__cause__
+        return _FailureView(
+            message=str(self), stack_trace=stack, type=getattr(self, "type", None) or type(self).__name__,
+            non_retryable=bool(getattr(self, "non_retryable", False)),
+            cause=cause.failure if isinstance(cause, FailureError) else None)
 
 
 class ApplicationError(FailureError):
@@ -531,6 +558,9 @@ def failure_to_exception(f: Failure, converter: Any = None) -> BaseException:
         )
     if isinstance(exc, FailureError) and f.stack:
         exc.remote_stack = f.stack
+        # Printed after the message by Python's traceback, so a remote error shows where it
+        # was raised (str(exc) stays the message).
+        exc.add_note(f"remote stack of {f.type} ({f.message[:200]}):\n{f.stack.rstrip()}")
     if cause is not None:
         exc.__cause__ = cause
     return exc

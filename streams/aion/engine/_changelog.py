@@ -22,8 +22,11 @@ class RebuildError(AionError):
 def _consumer(settings: Settings, what: str) -> Any:
     from confluent_kafka import Consumer
 
+    from ._access import KAFKA_LOG
+
     conf = dict(settings.confluent_config())
     conf.update({
+        "logger": KAFKA_LOG,  # librdkafka's lines through logging, not stderr (a broker outage)
         # Manual assignment, never committed: the group is never joined nor created.
         "group.id": f"{settings.topic_prefix}.{what}.{uuid.uuid4().hex}",
         "client.id": f"{settings.topic_prefix}.{what}",

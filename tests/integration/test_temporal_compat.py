@@ -139,3 +139,12 @@ async def test_an_external_workflow_is_signalled_and_cancelled_by_id(settings, c
         raise
     types = [e.type for e in await inbox.history()]
     assert "SignalReceived" in types and "WorkflowCancelRequested" in types, types
+
+
+async def test_a_cron_workflow_start_is_refused_by_the_kafka_client(settings, cluster, client) -> None:  # type: ignore[no-untyped-def]
+    from aion.exceptions import InvalidArgumentError
+    from compat_workflows import Inbox
+
+    with pytest.raises(InvalidArgumentError, match=r"client.create_schedule\('nightly-1', cron='0 3 \* \* \*'"):
+        await client.start_workflow(Inbox.run, id="nightly-1", cron_schedule="0 3 * * *")
+    assert await client.get_workflow_handle("nightly-1").history() == []

@@ -72,9 +72,11 @@ def test_broker_down_fails_fast_in_one_line(installed: Installed, project, user_
     from _cli import write_myapp
 
     write_myapp(project)
+    startup = startup_seconds(installed, project, user_env)
     started = time.monotonic()
     res = run(installed, *args, cwd=project, env=dict(user_env, AION_BOOTSTRAP_SERVERS="127.0.0.1:1"))
-    assert time.monotonic() - started < 8, "should fail fast"
+    elapsed = time.monotonic() - started
+    assert elapsed < 6 + startup, f"should fail fast: {elapsed:.1f}s ({startup:.1f}s to start aion)"
     assert res.returncode == 6, res.stderr
     line = one_line(res.stderr)  # no librdkafka lines (%3|...|FAIL|...), no traceback
     assert "Kafka broker unreachable at 127.0.0.1:1 (from AION_BOOTSTRAP_SERVERS)" in line

@@ -65,7 +65,13 @@ class LibraryInternals(logging.Filter):
         self._dirs = tuple(dirs)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not record.pathname.startswith(self._dirs)
+        if not record.pathname.startswith(self._dirs):
+            return True
+        if record.levelno >= logging.ERROR and "not found in cluster metadata" in record.getMessage():
+            # aiokafka on a first start, before Faust has created its changelog topics: expected,
+            # and Faust goes on ("Ignoring missing topic"); a warning, not an error.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return record.levelno >= logging.WARNING
 
 
 class RepeatFilter(logging.Filter):

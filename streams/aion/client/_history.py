@@ -175,13 +175,14 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
     """Status of the latest run and a summary of the history (``events`` ordered by seq)."""
     from ..model import (
         SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowReopened, WorkflowResumed,
+        reopen_ranges, taken_back,
     )
 
     last_run = events[-1].run_id
     run_events = [e for e in events if e.run_id == last_run]
     # What a reopen took back is not part of the run's state (it stays in the history).
-    voids = [(b.from_seq, e.seq) for e in run_events if isinstance(b := e.body, WorkflowReopened)]
-    live = [e for e in run_events if not any(lo <= e.seq < hi for lo, hi in voids)]
+    voids = reopen_ranges(run_events)
+    live = [e for e in run_events if not taken_back(e.seq, voids)]
     started = next((e for e in run_events if isinstance(e.body, WorkflowStarted)), None)
     wf_type = started.body.workflow_type if started is not None else ""  # type: ignore[union-attr]
     status, closed_at = "RUNNING", None

@@ -8,7 +8,7 @@ body from :data:`EventBody`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Iterable, Sequence, Union
 
 from ._common import ActivityTimeouts, Failure, Payload, RetryPolicy
 
@@ -368,3 +368,27 @@ class Event:
     @property
     def type(self) -> str:
         return type(self.body).__name__
+
+
+# ---------------------------------------------------------------------------- reopens
+
+#: ``[from_seq, reopen_seq)`` seq ranges a reopen took back (``WorkflowReopened``).
+SeqRanges = list[tuple[int, int]]
+
+
+def reopen_ranges(events: "Iterable[Event]") -> SeqRanges:
+    """The seq ranges the reopens among ``events`` took back: each ``WorkflowReopened`` takes
+    back the events from its ``from_seq`` up to itself (they stay in the log, but no run state,
+    replay or description counts them)."""
+    return [(b.from_seq, e.seq) for e in events if isinstance(b := e.body, WorkflowReopened)]
+
+
+def taken_back(seq: int, ranges: SeqRanges) -> bool:
+    """Whether the event ``seq`` lies in one of ``ranges`` (see :func:`reopen_ranges`)."""
+    return any(lo <= seq < hi for lo, hi in ranges)
+
+
+def without_taken_back(events: "Sequence[Event]") -> "list[Event]":
+    """``events`` without what their reopens took back."""
+    ranges = reopen_ranges(events)
+    return [e for e in events if not taken_back(e.seq, ranges)] if ranges else list(events)

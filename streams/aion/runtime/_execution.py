@@ -91,12 +91,13 @@ from ..model import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
-    WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
     WorkflowTerminated,
     WorkflowTimedOut,
     payload_size,
+    reopen_ranges,
+    taken_back,
 )
 from ._activation import is_command_event, is_instance_input, replay_into
 from ._activities import Activities
@@ -210,11 +211,11 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         ex = cls(registry, workflow_id)
         # Events a later reopen took back stay in the history but are never applied (nor
         # their command ids known: a timer fire or a signal taken back may come again).
-        voids = [(b.from_seq, ev.seq) for ev in events if isinstance(b := ev.body, WorkflowReopened)]
+        voids = reopen_ranges(events)
         for ev in events:
             ex.history.append(ev)
             ex.next_seq = ev.seq + 1
-            if voids and any(lo <= ev.seq < hi for lo, hi in voids):
+            if voids and taken_back(ev.seq, voids):
                 continue
             ex._apply(ev, None)
         run = ex.run

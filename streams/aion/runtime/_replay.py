@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..exceptions import NondeterminismError, WorkflowTypeNotFoundError
-from ..model import Event, WorkflowReopened, WorkflowStarted
+from ..model import Event, WorkflowStarted, reopen_ranges, taken_back
 from ._execution import WorkflowExecution, replay_into
 from ._history_json import load_history
 from ._instance import WorkflowInstance
@@ -99,8 +99,8 @@ def replay_history(registry: Any, events: Sequence[Event] | str | Path, *, stric
         inst = WorkflowInstance(defn, ex._run_context(run), registry.converter, registry.policy_for(defn.name), registry)
         inst.strict = strict
         # What a reopen took back is replayed to nobody (see ``_lifecycle.py``).
-        voids = [(b.from_seq, e.seq) for e in events[start:end] if isinstance(b := e.body, WorkflowReopened)]
-        voided = (lambda seq: any(lo <= seq < hi for lo, hi in voids)) if voids else None
+        voids = reopen_ranges(events[start:end])
+        voided = (lambda seq: taken_back(seq, voids)) if voids else None
         failure = replay_into(inst, events, start, end, voided=voided)
         inst.dispose()
         if failure is not None:

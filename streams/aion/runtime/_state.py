@@ -39,6 +39,7 @@ from ..model import (
     STATUS_OF_CLOSE,
     RetryPolicy as ModelRetryPolicy,
     WorkflowStarted,
+    taken_back,
 )
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class Run:
 
     def voided(self, seq: int) -> bool:
         """Whether a reopen took back the event ``seq`` of this run."""
-        return any(lo <= seq < hi for lo, hi in self.voids)
+        return taken_back(seq, self.voids)
 
     @property
     def close_tag(self) -> str:

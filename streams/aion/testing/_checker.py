@@ -86,6 +86,7 @@ from ..model import (
     WorkflowReopened,
     WorkflowStarted,
     WorkflowTaskFailed,
+    without_taken_back,
 )
 
 __all__ = [
@@ -613,7 +614,7 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     close_ev: Event | None = None
     signal_ids: dict[str, int] = {}
     for i, run in enumerate(runs):
-        run = _effective(run)
+        run = without_taken_back(run)  # what a reopen took back is not part of the run's story
         start = run[0]
         rid = start.run_id
         closes = [e for e in run if isinstance(e.body, RUN_CLOSING_EVENTS)]
@@ -672,15 +673,6 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
         last = events[-1]
         v.append(Violation("run", wid, f"never closed: its last event is seq {last.seq} {type(last.body).__name__}"))
     return status, payload, close_ev
-
-
-def _effective(run: list[Event]) -> list[Event]:
-    """The run without what its reopens took back (``WorkflowReopened.from_seq`` up to the
-    reopen): those events stay in the log but are not part of the run's story."""
-    voids = [(b.from_seq, e.seq) for e in run if isinstance(b := e.body, WorkflowReopened)]
-    if not voids:
-        return run
-    return [e for e in run if not any(lo <= e.seq < hi for lo, hi in voids)]
 
 
 def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str, Event]:

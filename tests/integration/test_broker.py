@@ -50,6 +50,11 @@ async def test_aiokafka_and_confluent_kafka_read_each_others_records(kafka_boots
     aadmin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await aadmin.start()
     try:
+        # A broker learns of a new topic from the controller a moment after the create returns.
+        for _ in range(50):
+            if topic in await aadmin.list_topics():
+                break
+            await asyncio.sleep(0.2)
         assert topic in await aadmin.list_topics()
     finally:
         await aadmin.close()

@@ -50,7 +50,8 @@ from ..model import (
     TimerFired, now_ms, payload_size,
 )
 from ..model.limits import workflow_id_problem
-from ..runtime import Registry, WorkflowExecution
+from ..runtime import WorkflowExecution
+from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, keep_paused, request_rejoin, store_offset
@@ -136,7 +137,7 @@ class _EngineOutput:
 class Engine:
     """Builds and owns the Faust app of one engine worker."""
 
-    def __init__(self, settings: Settings, registry: Registry, *, codec: Codec | None = None) -> None:
+    def __init__(self, settings: Settings, registry: WorkflowCode, *, codec: Codec | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.names = TopicNames(settings.topic_prefix)
@@ -290,7 +291,7 @@ class Engine:
         log.info("engine worker ready: partitions %s of %s (tables caught up; commands read from offsets %s), "
                  "%d owned in all; workflow types: %s", sorted(todo), self.names.commands,
                  {p: offsets[p] for p in sorted(offsets)}, len(self._ready),
-                 ", ".join(sorted(getattr(self.registry, "workflows", None) or {})) or "-")
+                 ", ".join(sorted(self.registry.workflows)) or "-")
 
     # ------------------------------------------------------------------ commands
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from types import ModuleType
-from typing import Any, Iterable, cast
+from typing import Any, Iterable
 
 from .settings import Settings
 from .topics import ensure_topics, validate_topics
@@ -63,8 +63,8 @@ def build_engine(settings: Settings, workflow_modules: Iterable[str]):  # type: 
 
     # Its own code runs runs recorded without a version; deployed builds the others (_deployments.py).
     versions = VersionedRegistry(Registry(workflows=[*workflows, ScheduleWorkflow], history_limits=limits))
-    # The engine only calls the Registry interface, which a VersionedRegistry serves (per run).
-    return Engine(settings, cast(Registry, versions))
+    # The engine asks only what a WorkflowCode offers, which a VersionedRegistry serves (per run).
+    return Engine(settings, versions)
 
 
 def follow_deployments(engine) -> Any:  # type: ignore[no-untyped-def]

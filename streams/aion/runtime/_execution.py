@@ -110,6 +110,7 @@ from ._state import (
     CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, ActivityTimer, Run, backoff_ms, model_retry,
     task_timer,
 )
+from ._registry import WorkflowCode
 from ._supervision import hold_deadlocked_task
 from ._versions import code_of, route_of, version_not_loaded
 from .effects import DropTimer, Effect, ScheduleTimer, SendCommand, SendReply
@@ -145,7 +146,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
     the engine feeds one workflow's commands in order from one task.
     """
 
-    def __init__(self, registry: Any, workflow_id: str) -> None:
+    def __init__(self, registry: WorkflowCode, workflow_id: str) -> None:
         self.registry = registry
         self.workflow_id = workflow_id
         self.history: list[Event] = []
@@ -181,12 +182,12 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def new(cls, registry: Any, workflow_id: str) -> "WorkflowExecution":
+    def new(cls, registry: WorkflowCode, workflow_id: str) -> "WorkflowExecution":
         """An execution with nothing recorded yet (the next command is usually a start)."""
         return cls(registry, workflow_id)
 
     @classmethod
-    def from_history(cls, registry: Any, workflow_id: str, events: Sequence[Event], *,
+    def from_history(cls, registry: WorkflowCode, workflow_id: str, events: Sequence[Event], *,
                      run_code: bool = True, repair: bool = False) -> "WorkflowExecution":
         """Rebuild by replaying ``events`` (the whole history, in seq order).
 

@@ -101,6 +101,7 @@ from ..workflow._types import ActivityCancellationType, FailurePolicy, Info, Par
 from . import _watchdog
 from ._describe import describe, same_command
 from ._loop import WorkflowEventLoop
+from ._registry import WorkflowCode
 
 __all__ = ["WorkflowInstance", "Activation", "RunContext", "MARKER_RESUME", "MARKER_SIDE_EFFECT",
            "MARKER_PATCH", "MARKER_CANCEL_CHILD", "MARKER_CANCEL_EXTERNAL", "continue_as_new_run_id"]
@@ -236,7 +237,7 @@ class WorkflowInstance:
         ctx: RunContext,
         converter: DataConverter,
         policy: FailurePolicy,
-        registry: Any = None,
+        registry: WorkflowCode | None = None,
     ) -> None:
         self.defn = definition
         self.ctx = ctx
@@ -994,7 +995,7 @@ class WorkflowInstance:
                 f"belong in workflow code (move them into an activity), or raise the deadlock_timeout "
                 f"of its FailurePolicy. Not retried on this code (each try would stall the engine "
                 f"worker again): it is retried once a restarted or newly deployed engine worker holds it",
-                code_id=getattr(self.registry, "code_id", ""),
+                code_id=self.registry.code_id if self.registry is not None else "",
             )
         elif self.divergence is not None:
             act.failure = self.divergence

@@ -5,14 +5,41 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from ..activity._definition import ActivityDefinition
 from ..converter import DataConverter, default_converter
 from ..workflow._definition import WorkflowDefinition
 from ..workflow._types import FailurePolicy
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "WorkflowCode"]
+
+
+class WorkflowCode(Protocol):
+    """What the runtime and the engine ask of the code they run: a :class:`Registry`, or an
+    engine worker's :class:`~aion.runtime._versions.VersionedRegistry` (its own code plus the
+    deployed builds). ``code_for``/``route`` pick the registry of one run's build; every other
+    member is the registry's own."""
+
+    @property
+    def converter(self) -> DataConverter: ...
+    @property
+    def workflows(self) -> dict[str, WorkflowDefinition]: ...
+    @property
+    def activities(self) -> dict[str, ActivityDefinition]: ...
+    @property
+    def code_id(self) -> str: ...
+    @property
+    def history_limits(self) -> "HistoryLimits": ...
+    @property
+    def continue_as_new_suggested_after(self) -> int: ...
+
+    def workflow(self, name: str) -> WorkflowDefinition | None: ...
+    def activity(self, name: str) -> ActivityDefinition | None: ...
+    def policy_for(self, workflow_type: str) -> FailurePolicy: ...
+    def code_for(self, code_version: str) -> "WorkflowCode | None": ...
+    def route(self, workflow_type: str) -> "tuple[str, WorkflowCode | None]": ...
+    def why_not_loaded(self, build_id: str) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +160,10 @@ class Registry:
     def route(self, workflow_type: str) -> "tuple[str, Registry | None]":
         """(build id, registry) new runs of ``workflow_type`` take: ("", self) here."""
         return "", self
+
+    def why_not_loaded(self, build_id: str) -> str:
+        """Why the build ``build_id`` is not loaded: a plain registry loads none."""
+        return "not deployed"
 
     def policy_for(self, workflow_type: str) -> FailurePolicy:
         d = self._workflows.get(workflow_type)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..exceptions import NondeterminismError, WorkflowTypeNotFoundError
 from ..model import Event, WorkflowStarted, reopen_ranges, taken_back
 from ._execution import WorkflowExecution, replay_into
 from ._history_json import load_history
 from ._instance import WorkflowInstance
+from ._registry import WorkflowCode
 
 __all__ = ["ReplayResult", "replay_history"]
 
@@ -53,7 +54,7 @@ class ReplayResult:
         return f"{head}\nreplayed without divergence"
 
 
-def replay_history(registry: Any, events: Sequence[Event] | str | Path, *, strict: bool = False) -> ReplayResult:
+def replay_history(registry: WorkflowCode, events: Sequence[Event] | str | Path, *, strict: bool = False) -> ReplayResult:
     """Replay ``events`` (a list, or the path of a JSON history file) with the registry's code.
 
     ``strict=True`` also compares the recorded values of each command (activity inputs,

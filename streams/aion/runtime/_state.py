@@ -44,6 +44,7 @@ from ..model import (
 
 if TYPE_CHECKING:
     from ._instance import WorkflowInstance
+    from ._registry import WorkflowCode
     from .effects import Effect
 
 RUNNING = "RUNNING"
@@ -212,7 +213,7 @@ class Parts:
     """What the rooms of :class:`~aion.runtime.WorkflowExecution` share (declared here for the
     type checker; set by ``WorkflowExecution.__init__``)."""
 
-    registry: Any
+    registry: "WorkflowCode"
     workflow_id: str
     history: list[Event]
     run: Run | None

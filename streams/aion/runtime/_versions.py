@@ -17,28 +17,30 @@ No Kafka here: the engine feeds the builds and routes from the deployments topic
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..activity._definition import ActivityDefinition
+from ..converter import DataConverter
 from ..exceptions import VersionNotLoadedError
 from ..model import WorkflowStarted
+from ..workflow._definition import WorkflowDefinition
+from ..workflow._types import FailurePolicy
+from ._registry import HistoryLimits, WorkflowCode
 
 __all__ = ["VersionedRegistry", "code_of", "route_of", "version_not_loaded"]
 
 
-def code_of(registry: Any, started: WorkflowStarted) -> Any | None:
+def code_of(registry: WorkflowCode, started: WorkflowStarted) -> WorkflowCode | None:
     """The registry whose code runs the run ``started`` began; None when it is not loaded."""
-    code_for = getattr(registry, "code_for", None)
-    return registry if code_for is None else code_for(started.code_version)
+    return registry.code_for(started.code_version)
 
 
-def route_of(registry: Any, workflow_type: str) -> tuple[str, Any | None]:
+def route_of(registry: WorkflowCode, workflow_type: str) -> tuple[str, WorkflowCode | None]:
     """(build id, its registry or None) that a new run of ``workflow_type`` takes."""
-    route = getattr(registry, "route", None)
-    return ("", registry) if route is None else route(workflow_type)
+    return registry.route(workflow_type)
 
 
-def version_not_loaded(registry: Any, workflow_id: str, run_id: str, started: WorkflowStarted) -> VersionNotLoadedError:
-    why = getattr(registry, "why_not_loaded", lambda v: "not deployed")(started.code_version)
+def version_not_loaded(registry: WorkflowCode, workflow_id: str, run_id: str,
+                       started: WorkflowStarted) -> VersionNotLoadedError:
+    why = registry.why_not_loaded(started.code_version)
     return VersionNotLoadedError(
         f"run {run_id} of workflow {workflow_id!r} ({started.workflow_type}) is pinned to build "
         f"{started.code_version!r}, which this engine worker has not loaded ({why}); it is held, never run on "
@@ -46,25 +48,57 @@ def version_not_loaded(registry: Any, workflow_id: str, run_id: str, started: Wo
 
 
 class VersionedRegistry:
-    """An engine worker's code: its own Registry (``base``, the ``--workflows`` modules) plus
-    the loaded builds and the routes. Everything but the version lookups is ``base``'s."""
+    """An engine worker's code: its own registry (``base``, the ``--workflows`` modules) plus
+    the loaded builds and the routes. Everything but the version lookups is ``base``'s (a
+    :class:`~aion.runtime._registry.WorkflowCode`, member by member, so the type checker sees it)."""
 
-    def __init__(self, base: Any) -> None:
+    def __init__(self, base: WorkflowCode) -> None:
         self.base = base
-        self._builds: dict[str, Any] = {}
+        self._builds: dict[str, WorkflowCode] = {}
         self._why: dict[str, str] = {}  # build id -> why it is not loaded
         self._routes: dict[str, str] = {}  # workflow type -> build id
 
-    def __getattr__(self, name: str) -> Any:  # converter, failure_policy, history_limits, code_id ...
-        return getattr(self.base, name)
+    # ------------------------------------------------------------------ the base registry's own
+    @property
+    def converter(self) -> DataConverter:
+        return self.base.converter
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDefinition]:
+        return self.base.workflows
+
+    @property
+    def activities(self) -> dict[str, ActivityDefinition]:
+        return self.base.activities
+
+    @property
+    def code_id(self) -> str:
+        return self.base.code_id
+
+    @property
+    def history_limits(self) -> HistoryLimits:
+        return self.base.history_limits
+
+    @property
+    def continue_as_new_suggested_after(self) -> int:
+        return self.base.continue_as_new_suggested_after
+
+    def workflow(self, name: str) -> WorkflowDefinition | None:
+        return self.base.workflow(name)
+
+    def activity(self, name: str) -> ActivityDefinition | None:
+        return self.base.activity(name)
+
+    def policy_for(self, workflow_type: str) -> FailurePolicy:
+        return self.base.policy_for(workflow_type)
 
     # ------------------------------------------------------------------ lookups
-    def code_for(self, code_version: str) -> Any | None:
+    def code_for(self, code_version: str) -> WorkflowCode | None:
         if not code_version:
             return self.base
         return self._builds.get(code_version)
 
-    def route(self, workflow_type: str) -> tuple[str, Any | None]:
+    def route(self, workflow_type: str) -> tuple[str, WorkflowCode | None]:
         build = self._routes.get(workflow_type, "")
         if not build:
             return "", self.base
@@ -74,7 +108,7 @@ class VersionedRegistry:
         return self._why.get(build_id, "not deployed, or unloaded")
 
     @property
-    def builds(self) -> dict[str, Any]:
+    def builds(self) -> dict[str, WorkflowCode]:
         return dict(self._builds)
 
     @property
@@ -82,7 +116,7 @@ class VersionedRegistry:
         return dict(self._routes)
 
     # ------------------------------------------------------------------ changes (from the deployments topic)
-    def add_build(self, build_id: str, registry: Any) -> None:
+    def add_build(self, build_id: str, registry: WorkflowCode) -> None:
         self._builds[build_id] = registry
         self._why.pop(build_id, None)
 

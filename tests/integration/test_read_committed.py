@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from aion.cli._main import cli
 from aion.client import Client, EventConsumer
-from aion.client._kafka import consumer_config
+from aion.common.kafka import consumer_config
 from aion.client._visibility import read_workflow_rows, workflows_changelog
 from aion.codec import Codec, partition_for
 from aion.engine._rebuild import read_histories, scan_events

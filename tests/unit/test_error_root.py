@@ -70,8 +70,8 @@ PUBLIC = {q: c for q, c in CLASSES.items() if not c.__name__.startswith("_")}
 
 
 def test_the_walk_finds_the_errors_of_every_part() -> None:
-    for q in ("aion.exceptions.AionError", "aion.codec._errors.CodecError", "aion.engine._topics.TopicConfigError",
-              "aion.engine._settings.SettingsError", "aion.client._errors.TopicMissingError",
+    for q in ("aion.exceptions.AionError", "aion.codec._errors.CodecError", "aion.common.topics.TopicConfigError",
+              "aion.common.settings.SettingsError", "aion.client._errors.TopicMissingError",
               "aion.cli._errors.CliError", "aion.testing._environment.WorkflowTaskFailedError",
               *CONTROL_FLOW):
         assert q in PUBLIC, q
@@ -112,8 +112,8 @@ def test_client_errors_live_in_one_module() -> None:
         ("aion.codec._errors.CodecError", ValueError),
         ("aion.codec._errors.SchemaLoadError", ValueError),
         ("aion.converter.PayloadConversionError", ValueError),
-        ("aion.engine._settings.SettingsError", ValueError),
-        ("aion.engine._schedules.ScheduleSpecError", ValueError),
+        ("aion.common.settings.SettingsError", ValueError),
+        ("aion.common.schedule_spec.ScheduleSpecError", ValueError),
         ("aion.worker._activities.ActivityRegistrationError", ValueError),
         ("aion.exceptions.InvalidArgumentError", ValueError),
         ("aion.client._errors.TopicMissingError", RuntimeError),
@@ -131,7 +131,9 @@ def test_former_builtin_errors_keep_their_builtin_base(qualname: str, builtin: t
 
 def test_old_import_places_still_work() -> None:
     from aion import client
-    from aion.client import _errors, _events, _kafka, _names, _replies, _schedules
+    from aion.client import _errors, _events, _names, _replies, _schedules
+    from aion.common import kafka as _kafka
+    from aion.engine import _schedules as engine_schedules
     from aion.cli._errors import CliError
 
     assert _replies.TopicMissingError is client.TopicMissingError is _errors.TopicMissingError
@@ -140,6 +142,7 @@ def test_old_import_places_still_work() -> None:
     assert _names.NotAWorkflowError is _errors.NotAWorkflowError
     assert _schedules.ScheduleNotFoundError is client.ScheduleNotFoundError is _errors.ScheduleNotFoundError
     assert _schedules.ScheduleAlreadyExistsError is client.ScheduleAlreadyExistsError
+    assert _schedules.ScheduleSpecError is engine_schedules.ScheduleSpecError
     assert issubclass(CliError, __import__("click").ClickException)
 
 

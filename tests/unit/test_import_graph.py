@@ -173,3 +173,31 @@ def test_the_rules_on_a_small_package(tmp_path: Path) -> None:
     _write(tmp_path, {"pkg/b.py": "from . import VALUE\n"})
     graph = import_graph(tmp_path, "pkg")
     assert find_cycle(graph) == ["pkg", "pkg.a", "pkg.b", "pkg"]
+
+
+def _all_imports(graph: dict[str, dict[str, int]], module: str) -> set[str]:
+    """Every package module ``module`` imports when it is imported, directly or not."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_shared_plumbing_stands_on_its_own() -> None:
+    """``aion.common`` (settings, topics, Kafka access and adapters, schedule specs) is what every
+    part may import, so it imports no part: not the engine, the client, the workers, the runtime
+    or the CLI. And the parts take the plumbing from there, not from the engine's old homes."""
+    graph = import_graph()
+    parts = ("aion.engine", "aion.client", "aion.worker", "aion.testing", "aion.runtime", "aion.cli", "aion.bench",
+             "aion.ops")
+    for module in [m for m in graph if m == "aion.common" or m.startswith("aion.common.")]:
+        reached = _all_imports(graph, module)
+        assert not [m for m in reached if m.startswith(parts)], (module, sorted(reached))
+    for module in [m for m in graph if m.startswith(("aion.client", "aion.worker", "aion.testing", "aion.bench"))]:
+        direct = set(graph[module])
+        assert not direct & {"aion.engine.settings", "aion.engine.topics", "aion.engine._schedules"} - (
+            {"aion.engine._schedules"} if module.startswith("aion.testing") else set()), (module, sorted(direct))

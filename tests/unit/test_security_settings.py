@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from aion.client import KafkaAccessError, KafkaAuthenticationError, KafkaAuthorizationError, KafkaTLSError
-from aion.engine._access import AccessWatch, access_error, authorization_error, fetch_metadata
+from aion.common.access import AccessWatch, access_error, authorization_error, fetch_metadata
 from aion.engine.settings import Settings, SettingsError
 from aion.exceptions import AionError
 

@@ -45,7 +45,6 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_DATA_DIR": "/var/lib/aion",
         "AION_CACHE_SIZE": "500",
         "AION_BATCH_SIZE": "64",
-        "AION_BATCH_WINDOW": "0.02",
         "AION_TIMER_BATCH": "10",
         "AION_RETENTION_MS": "0",
         "AION_METRICS_PORT": "9464",
@@ -70,7 +69,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.bootstrap_servers, s.topic_prefix, s.partitions) == ("k1:9092,k2:9092", "shop", 24)
     assert (s.replication_factor, s.standby_replicas) == (3, 1)
     assert s.data_dir == Path("/var/lib/aion")
-    assert (s.cache_size, s.batch_size, s.batch_window, s.timer_batch) == (500, 64, 0.02, 10)
+    assert (s.cache_size, s.batch_size, s.timer_batch) == (500, 64, 10)
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
     assert (s.metrics_port, s.metrics_host) == (9464, "127.0.0.1")
@@ -114,7 +113,7 @@ def test_replace_copies_and_validates() -> None:
     [
         ({"AION_PARTITIONS": "twelve"}, r"AION_PARTITIONS='twelve' is not a whole number"),
         ({"AION_PARTITIONS": "0"}, r"partitions \(AION_PARTITIONS\) = 0 must be a whole number >= 1"),
-        ({"AION_BATCH_WINDOW": "soon"}, r"AION_BATCH_WINDOW='soon' is not a number"),
+        ({"AION_SESSION_TIMEOUT": "soon"}, r"AION_SESSION_TIMEOUT='soon' is not a number"),
         ({"AION_TOPIC_PREFIX": "my prefix"}, r"AION_TOPIC_PREFIX.*not a valid topic prefix"),
         ({"AION_SECURITY_PROTOCOL": "TLS"}, r"AION_SECURITY_PROTOCOL.*not one of PLAINTEXT, SSL"),
         ({"AION_SASL_MECHANISM": "PLAIN"}, r"AION_SASL_MECHANISM.*set that too"),
@@ -175,3 +174,17 @@ def test_importing_engine_settings_and_topics_does_not_import_faust() -> None:
     code = ("import sys, aion.engine, aion.engine.settings, aion.engine.topics; "
             "sys.exit(1 if any(m == 'faust' or m.startswith('faust.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_history_limits_have_one_set_of_defaults() -> None:
+    """The engine's AION_HISTORY_* defaults, the runtime's HistoryLimits and the test environment
+    suggest continue-as-new at the same point (they once said 10,240 and 10,000)."""
+    from aion.runtime import HistoryLimits
+    from aion.testing import WorkflowEnvironment
+
+    s = Settings.from_env({})
+    limits = HistoryLimits()
+    assert (s.history_warn_events, s.history_fail_events, s.history_warn_bytes, s.history_fail_bytes) == (
+        limits.warn_events, limits.fail_events, limits.warn_bytes, limits.fail_bytes)
+    env = WorkflowEnvironment.start_time_skipping()
+    assert env.registry.continue_as_new_suggested_after == s.history_warn_events == 10_240

@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames, ensure_topics
+from ..common.settings import Settings
+from ..common.topics import TopicNames, ensure_topics
 from ._procs import Procs
 
 log = logging.getLogger("aion.bench")

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ..client import Client
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ._deploy import Deployment, wait_ready
 from ._load import LoadResult, Progress, closed_loop, open_loop
 from ._procs import CpuMeter, broker_pid

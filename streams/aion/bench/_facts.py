@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ._procs import broker_is_local, broker_pid, broker_version
 
 

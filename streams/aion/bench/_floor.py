@@ -28,10 +28,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ..client._kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log
-from ..client._kafka import watermarks
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log
+from ..common.kafka import watermarks
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 #: Pad records to about the size of their Avro counterparts.
 _PAD = {b"S": 110, b"R": 90, b"C": 100, b"T": 120, b"E": 90, b"A": 70, b"D": 80}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ._deploy import Deployment, wait_ready
 from ._engine_runs import _measure
 from ._floor import FloorDriver

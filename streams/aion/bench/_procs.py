@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ..client import Client
 from ..codec import Codec, partition_for
 from ..converter import default_converter
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ..model import ActivityTaskCompleted, ActivityTaskStarted, Command, Event, EventKey, StartWorkflow
 from ..runtime import Registry, WorkflowExecution
 from ._deploy import Deployment

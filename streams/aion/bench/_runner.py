@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ._facts import machine_facts
 from ._stats import combine_runs, ratio
 

@@ -42,8 +42,8 @@ from typing import Any, Iterable
 
 from .. import workflow
 from ..codec import Codec
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames, ensure_topics
+from ..common.settings import Settings
+from ..common.topics import TopicNames, ensure_topics
 from ..model import Command, Event, TimerFired, TimerStarted
 
 __all__ = ["run", "read_events", "read_commands", "produce_commands", "fire_lags", "wheel_in_process",

@@ -25,8 +25,8 @@ from confluent_kafka import Producer
 from ..client import Client
 from ..client._history import read_history
 from ..codec import Codec
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames, ensure_topics
+from ..common.settings import Settings
+from ..common.topics import TopicNames, ensure_topics
 from ..model import Event, EventKey, MarkerRecorded
 from ._procs import Procs
 from ._timers import _delete_topics

@@ -14,8 +14,8 @@ import time
 import timeit
 
 from ..engine._intake import Intake
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ..model import ActivityTaskCompleted, Command, Payload, SignalWorkflow, StartWorkflow
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Coroutine
 
 import click
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 from ._broker import KAFKA_LOG, check_broker
 from ._errors import EXIT_CODES_HELP, CliError, ExitCode, UsageError
 
@@ -60,7 +60,7 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
     from confluent_kafka import KafkaError, KafkaException
 
     from ..client._errors import RPCTimeoutError, TopicMissingError
-    from ..engine._access import KafkaAccessError
+    from ..common.access import KafkaAccessError
     from ..exceptions import WorkflowFailureError, WorkflowNotFoundError, WorkflowUpdateFailedError
 
     if isinstance(exc, TopicMissingError) and settings is not None:

@@ -132,6 +132,6 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
 
 def bench_main() -> None:
     """``python -m aion.bench ...``: the same as ``aion bench ...``."""
-    from ..engine.settings import Settings
+    from ..common.settings import Settings
 
     bench_cmd.main(sys.argv[1:], prog_name="python -m aion.bench", obj={"settings": Settings.from_env()})

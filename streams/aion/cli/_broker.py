@@ -15,8 +15,8 @@ import time
 
 import click
 
-from ..engine._access import AccessWatch, KafkaAccessError, fetch_metadata
-from ..engine.settings import Settings
+from ..common.access import AccessWatch, KafkaAccessError, fetch_metadata
+from ..common.settings import Settings
 from ._errors import AccessDenied, BrokerUnreachable
 
 #: librdkafka's log lines go here (``logger`` in every confluent-kafka config the CLI makes).

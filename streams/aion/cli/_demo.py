@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 
 
 def _spawn(args: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
@@ -97,7 +97,7 @@ def run_demo(base: Settings, keep: bool = False) -> None:
         "AION_PARTITIONS": "3",
         "AION_DATA_DIR": data_dir,
     })
-    from ..engine.topics import ensure_topics
+    from ..common.topics import ensure_topics
 
     click.echo(f"topics: prefix {prefix!r} on {settings.bootstrap_servers}")
     ensure_topics(settings)

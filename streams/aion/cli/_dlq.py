@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import click
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ._app import _fail, _print_table, _settings, cli
 
 

@@ -30,7 +30,7 @@ from ._app import (
     cli,
     event_row,
 )
-from ..engine._access import KafkaAccessError
+from ..common.access import KafkaAccessError
 from ._errors import CliError, ExitCode, UsageError
 from ._imports import import_user_modules
 
@@ -56,8 +56,8 @@ def topics() -> None:
 @click.pass_context
 def topics_create(ctx: click.Context, queues: tuple[str, ...]) -> None:
     """Create the topics (idempotent) and validate them."""
-    from ..engine._access import KafkaAccessError
-    from ..engine.topics import TopicConfigError, ensure_topics, validate_topics
+    from ..common.access import KafkaAccessError
+    from ..common.topics import TopicConfigError, ensure_topics, validate_topics
     from ._errors import AccessDenied
 
     s = _broker_ready(ctx)

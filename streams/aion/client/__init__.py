@@ -14,7 +14,7 @@ async with await Client.connect("127.0.0.1:9092", topic_prefix="aion") as client
 ```
 """
 
-from ..engine._access import KafkaAccessError, KafkaAuthenticationError, KafkaAuthorizationError, KafkaTLSError
+from ..common.access import KafkaAccessError, KafkaAuthenticationError, KafkaAuthorizationError, KafkaTLSError
 from ..exceptions import (
     PayloadTooLargeError,
     QueryError,

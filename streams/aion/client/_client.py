@@ -18,16 +18,16 @@ from confluent_kafka import Consumer
 
 from ..codec import Codec, partition_for
 from ..converter import default_converter
-from ..engine._access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ..exceptions import InvalidArgumentError, PayloadTooLargeError
 from ..model import now_ms, Command, CommandBody, Payload, Reply
 from ..model.limits import command_problem
 from ._base import A, ClientBase, R, StartOptions
 from ._errors import RPCTimeoutError, TopicMissingError
 from ..ops import _tracing
-from ._kafka import AsyncProducer, consumer_config, private_group_id, producer_config
+from ..common.kafka import AsyncProducer, consumer_config, private_group_id, producer_config
 from ._replies import ReplyRouter, ReplyWaiter
 from ._visibility import WorkflowSummary
 

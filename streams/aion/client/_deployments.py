@@ -30,8 +30,8 @@ from confluent_kafka import KafkaError, Producer
 
 from ..codec import Codec
 from ..deploy import DeploymentTable, PackageError, build_package, check_build_id, load_package_path
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames, ensure_topics
+from ..common.settings import Settings
+from ..common.topics import TopicNames, ensure_topics
 from ..exceptions import BuildInUseError, BuildNotFoundError, InvalidArgumentError
 from ..model import DeploymentRecord, PackageDeployed, TypeRouted, now_ms, route_key
 

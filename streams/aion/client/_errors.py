@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 
 from ..exceptions import AionError, ApplicationError, InvalidArgumentError, QueryError, failure_to_exception
+from ..common.kafka import DeliveryError  # noqa: F401  (re-exported: raised by the Kafka adapters every part shares)
 from ..model import Failure, Reply
 
 
@@ -40,10 +41,6 @@ class WorkflowResultTimeoutError(RPCTimeoutError):
 
 class TopicMissingError(AionError, RuntimeError):
     """A topic aion needs does not exist."""
-
-
-class DeliveryError(AionError):
-    """A record could not be delivered to Kafka (after the client's own retries)."""
 
 
 class ConsumerGroupActiveError(AionError):

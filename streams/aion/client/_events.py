@@ -34,13 +34,13 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_STORED, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..codec import Codec, partition_for
-from ..engine._access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.access import AUTHORIZATION_CODES, KAFKA_LOG, AccessWatch, authorization_error, fetch_metadata
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ..model import EVENT_TYPES, Event, EventKey
 from ._errors import ConsumerGroupActiveError
 from ._history import KeyFilter
-from ._kafka import consumer_config, private_group_id
+from ..common.kafka import consumer_config, private_group_id
 
 __all__ = ["EventConsumer", "EventRecord", "ConsumerGroupActiveError", "EVENT_TYPE_NAMES"]
 

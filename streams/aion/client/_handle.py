@@ -15,7 +15,7 @@ from ._history import (
     closes_workflow,
     read_history,
 )
-from ._kafka import consume_available, fatal_or_log
+from ..common.kafka import consume_available, fatal_or_log
 from ._replies import ReplyWaiter
 
 if TYPE_CHECKING:

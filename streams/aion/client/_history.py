@@ -24,7 +24,7 @@ from ..model import (
     WorkflowContinuedAsNew,
     WorkflowStarted,
 )
-from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
+from ..common.kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 
 
 def closes_workflow(ev: Event) -> bool:

@@ -17,11 +17,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ..engine._access import AUTHORIZATION_CODES, authorization_error
-from ..engine.settings import Settings
+from ..common.access import AUTHORIZATION_CODES, authorization_error
+from ..common.settings import Settings
 from ..model import Reply
 from ._errors import TopicMissingError
-from ._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
+from ..common.kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ReplyRouter:
             if tmd is None or tmd.error is not None or not tmd.partitions:
                 raise TopicMissingError(
                     f"replies topic {self._topic!r} does not exist on the broker: create the "
-                    f"topics first (`aion topics create` or aion.engine.topics.ensure_topics)"
+                    f"topics first (`aion topics create` or aion.common.topics.ensure_topics)"
                 )
             p = partition if partition is not None else random.randrange(len(tmd.partitions))
             _low, high = watermarks(consumer, TopicPartition(self._topic, p))

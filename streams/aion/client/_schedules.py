@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..engine._schedules import (
+from ..common.schedule_spec import (
     SCHEDULE_WORKFLOW_TYPE,
     ScheduleSpecError,
     schedule_id_of,

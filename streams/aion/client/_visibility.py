@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from ..engine.settings import Settings
+from ..common.settings import Settings
 
 
 @dataclass(frozen=True)

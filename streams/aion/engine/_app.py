@@ -23,8 +23,8 @@ import faust
 
 from ._faust import patch_worker_consumer
 from ._store import CaughtUpTable
-from .settings import Settings, SettingsError
-from .topics import TopicNames
+from ..common.settings import Settings, SettingsError
+from ..common.topics import TopicNames
 
 
 @dataclass

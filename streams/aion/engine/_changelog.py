@@ -9,8 +9,8 @@ import uuid
 from typing import Any, Callable, Iterable, Iterator
 
 from ..exceptions import AionError
-from .settings import Settings
-from .topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 
 class RebuildError(AionError):
@@ -22,7 +22,7 @@ class RebuildError(AionError):
 def _consumer(settings: Settings, what: str) -> Any:
     from confluent_kafka import Consumer
 
-    from ._access import KAFKA_LOG
+    from ..common.access import KAFKA_LOG
 
     conf = dict(settings.confluent_config())
     conf.update({

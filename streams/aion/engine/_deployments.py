@@ -31,9 +31,9 @@ from ..codec import Codec
 from ..deploy import BuildLoadError, DeploymentTable, load_build
 from ..deploy._loader import forget_build
 from ..deploy._table import Change
-from ._access import KAFKA_LOG
-from .settings import Settings
-from .topics import TopicNames
+from ..common.access import KAFKA_LOG
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 log = logging.getLogger("aion.engine.deployments")
 

@@ -55,7 +55,7 @@ from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, keep_paused, request_rejoin, store_offset
-from ._access import KAFKA_LOG
+from ..common.access import KAFKA_LOG
 from ._feed import CommandReader
 from ._intake import Intake
 from ._metrics import engine_metrics
@@ -70,9 +70,9 @@ from ._txn import Aborted, Fenced, Record, TxnError, Writers
 #: unless tracing is on; as confluent-kafka's Message.headers() gives them).
 CommandRecord = tuple[int, int, bytes | None, bytes | None, Any]
 from ._wheel import TimerWheel
-from .settings import Settings
-from ._topics import partition_counts
-from .topics import TopicNames, ensure_topics
+from ..common.settings import Settings
+from ..common.topics import partition_counts
+from ..common.topics import TopicNames, ensure_topics
 
 log = logging.getLogger("aion.engine")
 

@@ -30,8 +30,8 @@ from typing import Callable
 
 from ..model import Command
 from ..model.limits import command_problem
-from .settings import Settings
-from .topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 log = logging.getLogger("aion.engine")
 

@@ -49,8 +49,8 @@ from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
 from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, end_offsets, scan_events  # noqa: F401
 from ._timers import ident_of
-from .settings import Settings
-from .topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 __all__ = [
     "RebuildError",

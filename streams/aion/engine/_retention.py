@@ -35,8 +35,8 @@ from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
 from ._faust import db_for, store_offset
 from ._store import _prefix_items, scan_items, workflow_key_prefix
 from ._txn import Fenced, Record
-from .settings import Settings
-from .topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 log = logging.getLogger("aion.engine.retention")
 

@@ -22,7 +22,7 @@ from ..codec import Codec
 from ..model import Event, EventKey
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..common.settings import Settings
 
 log = logging.getLogger("aion.engine")
 

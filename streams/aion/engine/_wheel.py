@@ -46,8 +46,8 @@ from ._faults import crash, faults
 from ._faust import db_for, store_offset
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 from ._txn import Fenced, Record, TxnError
-from .settings import Settings
-from .topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 log = logging.getLogger("aion.engine.timers")
 

@@ -1,7 +1,8 @@
-"""Settings of Aion Streams processes: ``Settings.from_env()`` reads the ``AION_*`` variables.
+"""Settings of Aion Streams processes — kept for code that imports them from here; they live
+in :mod:`aion.common.settings`.
 
 ```python
-from aion.engine.settings import Settings
+from aion.common.settings import Settings
 settings = Settings.from_env(topic_prefix="shop")   # env, then overrides
 settings.confluent_config()                         # {"bootstrap.servers": ..., security ...}
 ```
@@ -9,7 +10,6 @@ settings.confluent_config()                         # {"bootstrap.servers": ...,
 ``Settings.describe()`` lists every setting with its variable, default and meaning.
 """
 
-from ._settings import Settings, SettingsError
+from ..common.settings import Settings, SettingsError
 
 __all__ = ["Settings", "SettingsError"]
-

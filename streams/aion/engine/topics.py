@@ -1,7 +1,8 @@
-"""The deployment's Kafka topics: names, idempotent creation, validation before running.
+"""The deployment's Kafka topics — kept for code that imports them from here; they live in
+:mod:`aion.common.topics` (names, idempotent creation, validation before running).
 
 ```python
-from aion.engine.topics import TopicNames, ensure_topics, validate_topics, TopicConfigError
+from aion.common.topics import TopicNames, ensure_topics, validate_topics, TopicConfigError
 names = TopicNames("aion")   # .commands .events .replies .dlq .activity_tasks("default")
 ensure_topics(settings, task_queues=("default",))   # creates what is missing, returns created names
 validate_topics(settings)    # raises TopicConfigError: events not compacted, partition mismatch, ...
@@ -11,7 +12,7 @@ validate_topics(settings)    # raises TopicConfigError: events not compacted, pa
 re-writes of the same event) and has as many partitions as ``<prefix>.commands``.
 """
 
-from ._topics import (
+from ..common.topics import (
     TopicAdminError,
     TopicAuthorizationError,
     TopicConfigError,

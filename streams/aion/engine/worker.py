@@ -7,8 +7,8 @@ import logging
 from types import ModuleType
 from typing import Any, Iterable
 
-from .settings import Settings
-from .topics import ensure_topics, validate_topics
+from ..common.settings import Settings
+from ..common.topics import ensure_topics, validate_topics
 
 
 def import_modules(names: Iterable[str]) -> list[ModuleType]:

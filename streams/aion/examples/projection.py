@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aion.client import EventConsumer, EventRecord
-from aion.engine.settings import Settings
+from aion.common.settings import Settings
 from aion.model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew, WorkflowStarted
 
 #: Closing event type -> the status it leaves the order in.

@@ -63,7 +63,7 @@ __all__ = [
     "MAX_REASON_BYTES", "MAX_SEARCH_ATTRIBUTES", "MAX_ATTRIBUTE_VALUE_BYTES", "MAX_ATTEMPT",
     "ID_REUSE_POLICIES", "PARENT_CLOSE_POLICIES", "CHILD_OUTCOMES", "UPDATE_STAGES",
     "command_problem", "id_problem", "workflow_id_problem", "name_problem", "task_queue_problem", "duration_problem",
-    "time_problem",
+    "time_problem", "HISTORY_WARN_EVENTS", "HISTORY_FAIL_EVENTS", "HISTORY_WARN_BYTES", "HISTORY_FAIL_BYTES",
 ]
 
 MAX_ID_BYTES = 1000
@@ -78,6 +78,13 @@ MAX_REASON_BYTES = 32 * 1024
 MAX_SEARCH_ATTRIBUTES = 100
 MAX_ATTRIBUTE_VALUE_BYTES = 2048
 MAX_ATTEMPT = 2**31 - 1
+#: How long one run's history may grow, by default (Temporal's): past the warnings
+#: ``workflow.info().continue_as_new_suggested`` turns true, past the failures the run is
+#: terminated. The engine's settings (``AION_HISTORY_*``) and ``runtime.HistoryLimits`` start here.
+HISTORY_WARN_EVENTS = 10_240
+HISTORY_FAIL_EVENTS = 51_200
+HISTORY_WARN_BYTES = 10 * 1024 * 1024
+HISTORY_FAIL_BYTES = 50 * 1024 * 1024
 
 ID_REUSE_POLICIES = frozenset({"ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE",
                                "TERMINATE_IF_RUNNING"})

@@ -24,8 +24,8 @@ from typing import Any, Callable
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 
 #: The progress rows a transaction writes before its intake position: heartbeats (rare); the
 #: tail read for the position starts this far from the end, then further back if need be.

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Protocol
 
 from ..activity._definition import ActivityDefinition
 from ..converter import DataConverter, default_converter
+from ..model.limits import HISTORY_FAIL_BYTES, HISTORY_FAIL_EVENTS, HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS
 from ..workflow._definition import WorkflowDefinition
 from ..workflow._types import FailurePolicy
 
@@ -52,10 +53,10 @@ class HistoryLimits:
     partition's history without bound. Payload bytes approximate the encoded history size.
     """
 
-    warn_events: int = 10_240
-    fail_events: int = 51_200
-    warn_bytes: int = 10 * 1024 * 1024
-    fail_bytes: int = 50 * 1024 * 1024
+    warn_events: int = HISTORY_WARN_EVENTS
+    fail_events: int = HISTORY_FAIL_EVENTS
+    warn_bytes: int = HISTORY_WARN_BYTES
+    fail_bytes: int = HISTORY_FAIL_BYTES
 
 
 class Registry:

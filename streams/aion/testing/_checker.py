@@ -56,8 +56,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..codec import Codec, partition_for
 from ..converter import default_converter
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ..exceptions import AionError
 from ..model import (
     ActivityCancelled,

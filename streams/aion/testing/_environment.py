@@ -200,7 +200,7 @@ class WorkflowEnvironment:
         start_time: datetime | None = None,
         data_converter: DataConverter | None = None,
         failure_policy: FailurePolicy | None = None,
-        continue_as_new_suggested_after: int = 10_000,
+        continue_as_new_suggested_after: int | None = None,
         resident: bool = True,
         fail_fast: bool = True,
     ) -> "WorkflowEnvironment":

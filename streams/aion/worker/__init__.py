@@ -1,7 +1,7 @@
 """The activity worker: runs ``@activity.defn`` functions for a task queue, at most N at a time.
 
 ```python
-from aion.engine.settings import Settings
+from aion.common.settings import Settings
 from aion.worker import ActivityWorker
 
 worker = ActivityWorker(Settings.from_env(), activities=[charge, ship], task_queue="default", concurrency=50)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ..client._kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
+from ..common.kafka import consume_available, consumer_config, fatal_or_log, private_group_id, watermarks
 from ..model import CancelActivityTask
 
 log = logging.getLogger(__name__)

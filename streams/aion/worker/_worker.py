@@ -63,13 +63,13 @@ from typing import Any, Sequence
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from ..activity._context import ActivityContext, CompleteAsyncError, current, make_info
-from ..client._kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log, producer_config
+from ..common.kafka import AsyncProducer, consume_available, consumer_config, fatal_or_log, producer_config
 from ..codec import Codec
 from ..converter import default_converter
 from ..exceptions import exception_to_failure
-from ..engine._access import KAFKA_LOG
-from ..engine.settings import Settings
-from ..engine.topics import TopicNames
+from ..common.access import KAFKA_LOG
+from ..common.settings import Settings
+from ..common.topics import TopicNames
 from ..model import (
     now_ms,
     ActivityHeartbeat,
@@ -275,7 +275,7 @@ class ActivityWorker:
         # rate-limited lines in aion activity-worker's log, not thousands.
         base = {**self.settings.confluent_config(), "logger": KAFKA_LOG}
         if self._ensure_topics:
-            from ..engine.topics import ensure_topics
+            from ..common.topics import ensure_topics
 
             await loop.run_in_executor(None, lambda: ensure_topics(self.settings, task_queues=(self.task_queue,)))
         self._producer = AsyncProducer(

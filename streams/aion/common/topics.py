@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from ..exceptions import AionError
-from ._access import AUTHORIZATION_CODES, AccessWatch, KafkaAuthorizationError, authorization_error, fetch_metadata
-from ._settings import Settings
+from .access import AUTHORIZATION_CODES, AccessWatch, KafkaAuthorizationError, authorization_error, fetch_metadata
+from .settings import Settings
 
 __all__ = ["TopicNames", "TopicConfigError", "TopicAdminError", "TopicAuthorizationError", "ensure_topics",
            "validate_topics"]

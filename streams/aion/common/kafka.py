@@ -16,11 +16,13 @@ from typing import Any, Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ._errors import DeliveryError
+from ..exceptions import AionError
 
 log = logging.getLogger(__name__)
 
 
+class DeliveryError(AionError):
+    """A record could not be delivered to Kafka (after the client's own retries)."""
 
 def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: str) -> dict[str, Any]:
     """The producer settings aion uses everywhere.
@@ -44,7 +46,6 @@ def producer_config(base: dict[str, Any], *, max_record_bytes: int, client_id: s
         }
     )
     return cfg
-
 
 class AsyncProducer:
     """One confluent-kafka producer whose deliveries resolve asyncio futures."""
@@ -148,7 +149,6 @@ class AsyncProducer:
         self._producer = None
         self._thread = None
 
-
 def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
     if fut.done():
         return
@@ -156,7 +156,6 @@ def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) 
         fut.set_exception(DeliveryError(f"delivery to {msg.topic()} failed: {err.str()}"))
     else:
         fut.set_result(msg)
-
 
 def private_group_id(prefix: str, what: str) -> str:
     """A consumer group id for a consumer that only uses manual assignment and never commits.
@@ -166,13 +165,11 @@ def private_group_id(prefix: str, what: str) -> str:
     """
     return f"{prefix}.{what}.{uuid.uuid4().hex}"
 
-
 #: Consumers of engine output read committed records only. The engine writes each batch of its
 #: output in a Kafka transaction; an aborted transaction's records stay in the log and a
 #: read_uncommitted consumer would deliver them. librdkafka defaults to read_committed, but
 #: every consumer here says so (Java and some other clients default to read_uncommitted).
 READ_COMMITTED: dict[str, Any] = {"isolation.level": "read_committed"}
-
 
 def consumer_config(
     base: dict[str, Any], *, group_id: str, client_id: str, **extra: Any
@@ -194,12 +191,10 @@ def consumer_config(
     cfg.update(extra)
     return cfg
 
-
 def raise_for_message_error(msg: Message) -> None:
     err = msg.error()
     if err is not None and err.code() != KafkaError._PARTITION_EOF:
         raise KafkaException(err)
-
 
 def consume_available(consumer: Any, n: int, timeout: float) -> list[Message]:
     """Up to ``n`` records: waits at most ``timeout`` for the first, then takes only what is
@@ -216,7 +211,6 @@ def consume_available(consumer: Any, n: int, timeout: float) -> list[Message]:
         return [first]
     return [first, *consumer.consume(n - 1, 0)]
 
-
 def fatal_or_log(msgs: Sequence[Message], where: str) -> list[Message]:
     """Drop (and log) error messages from a consume() batch; raise on fatal errors."""
     out: list[Message] = []
@@ -232,7 +226,6 @@ def fatal_or_log(msgs: Sequence[Message], where: str) -> list[Message]:
         log.warning("%s: %s", where, err.str())
     return out
 
-
 _TRANSIENT = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
@@ -242,7 +235,6 @@ _TRANSIENT = {
     KafkaError._TRANSPORT,
     KafkaError.NOT_COORDINATOR,
 }
-
 
 def watermarks(consumer: Any, tp: Any, timeout: float = 30.0) -> tuple[int, int]:
     """``consumer.get_watermark_offsets`` that rides out what a fresh topic or a leader change

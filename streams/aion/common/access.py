@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from ..exceptions import AionError
-from ._settings import Settings
+from .settings import Settings
 
 __all__ = [
     "KafkaAccessError", "KafkaAuthenticationError", "KafkaTLSError", "KafkaAuthorizationError",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..exceptions import AionError
+from ..model.limits import HISTORY_FAIL_BYTES, HISTORY_FAIL_EVENTS, HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -67,20 +68,17 @@ class Settings:
         10_000, "AION_CACHE_SIZE", "Workflow instances an engine worker keeps resident in memory.")
     batch_size: int = _setting(
         500, "AION_BATCH_SIZE", "Most commands an engine worker handles in one group commit.")
-    batch_window: float = _setting(
-        0.005, "AION_BATCH_WINDOW",
-        "Seconds an engine worker waits for more commands to fill a batch (latency vs throughput).")
     timer_batch: int = _setting(
         1_000, "AION_TIMER_BATCH", "Most due timers an engine worker fires per tick.")
     history_warn_events: int = _setting(
-        10_240, "AION_HISTORY_WARN_EVENTS",
+        HISTORY_WARN_EVENTS, "AION_HISTORY_WARN_EVENTS",
         "Events in one run after which workflow.info().continue_as_new_suggested turns true.")
     history_fail_events: int = _setting(
-        51_200, "AION_HISTORY_FAIL_EVENTS", "Events in one run after which the run is terminated.")
+        HISTORY_FAIL_EVENTS, "AION_HISTORY_FAIL_EVENTS", "Events in one run after which the run is terminated.")
     history_warn_bytes: int = _setting(
-        10 * _MIB, "AION_HISTORY_WARN_BYTES", "Payload bytes in one run after which continue-as-new is suggested.")
+        HISTORY_WARN_BYTES, "AION_HISTORY_WARN_BYTES", "Payload bytes in one run after which continue-as-new is suggested.")
     history_fail_bytes: int = _setting(
-        50 * _MIB, "AION_HISTORY_FAIL_BYTES", "Payload bytes in one run after which the run is terminated.")
+        HISTORY_FAIL_BYTES, "AION_HISTORY_FAIL_BYTES", "Payload bytes in one run after which the run is terminated.")
     session_timeout: float = _setting(
         6.0, "AION_SESSION_TIMEOUT",
         "Seconds without heartbeats after which Kafka gives a dead worker's partitions to the others "
@@ -235,9 +233,6 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(name, f"must be a whole number >= {low}")
-        if isinstance(self.batch_window, bool) or not isinstance(self.batch_window, (int, float)) \
-                or not 0 <= self.batch_window <= 60:
-            raise bad("batch_window", "must be a number of seconds between 0 and 60")
         for name in ("session_timeout", "heartbeat_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:

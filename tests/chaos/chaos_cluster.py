@@ -115,6 +115,7 @@ class ChaosCluster:
             "AION_BOOTSTRAP_SERVERS": s.bootstrap_servers,  # type: ignore[attr-defined]
             "AION_TOPIC_PREFIX": s.topic_prefix,  # type: ignore[attr-defined]
             "AION_PARTITIONS": str(s.partitions),  # type: ignore[attr-defined]
+            "AION_REPLICATION_FACTOR": str(s.replication_factor),  # type: ignore[attr-defined]
             "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), self.env.get("PYTHONPATH", "")] if p),
             **SESSION_TIMEOUT_ENV,
         })
@@ -204,3 +205,58 @@ class OwnBroker:
         env.update(KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
                    KAFKA_LOCAL_DIR=str(self.data))
         return subprocess.run([str(KAFKA_LOCAL), action], env=env, capture_output=True, text=True, timeout=300)
+
+
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports on 127.0.0.1."""
+    import socket
+
+    for _ in range(200):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
+@dataclass
+class OwnCluster:
+    """A three-broker kafka-local cluster of the chaos test alone (``kafka-local --cluster``):
+    replication factor 3, min.insync.replicas 2; its nodes are killed with kill -9 and started
+    again while the load runs."""
+
+    port: int
+    data: Path
+    nodes: int = 3
+
+    @classmethod
+    def on_free_ports(cls, data: Path) -> "OwnCluster":
+        return cls(free_port_run(6), data)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(self.nodes))
+
+    @property
+    def name(self) -> str:
+        return f"cluster {self.bootstrap}"
+
+    def node_of_port(self, port: int) -> int:
+        return (port - self.port) // 2 + 1
+
+    def run(self, action: str, node: int | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
+        env.update(KAFKA_LOCAL_CLUSTER_PORT=str(self.port), KAFKA_LOCAL_CLUSTER_DIR=str(self.data))
+        args = [str(KAFKA_LOCAL), action, "--cluster"] + ([str(node)] if node is not None else [])
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)

@@ -41,6 +41,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_TOPIC_PREFIX": "shop",
         "AION_PARTITIONS": "24",
         "AION_REPLICATION_FACTOR": "3",
+        "AION_MIN_INSYNC_REPLICAS": "3",
         "AION_STANDBY_REPLICAS": "1",
         "AION_DATA_DIR": "/var/lib/aion",
         "AION_CACHE_SIZE": "500",
@@ -67,7 +68,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     }
     s = Settings.from_env(env)
     assert (s.bootstrap_servers, s.topic_prefix, s.partitions) == ("k1:9092,k2:9092", "shop", 24)
-    assert (s.replication_factor, s.standby_replicas) == (3, 1)
+    assert (s.replication_factor, s.min_insync_replicas, s.standby_replicas) == (3, 3, 1)
     assert s.data_dir == Path("/var/lib/aion")
     assert (s.cache_size, s.batch_size, s.timer_batch) == (500, 64, 10)
     assert s.max_payload_bytes == 1048576
@@ -188,3 +189,13 @@ def test_history_limits_have_one_set_of_defaults() -> None:
         limits.warn_events, limits.fail_events, limits.warn_bytes, limits.fail_bytes)
     env = WorkflowEnvironment.start_time_skipping()
     assert env.registry.continue_as_new_suggested_after == s.history_warn_events == 10_240
+
+
+def test_min_insync_replicas_follow_the_replication_factor() -> None:
+    """Created topics and changelogs are written with min.insync.replicas: one less than the
+    replication factor unless set (2 of 3), never more than it."""
+    assert Settings.from_env({}).topic_config["min.insync.replicas"] == "1"
+    assert Settings.from_env({"AION_REPLICATION_FACTOR": "3"}).min_insync == 2
+    assert Settings.from_env({"AION_REPLICATION_FACTOR": "5", "AION_MIN_INSYNC_REPLICAS": "3"}).min_insync == 3
+    with pytest.raises(SettingsError, match=r"min_insync_replicas .*more than the replication factor"):
+        Settings.from_env({"AION_REPLICATION_FACTOR": "1", "AION_MIN_INSYNC_REPLICAS": "2"})

@@ -55,6 +55,11 @@ class Settings:
         "this must equal the partition count of existing topics.")
     replication_factor: int = _setting(
         1, "AION_REPLICATION_FACTOR", "Replication factor of created topics (1 for a single local broker).")
+    min_insync_replicas: int = _setting(
+        0, "AION_MIN_INSYNC_REPLICAS",
+        "min.insync.replicas of the topics and table changelogs this deployment creates: how many replicas "
+        "must have a write before it is acknowledged (acks=all). 0: one less than the replication factor, "
+        "at least 1 — 2 of 3, so one broker may be down and nothing acknowledged is lost.")
     standby_replicas: int = _setting(
         0, "AION_STANDBY_REPLICAS",
         "Faust standby replicas of the engine's tables: another engine worker keeps a copy of each "
@@ -188,6 +193,17 @@ class Settings:
         return self.max_payload_bytes + _MIB
 
     @property
+    def min_insync(self) -> int:
+        """The ``min.insync.replicas`` of created topics: ``min_insync_replicas``, or with 0 one
+        less than the replication factor (at least 1)."""
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        """The topic settings every topic and changelog this deployment creates gets."""
+        return {"max.message.bytes": str(self.max_record_bytes), "min.insync.replicas": str(self.min_insync)}
+
+    @property
     def reply_topic_list(self) -> tuple[str, ...]:
         """The topics of ``reply_topics`` (``AION_REPLY_TOPICS``), as a tuple."""
         return tuple(t.strip() for t in (self.reply_topics or "").split(",") if t.strip())
@@ -227,12 +243,15 @@ class Settings:
         if not _TOPIC_CHARS.match(self.topic_prefix) or len(self.topic_prefix) > 180:
             raise bad("topic_prefix", "is not a valid topic prefix: use 1-180 characters of letters, "
                                       "digits, '.', '_' and '-'")
-        for name, low in (("partitions", 1), ("replication_factor", 1), ("standby_replicas", 0),
-                          ("cache_size", 1), ("batch_size", 1), ("timer_batch", 1), ("max_payload_bytes", 1),
+        for name, low in (("partitions", 1), ("replication_factor", 1), ("min_insync_replicas", 0),
+                          ("standby_replicas", 0), ("cache_size", 1), ("batch_size", 1), ("timer_batch", 1), ("max_payload_bytes", 1),
                           ("retention_ms", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(name, f"must be a whole number >= {low}")
+        if self.min_insync_replicas > self.replication_factor:
+            raise bad("min_insync_replicas", f"is more than the replication factor (AION_REPLICATION_FACTOR) = "
+                                             f"{self.replication_factor}: no write could ever be acknowledged")
         for name in ("session_timeout", "heartbeat_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:

@@ -83,7 +83,7 @@ class TopicNames:
 
 
 def _topic_configs(settings: Settings, names: TopicNames) -> dict[str, dict[str, str]]:
-    limit = {"max.message.bytes": str(settings.max_record_bytes)}
+    limit = settings.topic_config
     return {
         names.commands: dict(limit),
         names.events: {**limit, "cleanup.policy": "compact"},
@@ -146,7 +146,7 @@ def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",),
     missing = [n for n in wanted if n not in existing]
     if not missing:
         return []
-    default_config = {"max.message.bytes": str(settings.max_record_bytes)}
+    default_config = settings.topic_config
     new = [NewTopic(n, num_partitions=1 if n == names.deployments else settings.partitions,
                     replication_factor=settings.replication_factor,
                     config=configs.get(n, default_config)) for n in missing]

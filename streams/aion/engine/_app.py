@@ -83,7 +83,8 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
     # (5 min) after start, for as long as the worker ran.
     commands_topic = app.topic(names.commands, partitions=n, acks=False, **raw)
     events_topic = app.topic(names.events, partitions=n, compacting=True, acks=False, **raw)
-    tbl: dict[str, Any] = dict(key_type=bytes, value_type=bytes, partitions=n)
+    # Faust creates the tables' changelogs: with the deployment's min.insync.replicas (and size limit).
+    tbl: dict[str, Any] = dict(key_type=bytes, value_type=bytes, partitions=n, extra_topic_configs=settings.topic_config)
     tables = EngineTables(
         commands_topic=commands_topic,
         events_topic=events_topic,

@@ -37,7 +37,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterable, Sequence, assert_never
@@ -51,6 +51,7 @@ from ..model import (
 )
 from ..model.limits import workflow_id_problem
 from ..runtime import WorkflowExecution
+from ._resident import Resident
 from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
@@ -128,10 +129,7 @@ class _EngineOutput:
         self._engine.lose(partition)
 
     def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
-        cache = self._engine._cache.get(partition)
-        if cache is not None:
-            for wid in workflow_ids:
-                cache.pop(wid, None)
+        self._engine._cache.discard(partition, workflow_ids)
 
 
 class Engine:
@@ -147,7 +145,7 @@ class Engine:
         self.commands_topic, self.events_topic = tables.commands_topic, tables.events_topic
         self.history, self.workflows, self.progress = tables.history, tables.workflows, tables.progress
         self.history_store = HistoryStore(self.history, self.codec)
-        self._cache: dict[int, OrderedDict[str, WorkflowExecution]] = {}
+        self._cache: Resident[WorkflowExecution] = Resident(settings.cache_size)  # per worker (_resident.py)
         self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
         self._ready: set[int] = set()  # partitions fenced in, restored and being read
         self._fenced_gen: int | None = None
@@ -224,7 +222,7 @@ class Engine:
     async def _open_writers(self) -> None:
         async with self._all_partitions():  # a batch still in flight finishes first
             # Whatever was read or owned before starts again from the committed positions.
-            self._drop(self._ready | self.reader.assigned | set(self._cache))
+            self._drop(self._ready | self.reader.assigned | self._cache.partitions())
             self.writers.close()
             self._cache.clear()
             self._loaded.clear()
@@ -244,8 +242,8 @@ class Engine:
             self._pending.pop(p, None)
             self._rewound.pop(p, None)
         self.reader.unassign(parts)
+        self._cache.drop(parts)
         for p in parts:
-            self._cache.pop(p, None)
             self._loaded.pop(p, None)
         self.wheel.on_revoked(parts)
 
@@ -406,10 +404,8 @@ class Engine:
         """The workflow's execution: resident, or rebuilt from its history. The first load after
         an assignment repairs a history written by an engine without transactions that died
         inside a step (see ``from_history(repair=True)``)."""
-        cache = self._cache.setdefault(partition, OrderedDict())
-        ex = cache.get(workflow_id)
+        ex = self._cache.get(partition, workflow_id)
         if ex is not None:
-            cache.move_to_end(workflow_id)
             self.metrics.hits += 1
             return ex
         self.metrics.misses += 1
@@ -423,9 +419,7 @@ class Engine:
         else:
             ex = WorkflowExecution.new(self.registry, workflow_id)
         loaded.add(workflow_id)
-        cache[workflow_id] = ex
-        while len(cache) > self.settings.cache_size:
-            cache.popitem(last=False)
+        self._cache.put(partition, workflow_id, ex)
         return ex
 
     async def _one_by_one(self, partition: int, recs: list[CommandRecord]) -> None:
@@ -484,7 +478,7 @@ class Engine:
         """Nothing of the partition's transaction is visible: put its local rows back and
         forget its resident workflows (they may hold steps the log does not)."""
         self.wheel.rolled_back(partition)
-        self._cache.pop(partition, None)
+        self._cache.drop([partition])
 
     async def _prepare(self, partition: int, recs: list[CommandRecord], now: int) -> _Work:
         """Run the partition's commands and assemble its transaction's records."""
@@ -547,7 +541,7 @@ class Engine:
             self.tracing.stepped(span, ex, step)
         except Exception as exc:
             log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
-            self._cache.get(partition, OrderedDict()).pop(cmd.workflow_id, None)
+            self._cache.discard(partition, [cmd.workflow_id])
             work.dlq.append((offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: "
                                                 f"{type(exc).__name__}: {exc}"))
             if cmd.reply_to:

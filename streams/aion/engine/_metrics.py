@@ -259,7 +259,6 @@ class EngineMetrics(Instruments):
         marks = e.reader.high_watermarks(owned)
         parts: dict[int, dict[str, Any]] = {}
         for p in sorted(owned):
-            cache = e._cache.get(p)
             pos = self.positions.get(p)
             if pos is None:  # nothing committed here since the assignment: the stored position
                 try:
@@ -267,7 +266,7 @@ class EngineMetrics(Instruments):
                 except Exception:
                     pos = None
             hw = marks.get(p)
-            parts[p] = {"resident": len(cache) if cache is not None else 0, "timers": e.wheel.pending(p),
+            parts[p] = {"resident": e._cache.count(p), "timers": e.wheel.pending(p),
                         "lag": max(0, hw - pos) if hw is not None and pos is not None else None}
         return {"owned": sorted(owned), "assigned": sorted(assigned), "parts": parts,
                 "rebalancing": bool(getattr(e.app, "rebalancing", False)), "stats": dict(e.stats),

@@ -1,85 +1,29 @@
 """``aion dlq list|replay``: look at dead-lettered commands, and re-submit them after a fix.
 
-The engine dead-letters a command it cannot decode or process to ``<prefix>.dlq`` with the
-original key and bytes, and headers naming the reason (``aion.reason``) and where it came
-from (``aion.source.topic``, ``aion.source.partition``, ``aion.source.offset``).
+The reading and the re-submitting live in :mod:`aion.client._dlq` (the web console uses them
+too); this module is their command line.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import click
-from confluent_kafka import Consumer, Producer, TopicPartition
 
+from ..client._dlq import DeadLetter, read_dead_letters, replay_dead_letters
+from ..client._errors import DeliveryError, TopicMissingError
 from ..common.settings import Settings
 from ..common.topics import TopicNames
 from ._app import _fail, _print_table, _settings, cli
 
-
-@dataclass
-class DeadLetter:
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, str]
-
-    @property
-    def reason(self) -> str:
-        return self.headers.get("aion.reason", "")
-
-    def row(self) -> dict[str, object]:
-        return {
-            "dlq": f"{self.partition}@{self.offset}",
-            "time": datetime.fromtimestamp(self.timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-            "key": self.key.decode(errors="replace") if self.key else None,
-            "source": f"{self.headers.get('aion.source.topic', '?')}[{self.headers.get('aion.source.partition', '?')}]"
-                      f"@{self.headers.get('aion.source.offset', '?')}",
-            "reason": self.reason,
-        }
+__all__ = ["DeadLetter", "read_dead_letters"]
 
 
-def read_dead_letters(settings: Settings, timeout: float = 10.0) -> list[DeadLetter]:
-    """Every record on the dead-letter topic, oldest first per partition."""
-    topic = TopicNames(settings.topic_prefix).dlq
-    consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.dlq-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "isolation.level": "read_committed"})
+def _letters(s: Settings) -> list[DeadLetter]:
     try:
-        md = consumer.list_topics(topic, timeout=timeout)
-        tmd = md.topics.get(topic)
-        if tmd is None or tmd.error is not None:
-            raise click.ClickException(f"dead-letter topic {topic!r} does not exist; run `aion topics create`")
-        ends = {}
-        for p in tmd.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[DeadLetter] = []
-        done: set[int] = set()
-        while len(done) < len(ends):
-            msg = consumer.poll(timeout)
-            if msg is None:
-                break
-            if msg.error():
-                if msg.error().code() == -191:  # partition EOF
-                    done.add(msg.partition())
-                    continue
-                raise click.ClickException(f"reading {topic}: {msg.error()}")
-            headers = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
-            out.append(DeadLetter(msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), msg.value(), headers))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        return out
-    finally:
-        consumer.close()
+        return read_dead_letters(s)
+    except (TopicMissingError, DeliveryError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.group()
@@ -92,8 +36,9 @@ def dlq() -> None:
 @click.pass_context
 def dlq_list(ctx: click.Context, as_json: bool) -> None:
     """Show every dead-lettered command with its reason and source."""
-    letters = read_dead_letters(_settings(ctx))
-    rows = [d.row() for d in letters]
+    rows = [d.row() for d in _letters(_settings(ctx))]
+    for r in rows:
+        r.pop("replayed_from", None)  # the table and --json as before
     if as_json:
         click.echo(json.dumps(rows))
     else:
@@ -110,16 +55,13 @@ def dlq_replay(ctx: click.Context, positions: tuple[str, ...], replay_all: bool)
     if not positions and not replay_all:
         _fail("name dead letters as PARTITION@OFFSET (see `aion dlq list`) or pass --all")
     wanted = set(positions)
-    letters = [d for d in read_dead_letters(s) if replay_all or f"{d.partition}@{d.offset}" in wanted]
-    missing = wanted - {f"{d.partition}@{d.offset}" for d in letters}
+    letters = [d for d in _letters(s) if replay_all or d.position in wanted]
+    missing = wanted - {d.position for d in letters}
     if missing:
         _fail(f"no dead letter at {', '.join(sorted(missing))}; `aion dlq list` shows what is there")
-    producer = Producer({**s.confluent_config(), "partitioner": "murmur2_random", "acks": "all"})
-    commands = TopicNames(s.topic_prefix).commands
-    for d in letters:
-        headers = [("aion.replayed.from", f"{d.partition}@{d.offset}".encode())]
-        producer.produce(commands, key=d.key, value=d.value, headers=headers)
-    left = producer.flush(30)
-    if left:
-        _fail(f"{left} re-submitted commands were not acknowledged by the broker")
-    click.echo(f"re-submitted {len(letters)} dead letter(s) to {commands}")
+    try:
+        n = replay_dead_letters(s, letters)
+    except DeliveryError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"re-submitted {n} dead letter(s) to {TopicNames(s.topic_prefix).commands}")

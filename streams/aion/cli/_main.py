@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 # The command groups kept in their own modules register themselves on ``cli`` when imported.
-from . import _bench, _deploy, _dlq, _kafka_native, _replay, _schedule, _status  # noqa: F401
+from . import _bench, _console, _deploy, _dlq, _kafka_native, _replay, _schedule, _status  # noqa: F401
 from ._app import (
     _args,
     _broker_ready,
@@ -358,7 +358,7 @@ def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     import dataclasses
 
     from ..client._history import describe
-    from ._pending import pending_of
+    from ..client._pending import pending_of
 
     events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
     if not events:

@@ -1,0 +1,79 @@
+"""Values as the console shows them: payloads decoded by the client's converter, times in ISO
+8601 UTC, an event's body in one line, a failure chain."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from ..model import Event, Failure, Payload
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds as ISO 8601 UTC (``2026-12-03T12:38:46.768Z``)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def payload_value(converter: Any, p: Payload | None) -> Any:
+    """What ``p`` holds, as the client's converter decodes it (the raw text when it cannot)."""
+    if p is None:
+        return None
+    try:
+        return converter.from_payload(p, None)
+    except Exception:  # an encrypted payload without the key, a foreign encoding
+        try:
+            return p.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(p.data)} bytes of {p.content_type}>"
+
+
+def pretty(value: Any) -> str:
+    """``value`` as indented JSON (its ``str`` when it is not JSON-able)."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def failure_text(f: Failure | None) -> str:
+    """A failure chain as Python prints one: ``Type: message``, its stack, then each cause."""
+    lines: list[str] = []
+    depth = 0
+    while f is not None and depth < 20:
+        if depth:
+            lines.append("\ncaused by:")
+        lines.append(f"{f.type}: {f.message}" if f.type else f.message)
+        if f.non_retryable:
+            lines.append("(non-retryable)")
+        if f.stack:
+            lines.append(f.stack.rstrip())
+        f, depth = f.cause, depth + 1
+    return "\n".join(lines)
+
+
+def _plain(converter: Any, v: Any) -> Any:
+    if isinstance(v, Payload):
+        return payload_value(converter, v)
+    if isinstance(v, Failure):
+        return f"{v.type}: {v.message}" if v.type else v.message
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(converter, getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, (list, tuple)):
+        return [_plain(converter, x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(converter, x) for k, x in v.items()}
+    if isinstance(v, bytes):
+        return f"<{len(v)} bytes>"
+    return v
+
+
+def event_details(converter: Any, e: Event, limit: int = 240) -> str:
+    """The event's body fields that say something, in one line (payloads decoded)."""
+    body = {f.name: getattr(e.body, f.name) for f in dataclasses.fields(e.body)}
+    shown = {k: _plain(converter, v) for k, v in body.items() if v not in (None, [], {}, "") and k != "reply_to"}
+    text = json.dumps(shown, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,271 @@
+"""One workflow: its state, input and result or failure, what it waits on, parent and children,
+its history (timeline, table, JSON download in the format ``aion replay`` reads), and the
+operator's actions: signal, query, cancel, terminate, pause, resume, reopen."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..client._history import WorkflowDescription, describe
+from ..client._pending import pending_of
+from ..model import (
+    ChildWorkflowStarted, Event, SignalReceived, WorkflowCompleted, WorkflowContinuedAsNew, WorkflowFailed,
+    WorkflowStarted, WorkflowTerminated, WorkflowTimedOut,
+)
+from ..runtime._history_json import events_to_json
+from ._app import Console, Handlers, PageError, console_of, is_fragment
+from ._format import failure_text, iso, payload_value, pretty
+from ._html import badge, esc, kv, live_toggle, page, table, url
+from ._timeline import event_rows, gantt, spans_of
+
+REFRESH_MS = 2000
+#: The operator's actions on a run, each the handle method of the same name: (name, label, style).
+ACTIONS = (("cancel", "Cancel", "quiet"), ("terminate", "Terminate", "danger"), ("pause", "Pause", "quiet"),
+           ("resume", "Resume", "quiet"), ("reopen", "Reopen", "quiet"))
+
+
+def _id(request: web.Request, source: Any = None) -> str:
+    wid = (source if source is not None else request.query).get("id", "")
+    if not isinstance(wid, str) or not wid.strip():
+        raise PageError("no workflow id given (…/workflow?id=WORKFLOW_ID)")
+    return wid
+
+
+async def load(console: Console, wid: str) -> tuple[list[Event], WorkflowDescription]:
+    """The workflow's history (every run) and its description; a 404 for an unknown id."""
+    events = await console.client.get_workflow_handle(wid).history()
+    if not events:
+        s = console.settings
+        raise PageError(f"no workflow {wid!r} under topic prefix {s.topic_prefix!r}: it has no history on "
+                        f"{s.topic_prefix}.events (never started there, or its history was retired)", 404)
+    return events, describe(wid, events)
+
+
+def _latest_run(events: list[Event]) -> list[Event]:
+    run = events[-1].run_id
+    return [e for e in events if e.run_id == run]
+
+
+def _outcome(console: Console, events: list[Event], d: WorkflowDescription) -> str:
+    """Input, and the result or failure of the latest run."""
+    conv = console.client.converter
+    run = _latest_run(events)
+    started = next((e.body for e in run if isinstance(e.body, WorkflowStarted)), None)
+    args = [payload_value(conv, p) for p in started.input] if started is not None else []
+    out = f'<div class="card"><h2>Input</h2><pre id="input">{esc(pretty(args))}</pre></div>'
+    closing = run[-1].body if d.status != "RUNNING" else None
+    if isinstance(closing, WorkflowCompleted):
+        res = f'<h2>Result</h2><pre id="result">{esc(pretty(payload_value(conv, closing.result)))}</pre>'
+    elif isinstance(closing, WorkflowFailed):
+        res = f'<h2>Failure</h2><pre id="failure">{esc(failure_text(closing.failure))}</pre>'
+    elif isinstance(closing, WorkflowTerminated):
+        res = f'<h2>Terminated</h2><pre id="failure">{esc(closing.reason or "(no reason given)")}</pre>'
+    elif isinstance(closing, WorkflowTimedOut):
+        res = f'<h2>Timed out</h2><pre id="failure">{esc(closing.timeout_type)} timeout</pre>'
+    elif isinstance(closing, WorkflowContinuedAsNew):
+        res = f'<h2>Continued as new</h2><p>as run <span class="mono">{esc(closing.new_run_id)}</span></p>'
+    elif closing is not None:
+        res = f"<h2>{esc(d.status.title())}</h2>"
+    else:
+        res = '<h2>Result</h2><p class="muted" id="result">running: no result yet</p>'
+    return out + f'<div class="card">{res}</div>'
+
+
+def _summary(events: list[Event], d: WorkflowDescription) -> str:
+    children = [(e.body.child_workflow_id, e.body.workflow_type) for e in events
+                if isinstance(e.body, ChildWorkflowStarted)]
+    parent = (f'<a href="{esc(url("/workflow", id=d.parent_workflow_id))}">{esc(d.parent_workflow_id)}</a>'
+              if d.parent_workflow_id else '<span class="muted">none</span>')
+    kids = ", ".join(f'<a href="{esc(url("/workflow", id=c))}">{esc(c)}</a> ({esc(t)})' for c, t in children)
+    status = badge(d.status) + (" " + badge("PAUSED") if d.paused else "") + (
+        ' <span class="badge">cancel requested</span>' if d.cancel_requested and d.status == "RUNNING" else "")
+    attrs = ", ".join(f"{k}={v}" for k, v in sorted(d.search_attributes.items()))
+    pairs = [("status", f'<span id="status">{status}</span>'), ("type", esc(d.workflow_type)),
+             ("run id", f'<span class="mono">{esc(d.run_id)}</span>'), ("task queue", esc(d.task_queue)),
+             ("started", esc(iso(d.start_time_ms))), ("closed", esc(iso(d.close_time_ms)) or "-"),
+             ("events", f"{d.history_length} ({d.runs} run{'s' if d.runs != 1 else ''})"),
+             ("parent", parent), ("children", kids or '<span class="muted">none</span>'),
+             ("search attributes", esc(attrs) or '<span class="muted">none</span>')]
+    if d.reopens:
+        pairs.append(("reopened", f"{d.reopens} time(s)"))
+    return f'<div class="card"><h2>Summary</h2>{kv(pairs)}</div>'
+
+
+def _pending(events: list[Event], d: WorkflowDescription) -> str:
+    if d.status != "RUNNING":
+        return ""
+    p = pending_of(events, iso)
+    acts = table(["activity", "type", "state", "attempt", "last failure", "next retry"],
+                 ([esc(a["activity_id"]), esc(a["activity_type"]), esc(a["state"]), esc(a["attempt"]),
+                   esc(a["last_failure"]), esc(a["next_retry"])] for a in p["pending_activities"]),
+                 empty="no pending activity", attrs=' id="pending-activities"')
+    timers = table(["timer", "name", "fires at"],
+                   ([esc(t["timer_id"]), esc(t["name"]), esc(t["fire_at"])] for t in p["pending_timers"]),
+                   empty="no pending timer", attrs=' id="pending-timers"')
+    held = ""
+    if p["workflow_task"]:
+        t = p["workflow_task"]
+        held = (f'<div class="error">workflow task HELD after attempt {esc(t["attempt"])}: {esc(t["error"])}'
+                f'{" (next try " + esc(t["next_try"]) + ")" if t["next_try"] else ""}</div>')
+    return (f'<div class="card"><h2>Pending activities</h2>{held}{acts}</div>'
+            f'<div class="card"><h2>Pending timers</h2>{timers}</div>')
+
+
+def live_part(console: Console, events: list[Event], d: WorkflowDescription) -> str:
+    """What the live refresh replaces: state, outcome, what it waits on, the history."""
+    return (f'<div class="grid">{_summary(events, d)}{_outcome(console, events, d)}{_pending(events, d)}</div>'
+            f"<h2>Timeline (latest run)</h2>{gantt(events, spans_of(events))}"
+            f"<h2>History</h2>{event_rows(console.client.converter, events)}")
+
+
+def _names(console: Console, events: list[Event], d: WorkflowDescription) -> Handlers:
+    declared = console.handlers.get(d.workflow_type, Handlers())
+    seen = sorted({e.body.signal_name for e in events if isinstance(e.body, SignalReceived)})
+    return Handlers(sorted(set(declared.signals) | set(seen)), declared.queries, declared.updates)
+
+
+def _actions(wid: str, names: Handlers, d: WorkflowDescription) -> str:
+    hid = f'<input type="hidden" name="id" value="{esc(wid)}">'
+    signals = "".join(f'<option value="{esc(n)}">' for n in names.signals)
+    signal = (f'<form method="post" action="/workflow/signal" id="signal-form">{hid}'
+              f'<input name="name" list="signal-names" placeholder="signal name" required size="14">'
+              f'<datalist id="signal-names">{signals}</datalist> '
+              f'<input name="args" placeholder=\'arguments as a JSON array: ["yes"]\' size="28"> '
+              f'<button type="submit">Send signal</button></form>')
+    buttons = "".join(f'<button type="submit" name="name" value="{esc(q)}" class="quiet">{esc(q)}</button> '
+                      for q in names.queries)
+    query = (f'<form method="post" action="/workflow/query" id="query-form">{hid}{buttons}'
+             f'<input name="free" placeholder="query name" size="14"> '
+             f'<input name="args" placeholder="arguments: JSON array" size="18"> '
+             f'<button type="submit">Query</button></form>')
+    runs = "".join(f'<button type="submit" name="action" value="{a}" class="{style}">{label}</button> '
+                   for a, label, style in ACTIONS)
+    act = (f'<form method="post" action="/workflow/action" id="action-form">{hid}'
+           f'<input name="reason" placeholder="reason (optional)" size="20"> {runs}</form>')
+    return (f'<div class="card actions"><h2>Signal</h2>{signal}<h2>Query</h2>{query}'
+            f"<h2>Run</h2>{act}</div>")
+
+
+async def workflow_page(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    wid = _id(request)
+    events, d = await load(console, wid)
+    live = live_part(console, events, d)
+    if is_fragment(request):
+        return web.Response(text=live, content_type="text/html")
+    download = url("/workflow/history.json", id=wid)
+    body = (f'<h1>Workflow <span class="mono">{esc(wid)}</span></h1>'
+            f'<div class="pager">{live_toggle(REFRESH_MS)} <a href="{esc(download)}" download>'
+            f"download history JSON</a> <span class=muted>(the file <code>aion replay FILE</code> reads, as "
+            f"<code>aion workflow history ID --json</code>)</span></div>"
+            f"{_actions(wid, _names(console, events, d), d)}"
+            f'<div id="live-part" data-refresh="{esc(url("/workflow", id=wid))}">{live}</div>'
+            f'<details><summary>History as JSON</summary><pre id="history-json">'
+            f"{esc(events_to_json(events, workflow_id=wid))}</pre></details>")
+    return web.Response(text=page(wid, body, active="/workflows", notice=request.query.get("notice"),
+                                  error=request.query.get("error"), refresh_ms=REFRESH_MS),
+                        content_type="text/html")
+
+
+async def history_json(request: web.Request) -> web.StreamResponse:
+    """The history file (``aion workflow history ID --json``), as a download."""
+    wid = _id(request)
+    events, _ = await load(console_of(request), wid)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in wid)[:100]
+    return web.Response(text=events_to_json(events, workflow_id=wid), content_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{safe}.history.json"'})
+
+
+def json_args(text: str, what: str) -> list[Any]:
+    """A form's arguments: a JSON array (empty text: none)."""
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PageError(f"{what} arguments are not JSON: {exc.msg} at column {exc.colno} in {text[:200]!r}; "
+                        'write a JSON array, e.g. ["yes"] or [1, {"id": "o-1"}]') from None
+    if not isinstance(value, list):
+        raise PageError(f"{what} arguments must be a JSON array of the arguments, e.g. [{text[:100]}], "
+                        f"not a {type(value).__name__}")
+    return value
+
+
+def _back(wid: str, **message: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(url("/workflow", id=wid, **{k: v[:2000] for k, v in message.items()}))
+
+
+async def _form(request: web.Request) -> tuple[Console, str, Any]:
+    form = await request.post()
+    return console_of(request), _id(request, form), form
+
+
+async def signal(request: web.Request) -> web.StreamResponse:
+    console, wid, form = await _form(request)
+    name = str(form.get("name", "")).strip()
+    try:
+        if not name:
+            raise PageError("give the signal's name")
+        args = json_args(str(form.get("args", "")), f"signal {name!r}")
+        await console.client.get_workflow_handle(wid).signal(name, *args)
+    except Exception as exc:
+        raise _back(wid, error=_message(exc, f"signal {name!r}")) from None
+    raise _back(wid, notice=f"signal {name!r} sent with {json.dumps(args)[:200]}")
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    console, wid, form = await _form(request)
+    name = str(form.get("name") or form.get("free") or "").strip()
+    try:
+        if not name:
+            raise PageError("give the query's name")
+        args = json_args(str(form.get("args", "")), f"query {name!r}")
+        result = await console.client.get_workflow_handle(wid).query(name, *args)
+    except Exception as exc:
+        raise _back(wid, error=_message(exc, f"query {name!r}")) from None
+    raise _back(wid, notice=f"query {name!r} answered: {json.dumps(result, default=str)}")
+
+
+async def action(request: web.Request) -> web.StreamResponse:
+    console, wid, form = await _form(request)
+    what = str(form.get("action", ""))
+    if what not in {a for a, _, _ in ACTIONS}:
+        raise _back(wid, error=f"unknown action {what!r}: one of {', '.join(a for a, _, _ in ACTIONS)}")
+    try:
+        await getattr(console.client.get_workflow_handle(wid), what)(str(form.get("reason", "")))
+    except Exception as exc:
+        raise _back(wid, error=_message(exc, what)) from None
+    raise _back(wid, notice=f"{what}: done")
+
+
+def _message(exc: Exception, what: str) -> str:
+    """An error as the page says it (the type only when the message alone would not tell)."""
+    from ..exceptions import AionError
+
+    if isinstance(exc, (PageError, AionError)):
+        return str(exc) if what in str(exc) else f"{what}: {exc}"
+    return f"{what} failed: {type(exc).__name__}: {exc}"
+
+
+async def workflow_api(request: web.Request) -> web.StreamResponse:
+    """``GET /api/workflow?id=``: the description, what it waits on, the history (JSON)."""
+    import dataclasses
+
+    wid = _id(request)
+    events, d = await load(console_of(request), wid)
+    pending = pending_of(events, iso) if d.status == "RUNNING" else {}
+    return web.json_response({**dataclasses.asdict(d), **pending,
+                              "history": json.loads(events_to_json(events, workflow_id=wid))})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/workflow", workflow_page)
+    router.add_get("/workflow/history.json", history_json)
+    router.add_post("/workflow/signal", signal)
+    router.add_post("/workflow/query", query)
+    router.add_post("/workflow/action", action)
+    router.add_get("/api/workflow", workflow_api)

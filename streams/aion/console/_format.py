@@ -71,9 +71,19 @@ def _plain(converter: Any, v: Any) -> Any:
     return v
 
 
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def event_details(converter: Any, e: Event, limit: int = 240) -> str:
-    """The event's body fields that say something, in one line (payloads decoded)."""
-    body = {f.name: getattr(e.body, f.name) for f in dataclasses.fields(e.body)}
-    shown = {k: _plain(converter, v) for k, v in body.items() if v not in (None, [], {}, "") and k != "reply_to"}
+    """The event's body fields that say something (not empty, not their default), in one line
+    (payloads decoded)."""
+    body = {f.name: getattr(e.body, f.name) for f in dataclasses.fields(e.body)
+            if f.name not in ("reply_to", "request_id") and getattr(e.body, f.name) != _default(f)}
+    shown = {k: _plain(converter, v) for k, v in body.items() if v not in (None, [], {}, "")}
     text = json.dumps(shown, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,6 +8,8 @@ from html import escape
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlencode
 
+from ._format import iso
+
 #: The pages of the navigation bar: (path, label).
 NAV = (("/workflows", "Workflows"), ("/schedules", "Schedules"), ("/dlq", "Dead letters"), ("/events", "Events"))
 
@@ -22,7 +24,7 @@ h1{font-size:20px;margin:4px 0 12px} h2{font-size:15px;margin:22px 0 8px;color:#
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e8}
 th,td{padding:5px 8px;border-bottom:1px solid #e8eaef;text-align:left;vertical-align:top}
 th{background:#eef1f6;font-weight:600;font-size:12px;color:#4a5570;text-transform:uppercase;letter-spacing:.3px}
-td.num{text-align:right} tr:hover td{background:#fafbfd}
+td.num{text-align:right} .nw,a.mono{white-space:nowrap} tr:hover td{background:#fafbfd}
 a{color:#1f5fcf} code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:#fff;border:1px solid #dde1e8;padding:8px;overflow:auto;max-height:420px;margin:0}
 form.inline{display:inline} .filters{display:flex;flex-wrap:wrap;gap:8px;align-items:end;background:#fff;
@@ -40,7 +42,7 @@ button.danger{background:#b42318;border-color:#b42318} button.quiet{background:#
 .card{background:#fff;border:1px solid #dde1e8;padding:10px 12px} .card h2{margin-top:0}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:0} dl.kv dt{color:#5a6680}
 dl.kv dd{margin:0;word-break:break-all}
-.actions form{margin:0 0 8px} .muted{color:#7a849a} .pager{margin:8px 0;display:flex;gap:12px;align-items:center}
+.actions{margin-top:14px} .actions .card:last-child{grid-column:1/-1} .actions form{margin:0} .actions input{max-width:100%} .muted{color:#7a849a} .pager{margin:8px 0;display:flex;gap:12px;align-items:center}
 .tl{position:relative;height:14px;background:#f0f2f6;border-radius:3px;min-width:120px}
 .tl span{position:absolute;top:2px;height:10px;border-radius:2px;background:#6ea8ff;min-width:3px}
 .tl span.fail{background:#e5533f} .tl span.done{background:#3aa564} .tl span.wait{background:#f0b43c}
@@ -74,6 +76,11 @@ def url(path: str, **params: Any) -> str:
     """``path`` with the non-empty ``params`` as its query string."""
     q = {k: v for k, v in params.items() if v not in (None, "", [])}
     return f"{path}?{urlencode(q, doseq=True)}" if q else path
+
+
+def when(ms: int | None) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time that does not wrap (``-`` for none)."""
+    return f'<span class="nw">{esc(iso(ms))}</span>' if ms is not None else '<span class="muted">-</span>'
 
 
 def badge(status: str | None, extra: str = "") -> str:

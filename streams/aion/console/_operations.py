@@ -12,7 +12,7 @@ from ..client._dlq import read_dead_letters, replay_dead_letters
 from ..client._recent import read_recent_events
 from ._app import PageError, console_of, is_fragment
 from ._format import event_details, iso
-from ._html import badge, esc, live_toggle, page, table, url
+from ._html import badge, esc, live_toggle, page, table, url, when
 
 TAIL_SIZES = (25, 50, 100, 250)
 REFRESH_MS = 2000
@@ -113,7 +113,7 @@ async def events_page(request: web.Request) -> web.StreamResponse:
     records = await asyncio.to_thread(read_recent_events, console.settings, n, codec=console.client.codec,
                                       workflow_id_prefix=prefix)
     conv = console.client.converter
-    cells = [[esc(iso(r.event.recorded_at_ms)), f'<a href="{esc(url("/workflow", id=r.workflow_id))}" '
+    cells = [[when(r.event.recorded_at_ms), f'<a href="{esc(url("/workflow", id=r.workflow_id))}" '
               f'class="mono">{esc(r.workflow_id)}</a>', f'<span class="num">{r.seq}</span>', f"<b>{esc(r.type)}</b>",
               f'<span class="mono">{esc(event_details(conv, r.event, 160))}</span>', f"{r.partition}@{r.offset}"]
              for r in reversed(records) if r.event is not None]

@@ -11,7 +11,7 @@ from ..model import (
     ChildWorkflowCompleted, ChildWorkflowStarted, Event, TimerCancelled, TimerFired, TimerStarted,
 )
 from ._format import event_details, iso
-from ._html import esc, table, url
+from ._html import esc, table, url, when
 
 _CHILD_ENDS = ("ChildWorkflowCompleted", "ChildWorkflowFailed", "ChildWorkflowCancelled",
                "ChildWorkflowTimedOut", "ChildWorkflowTerminated")
@@ -93,8 +93,8 @@ def event_rows(converter: Any, events: list[Event]) -> str:
     rows = []
     for e in events:
         family = next((f for f in ("Workflow", "Activity", "Timer", "Signal", "Child") if e.type.startswith(f)), "")
-        rows.append([f'<span class="num">{e.seq}</span>', esc(iso(e.recorded_at_ms)),
-                     f"+{_ms(e.recorded_at_ms - t0)}", f'<span class="mono">{esc(e.run_id[:8])}</span>',
+        rows.append([f'<span class="num">{e.seq}</span>', when(e.recorded_at_ms),
+                     f'<span class="nw">+{_ms(e.recorded_at_ms - t0)}</span>', f'<span class="mono">{esc(e.run_id[:8])}</span>',
                      f'<b class="ev-{family}">{esc(e.type)}</b>',
                      f'<span class="mono">{esc(event_details(converter, e))}</span>'])
     return table(["seq", "recorded", "", "run", "event", "details"], rows, attrs=' id="history"')

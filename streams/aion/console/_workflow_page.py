@@ -18,7 +18,7 @@ from ..model import (
 from ..runtime._history_json import events_to_json
 from ._app import Console, Handlers, PageError, console_of, is_fragment
 from ._format import failure_text, iso, payload_value, pretty
-from ._html import badge, esc, kv, live_toggle, page, table, url
+from ._html import badge, esc, kv, live_toggle, page, table, url, when
 from ._timeline import event_rows, gantt, spans_of
 
 REFRESH_MS = 2000
@@ -85,7 +85,7 @@ def _summary(events: list[Event], d: WorkflowDescription) -> str:
     attrs = ", ".join(f"{k}={v}" for k, v in sorted(d.search_attributes.items()))
     pairs = [("status", f'<span id="status">{status}</span>'), ("type", esc(d.workflow_type)),
              ("run id", f'<span class="mono">{esc(d.run_id)}</span>'), ("task queue", esc(d.task_queue)),
-             ("started", esc(iso(d.start_time_ms))), ("closed", esc(iso(d.close_time_ms)) or "-"),
+             ("started", when(d.start_time_ms)), ("closed", when(d.close_time_ms)),
              ("events", f"{d.history_length} ({d.runs} run{'s' if d.runs != 1 else ''})"),
              ("parent", parent), ("children", kids or '<span class="muted">none</span>'),
              ("search attributes", esc(attrs) or '<span class="muted">none</span>')]
@@ -114,10 +114,14 @@ def _pending(events: list[Event], d: WorkflowDescription) -> str:
             f'<div class="card"><h2>Pending timers</h2>{timers}</div>')
 
 
-def live_part(console: Console, events: list[Event], d: WorkflowDescription) -> str:
-    """What the live refresh replaces: state, outcome, what it waits on, the history."""
-    return (f'<div class="grid">{_summary(events, d)}{_outcome(console, events, d)}{_pending(events, d)}</div>'
-            f"<h2>Timeline (latest run)</h2>{gantt(events, spans_of(events))}"
+def state_part(console: Console, events: list[Event], d: WorkflowDescription) -> str:
+    """State, input and outcome, what it waits on (refreshed live)."""
+    return f'<div class="grid">{_summary(events, d)}{_outcome(console, events, d)}{_pending(events, d)}</div>'
+
+
+def history_part(console: Console, events: list[Event]) -> str:
+    """The timeline and the history table (refreshed live)."""
+    return (f"<h2>Timeline (latest run)</h2>{gantt(events, spans_of(events))}"
             f"<h2>History</h2>{event_rows(console.client.converter, events)}")
 
 
@@ -145,24 +149,28 @@ def _actions(wid: str, names: Handlers, d: WorkflowDescription) -> str:
                    for a, label, style in ACTIONS)
     act = (f'<form method="post" action="/workflow/action" id="action-form">{hid}'
            f'<input name="reason" placeholder="reason (optional)" size="20"> {runs}</form>')
-    return (f'<div class="card actions"><h2>Signal</h2>{signal}<h2>Query</h2>{query}'
-            f"<h2>Run</h2>{act}</div>")
+    return (f'<div class="grid actions"><div class="card"><h2>Signal</h2>{signal}</div>'
+            f'<div class="card"><h2>Query</h2>{query}</div><div class="card"><h2>Run</h2>{act}</div></div>')
 
 
 async def workflow_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     wid = _id(request)
     events, d = await load(console, wid)
-    live = live_part(console, events, d)
     if is_fragment(request):
-        return web.Response(text=live, content_type="text/html")
+        part = history_part(console, events) if request.query.get("part") == "history" else \
+            state_part(console, events, d)
+        return web.Response(text=part, content_type="text/html")
     download = url("/workflow/history.json", id=wid)
     body = (f'<h1>Workflow <span class="mono">{esc(wid)}</span></h1>'
             f'<div class="pager">{live_toggle(REFRESH_MS)} <a href="{esc(download)}" download>'
             f"download history JSON</a> <span class=muted>(the file <code>aion replay FILE</code> reads, as "
             f"<code>aion workflow history ID --json</code>)</span></div>"
+            f'<div id="state" data-refresh="{esc(url("/workflow", id=wid, part="state"))}">'
+            f"{state_part(console, events, d)}</div>"
             f"{_actions(wid, _names(console, events, d), d)}"
-            f'<div id="live-part" data-refresh="{esc(url("/workflow", id=wid))}">{live}</div>'
+            f'<div id="timeline" data-refresh="{esc(url("/workflow", id=wid, part="history"))}">'
+            f"{history_part(console, events)}</div>"
             f'<details><summary>History as JSON</summary><pre id="history-json">'
             f"{esc(events_to_json(events, workflow_id=wid))}</pre></details>")
     return web.Response(text=page(wid, body, active="/workflows", notice=request.query.get("notice"),

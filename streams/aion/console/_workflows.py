@@ -13,7 +13,7 @@ from ..client import WorkflowSummary
 from ..exceptions import AionError
 from ._app import PageError, console_of, is_fragment
 from ._format import iso
-from ._html import badge, esc, live_toggle, page, table, url
+from ._html import badge, esc, live_toggle, page, table, url, when
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW")
 PAGE_SIZES = (25, 50, 100, 200)
@@ -103,7 +103,7 @@ async def matching(request: web.Request, f: ListFilters) -> list[WorkflowSummary
 def _row(r: WorkflowSummary) -> list[str]:
     attrs = ", ".join(f"{k}={v}" for k, v in sorted(r.search_attributes.items()))
     return [f'<a href="{esc(url("/workflow", id=r.workflow_id))}" class="mono">{esc(r.workflow_id)}</a>',
-            esc(r.workflow_type), badge(r.status), esc(iso(r.started_at_ms)), esc(iso(r.closed_at_ms)),
+            esc(r.workflow_type), badge(r.status), when(r.started_at_ms), when(r.closed_at_ms),
             f'<span class="num">{r.history_length}</span>', esc(attrs)]
 
 

@@ -219,6 +219,46 @@ async def test_workflow_page_signal_query_and_actions(console_cluster: Any, cons
         assert "TERMINATED" in html and "by test" in html and "WorkflowPaused" in html and "WorkflowResumed" in html
 
 
+async def test_pending_work_cancel_and_reopen(console_cluster: Any, console_settings: Settings) -> None:
+    async with console(console_settings) as (http, client):
+        # A running activity and a pending timer are shown with their attempt and fire time.
+        saga, sleeper = uid("page-saga"), uid("page-sleeper")
+        await client.start_workflow("Saga", id=saga)
+        await client.start_workflow("Sleeper", 600, id=sleeper)
+
+        async def started() -> Any:
+            d = await (await http.get("/api/workflow", params={"id": saga})).json()
+            acts = d.get("pending_activities") or []
+            return acts if acts and acts[0]["state"] == "STARTED" else None
+
+        acts = await eventually(started, "the saga's activity started")
+        assert acts[0]["activity_type"] == "wait_cancel" and acts[0]["attempt"] == 1
+        html = await (await http.get("/workflow", params={"id": saga})).text()
+        assert re.search(r'id="pending-activities".*wait_cancel.*STARTED', html, re.S)
+        html = await (await http.get("/workflow", params={"id": sleeper})).text()
+        timers = re.search(r'id="pending-timers".*?</table>', html, re.S)
+        assert timers and re.search(r"\d{4}-\d\d-\d\dT", timers.group(0)), html
+        assert "TimerStarted" in html
+
+        # Cancel: the workflow compensates and ends CANCELLED; reopen runs it again.
+        r = await http.post("/workflow/action", data={"id": saga, "action": "cancel", "reason": "changed my mind"})
+        assert "cancel: done" in await r.text()
+
+        async def cancelled() -> Any:
+            d = await (await http.get("/api/workflow", params={"id": saga})).json()
+            return d["status"] == "CANCELLED"
+
+        await eventually(cancelled, "the saga cancelled")
+        html = await (await http.get("/workflow", params={"id": saga})).text()
+        assert "WorkflowCancelRequested" in html and "changed my mind" in html
+        r = await http.post("/workflow/action", data={"id": saga, "action": "reopen"})
+        assert "reopen: done" in await r.text()
+        d = await (await http.get("/api/workflow", params={"id": saga})).json()
+        assert d["status"] == "RUNNING" and d["reopens"] == 1
+        for wid in (saga, sleeper):
+            await http.post("/workflow/action", data={"id": wid, "action": "terminate"})
+
+
 async def test_schedules_dead_letters_and_events(console_cluster: Any, console_settings: Settings) -> None:
     async with console(console_settings) as (http, client):
         # Schedules: listed, paused, resumed, triggered.

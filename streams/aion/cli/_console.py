@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ._app import _broker_ready, _run, cli
+from ._errors import CliError
 from ._imports import import_user_modules
 
 NO_AUTH_NOTE = ("note: the console has no authentication yet: anyone who can reach {where} can signal, cancel "
@@ -41,7 +42,7 @@ def console_cmd(ctx: click.Context, host: str, port: int, modules: tuple[str, ..
             try:
                 await web.TCPSite(runner, host, port).start()
             except OSError as exc:
-                raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
             click.echo(f"aion console: http://{host}:{port}/ (Kafka {s.bootstrap_servers}, topic prefix "
                        f"{s.topic_prefix!r}); Ctrl-C stops it", err=True)
             await asyncio.Event().wait()

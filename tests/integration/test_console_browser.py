@@ -67,14 +67,21 @@ def console_url(make_cluster: Any, tmp_path: Path) -> Iterator[str]:
     yield base
 
 
-async def _start(settings: Settings, *ids: tuple[str, str, list[Any]]) -> None:
+async def _start(settings: Settings, *ids: tuple[Any, ...]) -> None:
+    """Start ``(id, type, args[, search attributes])`` each."""
     async with Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
                               rpc_timeout=90.0) as client:
-        for wid, wf_type, args in ids:
-            await client.start_workflow(wf_type, *args, id=wid)
+        for wid, wf_type, args, *attrs in ids:
+            await client.start_workflow(wf_type, *args, id=wid, search_attributes=attrs[0] if attrs else None)
 
 
-def _start_in_thread(settings: Settings, *ids: tuple[str, str, list[Any]]) -> None:
+async def _schedule(settings: Settings, sid: str) -> None:
+    async with Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                              rpc_timeout=90.0) as client:
+        await client.create_schedule(sid, cron="0 3 * * *", workflow="Hello", args=["nightly"])
+
+
+def _start_in_thread(settings: Settings, *ids: tuple[Any, ...]) -> None:
     """:func:`_start` from inside Playwright's sync API (whose loop runs in this thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -101,9 +108,11 @@ def test_console_in_a_browser(console_url: str, settings: Settings, tmp_path: Pa
     tag = uuid.uuid4().hex[:4]
     approval, dlq_wf = f"order-{tag}-approval", f"order-{tag}-late-signal"
     hellos = [f"order-{tag}-hello-{i}" for i in range(3)]
-    parent = f"batch-{tag}"
-    asyncio.run(_start(settings, *[(h, "Hello", [f"customer {i}"]) for i, h in enumerate(hellos)],
-                       (approval, "Approval", [1]), (parent, "Parent", [7])))
+    parent, steps = f"batch-{tag}", f"steps-{tag}"
+    asyncio.run(_start(settings, *[(h, "Hello", [f"customer {i}"], {"Customer": f"c-{i}", "Region": "eu"})
+                                 for i, h in enumerate(hellos)],
+                       (approval, "Approval", [1]), (parent, "Parent", [7]), (steps, "Steps", [3])))
+    asyncio.run(_schedule(settings, f"nightly-{tag}"))
     _orphan_signal(settings, dlq_wf)
 
     with playwright_sync.sync_playwright() as pw:
@@ -115,8 +124,10 @@ def test_console_in_a_browser(console_url: str, settings: Settings, tmp_path: Pa
             # The list: every workflow, live (the index catches up while the page is open).
             page.goto(f"{console_url}/workflows")
             rows = page.locator("#workflows tbody tr")
-            expect(rows).to_have_count(6)  # the parent's child too
-            expect(page.locator("#workflows")).to_contain_text("COMPLETED")
+            for h in hellos:
+                expect(rows.filter(has_text=h)).to_contain_text("COMPLETED")
+            expect(rows.filter(has_text=f"{parent}-child")).to_contain_text("COMPLETED")
+            expect(rows.filter(has_text=f"schedule:nightly-{tag}")).to_contain_text("aion.Schedule")
             page.screenshot(path=str(shots / "workflows.png"))
 
             # Filter: running Approvals only.
@@ -167,6 +178,23 @@ def test_console_in_a_browser(console_url: str, settings: Settings, tmp_path: Pa
             expect(page.locator("#result")).to_contain_text("70")
             page.click(f"#state >> text={parent}")
             expect(page.locator("h1")).to_contain_text(parent)
+
+            # Activities and timers on the timeline.
+            page.goto(f"{console_url}/workflow?id={steps}")
+            expect(page.locator("#result")).to_contain_text("6")
+            expect(page.locator(".gantt tbody tr")).to_have_count(6)  # 3 activities, 3 timers
+            page.screenshot(path=str(shots / "timeline.png"), full_page=True)
+
+            # Schedules: pause, then trigger.
+            page.goto(f"{console_url}/schedules")
+            sched = page.locator("#schedules tbody tr", has_text=f"nightly-{tag}")
+            expect(sched).to_contain_text("active")
+            sched.locator("button[value=pause]").click()
+            expect(page.locator(".notice")).to_contain_text("paused")
+            expect(sched).to_contain_text("PAUSED")
+            sched.locator("button[value=trigger]").click()
+            expect(page.locator(".notice")).to_contain_text("triggered")
+            page.screenshot(path=str(shots / "schedules.png"))
 
             # Dead letters: the orphan signal is listed with its reason; once its workflow is
             # started, a replay delivers it and the workflow completes with it.

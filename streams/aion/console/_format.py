@@ -61,7 +61,8 @@ def _plain(converter: Any, v: Any) -> Any:
     if isinstance(v, Failure):
         return f"{v.type}: {v.message}" if v.type else v.message
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _plain(converter, getattr(v, f.name)) for f in dataclasses.fields(v)}
+        return {f.name: _plain(converter, getattr(v, f.name)) for f in dataclasses.fields(v)
+                if getattr(v, f.name) is not None}
     if isinstance(v, (list, tuple)):
         return [_plain(converter, x) for x in v]
     if isinstance(v, dict):

@@ -47,7 +47,7 @@ dl.kv dd{margin:0;word-break:break-all}
 .tl span{position:absolute;top:2px;height:10px;border-radius:2px;background:#6ea8ff;min-width:3px}
 .tl span.fail{background:#e5533f} .tl span.done{background:#3aa564} .tl span.wait{background:#f0b43c}
 .ev-Workflow{color:#124ca8} .ev-Activity{color:#17663a} .ev-Timer{color:#8a5a00} .ev-Signal{color:#5b2fa8}
-.ev-Child{color:#0b6b74}
+.ev-Child{color:#0b6b74} code.chip{background:#eef1f6;border-radius:3px;padding:0 4px;font-size:11.5px;white-space:nowrap}
 """
 
 _SCRIPT = """

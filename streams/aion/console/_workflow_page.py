@@ -131,24 +131,37 @@ def _names(console: Console, events: list[Event], d: WorkflowDescription) -> Han
     return Handlers(sorted(set(declared.signals) | set(seen)), declared.queries, declared.updates)
 
 
-def _actions(wid: str, names: Handlers, d: WorkflowDescription) -> str:
+def applicable(d: WorkflowDescription, held: bool) -> list[str]:
+    """The actions that make sense for the run's state (the engine refuses the others)."""
+    if d.status == "RUNNING":
+        return ["cancel", "terminate", "resume" if d.paused or held else "pause"]
+    return ["reopen"] if d.status in ("FAILED", "CANCELLED") else []
+
+
+def _actions(wid: str, names: Handlers, d: WorkflowDescription, held: bool) -> str:
     hid = f'<input type="hidden" name="id" value="{esc(wid)}">'
+    runs = "".join(f'<button type="submit" name="action" value="{a}" class="{style}">{label}</button> '
+                   for a, label, style in ACTIONS if a in applicable(d, held))
+    act = (f'<form method="post" action="/workflow/action" id="action-form">{hid}'
+           f'<input name="reason" placeholder="reason (optional)" size="20"> {runs}</form>' if runs else
+           f'<p class="muted">{esc(d.status.lower())}: nothing to do</p>')
+    if d.status != "RUNNING":
+        return (f'<div class="grid actions"><div class="card"><h2>Actions</h2>{act}'
+                '<p class="muted">(signals and queries go to running workflows)</p></div></div>')
     signals = "".join(f'<option value="{esc(n)}">' for n in names.signals)
     signal = (f'<form method="post" action="/workflow/signal" id="signal-form">{hid}'
               f'<input name="name" list="signal-names" placeholder="signal name" required size="14">'
               f'<datalist id="signal-names">{signals}</datalist> '
               f'<input name="args" placeholder=\'arguments as a JSON array: ["yes"]\' size="28"> '
               f'<button type="submit">Send signal</button></form>')
-    buttons = "".join(f'<button type="submit" name="name" value="{esc(q)}" class="quiet">{esc(q)}</button> '
-                      for q in names.queries)
-    query = (f'<form method="post" action="/workflow/query" id="query-form">{hid}{buttons}'
+    # The free name's button comes first: Enter in a text box presses the form's first button.
+    declared = "".join(f'<button type="submit" name="name" value="{esc(q)}" class="quiet">{esc(q)}</button> '
+                       for q in names.queries)
+    query = (f'<form method="post" action="/workflow/query" id="query-form">{hid}'
              f'<input name="free" placeholder="query name" size="14"> '
              f'<input name="args" placeholder="arguments: JSON array" size="18"> '
-             f'<button type="submit">Query</button></form>')
-    runs = "".join(f'<button type="submit" name="action" value="{a}" class="{style}">{label}</button> '
-                   for a, label, style in ACTIONS)
-    act = (f'<form method="post" action="/workflow/action" id="action-form">{hid}'
-           f'<input name="reason" placeholder="reason (optional)" size="20"> {runs}</form>')
+             f'<button type="submit">Query</button>'
+             + (f' <span class="muted">declared:</span> {declared}' if declared else "") + "</form>")
     return (f'<div class="grid actions"><div class="card"><h2>Signal</h2>{signal}</div>'
             f'<div class="card"><h2>Query</h2>{query}</div><div class="card"><h2>Run</h2>{act}</div></div>')
 
@@ -161,6 +174,7 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
         part = history_part(console, events) if request.query.get("part") == "history" else \
             state_part(console, events, d)
         return web.Response(text=part, content_type="text/html")
+    held = d.status == "RUNNING" and pending_of(events, iso)["workflow_task"] is not None
     download = url("/workflow/history.json", id=wid)
     body = (f'<h1>Workflow <span class="mono">{esc(wid)}</span></h1>'
             f'<div class="pager">{live_toggle(REFRESH_MS)} <a href="{esc(download)}" download>'
@@ -168,7 +182,7 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
             f"<code>aion workflow history ID --json</code>)</span></div>"
             f'<div id="state" data-refresh="{esc(url("/workflow", id=wid, part="state"))}">'
             f"{state_part(console, events, d)}</div>"
-            f"{_actions(wid, _names(console, events, d), d)}"
+            f"{_actions(wid, _names(console, events, d), d, held)}"
             f'<div id="timeline" data-refresh="{esc(url("/workflow", id=wid, part="history"))}">'
             f"{history_part(console, events)}</div>"
             f'<details><summary>History as JSON</summary><pre id="history-json">'
@@ -227,7 +241,7 @@ async def signal(request: web.Request) -> web.StreamResponse:
 
 async def query(request: web.Request) -> web.StreamResponse:
     console, wid, form = await _form(request)
-    name = str(form.get("name") or form.get("free") or "").strip()
+    name = str(form.get("name") or form.get("free") or "").strip()  # a declared query's button, or the box
     try:
         if not name:
             raise PageError("give the query's name")

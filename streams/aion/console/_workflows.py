@@ -101,10 +101,13 @@ async def matching(request: web.Request, f: ListFilters) -> list[WorkflowSummary
 
 
 def _row(r: WorkflowSummary) -> list[str]:
-    attrs = ", ".join(f"{k}={v}" for k, v in sorted(r.search_attributes.items()))
+    pairs = [f"{k}={v}" for k, v in sorted(r.search_attributes.items())]
+    chips = " ".join(f'<code class="chip">{esc(p)}</code>' for p in pairs[:3])
+    if len(pairs) > 3:
+        chips += f' <span class="muted" title="{esc(", ".join(pairs))}">+{len(pairs) - 3} more</span>'
     return [f'<a href="{esc(url("/workflow", id=r.workflow_id))}" class="mono">{esc(r.workflow_id)}</a>',
             esc(r.workflow_type), badge(r.status), when(r.started_at_ms), when(r.closed_at_ms),
-            f'<span class="num">{r.history_length}</span>', esc(attrs)]
+            f'<span class="num">{r.history_length}</span>', chips]
 
 
 def results(rows: list[WorkflowSummary], f: ListFilters) -> str:

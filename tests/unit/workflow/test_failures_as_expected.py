@@ -202,7 +202,7 @@ async def test_a_deadlocked_task_is_not_rerun_at_every_retry_while_other_workflo
     assert [e.type for e in history] == ["WorkflowStarted", "WorkflowTaskFailed"]
     assert history[-1].body.failure.type == "DeadlockError"
     # `aion workflow describe` says it is held, and why, with no misleading next try
-    from aion.cli._pending import pending_of
+    from aion.client._pending import pending_of
 
     task = pending_of(history, lambda ms: None if ms is None else str(ms))["workflow_task"]
     assert task["state"] == "HELD" and task["error"].startswith("DeadlockError: ") and task["next_try"] is None

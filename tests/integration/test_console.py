@@ -202,6 +202,15 @@ async def test_workflow_page_signal_query_and_actions(console_cluster: Any, cons
         r = await http.get("/api/workflow", params={"id": "no-such-workflow"})
         assert r.status == 404 and "no workflow" in (await r.json())["error"]
 
+        # A form posted from another site is refused (no login: cross-site request forgery).
+        r = await http.post("/workflow/action", data={"id": wid, "action": "terminate"},
+                            headers={"Origin": "http://evil.example"})
+        assert r.status == 403 and "posted from &#x27;http://evil.example&#x27;" in await r.text()
+
+        # On 127.0.0.1 the console answers to loopback names only (DNS rebinding).
+        r = await http.get("/workflow", params={"id": wid}, headers={"Host": "attacker.example:8233"})
+        assert r.status == 403 and "DNS rebinding" in await r.text()
+
         # Pause, resume, cancel and terminate, each through the action form.
         other = uid("page-actions")
         await client.start_workflow("Approval", 5, id=other)

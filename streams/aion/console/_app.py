@@ -99,12 +99,51 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
         return web.Response(text=page("Error", body, error=message), status=status, content_type="text/html")
 
 
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _loopback_only(request: web.Request) -> bool:
+    """Whether the console listens on a loopback address and ``Host`` names something else."""
+    import ipaddress
+
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    try:
+        local = ipaddress.ip_address(sock[0]) if sock else None
+    except ValueError:
+        return False
+    if local is None or not local.is_loopback:
+        return False
+    name = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return name.lower() not in _LOOPBACK_NAMES
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Refuse a form posted from another site (cross-site request forgery): with no login, any
+    page a user's browser opens could otherwise terminate workflows through a console on
+    127.0.0.1. Browsers send ``Origin`` with every cross-site POST; a tool such as curl sends
+    none and is let through."""
+    if _loopback_only(request):
+        message = (f"refused: the console on this host answers to 127.0.0.1 or localhost, not to {request.host!r} "
+                   "(a name that leads here from another site: DNS rebinding)")
+        return web.Response(text=page("Refused", "<h1>Refused</h1>", error=message), status=403,
+                            content_type="text/html")
+    origin = request.headers.get("Origin")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None \
+            and origin != f"{request.scheme}://{request.host}":
+        message = (f"refused: this form was posted from {origin!r}, not from the console itself "
+                   f"({request.scheme}://{request.host}); the console takes actions only from its own pages")
+        return web.Response(text=page("Refused", "<h1>Refused</h1>", error=message), status=403,
+                            content_type="text/html")
+    return await handler(request)
+
+
 def make_app(client: Client, *, workflows: Iterable[object] = ()) -> web.Application:
     """The console for ``client``'s deployment; ``workflows``: ``@workflow.defn`` classes whose
     signals and queries the workflow pages offer by name. The caller owns the client."""
     from . import _operations, _workflow_page, _workflows
 
-    app = web.Application(middlewares=[errors])
+    app = web.Application(middlewares=[same_origin, errors])
     app[CONSOLE] = Console(client=client, settings=client.settings, handlers=handlers_of(workflows))
 
     async def index(request: web.Request) -> web.StreamResponse:

@@ -24,8 +24,8 @@ from confluent_kafka import Producer
 
 from aion.client import Client
 from aion.codec import Codec
-from aion.engine.settings import Settings
-from aion.engine.topics import TopicNames
+from aion.common.settings import Settings
+from aion.common.topics import TopicNames
 from aion.model import Command, Payload, SignalWorkflow, now_ms
 from aion.runtime._history_json import events_from_json, events_to_json
 
@@ -56,7 +56,7 @@ def console_cluster(console_settings: Settings, tmp_path_factory: pytest.TempPat
     """An engine worker and an activity worker (``engine_workflows``) for the whole module."""
     from _procs import Cluster
 
-    from aion.engine.topics import ensure_topics
+    from aion.common.topics import ensure_topics
 
     ensure_topics(console_settings)
     c = Cluster(console_settings, Path(console_settings.data_dir), "engine_workflows")

@@ -24,8 +24,8 @@ import pytest
 
 from aion.client import Client
 from aion.codec import Codec
-from aion.engine.settings import Settings
-from aion.engine.topics import TopicNames
+from aion.common.settings import Settings
+from aion.common.topics import TopicNames
 from aion.model import Command, Payload, SignalWorkflow, now_ms
 
 CHROMIUM = os.environ.get("AION_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -101,6 +101,9 @@ def _orphan_signal(settings: Settings, wid: str) -> None:
 
 
 def test_console_in_a_browser(console_url: str, settings: Settings, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: install Debian's (apt-get install -y chromium, as .ci/run does) "
+                    "or point AION_TEST_CHROMIUM at a Chromium binary", pytrace=False)
     expect = playwright_sync.expect
     expect.set_options(timeout=45_000)  # four test processes on two cores: waits stretch
     shots = Path(os.environ.get("AION_CONSOLE_SCREENSHOTS") or tmp_path)

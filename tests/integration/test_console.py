@@ -10,7 +10,6 @@ server) on its own :class:`~aion.client.Client`.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid

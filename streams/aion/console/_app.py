@@ -40,8 +40,9 @@ class Console:
 CONSOLE = web.AppKey("console", Console)
 
 
-class PageError(Exception):
-    """A request the console cannot serve, with the message the page shows and its status."""
+class PageError(AionError):
+    """A request the console cannot serve (bad input, an unknown id), with the message the page
+    shows and its HTTP status."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -141,7 +142,7 @@ async def same_origin(request: web.Request, handler: Callable[[web.Request], Awa
 def make_app(client: Client, *, workflows: Iterable[object] = ()) -> web.Application:
     """The console for ``client``'s deployment; ``workflows``: ``@workflow.defn`` classes whose
     signals and queries the workflow pages offer by name. The caller owns the client."""
-    from . import _operations, _workflow_page, _workflows
+    from . import _operations, _workflow_actions, _workflow_page, _workflows
 
     app = web.Application(middlewares=[same_origin, errors])
     app[CONSOLE] = Console(client=client, settings=client.settings, handlers=handlers_of(workflows))
@@ -152,6 +153,7 @@ def make_app(client: Client, *, workflows: Iterable[object] = ()) -> web.Applica
     app.router.add_get("/", index)
     _workflows.add_routes(app.router)
     _workflow_page.add_routes(app.router)
+    _workflow_actions.add_routes(app.router)
     _operations.add_routes(app.router)
     return app
 

@@ -10,7 +10,7 @@ from ..model import (
     ActivityCancelled, ActivityCompleted, ActivityFailed, ActivityScheduled, ActivityTimedOut,
     ChildWorkflowCompleted, ChildWorkflowStarted, Event, TimerCancelled, TimerFired, TimerStarted,
 )
-from ._format import event_details, iso
+from ._format import event_details
 from ._html import esc, table, url, when
 
 _CHILD_ENDS = ("ChildWorkflowCompleted", "ChildWorkflowFailed", "ChildWorkflowCancelled",

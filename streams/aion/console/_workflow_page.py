@@ -1,6 +1,6 @@
-"""One workflow: its state, input and result or failure, what it waits on, parent and children,
-its history (timeline, table, JSON download in the format ``aion replay`` reads), and the
-operator's actions: signal, query, cancel, terminate, pause, resume, reopen."""
+"""One workflow's page: its state, input and result or failure, what it waits on, parent and
+children, its history (timeline, table, JSON download in the format ``aion replay`` reads), and
+the forms of the operator's actions (handled in :mod:`aion.console._workflow_actions`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ ACTIONS = (("cancel", "Cancel", "quiet"), ("terminate", "Terminate", "danger"), 
            ("resume", "Resume", "quiet"), ("reopen", "Reopen", "quiet"))
 
 
-def _id(request: web.Request, source: Any = None) -> str:
+def workflow_id(request: web.Request, source: Any = None) -> str:
     wid = (source if source is not None else request.query).get("id", "")
     if not isinstance(wid, str) or not wid.strip():
         raise PageError("no workflow id given (…/workflow?id=WORKFLOW_ID)")
@@ -168,7 +168,7 @@ def _actions(wid: str, names: Handlers, d: WorkflowDescription, held: bool) -> s
 
 async def workflow_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    wid = _id(request)
+    wid = workflow_id(request)
     events, d = await load(console, wid)
     if is_fragment(request):
         part = history_part(console, events) if request.query.get("part") == "history" else \
@@ -194,90 +194,18 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
 
 async def history_json(request: web.Request) -> web.StreamResponse:
     """The history file (``aion workflow history ID --json``), as a download."""
-    wid = _id(request)
+    wid = workflow_id(request)
     events, _ = await load(console_of(request), wid)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in wid)[:100]
     return web.Response(text=events_to_json(events, workflow_id=wid), content_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{safe}.history.json"'})
 
 
-def json_args(text: str, what: str) -> list[Any]:
-    """A form's arguments: a JSON array (empty text: none)."""
-    text = text.strip()
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PageError(f"{what} arguments are not JSON: {exc.msg} at column {exc.colno} in {text[:200]!r}; "
-                        'write a JSON array, e.g. ["yes"] or [1, {"id": "o-1"}]') from None
-    if not isinstance(value, list):
-        raise PageError(f"{what} arguments must be a JSON array of the arguments, e.g. [{text[:100]}], "
-                        f"not a {type(value).__name__}")
-    return value
-
-
-def _back(wid: str, **message: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(url("/workflow", id=wid, **{k: v[:2000] for k, v in message.items()}))
-
-
-async def _form(request: web.Request) -> tuple[Console, str, Any]:
-    form = await request.post()
-    return console_of(request), _id(request, form), form
-
-
-async def signal(request: web.Request) -> web.StreamResponse:
-    console, wid, form = await _form(request)
-    name = str(form.get("name", "")).strip()
-    try:
-        if not name:
-            raise PageError("give the signal's name")
-        args = json_args(str(form.get("args", "")), f"signal {name!r}")
-        await console.client.get_workflow_handle(wid).signal(name, *args)
-    except Exception as exc:
-        raise _back(wid, error=_message(exc, f"signal {name!r}")) from None
-    raise _back(wid, notice=f"signal {name!r} sent with {json.dumps(args)[:200]}")
-
-
-async def query(request: web.Request) -> web.StreamResponse:
-    console, wid, form = await _form(request)
-    name = str(form.get("name") or form.get("free") or "").strip()  # a declared query's button, or the box
-    try:
-        if not name:
-            raise PageError("give the query's name")
-        args = json_args(str(form.get("args", "")), f"query {name!r}")
-        result = await console.client.get_workflow_handle(wid).query(name, *args)
-    except Exception as exc:
-        raise _back(wid, error=_message(exc, f"query {name!r}")) from None
-    raise _back(wid, notice=f"query {name!r} answered: {json.dumps(result, default=str)}")
-
-
-async def action(request: web.Request) -> web.StreamResponse:
-    console, wid, form = await _form(request)
-    what = str(form.get("action", ""))
-    if what not in {a for a, _, _ in ACTIONS}:
-        raise _back(wid, error=f"unknown action {what!r}: one of {', '.join(a for a, _, _ in ACTIONS)}")
-    try:
-        await getattr(console.client.get_workflow_handle(wid), what)(str(form.get("reason", "")))
-    except Exception as exc:
-        raise _back(wid, error=_message(exc, what)) from None
-    raise _back(wid, notice=f"{what}: done")
-
-
-def _message(exc: Exception, what: str) -> str:
-    """An error as the page says it (the type only when the message alone would not tell)."""
-    from ..exceptions import AionError
-
-    if isinstance(exc, (PageError, AionError)):
-        return str(exc) if what in str(exc) else f"{what}: {exc}"
-    return f"{what} failed: {type(exc).__name__}: {exc}"
-
-
 async def workflow_api(request: web.Request) -> web.StreamResponse:
     """``GET /api/workflow?id=``: the description, what it waits on, the history (JSON)."""
     import dataclasses
 
-    wid = _id(request)
+    wid = workflow_id(request)
     events, d = await load(console_of(request), wid)
     pending = pending_of(events, iso) if d.status == "RUNNING" else {}
     return web.json_response({**dataclasses.asdict(d), **pending,
@@ -287,7 +215,4 @@ async def workflow_api(request: web.Request) -> web.StreamResponse:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/workflow", workflow_page)
     router.add_get("/workflow/history.json", history_json)
-    router.add_post("/workflow/signal", signal)
-    router.add_post("/workflow/query", query)
-    router.add_post("/workflow/action", action)
     router.add_get("/api/workflow", workflow_api)

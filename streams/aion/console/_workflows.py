@@ -12,7 +12,6 @@ from aiohttp import web
 from ..client import WorkflowSummary
 from ..exceptions import AionError
 from ._app import PageError, console_of, is_fragment
-from ._format import iso
 from ._html import badge, esc, live_toggle, page, table, url, when
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW")

@@ -13,7 +13,8 @@ from aion.console import PageError
 from aion.console._format import event_details, failure_text
 from aion.console._html import esc, url
 from aion.console._timeline import gantt, spans_of
-from aion.console._workflow_page import applicable, json_args
+from aion.console._workflow_actions import json_args
+from aion.console._workflow_page import applicable
 from aion.console._workflows import _attrs, _when, filters_of
 from aion.converter import default_converter
 from aion.model import (

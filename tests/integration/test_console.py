@@ -25,6 +25,7 @@ from aion.client import Client
 from aion.codec import Codec
 from aion.common.settings import Settings
 from aion.common.topics import TopicNames
+from aion.exceptions import WorkflowFailureError
 from aion.model import Command, Payload, SignalWorkflow, now_ms
 from aion.runtime._history_json import events_from_json, events_to_json
 
@@ -265,6 +266,16 @@ async def test_pending_work_cancel_and_reopen(console_cluster: Any, console_sett
         assert d["status"] == "RUNNING" and d["reopens"] == 1
         for wid in (saga, sleeper):
             await http.post("/workflow/action", data={"id": wid, "action": "terminate"})
+
+        # A failed workflow: its failure chain, and reopen is the one action offered.
+        failed = uid("page-failed")
+        h = await client.start_workflow("NonRetryable", id=failed)
+        with pytest.raises(WorkflowFailureError):
+            await h.result(timeout=60)
+        html = await (await http.get("/workflow", params={"id": failed})).text()
+        failure = re.search(r'<pre id="failure">(.*?)</pre>', html, re.S)
+        assert failure and "card declined" in failure.group(1) and "CardDeclined" in failure.group(1), html
+        assert 'value="reopen"' in html and 'value="cancel"' not in html and 'id="signal-form"' not in html
 
 
 async def test_schedules_dead_letters_and_events(console_cluster: Any, console_settings: Settings) -> None:

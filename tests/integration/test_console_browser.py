@@ -1,6 +1,6 @@
 """The web console in a real browser (headless Chromium driven by Playwright): an engine worker,
 an activity worker and ``aion console`` as real processes on a real broker. The list is
-filtered, a workflow opened and signalled, and its new event and result appear; a dead letter
+refreshed live and filtered, a workflow opened and signalled, and its new event and result appear; a dead letter
 is listed and replayed (issue 16).
 
 Needs Debian's ``chromium`` (``.ci/run`` installs it when missing) and the ``playwright``
@@ -132,6 +132,9 @@ def test_console_in_a_browser(console_url: str, settings: Settings, tmp_path: Pa
             expect(rows.filter(has_text=f"{parent}-child")).to_contain_text("COMPLETED")
             expect(rows.filter(has_text=f"schedule:nightly-{tag}")).to_contain_text("aion.Schedule")
             page.screenshot(path=str(shots / "workflows.png"))
+            # Live: a workflow started now appears without a reload.
+            _start_in_thread(settings, (f"order-{tag}-late", "Hello", ["late"]))
+            expect(rows.filter(has_text=f"order-{tag}-late")).to_contain_text("COMPLETED")
 
             # Filter: running Approvals only.
             page.fill("input[name=type]", "Approval")

@@ -104,3 +104,37 @@ async def test_one_trace_from_client_through_engine_and_activity_worker(cluster,
     assert one(spans, "HandleSignal:decide", parent=sig["id"])["trace"] == sig["trace"]
     query = one(spans, "QueryWorkflow:status", process="client")
     assert one(spans, "HandleQuery:status", parent=query["id"])["process"] == "engine"
+
+
+async def test_the_cli_traces_its_command_into_the_engine(cluster, tmp_path):  # type: ignore[no-untyped-def]
+    """AION_TRACING on the aion command itself: `aion workflow execute` makes the StartWorkflow
+    span, and the engine's first step of that workflow is its child (the header crossed Kafka)."""
+    import os
+    import subprocess
+    import sys
+
+    engine_file, cli_file = tmp_path / "engine-spans.jsonl", tmp_path / "cli-spans.jsonl"
+    eport = free_port()
+    cluster.env["AION_TRACING"] = f"file:{engine_file}"
+    cluster.engine(metrics_port=eport)
+    cluster.env.pop("AION_TRACING")
+    cluster.activities()
+    await until(lambda: get(eport, "/readyz")[0] == 200, 90, "engine /readyz", cluster)
+
+    wid = f"trace-cli-{uuid.uuid4().hex[:8]}"
+    env = dict(cluster.env, AION_TRACING=f"file:{cli_file}")
+    res = subprocess.run([sys.executable, "-m", "aion.cli", "workflow", "execute", "Hello", '"cli"', "--id", wid],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Hello, cli!" in res.stdout
+
+    def collected() -> Any:
+        spans = from_file(cli_file, "cli") + from_file(engine_file, "engine")
+        steps = [s for s in spans if s["name"] == "RunWorkflow:Hello" and s["attrs"].get("aion.workflow.id") == wid]
+        return spans if steps and any(s["process"] == "cli" for s in spans) else None
+
+    spans = await until(collected, 30, "spans of the CLI and the engine", cluster)
+    start = one(spans, "StartWorkflow:Hello", process="cli")
+    assert start["service"] == "aion-cli" and start["attrs"]["aion.workflow.id"] == wid
+    first = one(spans, "RunWorkflow:Hello", parent=start["id"])
+    assert first["process"] == "engine" and first["trace"] == start["trace"]

@@ -164,7 +164,10 @@ def _configure_logging(verbose: bool) -> None:
 def _client_call(ctx: click.Context, fn: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     from ..client import Client
 
+    from ..ops._tracing import configure, flush
+
     s = _broker_ready(ctx)
+    traced = configure(s.tracing, "aion-cli")  # AION_TRACING: the command's StartWorkflow/Signal/Query spans
 
     async def main() -> Any:
         client = await Client.connect(s.bootstrap_servers, topic_prefix=s.topic_prefix, settings=s)
@@ -173,7 +176,11 @@ def _client_call(ctx: click.Context, fn: Callable[[Any], Coroutine[Any, Any, Any
         finally:
             await client.close()
 
-    return _run(main())
+    try:
+        return _run(main())
+    finally:
+        if traced:
+            flush()
 
 
 def _args(values: tuple[str, ...], files: tuple[str, ...] = ()) -> list[Any]:

@@ -310,6 +310,16 @@ class WorkerTracing:
 # ---------------------------------------------------------------------- process set-up
 
 
+def flush(timeout_ms: int = 5_000) -> None:
+    """Export the spans still buffered (a short-lived process, such as a CLI command, before it
+    exits; an OTLP exporter batches)."""
+    if _trace is None:
+        return
+    force = getattr(_trace.get_tracer_provider(), "force_flush", None)
+    if force is not None:
+        force(timeout_ms)
+
+
 def configure(spec: str | None, service_name: str) -> bool:
     """Set OpenTelemetry's global tracer provider for this process from ``AION_TRACING``:
     ``otlp`` (OTLP over HTTP; endpoint and headers from the standard ``OTEL_EXPORTER_OTLP_*``

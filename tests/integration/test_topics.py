@@ -158,3 +158,42 @@ def test_topics_are_served_as_soon_as_ensure_topics_returns(settings: Settings) 
                 assert consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5) == (0, 0)
     finally:
         consumer.close()
+
+
+def test_partitions_added_to_a_deployment_in_use_are_refused(settings: Settings) -> None:
+    """Adding partitions moves workflow ids (hash modulo the count) away from their histories:
+    once a workflow has events, an operator who grows both topics and AION_PARTITIONS gets a
+    refusal naming a misrouted workflow, not an engine that loses track of it."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewPartitions
+
+    from aion.codec import Codec, partition_for
+    from aion.common.topics import misrouted_workflows
+    from aion.model import Event, EventKey, MarkerRecorded
+
+    ensure_topics(settings)
+    n = settings.partitions
+    wids = [f"grown-{i}" for i in range(40) if partition_for(f"grown-{i}", n) != partition_for(f"grown-{i}", n + 1)]
+    codec = Codec()
+    names = TopicNames(settings.topic_prefix)
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for wid in wids[:8]:  # events where the engine writes them: the partition of the id
+        ev = Event(wid, 1, "run-0", int(time.time() * 1000), MarkerRecorded("m", "x", None))
+        p.produce(names.events, key=codec.encode_event_key(EventKey(wid, 1)), value=codec.encode_event(ev),
+                  partition=partition_for(wid, n))
+    assert p.flush(10) == 0
+    validate_topics(settings)  # as created: no workflow is misrouted
+    assert misrouted_workflows(settings, n) == []
+
+    admin = AdminClient(settings.confluent_config())
+    for fut in admin.create_partitions([NewPartitions(names.commands, n + 1), NewPartitions(names.events, n + 1)]).values():
+        fut.result(timeout=10)
+    grown = settings.replace(partitions=n + 1)
+    deadline = time.monotonic() + 10
+    while len(admin.list_topics(timeout=10).topics[names.events].partitions) != n + 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with pytest.raises(TopicConfigError, match=r"partitions were added to a deployment in use.*new deployment"):
+        validate_topics(grown)
+    found = misrouted_workflows(grown, n + 1)
+    assert found and all(wid in wids and home == partition_for(wid, n + 1) for _, wid, home in found)

@@ -259,3 +259,66 @@ def validate_topics(settings: Settings, *, timeout: float = 30.0) -> None:
             f"topics {names.commands!r} and {names.events!r} have {commands_n} partitions but this "
             f"process is configured for {settings.partitions} (AION_PARTITIONS / --partitions): workflow "
             f"ids would go to the wrong partitions. Set AION_PARTITIONS={commands_n}.")
+    misrouted = misrouted_workflows(settings, commands_n, timeout=min(timeout, 10.0))
+    if misrouted:
+        partition, wid, home = misrouted[0]
+        raise TopicConfigError(
+            f"topic {names.events!r} has {commands_n} partitions, but workflow {wid!r} was recorded on "
+            f"partition {partition}, where {commands_n} partitions would put it on {home} "
+            f"({len(misrouted)} partition(s) hold such workflows): partitions were added to a deployment "
+            "in use. A workflow's partition is its id's hash modulo the partition count, and Kafka moves "
+            "no records, so its commands would now go to a partition that does not hold its history. "
+            "Adding partitions to a running deployment is refused; to grow, start a new deployment "
+            "(another AION_TOPIC_PREFIX, created with more partitions), send new starts there, and keep "
+            "this one's workers until its open workflows have closed (README, 'Adding partitions').")
+
+
+def misrouted_workflows(settings: Settings, partitions: int, *, timeout: float = 10.0,
+                        sample: int = 20) -> list[tuple[int, str, int]]:
+    """(partition, workflow id, the partition its id hashes to) for the events partitions whose
+    last records (up to ``sample`` of each) hold a workflow that ``partitions`` partitions would
+    put elsewhere: the mark of partitions added to a topic in use. Reads O(partitions) records."""
+    from confluent_kafka import Consumer
+
+    from ..codec import Codec, partition_for
+
+    topic = TopicNames(settings.topic_prefix).events
+    codec = Codec(registry_url=settings.schema_registry_url)
+    consumer = Consumer({**settings.confluent_config(), "group.id": f"{settings.topic_prefix}.routing-check",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "isolation.level": "read_committed", "logger": _log})
+    out: list[tuple[int, str, int]] = []
+    try:
+        todo: set[int] = set()
+        assignment = []
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                todo.add(p)
+                assignment.append(TopicPartition(topic, p, max(low, high - sample)))
+        if not assignment:
+            return out
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.partition() not in todo:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    todo.discard(msg.partition())
+                continue
+            key = msg.key()
+            if key is None:
+                continue
+            try:
+                wid = codec.decode_event_key(key).workflow_id
+            except Exception:  # not an event key: nothing to judge by
+                continue
+            home = partition_for(wid, partitions)
+            if home != msg.partition():
+                out.append((msg.partition(), wid, home))
+            todo.discard(msg.partition())
+    finally:
+        consumer.close()
+    return out

@@ -243,6 +243,7 @@ class Engine:
             self._rewound.pop(p, None)
         self.reader.unassign(parts)
         self._cache.drop(parts)
+        self.retention.forget_partitions(parts)
         for p in parts:
             self._loaded.pop(p, None)
         self.wheel.on_revoked(parts)
@@ -744,6 +745,7 @@ class Engine:
             p0 = n_ev + n_rows
             if n_rows:
                 _apply_rows(self.workflows, p, work.records[n_ev:p0], offsets[n_ev:p0])
+                self.retention.rows_committed(p, [(k, v) for _, k, v, *_ in work.records[n_ev:p0]])
             if n_prog:
                 _apply_rows(self.progress, p, work.records[p0:p0 + n_prog], offsets[p0:p0 + n_prog])
             w0 = p0 + n_prog

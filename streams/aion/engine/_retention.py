@@ -1,8 +1,12 @@
 """Retention: retire closed workflows' histories after ``settings.retention_ms``.
 
-A periodic task of the engine's Faust app scans the ``workflows`` rows of the partitions this
-worker owns. A workflow whose latest run closed (not continued as new) more than
-``retention_ms`` ago is retired:
+A periodic task of the engine's Faust app retires, in each partition this worker owns, the
+workflows whose latest run closed (not continued as new) more than ``retention_ms`` ago. It
+keeps an index of closed workflows by close time per partition: built by one scan of the
+partition's ``workflows`` rows the first time it sweeps the partition after it was assigned, then
+kept up by the engine's committed batches (:meth:`Retention.rows_committed`: a row that closes a
+workflow goes in). A sweep takes only the expired entries off the front: its cost is what it
+retires, not every row every minute. An expired workflow is retired:
 
 1. a tombstone (``value=None``) for each of its ``{workflow_id, seq}`` keys on the compacted
    events topic, on the workflow's partition, and for its rows on the ``workflows`` and
@@ -25,6 +29,7 @@ at seq 1 (as after a retention period elsewhere).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import time
@@ -49,19 +54,24 @@ def sweep_interval_s(retention_ms: int) -> float:
     return min(60.0, max(0.5, retention_ms / 4000))
 
 
-def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
-    """Whether a ``workflows`` row describes a closed workflow older than the retention."""
+def closed_at(row: bytes) -> int | None:
+    """When the workflow of a ``workflows`` row closed; None while it runs (or continued as new)."""
     if b'"status": "RUNNING"' in row:
-        return False
+        return None
     try:
         r = json.loads(row)
     except ValueError:
-        return False
+        return None
     closed = r.get("closed_at_ms")
-    status = r.get("status")
-    if status in (None, "RUNNING", "CONTINUED_AS_NEW") or not isinstance(closed, int):
-        return False
-    return closed + retention_ms <= now_ms
+    if r.get("status") in (None, "RUNNING", "CONTINUED_AS_NEW") or not isinstance(closed, int):
+        return None
+    return closed
+
+
+def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
+    """Whether a ``workflows`` row describes a closed workflow older than the retention."""
+    closed = closed_at(row)
+    return closed is not None and closed + retention_ms <= now_ms
 
 
 def _keys_with_prefix(db: Any, prefix: bytes) -> list[bytes]:
@@ -96,7 +106,9 @@ class Retention:
         self.history, self.workflows, self.terminal = tables.history, tables.workflows, tables.terminal
         self.output = output
         self.retention_ms = settings.retention_ms
-        self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0}
+        self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0, "index_scans": 0}
+        #: partition -> heap of (closed_at_ms, workflow id): the closed workflows, by close time.
+        self._closed: dict[int, list[tuple[int, str]]] = {}
         if self.retention_ms <= 0:
             return
         app.task(self._loop)
@@ -112,22 +124,59 @@ class Retention:
             except Exception:
                 log.exception("retention sweep failed; retrying in %.1fs", interval)
 
+    def rows_committed(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """The engine committed these ``workflows`` rows of ``partition``: the ones that close a
+        workflow join the index (when the partition has one; else its first sweep scans)."""
+        heap = self._closed.get(partition)
+        if heap is None or self.retention_ms <= 0:
+            return
+        for key, value in rows:
+            closed = closed_at(value) if value is not None else None
+            if closed is not None:
+                heapq.heappush(heap, (closed, key.decode()))
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """These partitions left this worker: their index is built again if they come back."""
+        for p in partitions:
+            self._closed.pop(p, None)
+
+    async def _index(self, partition: int) -> list[tuple[int, str]]:
+        """The partition's index, scanning its rows once (yielding to the loop as it goes)."""
+        heap = self._closed.get(partition)
+        if heap is not None:
+            return heap
+        # Closes committed while the scan yields go in here (rows_committed), so none is missed.
+        pending: list[tuple[int, str]] = []
+        self._closed[partition] = pending
+        entries: list[tuple[int, str]] = []
+        for i, (key, value) in enumerate(scan_items(self.workflows, partition)):
+            closed = closed_at(value) if value is not None else None
+            if closed is not None:
+                entries.append((closed, key.decode()))
+            if i % 1000 == 999:
+                await asyncio.sleep(0)
+        entries.extend(pending)  # a close seen twice is harmless: _retire checks the row again
+        heapq.heapify(entries)
+        self.stats["index_scans"] += 1
+        if self._closed.get(partition) is pending:  # still owned (not forgotten meanwhile)
+            self._closed[partition] = entries
+        return entries
+
     async def sweep(self, now_ms: int | None = None) -> int:
-        """Retire every expired workflow of the owned partitions; returns how many."""
+        """Retire the expired workflows of the owned partitions (at most ``SWEEP_LIMIT`` each);
+        returns how many."""
         app = self.app
         if app.rebalancing or getattr(app, "in_recovery", False):
             return 0
         now = int(time.time() * 1000) if now_ms is None else now_ms
         retired = 0
-        for p in sorted(self.output.owned()):
+        owned = self.output.owned()
+        self.forget_partitions([p for p in self._closed if p not in owned])
+        for p in sorted(owned):
+            heap = await self._index(p)
             candidates: list[str] = []
-            for i, (key, value) in enumerate(scan_items(self.workflows, p)):
-                if value is not None and expired(value, now, self.retention_ms):
-                    candidates.append(key.decode())
-                    if len(candidates) >= SWEEP_LIMIT:
-                        break
-                if i % 1000 == 999:
-                    await asyncio.sleep(0)
+            while heap and heap[0][0] + self.retention_ms <= now and len(candidates) < SWEEP_LIMIT:
+                candidates.append(heapq.heappop(heap)[1])  # _retire checks the row again
             if candidates:
                 async with self.output.lock_for(p):  # the partition's batches wait (module docs)
                     if p in self.output.owned():

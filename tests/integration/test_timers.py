@@ -214,3 +214,38 @@ async def test_10k_timers_due_at_the_same_instant_fire_once(cluster, client, set
           f"lag p50={lags[len(lags) // 2]}ms p99={lags[int(len(lags) * 0.99)]}ms max={lags[-1]}ms")
 
 
+
+
+async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fires(cluster, client, settings):  # type: ignore[no-untyped-def]
+    """A burst of timers due at once does not queue every fire ahead of other commands: the
+    wheel keeps at most FIRE_BACKLOG fires of a partition in flight, so a start sent during the
+    burst finds at most about that many fires queued ahead of it on the commands topic (read
+    from the log: fires before its command whose TimerFired was recorded after it was sent)."""
+    from aion.codec import partition_for
+    from aion.engine._wheel import FIRE_BACKLOG
+
+    cluster.engine()
+    await (await client.start_workflow("SleepOnce", 10, id="warmup")).result(timeout=60)
+    n = 8 * FIRE_BACKLOG  # on one partition: the burst workflows and the probe share it
+    target = partition_for("probe", settings.partitions)
+    ids = [w for w in (f"burst-{i}" for i in range(400)) if partition_for(w, settings.partitions) == target][:4]
+    at = int(time.time() * 1000) + 8_000
+    handles = await asyncio.gather(*(client.start_workflow("ManyTimers", at, n // len(ids), id=w) for w in ids))
+    await asyncio.sleep(max(0.0, at / 1000 - time.time()) + 1.0)  # the burst is being fired
+    probe = await client.start_workflow("SleepOnce", 1, id="probe")
+    assert await probe.result(timeout=180) == "fired"
+    assert [await h.result(timeout=180) for h in handles] == [n // len(ids)] * len(ids)
+
+    histories = read_events(settings, ids)
+    fired_at = {(w, e.body.timer_id): e.recorded_at_ms for w in ids for e in histories[w] if e.type == "TimerFired"}
+    assert len(fired_at) == n
+    commands = read_commands(settings, [*ids, "probe"])
+    i = next(k for k, c in enumerate(commands) if c.workflow_id == "probe" and c.type == "StartWorkflow")
+    sent = commands[i].sent_at_ms
+    ahead = [c for c in commands[:i] if isinstance(c.body, FireTimer)]
+    queued = sum(1 for c in ahead if fired_at[(c.workflow_id, c.body.timer_id)] > sent)
+    span_s = (max(fired_at.values()) - min(fired_at.values())) / 1000
+    print(f"timer burst of {n} on one partition: the start sent 1 s into it had {len(ahead)} fires before it "
+          f"on the commands topic, {queued} of them not yet recorded; drained at {n / max(span_s, 0.001):.0f} "
+          f"fires/s")
+    assert queued <= FIRE_BACKLOG + 100, f"{queued} fires were queued ahead of a start sent during the burst"

@@ -46,8 +46,8 @@ from faust.types import TP
 
 from ..codec import Codec, CodecError, partition_for
 from ..model import (
-    ChildWorkflowResult, Command, Event, EventKey, Failure, QueryWorkflow, Reply, StartWorkflow, TerminateWorkflow,
-    TimerFired, now_ms, payload_size,
+    ChildWorkflowResult, Command, Event, EventKey, Failure, FireTimer, QueryWorkflow, Reply, StartWorkflow,
+    TerminateWorkflow, TimerFired, now_ms, payload_size,
 )
 from ..model.limits import workflow_id_problem
 from ..runtime import WorkflowExecution
@@ -104,6 +104,7 @@ class _Work:
     n_events: int = 0
     n_rows: int = 0
     n_progress: int = 0
+    fires: int = 0  # FireTimer commands among the batch's records (the wheel's fires in flight)
     wheel_writes: list[Any] = field(default_factory=list)
     forwards: list[Record] = field(default_factory=list)  # misrouted commands, to their owners
     commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
@@ -506,6 +507,8 @@ class Engine:
         except Exception as exc:  # a decoder bug must not stop the partition
             work.dlq.append((offset, rkey, raw, f"undecodable command: {type(exc).__name__}: {exc}"))
             return
+        if isinstance(cmd.body, FireTimer):
+            work.fires += 1
         problem = self.intake.problem(cmd, now)
         if problem is not None:
             self._refuse_invalid(work, offset, rkey, raw, cmd, problem)
@@ -750,6 +753,8 @@ class Engine:
                 _apply_rows(self.progress, p, work.records[p0:p0 + n_prog], offsets[p0:p0 + n_prog])
             w0 = p0 + n_prog
             self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
+            if work.fires:
+                self.wheel.fires_consumed(p, work.fires)
         except BaseException as exc:
             # The log holds the batch and the local tables do not: going on would build on a
             # history that misses it. Die; the next owner restores from the log.

@@ -21,6 +21,13 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
 - **Bounded work.** No stretch of the loop runs longer than ``SLICE_S`` without yielding to
   the event loop (command processing shares it); at most ``settings.timer_batch`` fires per
   tick. Correctness does not depend on ticks: rows are durable and reloaded on assignment.
+- **Bursts do not starve commands.** Each partition fires on its own (a burst in one leaves the
+  others' fires alone), and at most ``FIRE_BACKLOG`` of a partition's fires are in flight: sent
+  but not yet taken by the engine's batches (:meth:`TimerWheel.fires_consumed`). A million
+  timers due in the same second so enter the commands topic as the engine takes them, and a
+  start or signal sent meanwhile waits behind at most ``FIRE_BACKLOG`` fires, not the whole
+  burst. The count is forgotten when nothing was taken for ``FIRE_BACKLOG_STALE_S`` (fires
+  taken by another worker after a rebalance): the bound can only slow fires, never stop them.
 - **Terminal states** come from ``on_recorded`` (called by ``stage`` with the batch's events; their rows go in the same transaction):
   ``TimerFired`` / ``TimerCancelled`` per (workflow, run, timer), and a run-closed marker when
   a run ends (which covers its internal timers too: activity timeouts, retries, deadlines).
@@ -123,6 +130,13 @@ class JournaledDB:
         return getattr(self.db, name)
 
 
+#: Most fires of one partition in flight (sent, not yet taken by the engine's batches): what a
+#: start or signal sent during a burst waits behind at most (module docs).
+FIRE_BACKLOG = 1_000
+#: Fires in flight that no batch took for this long were taken elsewhere: forgotten.
+FIRE_BACKLOG_STALE_S = 5.0
+
+
 class TimerWheel:
     """The engine's timer service (one per engine worker)."""
 
@@ -153,6 +167,8 @@ class TimerWheel:
         self._gen = 0
         self._queued: list[tuple[Any, int, Write]] = []  # (table, partition, write) to changelog
         self._sent: dict[bytes, int] = {}  # ident -> fire_at of user-timer fires sent, for lag
+        self._in_flight: dict[int, int] = {}  # partition -> fires sent, not yet taken by a batch
+        self._consumed_at: dict[int, float] = {}  # partition -> when a batch last took fires
         self._acks: dict[tuple[Any, int], int] = {}  # (table, partition) -> highest acked offset
         self._acks_flush = False
         self._wakeup = asyncio.Event()
@@ -162,13 +178,28 @@ class TimerWheel:
         self.lag = LagHistogram()
         self.send_lag = LagHistogram()
         self.stats: dict[str, Any] = {
-            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "loaded": 0,
+            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "loaded": 0, "held_back": 0,
             "tick_max_block_ms": 0.0, "tick_max_block_cpu_ms": 0.0,
         }
         self._cpu0 = 0.0
         self.app.task(self._loop)
 
     # ------------------------------------------------------------------ engine hooks
+
+    def fires_consumed(self, partition: int, n: int) -> None:
+        """The engine committed a batch that took ``n`` FireTimer commands of ``partition``."""
+        left = self._in_flight.get(partition, 0) - n
+        self._in_flight[partition] = max(0, left)
+        self._consumed_at[partition] = time.monotonic()
+        if left <= FIRE_BACKLOG // 2:
+            self._wakeup.set()  # room again: fire the rest of a burst now, not at the next tick
+
+    def _room(self, partition: int) -> int:
+        """How many fires ``partition`` may send now (``FIRE_BACKLOG`` minus those in flight)."""
+        flying = self._in_flight.get(partition, 0)
+        if flying and time.monotonic() - self._consumed_at.get(partition, 0.0) > FIRE_BACKLOG_STALE_S:
+            flying = self._in_flight[partition] = 0  # taken elsewhere (a rebalance): forget them
+        return FIRE_BACKLOG - flying
 
     def on_revoked(self, partitions: set[int]) -> None:
         self._gen += 1
@@ -182,6 +213,7 @@ class TimerWheel:
         self._gen += 1
         self._parts.clear()
         self._revoked.clear()
+        self._in_flight.clear()
         self._next_advance = 0.0
         self._wakeup.set()
 
@@ -480,6 +512,10 @@ class TimerWheel:
             if "after_fire_emit" in self._faults:
                 crash("after_fire_emit")
             self._sent.update(sent)
+            if n_fire:
+                if not self._in_flight.get(part.partition):
+                    self._consumed_at[part.partition] = time.monotonic()  # the stale clock starts now
+                self._in_flight[part.partition] = self._in_flight.get(part.partition, 0) + n_fire
             self.stats["fired"] += n_fire
             self.stats["dropped_terminal"] += n_drop
             return True
@@ -487,7 +523,11 @@ class TimerWheel:
     def _stage_fires(self, part: WheelPartition) -> tuple[WheelPartition, list[Record], list[tuple[Any, int, Write]],
                                                           dict[bytes, int], tuple[int, int]] | None:
         now = now_ms()
-        keys = part.take_due(now, self.settings.timer_batch)
+        room = self._room(part.partition)
+        if room <= 0:
+            self.stats["held_back"] += 1
+            return None  # the partition's fires in flight first (a burst: module docs)
+        keys = part.take_due(now, min(self.settings.timer_batch, room))
         if not keys:
             return None
         t0 = self._t()

@@ -3,14 +3,26 @@
 Where the broker comes from (first that applies):
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that cluster (``.ci/run`` sets it after starting kafka-local);
-2. a Docker engine answers: a KRaft broker in a container (testcontainers' Kafka module;
-   image ``$AION_TEST_KAFKA_IMAGE``, default ``confluentinc/cp-kafka:8.0.0``);
+2. a Docker engine answers: a single-node KRaft broker in a container started with testcontainers
+   (image ``$AION_TEST_KAFKA_IMAGE``, default ``apache/kafka:4.1.1``, the image of
+   docker/compose.yml; where no image registry is reachable, ``aion-local/kafka:4.1.1`` from
+   docker/build-images.sh). When the image cannot be had (not present, cannot be pulled) the
+   session falls back to 3. and says so in its summary line, unless ``AION_TEST_BROKER=docker``;
 3. otherwise the local launcher ``docker/kafka-local/kafka-local`` (Java 17 + Maven, no Docker):
    reused when already running, else started here and stopped at the end of the session.
 
 ``AION_TEST_BROKER=env|docker|local`` forces one of them. When no broker can be had the
 integration tests fail with instructions; ``AION_SKIP_INTEGRATION=1`` skips them instead (for a
 laptop without Java). Set ``AION_KEEP_TOPICS=1`` to keep each test's topics for inspection.
+
+The container is a plain testcontainers ``DockerContainer``, configured through the apache/kafka
+image's ``KAFKA_*`` variables, not testcontainers' ``KafkaContainer``: that class runs Confluent's
+start scripts (/etc/confluent/docker/...) and takes KRaft only from image tags of Confluent
+Platform 7+, so it starts neither apache/kafka nor the locally built image. The broker's
+advertised address is the host port published for it, chosen free before the start. The session
+removes its container itself when it ends; where testcontainers' reaper image (ryuk) cannot be
+pulled either, set ``TESTCONTAINERS_RYUK_DISABLED=true`` (docker/prove.sh does). Containers carry
+the label ``aion.test-broker``, so that leftovers of a killed run can be found.
 
 In parallel (``pytest -n N``, pytest-xdist) each worker process is a session of its own: the
 workers share one kafka-local broker (the first to need it starts it under a file lock, and the
@@ -34,7 +46,7 @@ from aion.engine.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
-DEFAULT_DOCKER_IMAGE = "confluentinc/cp-kafka:8.0.0"
+DEFAULT_DOCKER_IMAGE = "apache/kafka:4.1.1"
 
 _HOW_TO_GET_A_BROKER = f"""\
 Integration tests need a Kafka broker. Any one of:
@@ -89,28 +101,137 @@ def _docker_answers(timeout: float = 2.0) -> bool:
         return False
 
 
-def _start_container():  # type: ignore[no-untyped-def]
+#: The broker settings the engine relies on, as in docker/kafka-local and docker/compose.yml
+#: (apache/kafka drops its own defaults as soon as any KAFKA_* variable is given: all are here).
+_CONTAINER_BROKER_ENV = {
+    "KAFKA_NODE_ID": "1",
+    "KAFKA_PROCESS_ROLES": "broker,controller",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+    "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+    "KAFKA_DEFAULT_REPLICATION_FACTOR": "1",
+    "KAFKA_MIN_INSYNC_REPLICAS": "1",
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+    "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+    "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+    "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+    "KAFKA_NUM_PARTITIONS": "1",
+    "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    "KAFKA_LOG_CLEANER_ENABLE": "true",
+    "KAFKA_LOG_CLEANER_BACKOFF_MS": "500",
+}
+_CONTAINER_LABEL = "aion.test-broker"
+
+
+class _ImageUnavailable(Exception):
+    """The Docker engine answers but has not got the broker image and cannot pull it."""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, not starting with '-'."""
+    import base64
+
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _docker_host_ip() -> str:
+    """Where the host reaches a published port: the engine's host for a tcp:// DOCKER_HOST."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("DOCKER_HOST", ""))
+    return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else "127.0.0.1"
+
+
+def _ensure_image(image: str) -> None:
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    client = docker.from_env()
     try:
-        from testcontainers.community.kafka import KafkaContainer
-    except ImportError:  # older testcontainers
-        from testcontainers.kafka import KafkaContainer  # type: ignore[no-redef]
+        client.images.get(image)
+    except ImageNotFound:
+        try:
+            client.images.pull(image)
+        except DockerException as exc:
+            raise _ImageUnavailable(f"image {image} is not present and cannot be pulled ({exc}); "
+                                    "without an image registry build it with docker/build-images.sh "
+                                    "and set AION_TEST_KAFKA_IMAGE=aion-local/kafka:4.1.1") from None
+    finally:
+        client.close()
+
+
+def _start_container(timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    """A started broker container whose published port answers metadata requests."""
+    import time
+
+    from testcontainers.core.container import DockerContainer
 
     image = os.environ.get("AION_TEST_KAFKA_IMAGE", DEFAULT_DOCKER_IMAGE)
-    container = KafkaContainer(image).with_kraft()
-    # The same single-node settings as docker/kafka-local and docker/compose.yml.
-    for key, value in {
-        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
-        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
-        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
-        "KAFKA_LOG_CLEANER_ENABLE": "true",
-        "KAFKA_LOG_CLEANER_BACKOFF_MS": "500",
-    }.items():
-        container.with_env(key, value)
-    container.start(timeout=120)
-    return container
+    _ensure_image(image)
+    host = _docker_host_ip()
+    for attempt in range(3):  # a port found free can be taken before the container binds it
+        port = _free_port()
+        container = DockerContainer(image).with_bind_ports(port, port)
+        container.with_kwargs(labels={_CONTAINER_LABEL: str(os.getpid())})
+        # The client listener on the same port number inside and out, so the address the broker
+        # advertises is the one the host reaches.
+        for key, value in {**_CONTAINER_BROKER_ENV,
+                           "CLUSTER_ID": _cluster_id(),
+                           "KAFKA_LISTENERS": f"PLAINTEXT://:{port},CONTROLLER://:9093",
+                           "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}"}.items():
+            container.with_env(key, value)
+        try:
+            container.start()
+        except Exception as exc:
+            container.stop()
+            if "port is already allocated" in str(exc) or "address already in use" in str(exc):
+                continue
+            raise
+        break
+    else:
+        raise RuntimeError("no free host port could be published for the broker container")
+
+    bootstrap = f"{host}:{port}"
+    deadline = time.monotonic() + timeout
+    problem: str | None = "not asked yet"
+    try:
+        while problem is not None:
+            container.reload()
+            if container.status not in ("created", "running"):
+                raise RuntimeError(f"the broker container exited ({container.status}):\n"
+                                   f"{_container_log_tail(container)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker container did not answer metadata on {bootstrap} "
+                                   f"within {timeout:.0f} s ({problem}):\n{_container_log_tail(container)}")
+            problem = _answers_metadata(bootstrap, timeout=2.0)
+            if problem is not None:
+                time.sleep(0.5)
+    except BaseException:
+        container.stop()
+        raise
+    return container, bootstrap
+
+
+def _container_log_tail(container, lines: int = 30) -> str:  # type: ignore[no-untyped-def]
+    try:
+        out, err = container.get_logs()
+        return "\n".join((out + err).decode(errors="replace").splitlines()[-lines:])
+    except Exception as exc:
+        return f"(no logs: {exc})"
 
 
 def _kafka_local(*args: str) -> subprocess.CompletedProcess[str]:
@@ -140,19 +261,26 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         pytest.fail(f"AION_TEST_BROKER=env but KAFKA_BOOTSTRAP_SERVERS is not set.\n{_HOW_TO_GET_A_BROKER}",
                     pytrace=False)
 
+    docker_note = ""
     if forced == "docker" or (forced == "" and _docker_answers()):
+        container = None
         try:
-            container = _start_container()
+            container, bootstrap = _start_container()
+        except _ImageUnavailable as exc:
+            if forced == "docker":
+                pytest.fail(f"AION_TEST_BROKER=docker: {exc}", pytrace=False)
+            docker_note = f"; Docker answered, but {exc}"
         except Exception as exc:
             pytest.fail(f"could not start a Kafka container ({type(exc).__name__}: {exc}).\n"
+                        "(Where testcontainers' reaper image cannot be pulled: TESTCONTAINERS_RYUK_DISABLED=true.)\n"
                         f"{_HOW_TO_GET_A_BROKER}", pytrace=False)
-        bootstrap = container.get_bootstrap_server()
-        _had_broker(request.config, bootstrap, f"{bootstrap} (Docker container {container.image})")
-        try:
-            yield bootstrap
-        finally:
-            container.stop()
-        return
+        if container is not None:
+            _had_broker(request.config, bootstrap, f"{bootstrap} (Docker container {container.image})")
+            try:
+                yield bootstrap
+            finally:
+                container.stop()
+            return
 
     # The local launcher: reuse a running broker, or start one (stopped when the run ends, see
     # pytest_unconfigure). One worker at a time: the others wait, then find it running.
@@ -170,7 +298,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
                             f"{started.stdout}{started.stderr}\n{_HOW_TO_GET_A_BROKER}", pytrace=False)
             (run_dir / _STARTED_NOTE).write_text(port)
             how = "started for this run"
-    _had_broker(request.config, bootstrap, f"{bootstrap} (kafka-local, {how})")
+    _had_broker(request.config, bootstrap, f"{bootstrap} (kafka-local, {how}{docker_note})")
     yield bootstrap
 
 

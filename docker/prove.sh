@@ -3,6 +3,7 @@
 # (no image registry needed), and prints a one-line result for the README.
 #
 #   bash docker/prove.sh                      images, compose demo, testcontainers tests
+#   bash docker/prove.sh --rebuild            the same, every image built again from packages
 #   bash docker/prove.sh tests/integration/test_broker.py     (other test selection)
 #
 # 1. images: docker/build-images.sh (builds what is missing; the project's image when its sources
@@ -38,7 +39,12 @@ DEMO_TIMEOUT="${AION_PROVE_DEMO_TIMEOUT:-300}"
 PYTHON_IMAGE="${AION_LOCAL_PYTHON_IMAGE:-aion-local/python:3.11}"
 KAFKA_IMAGE="${AION_LOCAL_KAFKA_IMAGE:-aion-local/kafka:4.1.1}"
 PROJECT="aion-streams-prove"   # not the users' aion-streams project: their stack is left alone
-if (($# > 0)); then TESTS=("$@"); else TESTS=(tests/integration/test_broker.py tests/integration/test_engine.py); fi
+BUILD_ARGS=()
+TESTS=()
+for arg in "$@"; do
+    if [[ "$arg" == --rebuild ]]; then BUILD_ARGS+=(--rebuild); else TESTS+=("$arg"); fi
+done
+((${#TESTS[@]} > 0)) || TESTS=(tests/integration/test_broker.py tests/integration/test_engine.py)
 
 say() { printf '\nprove: %s\n' "$*"; }
 fail() { printf 'prove: FAILED: %s\n' "$*" >&2; FAILURES+=("$*"); }
@@ -82,8 +88,9 @@ t_all=$SECONDS
 
 say "1/3 images (docker/build-images.sh)"
 t=$SECONDS
-bash "$HERE/build-images.sh"
+bash "$HERE/build-images.sh" "${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"}"
 images_s=$((SECONDS - t))
+images_how="kept"; ((${#BUILD_ARGS[@]} == 0)) || images_how="all rebuilt"
 
 # ------------------------------------------------------------------ 2. compose
 
@@ -172,7 +179,7 @@ if ((${#FAILURES[@]} == 0)); then result=PASS; else result=FAIL; fi
 compose_result=pass; ((compose_failures == 0)) || compose_result=FAIL
 say "result"
 printf '%s\n' \
-    "docker/prove.sh $started_at: $result in ${total_s} s — images ${images_s} s;" \
+    "docker/prove.sh${BUILD_ARGS[*]:+ ${BUILD_ARGS[*]}} $started_at: $result in ${total_s} s — images ${images_s} s ($images_how where present);" \
     "  compose ($ENGINES engine + $ACTIVITIES activity workers, $compose_name): up to saga completed ${demo_s} s, down -v ${down_s} s, $compose_result;" \
     "  testcontainers (${TESTS[*]}): $counts in ${tests_s} s"
 for f in "${FAILURES[@]+"${FAILURES[@]}"}"; do printf '  failed: %s\n' "$f"; done

@@ -205,10 +205,13 @@ step() {  # step IMAGE FUNCTION [needs-rebuild-reason]
         record "$image" kept "$(size_of "$image")"
         return
     fi
-    local t=$SECONDS
+    local t=$SECONDS previous
+    previous="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
     "$fn"
+    [[ -z "$previous" || "$previous" == "$(docker image inspect -f '{{.Id}}' "$image")" ]] || REPLACED+=("$previous")
     record "$image" built "$(size_of "$image"), $((SECONDS - t)) s"
 }
+REPLACED=()  # ids of the images a rebuild replaced, removed at the end (children first)
 
 step "$BASE_IMAGE" build_base
 step "$PYTHON_IMAGE" build_python
@@ -226,6 +229,10 @@ if [[ $REBUILD == 1 || -n "$stale" ]] || ! exists "$PROJECT_IMAGE"; then
 else
     record "$PROJECT_IMAGE" kept "$(size_of "$PROJECT_IMAGE") (sources unchanged)"
 fi
+
+for ((i = ${#REPLACED[@]} - 1; i >= 0; i--)); do
+    docker rmi "${REPLACED[$i]}" >/dev/null 2>&1 || true   # still used by a container: kept
+done
 
 say "done in $((SECONDS - total_started)) s:"
 printf '  %s\n' "${SUMMARY[@]}"

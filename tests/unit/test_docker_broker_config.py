@@ -67,10 +67,19 @@ def compose_kafka_env() -> dict[str, str]:
     return {_env_to_key(k): v for k, v in env.items()}
 
 
-def fixture_env() -> dict[str, str]:
-    import conftest
+def root_conftest():  # type: ignore[no-untyped-def]
+    """tests/conftest.py as a module of its own (``import conftest`` may find another folder's)."""
+    import importlib.util
 
-    return {_env_to_key(k): v for k, v in conftest._CONTAINER_BROKER_ENV.items()}
+    spec = importlib.util.spec_from_file_location("_aion_tests_root_conftest", REPO / "tests" / "conftest.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fixture_env() -> dict[str, str]:
+    return {_env_to_key(k): v for k, v in root_conftest()._CONTAINER_BROKER_ENV.items()}
 
 
 def test_the_image_is_configured_like_kafka_local() -> None:
@@ -97,8 +106,6 @@ def test_one_kafka_version_everywhere() -> None:
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert match
     version = match.group(1)
-    import conftest
-
-    assert conftest.DEFAULT_DOCKER_IMAGE == f"apache/kafka:{version}"
+    assert root_conftest().DEFAULT_DOCKER_IMAGE == f"apache/kafka:{version}"
     assert f"${{AION_KAFKA_IMAGE:-apache/kafka:{version}}}" in (DOCKER / "compose.yml").read_text()
     assert f"aion-local/kafka:{version}" in (DOCKER / "build-images.sh").read_text()

@@ -48,11 +48,14 @@ def _env_to_key(name: str) -> str:
 
 
 def kafka_local_config() -> dict[str, str]:
+    """The single broker kafka-local starts by default: its settings' variables at their defaults
+    (VAR="${KAFKA_LOCAL_...:-default}"); the lines left with variables are the placement."""
     script = (DOCKER / "kafka-local" / "kafka-local").read_text()
     body = re.search(r'cat > "\$CONFIG" <<EOF\n(.*?)\nEOF\n', script, re.S)
     assert body, "kafka-local's write_config heredoc not found"
-    # Lines with shell variables are the placement (listeners, data folder).
-    return _properties("\n".join(line for line in body.group(1).splitlines() if "$" not in line))
+    defaults = dict(re.findall(r'^([A-Z_]+)="\$\{KAFKA_LOCAL_[A-Z_]+:-([^}$"]*)\}"$', script, re.M))
+    text = re.sub(r"\$\{?([A-Z_]+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), body.group(1))
+    return _properties("\n".join(line for line in text.splitlines() if "$" not in line))
 
 
 def image_config() -> dict[str, str]:

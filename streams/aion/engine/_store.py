@@ -216,19 +216,27 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
 
 
 def visibility_row(ex: Any) -> bytes:
-    """The ``workflows`` table row: status and search attributes (the visibility index)."""
+    """The ``workflows`` table row: status and search attributes (the visibility index). Its
+    start time and task queue are the current run's (as Temporal lists an execution), not the
+    first run's of a continue-as-new chain, and no step walks the history to find them."""
     get = lambda name, default=None: getattr(ex, name, default)  # noqa: E731
     history = get("history", []) or []
-    started = next((e for e in history if type(e.body).__name__ == "WorkflowStarted"), None)
+    run = get("run")
+    if run is not None:
+        started_at, task_queue = run.started_at_ms, getattr(run.started, "task_queue", None)
+    else:
+        first = next((e for e in history if type(e.body).__name__ == "WorkflowStarted"), None)
+        started_at = first.recorded_at_ms if first else None
+        task_queue = getattr(first.body, "task_queue", None) if first else None
     row = {
         "workflow_id": get("workflow_id"),
         "workflow_type": get("workflow_type"),
         "run_id": get("run_id"),
         "status": get("status"),
         "history_length": len(history),
-        "started_at_ms": started.recorded_at_ms if started else None,
+        "started_at_ms": started_at,
         "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
-        "task_queue": getattr(started.body, "task_queue", None) if started else None,
+        "task_queue": task_queue,
         "search_attributes": get("search_attributes", {}) or {},
         # the build the current run is pinned to ("" = the workers' own code): aion deploy unload/list
         "code_version": getattr(getattr(get("run"), "started", None), "code_version", "") or "",

@@ -13,8 +13,8 @@ import time
 from datetime import timedelta
 
 from aion import activity, workflow
-from aion.exceptions import ActivityError, CancelledError
-from aion.workflow import ActivityCancellationType
+from aion.exceptions import ActivityError, ApplicationError, CancelledError
+from aion.workflow import ActivityCancellationType, RetryPolicy
 
 
 class Inventory:
@@ -158,3 +158,34 @@ class Courier:
         await inbox.signal(Inbox.post, "parcel")
         await workflow.sleep(0.5)
         await inbox.cancel()
+
+
+# ---------------------------------------------------------------- workflow retries, cron, memo
+@workflow.defn
+class FlakyChild:
+    """Fails its first ``fail_runs`` attempts (retried by its retry policy as new runs)."""
+
+    @workflow.run
+    async def run(self, fail_runs: int) -> str:
+        attempt = workflow.info().attempt
+        if attempt <= fail_runs:
+            raise ApplicationError(f"attempt {attempt} failed")
+        return f"attempt {attempt}, memo {workflow.memo()}"
+
+
+@workflow.defn
+class RetryingParent:
+    @workflow.run
+    async def run(self, fail_runs: int) -> str:
+        return await workflow.execute_child_workflow(
+            FlakyChild.run, fail_runs, id=f"{workflow.info().workflow_id}-child", memo={"team": "ops"},
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5))
+
+
+@workflow.defn
+class Minutely:
+    """A cron workflow: each run returns how many runs completed before it, plus one."""
+
+    @workflow.run
+    async def run(self) -> int:
+        return (workflow.get_last_completion_result(int) or 0) + 1

@@ -28,6 +28,7 @@ EXPORTS: dict[str, list[str]] = {
         "upsert_search_attributes", "uuid4", "wait_condition",
         "update",
         "ExternalWorkflowHandle", "get_external_workflow_handle", "get_external_workflow_handle_for",
+        "memo", "memo_value", "has_last_completion_result", "get_last_completion_result", "get_last_failure",
     ],
     "aion.activity": [
         "ActivityContext", "ActivityDefinition", "ActivityInfo", "ActivityLoggerAdapter", "NotInActivityError",

@@ -363,7 +363,9 @@ def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     events = _client_call(ctx, lambda c: c.get_workflow_handle(workflow_id).history())
     if not events:
         _not_found(ctx, workflow_id)
-    fields = _with_iso_times(dataclasses.asdict(describe(workflow_id, events)))
+    from ..converter import DataConverter
+
+    fields = _with_iso_times(dataclasses.asdict(describe(workflow_id, events, converter=DataConverter())))
     pending = pending_of(events, _iso) if fields["status"] == "RUNNING" else \
         {"pending_activities": [], "pending_timers": [], "workflow_task": None}
     if as_json:

@@ -67,7 +67,9 @@ class StartOptions(TypedDict, total=False):
     search_attributes: dict[str, str] | None
     request_id: str | None
     result_type: Any
+    retry_policy: Any
     cron_schedule: str
+    memo: dict[str, Any] | None
 
 
 class ExecuteOptions(StartOptions, total=False):
@@ -175,11 +177,15 @@ class ClientBase(ABC, Generic[H]):
         run_timeout: timedelta | float | None,
         search_attributes: dict[str, str] | None,
         request_id: str | None,
+        retry_policy: Any = None,
+        cron_schedule: str = "",
+        memo: dict[str, Any] | None = None,
     ) -> tuple[StartWorkflow, Any]:
         return start_body(
             self.converter, workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
             execution_timeout=execution_timeout, run_timeout=run_timeout,
             search_attributes=search_attributes, request_id=request_id, wait_result=True,
+            retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
         )
 
     async def _started(self, cmd: Command, payloads: Sequence[Payload], what: str, *,
@@ -202,7 +208,9 @@ class ClientBase(ABC, Generic[H]):
         search_attributes: dict[str, str] | None = None,
         request_id: str | None = None,
         result_type: Any = None,
+        retry_policy: Any = None,
         cron_schedule: str = "",
+        memo: dict[str, Any] | None = None,
     ) -> H:
         """Start a workflow (``Order.run``, ``Order`` or ``"Order"``) and return its handle once
         the start is recorded.
@@ -210,18 +218,18 @@ class ClientBase(ABC, Generic[H]):
         Raises :class:`~aion.exceptions.WorkflowAlreadyStartedError` when the id is taken and the
         policy refuses; the Kafka client raises :class:`~aion.exceptions.PayloadTooLargeError`
         before sending an oversized input. Retrying with the same ``request_id`` is idempotent.
-        ``cron_schedule`` (Temporal's cron workflows) is refused: create a schedule instead.
+
+        As in Temporal: ``retry_policy`` (an ``aion.RetryPolicy``) retries a failed run as a new
+        run of the same id (``handle.result()`` waits for the last one); ``cron_schedule`` (5
+        cron fields or ``@daily``..., UTC unless prefixed ``CRON_TZ=<zone>``) runs the workflow
+        at each fire time, the first run included, until it is cancelled or terminated;
+        ``memo`` is returned by ``describe().memo`` and ``workflow.memo()``.
         """
-        if cron_schedule:
-            raise InvalidArgumentError(
-                f"start_workflow(cron_schedule={cron_schedule!r}) for workflow {id!r}: cron workflows are "
-                f"not supported; create a schedule instead: client.create_schedule({id!r}, "
-                f"cron={cron_schedule!r}, workflow=..., args=[...]) starts one workflow per fire time "
-                f"(ids '{id}-<fire time>'), and get_schedule_handle({id!r}).delete() stops it")
         body, hint = self._start_body(
             workflow, args, task_queue=task_queue, id_reuse_policy=id_reuse_policy,
             execution_timeout=execution_timeout, run_timeout=run_timeout,
             search_attributes=search_attributes, request_id=request_id,
+            retry_policy=retry_policy, cron_schedule=cron_schedule, memo=memo,
         )
         return await self._started(self._command(id, body), body.input, "start_workflow",
                                  result_type=result_type, hint=hint)
@@ -537,7 +545,7 @@ class WorkflowHandleBase(ABC, Generic[C, R]):
         events = await self.history()
         if not events:
             raise WorkflowNotFoundError(self._no_history())
-        return describe(self.id, events)
+        return describe(self.id, events, converter=self.client.converter)
 
     @abstractmethod
     def events(self, from_seq: int = 1, *, follow: bool = True, poll_timeout: float = 0.2) -> AsyncIterator[Event]:

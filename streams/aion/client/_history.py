@@ -10,7 +10,7 @@ the same bytes for every seq (framing, then the length-prefixed workflow id).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -169,12 +169,23 @@ class WorkflowDescription:
     paused: bool = False
     #: How many times the latest run was reopened (``handle.reopen()``).
     reopens: int = 0
+    #: The memo it was started with (``start_workflow(..., memo=...)``, a child's ``memo=``):
+    #: values decoded by the client's converter (raw ``Payload`` objects without one).
+    memo: dict[str, Any] = field(default_factory=dict)
+    #: Its cron schedule (a cron workflow: each run is one fire), else "".
+    cron_schedule: str = ""
+    #: The attempt of the latest run (2 and more: a retry under the start's ``retry_policy``).
+    attempt: int = 1
+    #: When the latest run's code starts (epoch ms): a cron run waiting for its fire time, a
+    #: retry waiting for its backoff; None once it started.
+    first_task_at_ms: int | None = None
 
 
-def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
-    """Status of the latest run and a summary of the history (``events`` ordered by seq)."""
+def describe(workflow_id: str, events: list[Event], converter: Any = None) -> WorkflowDescription:
+    """Status of the latest run and a summary of the history (``events`` ordered by seq);
+    ``converter`` decodes the memo."""
     from ..model import (
-        SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowReopened, WorkflowResumed,
+        MarkerRecorded, SearchAttributesUpserted, WorkflowCancelRequested, WorkflowPaused, WorkflowReopened, WorkflowResumed,
         reopen_ranges, taken_back,
     )
 
@@ -188,7 +199,14 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
     status, closed_at = "RUNNING", None
     attrs: dict[str, str] = {}
     cancel_requested = paused = False
+    first_task_at: int | None = None
+    if started is not None and started.body.first_task_backoff_ms > 0:  # type: ignore[union-attr]
+        first_task_at = started.recorded_at_ms + started.body.first_task_backoff_ms  # type: ignore[union-attr]
     for e in live:
+        if e.seq > (started.seq if started is not None else 0) and first_task_at is not None and (
+                (isinstance(e.body, MarkerRecorded) and e.body.marker_name == "aion.resume")
+                or isinstance(e.body, RUN_CLOSING_EVENTS)):
+            first_task_at = None  # the resume marker of its wf/start timer (or its close)
         if isinstance(e.body, WorkflowReopened):
             status, closed_at = "RUNNING", None
         elif isinstance(e.body, RUN_CLOSING_EVENTS):
@@ -218,4 +236,20 @@ def describe(workflow_id: str, events: list[Event]) -> WorkflowDescription:
         cancel_requested=cancel_requested,
         paused=paused and status == "RUNNING",
         reopens=len(voids),
+        memo=_memo(started.body.memo if started is not None else {}, converter),  # type: ignore[union-attr]
+        cron_schedule=started.body.cron_schedule if started is not None else "",  # type: ignore[union-attr]
+        attempt=started.body.attempt if started is not None else 1,  # type: ignore[union-attr]
+        first_task_at_ms=first_task_at,
     )
+
+
+def _memo(memo: dict[str, Any], converter: Any) -> dict[str, Any]:
+    if converter is None:
+        return dict(memo)
+    out: dict[str, Any] = {}
+    for k, v in memo.items():
+        try:
+            out[k] = converter.from_payload(v)
+        except Exception:  # e.g. encrypted with a key this reader lacks: say what it is
+            out[k] = f"<{v.content_type}, {len(v.data)} bytes>"
+    return out

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..converter import return_hint_of
+from ..exceptions import InvalidArgumentError
 from ..model import StartWorkflow
 from ..workflow._definition import WorkflowDefinition
 from ._errors import NotAWorkflowError
@@ -70,12 +71,25 @@ def start_body(
     converter: Any, workflow: Any, args: Sequence[Any], *, task_queue: str, id_reuse_policy: str,
     execution_timeout: timedelta | float | None, run_timeout: timedelta | float | None,
     search_attributes: dict[str, str] | None, request_id: str | None, wait_result: bool,
+    retry_policy: Any = None, cron_schedule: str = "", memo: Mapping[str, Any] | None = None,
 ) -> tuple[StartWorkflow, Any]:
     """The ``StartWorkflow`` a client sends for ``start_workflow(...)``, and the result type hint
-    of the workflow's run method (shared by the Kafka client and the test environment)."""
+    of the workflow's run method (shared by the Kafka client and the test environment).
+
+    ``retry_policy`` (an ``aion.RetryPolicy``), ``cron_schedule`` and ``memo`` are Temporal's
+    workflow options; an invalid cron expression raises ``InvalidArgumentError`` here."""
     name, hint = workflow_name(workflow)
     if id_reuse_policy not in ID_REUSE_POLICIES:
         raise ValueError(f"id_reuse_policy must be one of {ID_REUSE_POLICIES}, got {id_reuse_policy!r}")
+    if retry_policy is not None and not hasattr(retry_policy, "to_model"):
+        raise TypeError(f"retry_policy must be an aion.RetryPolicy, got {type(retry_policy).__name__}")
+    if cron_schedule:
+        from ..runtime._cron import cron_problem
+
+        if problem := cron_problem(cron_schedule):
+            raise InvalidArgumentError(f"start_workflow(cron_schedule=...) for workflow {name!r}: {problem}")
+    if memo is not None and (not isinstance(memo, Mapping) or not all(isinstance(k, str) for k in memo)):
+        raise TypeError("memo must be a dict with str keys")
     body = StartWorkflow(
         workflow_type=name,
         input=converter.to_payloads(list(args)),
@@ -86,5 +100,8 @@ def start_body(
         run_timeout_ms=to_ms(run_timeout),
         search_attributes=dict(search_attributes or {}),
         wait_result=wait_result,
+        retry_policy=retry_policy.to_model() if retry_policy is not None else None,
+        cron_schedule=cron_schedule or "",
+        memo={k: converter.to_payload(v) for k, v in (memo or {}).items()},
     )
     return body, hint

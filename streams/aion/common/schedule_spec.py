@@ -30,6 +30,8 @@ __all__ = [
     "fire_times",
     "latest_fire",
     "spec_text",
+    "cron_step",
+    "cron_zone",
 ]
 
 SCHEDULE_WORKFLOW_TYPE = "aion.Schedule"
@@ -113,35 +115,45 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _zone(name: str | None) -> tzinfo:
+def cron_zone(name: str | None) -> tzinfo:
+    """The zone ``name`` names (UTC when empty); raises for an unknown name."""
     if not name or name == "UTC":
         return timezone.utc
     return ZoneInfo(name)
 
 
-def _cron_step(spec: dict[str, Any], from_ms: int, forward: bool) -> int:
-    """The cron fire time strictly after (``forward``) or at-or-before ``from_ms``.
+_zone = cron_zone
 
-    The expression matches wall-clock times in the spec's zone: croniter walks naive local
-    times, each is placed in the zone, and a time that falls on the wrong side of ``from_ms``
-    (in an hour that a daylight-saving change repeats) is stepped over. So a local time that
-    happens twice (autumn) fires once, at its first occurrence, and one that does not exist
-    (spring) fires at the same moment an hour later on the clock (02:30 -> 03:30), as
-    Vixie cron does. (croniter's own handling of aware datetimes drifts by an hour for the
-    days after a change.)"""
+
+def cron_step(fields: str, tz: str | None, from_ms: int, forward: bool) -> int:
+    """The fire time of the 5-field cron ``fields`` in zone ``tz`` strictly after
+    (``forward``) or at-or-before ``from_ms`` (schedules, and cron workflows through
+    ``aion.runtime._cron``).
+
+    The expression matches wall-clock times in the zone: croniter walks naive local times, each
+    is placed in the zone, and a time that falls on the wrong side of ``from_ms`` (in an hour
+    that a daylight-saving change repeats) is stepped over. So a local time that happens twice
+    (autumn) fires once, at its first occurrence, and one that does not exist (spring) fires at
+    the same moment an hour later on the clock (02:30 -> 03:30), as Vixie cron does. (croniter's
+    own handling of aware datetimes drifts by an hour for the days after a change.)"""
     from croniter import croniter
 
-    zone = _zone(spec.get("timezone"))
+    zone = cron_zone(tz)
     local = datetime.fromtimestamp(from_ms / 1000, tz=zone).replace(tzinfo=None)
     if not forward:
         local += timedelta(microseconds=1)  # get_prev is strict: include from_ms itself
-    it = croniter(spec["cron"], local)
+    it = croniter(fields, local)
     for _ in range(4):
         naive = it.get_next(datetime) if forward else it.get_prev(datetime)
         t = int(round(naive.replace(tzinfo=zone).timestamp() * 1000))
         if (t > from_ms) if forward else (t <= from_ms):
             return t
-    raise ScheduleSpecError(f"cron {spec['cron']!r} in {spec.get('timezone')!r} found no fire time near {from_ms}")
+    raise ScheduleSpecError(f"cron {fields!r} in {tz!r} found no fire time near {from_ms}")
+
+
+def _cron_step(spec: dict[str, Any], from_ms: int, forward: bool) -> int:
+    """The cron fire time of a schedule spec strictly after (``forward``) or at-or-before ``from_ms``."""
+    return cron_step(spec["cron"], spec.get("timezone"), from_ms, forward)
 
 
 def next_fire_ms(spec: dict[str, Any], after_ms: int) -> int:

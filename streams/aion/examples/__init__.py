@@ -4,6 +4,8 @@
 - :mod:`aion.examples.order_saga` — a saga with compensations in reverse order (the demo).
 - :mod:`aion.examples.approval` — a deadline raced against a signal, with a query.
 - :mod:`aion.examples.subscription` — monthly billing that continues as new.
+- :mod:`aion.examples.nightly_digest` — a cron workflow (``cron_schedule``) whose child has a
+  ``retry_policy``, as written for Temporal.
 
 Every module exports ``WORKFLOWS`` and ``ACTIVITIES``, the lists a worker registers
 (``aion worker --workflows aion.examples.order_saga``).
@@ -14,4 +16,5 @@ EXAMPLES = (
     "aion.examples.order_saga",
     "aion.examples.approval",
     "aion.examples.subscription",
+    "aion.examples.nightly_digest",
 )

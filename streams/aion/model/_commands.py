@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ._common import Failure, Payload
+from ._common import Failure, Payload, RetryPolicy
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,6 +29,9 @@ class StartWorkflow:
     parent_close_policy: str = "TERMINATE"
     #: Whether the sender wants the terminal result on ``reply_to``.
     wait_result: bool = False
+    retry_policy: RetryPolicy | None = None
+    cron_schedule: str = ""
+    memo: dict[str, Payload] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

@@ -32,6 +32,20 @@ class WorkflowStarted:
     attempt: int = 1
     request_id: str = ""
     reply_to: str | None = None
+    #: Temporal's workflow retry policy: a failed (or run-timed-out) run is followed by a new
+    #: run of the same id, ``attempt + 1``, after the policy's backoff.
+    retry_policy: RetryPolicy | None = None
+    #: A cron expression: each run's code starts at a fire time; the next run follows the
+    #: close of this one (unless cancelled or terminated).
+    cron_schedule: str = ""
+    memo: dict[str, Payload] = field(default_factory=dict)
+    #: The code starts this long after the start is recorded (timer ``wf/start``).
+    first_task_backoff_ms: int = 0
+    #: ``RETRY`` or ``CRON_SCHEDULE`` (what started this run after its predecessor's close);
+    #: ``""`` for a first run and after continue-as-new.
+    initiator: str = ""
+    last_completion_result: Payload | None = None
+    last_failure: Failure | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -187,6 +201,9 @@ class ChildWorkflowStarted:
     task_queue: str = "default"
     parent_close_policy: str = "TERMINATE"
     execution_timeout_ms: int | None = None
+    retry_policy: RetryPolicy | None = None
+    cron_schedule: str = ""
+    memo: dict[str, Payload] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

@@ -7,7 +7,8 @@ a timer fire, a cancel request, the resume marker) is delivered to the code and 
 completion, a close ...) are what
 that activation issued, matched on replay. An input followed by ``WorkflowTaskFailed`` was not
 activated (the workflow was held); the resume marker activates everything that arrived while it
-was.
+was. A ``WorkflowStarted`` with a first-task backoff (a retry, a cron run) is held the same way
+until the marker its ``wf/start`` timer records.
 
 A reopen (``WorkflowReopened``, ``_lifecycle.py``) takes back a range of events: replay skips
 them, and at the reopen the instance reserves the ids they used (``reserve_ids``) so that the
@@ -126,6 +127,8 @@ def _replay_segment(inst: WorkflowInstance, history: Sequence[Event], start: int
             continue
         if isinstance(b, MarkerRecorded) and b.marker_name == MARKER_RESUME:
             held = False
+        if isinstance(b, WorkflowStarted) and b.first_task_backoff_ms > 0:
+            held = True  # its code starts at the resume marker the wf/start timer records
         if not is_instance_input(b) or inst.closed is not None:
             i += 1
             continue

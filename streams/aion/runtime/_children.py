@@ -8,6 +8,10 @@ as a ``ChildWorkflowResult`` command, recorded as ``ChildWorkflowCompleted`` / `
 ``Cancelled`` / ``TimedOut`` / ``Terminated``. When the parent's run closes, its open children
 get what their ``parent_close_policy`` says (``TERMINATE``, ``REQUEST_CANCEL``; ``ABANDON``
 leaves them), as commands the close sends (``Run.close_commands``).
+
+A child's ``retry_policy``, ``cron_schedule`` and ``memo`` travel in its start: the child's own
+execution retries it and runs its cron chain (``_successors.py``); the parent hears only of
+the last run's close.
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class Children(Parts):
                 parent_workflow_id=wf,
                 parent_run_id=rid,
                 parent_close_policy=b.parent_close_policy,
+                retry_policy=b.retry_policy,
+                cron_schedule=b.cron_schedule,
+                memo=dict(b.memo),
             )))]
 
     def _h_child_result(self, command: Command, b: ChildWorkflowResult) -> None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..converter import hints_of
 from ..exceptions import (
+    InvalidArgumentError,
     QueryError,
     SignalArgumentsError,
     SignalNotFoundError,
@@ -63,6 +64,7 @@ from ..model import (
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    WorkflowCancelled,
     WorkflowCancelRequested,
     WorkflowContinuedAsNew,
     WorkflowFailed,
@@ -70,6 +72,7 @@ from ..model import (
     WorkflowTaskFailed,
     WorkflowTerminated,
 )
+from ._cron import cron_problem, next_cron_ms
 from ._history_pages import HISTORY_QUERY, history_page
 from ._signals import signal_args_problem
 from ._versions import code_of, route_of, version_not_loaded
@@ -322,6 +325,9 @@ class ClientCommands(Parts):
                 problem := self._signal_args_problem(defn, signal.signal_name, signal.args)):
             self._refuse(command, SignalArgumentsError, problem)  # neither the start nor the signal
             return
+        if b.cron_schedule and (problem := cron_problem(b.cron_schedule)):
+            self._refuse(command, InvalidArgumentError, f"cannot start workflow {self.workflow_id!r}: {problem}")
+            return
         policy = b.id_reuse_policy
         if run is not None and run.status == RUNNING:
             if policy == "TERMINATE_IF_RUNNING":
@@ -354,6 +360,12 @@ class ClientCommands(Parts):
                 code_version=build,
                 request_id=b.request_id,
                 reply_to=command.reply_to if b.wait_result else None,
+                retry_policy=b.retry_policy,
+                cron_schedule=b.cron_schedule,
+                memo=dict(b.memo),
+                # A cron workflow's first run starts at the first fire time (Temporal's too).
+                first_task_backoff_ms=(max(1, next_cron_ms(b.cron_schedule, self._now) - self._now)
+                                       if b.cron_schedule else 0),
             ),
             run_id=run_id,
         )
@@ -420,6 +432,10 @@ class ClientCommands(Parts):
         self._reply(command, "ACCEPTED", run_id=run.run_id)
         if not run.cancel_requested:
             self._record(WorkflowCancelRequested(reason=b.reason))
+            if run.first_task_at_ms is not None and run.status == RUNNING:
+                # Its code has not started (a cron run before its fire time, a retry in its
+                # backoff): nothing to unwind, the run ends cancelled now.
+                self._record(WorkflowCancelled())
 
     def _h_terminate(self, command: Command, b: TerminateWorkflow) -> None:
         run = self._open_run_or_refuse(command, "terminate it", b.run_id)

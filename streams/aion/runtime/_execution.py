@@ -57,12 +57,15 @@ restarted or newly deployed engine worker (``Registry.code_id``) — or at once 
 
 Continue-as-new appends ``WorkflowContinuedAsNew`` then the new run's ``WorkflowStarted``
 (run id ``uuid5`` of the old run id) to the same history; ordinals and timer liveness are per
-run segment. The execution timeout spans the chain; the run timeout is per run.
+run segment. The execution timeout spans the chain; the run timeout is per run. A retried run
+(``retry_policy``) and a cron run (``cron_schedule``) are followed the same way, right after
+their close, by a run whose code waits for a first-task backoff (``_successors.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -107,10 +110,11 @@ from ._updates import Updates
 from ._commands import MAX_WAITERS, ClientCommands
 from ._instance import MARKER_CANCEL_CHILD, MARKER_CANCEL_EXTERNAL, MARKER_RESUME, RunContext, WorkflowInstance
 from ._state import (
-    CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, ActivityTimer, Run, backoff_ms, model_retry,
-    task_timer,
+    CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, START_TIMER, ActivityTimer, Run, backoff_ms,
+    model_retry, task_timer,
 )
 from ._registry import WorkflowCode
+from ._successors import successor_of, successor_start
 from ._supervision import hold_deadlocked_task
 from ._versions import code_of, route_of, version_not_loaded
 from .effects import DropTimer, Effect, ScheduleTimer, SendCommand, SendReply
@@ -172,7 +176,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         self._continued_from: Run | None = None
         #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
         self._owed: list[EventBody] = []
-        self._owed_close: WorkflowContinuedAsNew | WorkflowTaskFailed | None = None
+        self._owed_close: EventBody | None = None
         self._record_as: str | None = None
         # per step
         self._now = 0
@@ -220,7 +224,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 continue
             ex._apply(ev, None)
         run = ex.run
-        if run_code and run is not None and run.status == RUNNING and not run.held:
+        if run_code and run is not None and run.status == RUNNING and not run.held and run.first_task_at_ms is None:
             inst = ex._rebuild_instance(len(ex.history), extend=repair)
             if inst is not None and inst.tail:
                 ex._owed = list(inst.tail)
@@ -229,7 +233,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             last = ex.history[-1].body
             if isinstance(last, WorkflowContinuedAsNew) or (
                     isinstance(last, WorkflowTaskFailed) and last.retry_at_ms is None
-                    and run is not None and run.status == RUNNING):
+                    and run is not None and run.status == RUNNING) or (
+                    type(last) in CLOSE_STATUS and run is not None and run.successor is not None):
                 ex._owed_close = last
         return ex
 
@@ -318,6 +323,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 self._start_continued(run, last)
             elif isinstance(last, WorkflowTaskFailed):
                 self._record(WorkflowFailed(last.failure))
+            elif run.successor is not None and run.status != RUNNING:
+                self._start_successor(run)
             for body in owed:
                 self._record(body)
                 if isinstance(body, WorkflowContinuedAsNew):
@@ -365,6 +372,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             out.append(ScheduleTimer(wf, rid, RUN_TIMER, run.run_deadline_ms))
         if run.held and run.task_retry_at_ms is not None:
             out.append(ScheduleTimer(wf, rid, task_timer(run.task_attempt), run.task_retry_at_ms))
+        if run.first_task_at_ms is not None:
+            out.append(ScheduleTimer(wf, rid, START_TIMER, run.first_task_at_ms))
         out.extend(self._activity_recovery(run, now_ms))
         out.extend(self._child_recovery(run))
         return out
@@ -377,15 +386,19 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         self.next_seq += 1
         self.history.append(ev)
         self._new.append(ev)
+        before = self.run
         self._apply(ev, self._fx)
         if is_instance_input(body):
             self._feed(ev)
+        elif (before is not None and before is self.run and before.successor is not None
+              and type(body) in CLOSE_STATUS):
+            self._start_successor(before)  # a retry or the next cron run (_successors.py)
         return ev
 
     def _feed(self, ev: Event) -> None:
         """Deliver a just-recorded input to the code and record the commands it issues."""
         run = self.run
-        if run is None or run.status != RUNNING or run.held:
+        if run is None or run.status != RUNNING or run.held or run.first_task_at_ms is not None:
             return
         inst = self.instance
         if inst is None:
@@ -438,9 +451,27 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 search_attributes=dict(old.search_attributes),
                 code_version=route_of(self.registry, can.workflow_type)[0],  # the routed build
                 attempt=1,
+                # A cron or retrying workflow keeps its options across continue-as-new.
+                retry_policy=st.retry_policy,
+                cron_schedule=st.cron_schedule,
+                memo=dict(st.memo),
+                last_completion_result=st.last_completion_result,
             ),
             run_id=can.new_run_id,
         )
+
+    def _start_successor(self, old: Run) -> None:
+        """Record the run that follows ``old`` by its retry policy or cron schedule."""
+        assert old.successor is not None
+        initiator, wait = old.successor
+        st = old.started
+        new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aion:{self.workflow_id}:{old.run_id}:{initiator.lower()}"))
+        log.info("workflow %s: run %s closed %s; run %s follows (%s) in %d ms", self.workflow_id, old.run_id,
+                 old.status, new_run_id, initiator, wait)
+        self._record(successor_start(st, old.run_id, old.close_body, initiator, wait,
+                                     search_attributes=old.search_attributes,
+                                     code_version=route_of(self.registry, st.workflow_type)[0]),
+                     run_id=new_run_id)
 
     # ------------------------------------------------------------------ the instance
     def _drop_instance(self) -> None:
@@ -586,6 +617,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             run.held = False
             run.resume_pending = True
             run.task_retry_at_ms = None
+            run.first_task_at_ms = None  # a delayed first task starts here too
 
     def _on_search_attributes(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         run.search_attributes.update(ev.body.attributes)  # type: ignore[union-attr]
@@ -627,11 +659,15 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         if b.reply_to and ev.command_id:
             # Recorded, so never refused: a start's waiter is not held to MAX_WAITERS.
             self._waiters[(ev.command_id, b.reply_to)] = None
+        if b.first_task_backoff_ms > 0:
+            run.first_task_at_ms = t + b.first_task_backoff_ms
         if fx is not None:
             if run.exec_deadline_ms is not None:
                 fx.append(ScheduleTimer(self.workflow_id, run.run_id, EXEC_TIMER, run.exec_deadline_ms))
             if run.run_deadline_ms is not None:
                 fx.append(ScheduleTimer(self.workflow_id, run.run_id, RUN_TIMER, run.run_deadline_ms))
+            if run.first_task_at_ms is not None:
+                fx.append(ScheduleTimer(self.workflow_id, run.run_id, START_TIMER, run.first_task_at_ms))
 
     def _on_close(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         """A closing event (or ``WorkflowContinuedAsNew``): open activities end, timers go,
@@ -653,9 +689,18 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 fx.append(DropTimer(wf, rid, RUN_TIMER))
             if run.held and run.task_retry_at_ms is not None:
                 fx.append(DropTimer(wf, rid, task_timer(run.task_attempt)))
+            if run.first_task_at_ms is not None:
+                fx.append(DropTimer(wf, rid, START_TIMER))
+        run.first_task_at_ms = None
         run.timers.clear()
         self._close_children(run, status, t)
         self._close_updates(run, status, fx)
+        # A retry or the next cron run follows: the parent and the waiters wait for that one.
+        run.successor = successor_of(run.started, b, status, t, run.exec_deadline_ms)
+        if run.successor is not None:
+            if fx is not None:
+                fx.extend(SendCommand(c) for c in run.close_commands)
+            return
         if status != "CONTINUED_AS_NEW":
             result, failure = self._outcome(b, status)
             self._last_close = (rid, status, result, failure)
@@ -704,6 +749,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         elif tid == RUN_TIMER and run.run_deadline_ms is not None:
             self._drop_instance()
             self._record(WorkflowTimedOut("RUN"))
+        elif tid == START_TIMER and run.first_task_at_ms is not None:
+            self._record(MarkerRecorded(MARKER_RESUME, "start"))  # the delayed first task runs
         elif run.held and tid in (task_timer(run.task_attempt), RESUME_NOW_TIMER):
             if tid == RESUME_NOW_TIMER or not hold_deadlocked_task(self, run):  # (_supervision.py)
                 self._record(MarkerRecorded(MARKER_RESUME, str(run.task_attempt)))

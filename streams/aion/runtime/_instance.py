@@ -97,7 +97,8 @@ from ..model.limits import MAX_ID_BYTES
 from ..workflow._api import ActivityOptions, ChildOptions, ContinueAsNewError
 from ..workflow._definition import RUN_TYPE_ATTR, WorkflowDefinition
 from ..workflow._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
-from ..workflow._types import ActivityCancellationType, FailurePolicy, Info, ParentInfo
+from ..workflow._types import ActivityCancellationType, FailurePolicy, Info, ParentInfo, RetryPolicy
+from ._cron import cron_problem
 from . import _watchdog
 from ._describe import describe, same_command
 from ._loop import WorkflowEventLoop
@@ -321,7 +322,29 @@ class WorkflowInstance:
             execution_timeout=None if st.execution_timeout_ms is None else timedelta(milliseconds=st.execution_timeout_ms),
             run_timeout=None if st.run_timeout_ms is None else timedelta(milliseconds=st.run_timeout_ms),
             search_attributes=dict(self._search_attributes),
+            cron_schedule=st.cron_schedule,
+            retry_policy=RetryPolicy.from_model(st.retry_policy) if st.retry_policy is not None else None,
         )
+
+    def memo(self) -> dict[str, Any]:
+        """The memo the run was started with, decoded (values as the converter gives them)."""
+        return {k: self.converter.from_payload(v, None) for k, v in self.ctx.started.memo.items()}
+
+    def memo_value(self, key: str, type_hint: Any) -> Any:
+        p = self.ctx.started.memo.get(key)
+        if p is None:
+            raise KeyError(f"memo has no key {key!r}")
+        return self.converter.from_payload(p, type_hint)
+
+    def last_completion_result(self, type_hint: Any) -> Any:
+        """The result of the last completed run of this cron chain (None when there is none)."""
+        p = self.ctx.started.last_completion_result
+        return None if p is None else self.converter.from_payload(p, type_hint)
+
+    def last_failure(self) -> BaseException | None:
+        """The failure of the previous run of a retry or cron chain (None after a success)."""
+        f = self.ctx.started.last_failure
+        return None if f is None else failure_to_exception(f, self.converter)
 
     # ---------------------------------------------------------------- issuing commands
     def _issue(self, body: EventBody) -> EventBody:
@@ -530,6 +553,10 @@ class WorkflowInstance:
             cid = f"child-{uuid.uuid5(uuid.NAMESPACE_URL, cid)}"
         if cid in self._used_child_ids:
             raise ValueError(f"child workflow id {cid!r} is already used in this run: give each child its own id")
+        cron = opts.cron_schedule or ""
+        if cron and (problem := cron_problem(cron)):
+            raise InvalidArgumentError(f"child workflow {cid!r}: {problem}")
+        memo = {k: self.converter.to_payload(v) for k, v in (opts.memo or {}).items()}
         self._used_child_ids.add(cid)
         self._issue(ChildWorkflowStarted(
             child_workflow_id=cid,
@@ -538,6 +565,9 @@ class WorkflowInstance:
             task_queue=opts.task_queue or self.ctx.started.task_queue,
             parent_close_policy=str(getattr(opts.parent_close_policy, "value", opts.parent_close_policy)),
             execution_timeout_ms=opts.execution_timeout_ms,
+            retry_policy=opts.retry_policy.to_model() if opts.retry_policy is not None else None,
+            cron_schedule=cron,
+            memo=memo,
         ))
         h: ChildWorkflowHandle[Any] = ChildWorkflowHandle(loop=self.loop)
         h.id = cid

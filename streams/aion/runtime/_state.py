@@ -22,6 +22,8 @@ the stored data and never change. :class:`ActivityTimer` writes and parses the a
                            heartbeat)
 ``wf/exec``, ``wf/run``    the workflow's execution and run timeouts
 ``task/<n>``, ``task/now`` the retry of a held workflow's task (``now``: :meth:`resume`)
+``wf/start``               the first-task backoff of a run that follows a retried or cron run
+                           (``WorkflowStarted.first_task_backoff_ms``): its code starts at the fire
 =========================  ====================================================================
 """
 
@@ -54,6 +56,7 @@ FAILED_STATUSES = frozenset({"FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT"})
 EXEC_TIMER = "wf/exec"
 RUN_TIMER = "wf/run"
 RESUME_NOW_TIMER = "task/now"
+START_TIMER = "wf/start"
 
 
 def task_timer(attempt: int) -> str:
@@ -178,6 +181,12 @@ class Run:
     #: The seq ranges ``[from_seq, reopen_seq)`` its reopens took back (``WorkflowReopened``):
     #: kept in the history, never applied or replayed to the code (``_lifecycle.py``).
     voids: list[tuple[int, int]] = field(default_factory=list)
+    #: While its code waits for the first-task backoff (a retry's or a cron run's): when the
+    #: ``wf/start`` timer fires. Inputs are recorded meanwhile and delivered when it starts.
+    first_task_at_ms: int | None = None
+    #: Set at the close when another run of the workflow follows it (``_successors.py``):
+    #: ``(initiator, first-task backoff in ms)``; its parent and result waiters are not told.
+    successor: tuple[str, int] | None = None
 
     def voided(self, seq: int) -> bool:
         """Whether a reopen took back the event ``seq`` of this run."""

@@ -148,12 +148,16 @@ class ActivityOptions:
 class ChildOptions:
     """Resolved options of one child workflow start."""
 
-    __slots__ = ("id", "task_queue", "parent_close_policy", "execution_timeout_ms", "result_type")
+    __slots__ = ("id", "task_queue", "parent_close_policy", "execution_timeout_ms", "result_type",
+                 "retry_policy", "cron_schedule", "memo")
     id: str | None
     task_queue: str | None
     parent_close_policy: ParentClosePolicy
     execution_timeout_ms: int | None
     result_type: Any
+    retry_policy: RetryPolicy | None
+    cron_schedule: str | None
+    memo: Mapping[str, Any] | None
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -177,6 +181,10 @@ class _Runtime(Protocol):
     def side_effect(self, fn: Callable[[], Any], result_type: Any) -> Any: ...
     def patched(self, patch_id: str, deprecated: bool) -> bool: ...
     def upsert_search_attributes(self, attributes: Mapping[str, str]) -> None: ...
+    def memo(self) -> dict[str, Any]: ...
+    def memo_value(self, key: str, type_hint: Any) -> Any: ...
+    def last_completion_result(self, type_hint: Any) -> Any: ...
+    def last_failure(self) -> BaseException | None: ...
 
 
 def _rt() -> _Runtime:
@@ -504,38 +512,33 @@ def timeout(duration: timedelta | float) -> _Timeout:
 # parameter is its ``self``).
 
 
-def _refuse_child_options(id: str | None, retry_policy: Any, cron_schedule: str, memo: Any) -> None:
-    """Temporal's child options that have no equivalent here: a clear error, not silence."""
-    child = f"child workflow {id!r}" if id else "a child workflow"
-    if retry_policy is not None:
-        raise InvalidArgumentError(
-            f"retry_policy on {child}: child workflows are not retried here; catch "
-            f"ChildWorkflowError in the parent and start the child again (a new id), or give the "
-            f"child's activities a retry policy")
-    if cron_schedule:
-        raise InvalidArgumentError(
-            f"cron_schedule={cron_schedule!r} on {child}: cron workflows are not supported; create a "
-            f"schedule (client.create_schedule(id, cron=..., workflow=...)) from a client or an activity")
-    if memo:
-        raise InvalidArgumentError(
-            f"memo on {child}: memos are not supported; pass the data as an argument of the child")
-
-
 def _child_options(
     id: str | None,
     task_queue: str | None,
     parent_close_policy: ParentClosePolicy | str,
     execution_timeout: timedelta | None,
     result_type: Any,
+    retry_policy: RetryPolicy | None = None,
+    cron_schedule: str = "",
+    memo: Mapping[str, Any] | None = None,
 ) -> ChildOptions:
     if id is not None and (problem := workflow_id_problem(id, "child workflow id")):
         raise InvalidArgumentError(problem)
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+        raise TypeError("retry_policy must be an aion.RetryPolicy")
+    if not isinstance(cron_schedule, str):
+        raise TypeError("cron_schedule must be a cron expression string")
+    if memo is not None and (not isinstance(memo, Mapping) or not all(isinstance(k, str) for k in memo)):
+        raise TypeError("memo must be a dict with str keys")
     return ChildOptions(
         id=id,
         task_queue=checked_task_queue(task_queue),
         parent_close_policy=ParentClosePolicy(parent_close_policy),
         execution_timeout_ms=to_ms(execution_timeout, "execution_timeout"),
         result_type=result_type,
+        retry_policy=retry_policy,
+        cron_schedule=cron_schedule,
+        memo=memo,
     )
 
 
@@ -565,9 +568,14 @@ async def start_child_workflow(
     The default child id is derived from this workflow's id, run and an ordinal. A child
     whose id is already running is not started: the handle fails with ``ChildWorkflowError``
     (cause ``WorkflowAlreadyStartedError``).
+
+    As in Temporal: with ``retry_policy`` a failed child run is retried as a new run of the same
+    child id (the parent sees the last run's outcome); with ``cron_schedule`` the child runs at
+    each fire time until it is cancelled or terminated; ``memo`` is shown by the child's
+    ``describe()`` and ``workflow.memo()``.
     """
-    _refuse_child_options(id, retry_policy, cron_schedule, memo)
-    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
+    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type,
+                          retry_policy, cron_schedule, memo)
     return _rt().start_child(workflow, args, opts)
 
 
@@ -593,8 +601,8 @@ async def execute_child_workflow(
 ) -> Any:
     """Start a child workflow and wait for its result; raises ``ChildWorkflowError`` when the
     child does not complete."""
-    _refuse_child_options(id, retry_policy, cron_schedule, memo)
-    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type)
+    opts = _child_options(id, task_queue, parent_close_policy, execution_timeout, result_type,
+                          retry_policy, cron_schedule, memo)
     return await _rt().start_child(workflow, args, opts)
 
 
@@ -616,6 +624,43 @@ def continue_as_new(*args: Any, workflow: Any = None, task_queue: str | None = N
 def info() -> Info:
     """This workflow's ids, attempt and history length (deterministic)."""
     return _rt().info()
+
+
+_NO_DEFAULT: Any = object()
+
+
+def memo() -> dict[str, Any]:
+    """The memo this workflow was started with (``start_workflow(..., memo=...)``, a child's
+    ``memo=``), values decoded; kept across retries, cron runs and continue-as-new."""
+    return _rt().memo()
+
+
+def memo_value(key: str, default: Any = _NO_DEFAULT, *, type_hint: Any = None) -> Any:
+    """One value of :func:`memo`; ``KeyError`` when it is missing and no ``default`` is given."""
+    try:
+        return _rt().memo_value(key, type_hint)
+    except KeyError:
+        if default is _NO_DEFAULT:
+            raise
+        return default
+
+
+def has_last_completion_result() -> bool:
+    """Whether an earlier run of this cron workflow completed (see
+    :func:`get_last_completion_result`)."""
+    return _rt().last_completion_result(None) is not None
+
+
+def get_last_completion_result(type_hint: Any = None) -> Any:
+    """The result of the last run of this cron workflow that completed (None before any did).
+    Retries of a run see the same value."""
+    return _rt().last_completion_result(type_hint)
+
+
+def get_last_failure() -> BaseException | None:
+    """The failure of the previous run when this run is its retry, or the cron run after a
+    failed one (None otherwise)."""
+    return _rt().last_failure()
 
 
 def now() -> datetime:

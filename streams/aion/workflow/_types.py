@@ -195,6 +195,10 @@ class Info:
     execution_timeout: timedelta | None = None
     run_timeout: timedelta | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    #: The cron schedule of a cron workflow (``start_workflow(..., cron_schedule=...)``), else "".
+    cron_schedule: str = ""
+    #: The workflow retry policy it was started with (``retry_policy=``), else None.
+    retry_policy: "RetryPolicy | None" = None
 
     def get_current_history_length(self) -> int:
         """Temporal's spelling: events in this run's history so far (:attr:`run_history_length`;

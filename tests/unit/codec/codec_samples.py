@@ -43,6 +43,8 @@ EVENT_BODIES: list[typing.Any] = [
         parent_workflow_id="parent-1", parent_run_id="prun-1", parent_close_policy="ABANDON",
         execution_timeout_ms=86_400_000, run_timeout_ms=3_600_000, search_attributes=ATTRS,
         code_version="v2.3", attempt=3, request_id="req-9", reply_to="aion.replies:4",
+        retry_policy=RETRY, cron_schedule="CRON_TZ=Europe/Paris 0 9 * * 1-5", memo={"note": P2},
+        first_task_backoff_ms=60_000, initiator="RETRY", last_completion_result=P3, last_failure=FAIL,
     ),
     m.WorkflowCompleted(result=P1),
     m.WorkflowFailed(failure=FAIL),
@@ -64,7 +66,8 @@ EVENT_BODIES: list[typing.Any] = [
     m.TimerCancelled(timer_id="t-2"),
     m.SignalReceived(signal_name="approve", args=[P1, P2], signal_id="sig-1"),
     m.SignalSent(signal_id="sig-2", target_workflow_id="other-wf", signal_name="ping", args=[P3]),
-    m.ChildWorkflowStarted(child_workflow_id="child-1", workflow_type="Shipment", input=[P2], task_queue="shipping", parent_close_policy="REQUEST_CANCEL", execution_timeout_ms=120_000),
+    m.ChildWorkflowStarted(child_workflow_id="child-1", workflow_type="Shipment", input=[P2], task_queue="shipping", parent_close_policy="REQUEST_CANCEL", execution_timeout_ms=120_000,
+                           retry_policy=RETRY, cron_schedule="@hourly", memo={"note": P1}),
     m.ChildWorkflowCompleted(child_workflow_id="child-1", result=P3),
     m.ChildWorkflowFailed(child_workflow_id="child-1", failure=FAIL),
     m.ChildWorkflowCancelled(child_workflow_id="child-2"),
@@ -83,6 +86,7 @@ START = m.StartWorkflow(
     workflow_type="OrderWorkflow", input=[P1], task_queue="orders", id_reuse_policy="REJECT_DUPLICATE",
     request_id="req-1", execution_timeout_ms=86_400_000, run_timeout_ms=3_600_000, search_attributes=ATTRS,
     parent_workflow_id="parent-1", parent_run_id="prun-1", parent_close_policy="ABANDON", wait_result=True,
+    retry_policy=RETRY, cron_schedule="*/5 * * * *", memo={"note": P3},
 )
 COMMAND_BODIES: list[typing.Any] = [
     START,

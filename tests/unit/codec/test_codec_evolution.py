@@ -164,8 +164,9 @@ SHIPPED_HISTORY = sorted(p.name for p in (SCHEMAS / "history").iterdir() if p.is
 
 
 def test_every_schema_change_left_its_predecessor_in_the_history() -> None:
-    """v1 is before pause/resume, v2 before reopen and updates; each differs from the next."""
-    assert SHIPPED_HISTORY[:2] == ["v1", "v2"]
+    """v1 is before pause/resume, v2 before reopen and updates, v3 before workflow retry
+    policies, cron schedules and memos; each differs from the next."""
+    assert SHIPPED_HISTORY[:3] == ["v1", "v2", "v3"]
     forms = [to_parsing_canonical_form(load_schema(str(SCHEMAS / "history" / v / "aion.events.Event.avsc")))
              for v in SHIPPED_HISTORY]
     forms.append(to_parsing_canonical_form(load_schema(str(SCHEMAS / "aion.events.Event.avsc"))))
@@ -184,3 +185,21 @@ def test_records_written_by_an_older_release_decode_with_the_shipped_history(ver
         "command_id": "c", "workflow_id": "w", "sent_at_ms": 5,
         "body": ("aion.commands.FireTimer", {"run_id": "r", "timer_id": "t", "fire_at_ms": 9}), "reply_to": None})
     assert Codec().decode_command(cmd).body == m.FireTimer("r", "t", 9)
+
+
+def test_a_v3_start_decodes_without_retry_cron_or_memo() -> None:
+    """A WorkflowStarted and a StartWorkflow written before retry policies, cron schedules and
+    memos (schemas/history/v3) decode with their defaults: no retry, no cron, no memo, the
+    code starts at once."""
+    old = SCHEMAS / "history" / "v3"
+    started = {
+        "workflow_type": "Order", "input": [], "task_queue": "q", "previous_run_id": None,
+        "parent_workflow_id": None, "parent_run_id": None, "parent_close_policy": "TERMINATE",
+        "execution_timeout_ms": None, "run_timeout_ms": None, "search_attributes": {"a": "b"},
+        "code_version": "", "attempt": 2, "request_id": "r", "reply_to": None,
+    }
+    ev = Codec().decode_event(old_writer(old, "aion.events.Event", v1_event("aion.events.WorkflowStarted", started)))
+    assert ev.body == m.WorkflowStarted("Order", [], task_queue="q", search_attributes={"a": "b"}, attempt=2,
+                                        request_id="r")
+    assert ev.body.retry_policy is None and ev.body.cron_schedule == "" and ev.body.memo == {}
+    assert ev.body.first_task_backoff_ms == 0 and ev.body.initiator == ""

@@ -18,8 +18,8 @@ import pytest
 from runtime_sim import CONV, Sim
 
 from aion import activity, workflow
-from aion.exceptions import NondeterminismError
-from aion.model import Command, Event, FireTimer, WorkflowFailed, WorkflowTaskFailed
+from aion.exceptions import ApplicationError, NondeterminismError
+from aion.model import Command, Event, FireTimer, RetryPolicy, WorkflowFailed, WorkflowTaskFailed
 from aion.runtime import WorkflowExecution, effects
 
 T = timedelta(seconds=30)
@@ -70,9 +70,20 @@ class Parent:
         self.go = True
 
 
-def _full_run(wf: object, *args: object, signal: str | None = None) -> Sim:
-    s = Sim([Busy, Child, Parent], [echo])
-    s.start(wf, *args, id="wf-1")
+@workflow.defn
+class Flaky:
+    """Fails its first two attempts: its retry policy starts the next run in the closing step."""
+
+    @workflow.run
+    async def run(self) -> int:
+        if workflow.info().attempt < 3:
+            raise ApplicationError(f"attempt {workflow.info().attempt}")
+        return workflow.info().attempt
+
+
+def _full_run(wf: object, *args: object, signal: str | None = None, **start: object) -> Sim:
+    s = Sim([Busy, Child, Parent, Flaky], [echo])
+    s.start(wf, *args, id="wf-1", **start)
     if signal:
         s.settle()
         s.signal("wf-1", signal)
@@ -89,15 +100,18 @@ def _same(a: Event, b: Event) -> bool:
 
 
 SCENARIOS = [
-    pytest.param(Busy, (1,), None, "abc7", id="activities-timer-side-effect-continue-as-new"),
-    pytest.param(Parent, (), "start", 5, id="signal-children"),
+    pytest.param(Busy, (1,), None, "abc7", {}, id="activities-timer-side-effect-continue-as-new"),
+    pytest.param(Parent, (), "start", 5, {}, id="signal-children"),
+    # a failed run's close and the next run's start are one step
+    pytest.param(Flaky, (), None, 3, {"retry_policy": RetryPolicy(initial_interval_ms=10, maximum_attempts=5)},
+                 id="workflow-retry-policy"),
 ]
 
 
-@pytest.mark.parametrize("wf,args,signal,result", SCENARIOS)
+@pytest.mark.parametrize("wf,args,signal,result,start", SCENARIOS)
 def test_every_cut_inside_a_step_is_repaired_by_the_redelivered_command(
-        wf: object, args: tuple[object, ...], signal: str | None, result: object) -> None:
-    s = _full_run(wf, *args, signal=signal)
+        wf: object, args: tuple[object, ...], signal: str | None, result: object, start: dict[str, object]) -> None:
+    s = _full_run(wf, *args, signal=signal, **start)
     assert s.value("wf-1") == result
     full = s.history("wf-1")
     commands = {cmd.command_id: (cmd, at) for cmd, at in s.processed if cmd.workflow_id == "wf-1"}

@@ -1,6 +1,6 @@
 """Temporal options with no equivalent here are refused with an error that says what to do,
-never silently dropped or stored as something else: cron workflows, child retry policies, cron
-and memos, and typed (non-text) search attributes."""
+never silently dropped or stored as something else: typed (non-text) search attributes. (Cron
+workflows, workflow retry policies and memos are supported: ``test_retry_cron_memo.py``.)"""
 
 from __future__ import annotations
 
@@ -19,19 +19,6 @@ class Leaf:
 
 
 @workflow.defn
-class Parent:
-    @workflow.run
-    async def run(self, option: str) -> str:
-        kw = {"retry_policy": workflow.RetryPolicy(maximum_attempts=3), "cron_schedule": "* * * * *",
-              "memo": {"k": "v"}}
-        try:
-            await workflow.execute_child_workflow(Leaf.run, id="leaf-1", **{option: kw[option]})
-        except InvalidArgumentError as err:
-            return str(err)
-        return "accepted"
-
-
-@workflow.defn
 class Tagger:
     @workflow.run
     async def run(self, value_kind: str) -> str:
@@ -41,23 +28,6 @@ class Tagger:
         except InvalidArgumentError as err:
             return str(err)
         return workflow.info().search_attributes.get("Tag", "")
-
-
-@pytest.mark.parametrize("option,fix", [("retry_policy", "ChildWorkflowError"),
-                                        ("cron_schedule", "create_schedule"),
-                                        ("memo", "argument")])
-async def test_child_options_without_an_equivalent_are_refused(option: str, fix: str) -> None:
-    async with WorkflowEnvironment.start_time_skipping(workflows=[Parent, Leaf]) as env:
-        out = await env.client.execute_workflow(Parent.run, option, id=f"parent-{option}")
-    assert out.startswith(f"{option}") or f"{option}=" in out, out
-    assert "'leaf-1'" in out and fix in out, out
-
-
-async def test_a_cron_workflow_start_is_refused_with_the_schedule_to_use() -> None:
-    async with WorkflowEnvironment.start_time_skipping(workflows=[Leaf]) as env:
-        with pytest.raises(InvalidArgumentError, match=r"client.create_schedule\('nightly', cron='0 3 \* \* \*'"):
-            await env.client.start_workflow(Leaf.run, id="nightly", cron_schedule="0 3 * * *")
-        assert env.history("nightly") == []  # nothing started
 
 
 @pytest.mark.parametrize("kind", ["list", "int"])

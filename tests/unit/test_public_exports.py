@@ -15,6 +15,10 @@ import pytest
 
 EXPORTS: dict[str, list[str]] = {
     "aion": ["RetryPolicy", "activity", "workflow"],
+    "aion.common": [
+        "RetryPolicy", "SearchAttributeIndexedValueType", "SearchAttributeKey", "SearchAttributePair",
+        "SearchAttributeUpdate", "SearchAttributeValue", "TypedSearchAttributes",
+    ],
     "aion.workflow": [
         "ActivityCancellationType", "ActivityHandle", "ActivityOptions", "CancelledError", "ChildOptions",
         "ChildWorkflowHandle", "ContinueAsNewError", "FailurePolicy", "IdReusePolicy", "Info",

@@ -366,6 +366,7 @@ def wf_describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     from ..converter import DataConverter
 
     fields = _with_iso_times(dataclasses.asdict(describe(workflow_id, events, converter=DataConverter())))
+    fields.pop("typed_search_attributes", None)  # the same values as search_attributes, as objects
     pending = pending_of(events, _iso) if fields["status"] == "RUNNING" else \
         {"pending_activities": [], "pending_timers": [], "workflow_task": None}
     if as_json:

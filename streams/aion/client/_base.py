@@ -64,7 +64,7 @@ class StartOptions(TypedDict, total=False):
     id_reuse_policy: str
     execution_timeout: timedelta | float | None
     run_timeout: timedelta | float | None
-    search_attributes: dict[str, str] | None
+    search_attributes: Any
     request_id: str | None
     result_type: Any
     retry_policy: Any
@@ -175,7 +175,7 @@ class ClientBase(ABC, Generic[H]):
         id_reuse_policy: str,
         execution_timeout: timedelta | float | None,
         run_timeout: timedelta | float | None,
-        search_attributes: dict[str, str] | None,
+        search_attributes: Any,
         request_id: str | None,
         retry_policy: Any = None,
         cron_schedule: str = "",
@@ -205,7 +205,7 @@ class ClientBase(ABC, Generic[H]):
         id_reuse_policy: str = "ALLOW_DUPLICATE",
         execution_timeout: timedelta | float | None = None,
         run_timeout: timedelta | float | None = None,
-        search_attributes: dict[str, str] | None = None,
+        search_attributes: Any = None,
         request_id: str | None = None,
         result_type: Any = None,
         retry_policy: Any = None,
@@ -284,7 +284,7 @@ class ClientBase(ABC, Generic[H]):
         id_reuse_policy: str = "ALLOW_DUPLICATE",
         execution_timeout: timedelta | float | None = None,
         run_timeout: timedelta | float | None = None,
-        search_attributes: dict[str, str] | None = None,
+        search_attributes: Any = None,
         request_id: str | None = None,
         result_type: Any = None,
     ) -> H:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from .._search_attributes import apply_upsert, decode_all, typed
 from ..codec import Codec
 from ..model import (
     RUN_CLOSING_EVENTS,
@@ -162,7 +163,8 @@ class WorkflowDescription:
     run_history_length: int
     last_seq: int
     runs: int
-    search_attributes: dict[str, str]
+    #: The latest run's search attributes: text, or the typed value of a typed attribute.
+    search_attributes: dict[str, Any]
     parent_workflow_id: str | None = None
     cancel_requested: bool = False
     #: Paused by an operator (``handle.pause()``) and not resumed since.
@@ -179,6 +181,8 @@ class WorkflowDescription:
     #: When the latest run's code starts (epoch ms): a cron run waiting for its fire time, a
     #: retry waiting for its backoff; None once it started.
     first_task_at_ms: int | None = None
+    #: The search attributes as :class:`aion.common.TypedSearchAttributes` (untyped: text keys).
+    typed_search_attributes: Any = None
 
 
 def describe(workflow_id: str, events: list[Event], converter: Any = None) -> WorkflowDescription:
@@ -198,6 +202,10 @@ def describe(workflow_id: str, events: list[Event], converter: Any = None) -> Wo
     wf_type = started.body.workflow_type if started is not None else ""  # type: ignore[union-attr]
     status, closed_at = "RUNNING", None
     attrs: dict[str, str] = {}
+    types: dict[str, str] = {}
+    if started is not None:
+        attrs = dict(started.body.search_attributes)  # type: ignore[union-attr]
+        types = dict(started.body.search_attribute_types)  # type: ignore[union-attr]
     cancel_requested = paused = False
     first_task_at: int | None = None
     if started is not None and started.body.first_task_backoff_ms > 0:  # type: ignore[union-attr]
@@ -212,13 +220,11 @@ def describe(workflow_id: str, events: list[Event], converter: Any = None) -> Wo
         elif isinstance(e.body, RUN_CLOSING_EVENTS):
             status, closed_at = STATUS_OF_CLOSE[type(e.body)], e.recorded_at_ms
         elif isinstance(e.body, SearchAttributesUpserted):
-            attrs.update(e.body.attributes)
+            apply_upsert(attrs, types, e.body.attributes, e.body.types, e.body.unset)
         elif isinstance(e.body, WorkflowCancelRequested):
             cancel_requested = True
         elif isinstance(e.body, (WorkflowPaused, WorkflowResumed)):
             paused = isinstance(e.body, WorkflowPaused)
-    if started is not None:
-        attrs = {**started.body.search_attributes, **attrs}  # type: ignore[union-attr]
     return WorkflowDescription(
         workflow_id=workflow_id,
         run_id=last_run,
@@ -231,7 +237,7 @@ def describe(workflow_id: str, events: list[Event], converter: Any = None) -> Wo
         run_history_length=len(run_events),
         last_seq=events[-1].seq,
         runs=len({e.run_id for e in events}),
-        search_attributes=attrs,
+        search_attributes=decode_all(attrs, types),
         parent_workflow_id=started.body.parent_workflow_id if started is not None else None,  # type: ignore[union-attr]
         cancel_requested=cancel_requested,
         paused=paused and status == "RUNNING",
@@ -240,6 +246,7 @@ def describe(workflow_id: str, events: list[Event], converter: Any = None) -> Wo
         cron_schedule=started.body.cron_schedule if started is not None else "",  # type: ignore[union-attr]
         attempt=started.body.attempt if started is not None else 1,  # type: ignore[union-attr]
         first_task_at_ms=first_task_at,
+        typed_search_attributes=typed(attrs, types),
     )
 
 

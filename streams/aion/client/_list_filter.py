@@ -16,9 +16,13 @@ Grammar (keywords in any case; ``AND`` binds tighter than ``OR``; parentheses gr
 Fields: ``WorkflowId``, ``WorkflowType``, ``RunId``, ``ExecutionStatus`` (any case: ``Running``,
 ``Completed``, ...), ``TaskQueue``, ``BuildId``, ``HistoryLength``, ``StartTime`` and
 ``CloseTime`` (compared as instants: an ISO-8601 text — ``'2026-12-03T10:00:00Z'`` — or epoch
-milliseconds); any other name is a search attribute (compared as text, as they are stored;
-write it in backticks when it is not a plain identifier). A row without the field matches no
-condition on it (``!=`` included), as in Temporal.
+milliseconds); any other name is a search attribute (write it in backticks when it is not a
+plain identifier), compared by the type it has in each row (``aion.common``): ``Int`` and
+``Double`` as numbers (``Priority > 2``, ``'2'`` too), ``Bool`` with ``true`` / ``false``,
+``Datetime`` as instants (like ``StartTime``), a ``KeywordList`` ``=`` a value when it holds
+it (``IN``: when it holds one of them; ``!=``: when it does not hold it), and text (an untyped
+attribute, ``Text``, ``Keyword``) as text. A row without the field matches no condition on it
+(``!=`` included), as in Temporal; a value that does not fit the row's type matches nothing.
 
 :func:`compile_filter` turns the text into a predicate, or raises :class:`ListFilterError`
 saying where the text went wrong.
@@ -72,6 +76,8 @@ def _tokens(text: str) -> list[tuple[str, Any, int]]:
             out.append(("value", re.sub(r"\\(.)", r"\1", raw[1:-1]), at))
         elif kind == "num":
             out.append(("value", float(raw) if "." in raw else int(raw), at))
+        elif kind == "name" and raw.lower() in ("true", "false"):
+            out.append(("value", raw.lower() == "true", at))
         elif kind == "name" and raw.upper() in _KEYWORDS:
             out.append(("kw", raw.upper(), at))
         elif kind == "name":
@@ -137,6 +143,8 @@ class _Parser:
         if tok is None or tok[0] != "name":
             raise self._fail("a field name (WorkflowType, ExecutionStatus, StartTime, a search attribute ...)")
         self.i += 1
+        if _FIELDS.get(tok[1].lower()) is None:
+            return self._attribute_condition(tok[1])
         get = _getter(tok[1])
         conv = _converter(tok[1])
         if self._is("kw", "IN"):
@@ -165,6 +173,94 @@ class _Parser:
         value = conv(self._take("value"))
         cmp = _COMPARE[op]
         return lambda r: (v := get(r)) is not None and _safe(cmp, v, value)
+
+
+    def _attribute_condition(self, name: str) -> Predicate:
+        """A condition on search attribute ``name``: its literal(s) are converted per row, to
+        the type the attribute has there."""
+        if self._is("kw", "IN"):
+            self.i += 1
+            self._take("op", "(")
+            raw = [self._take("value")]
+            while self._is("op", ","):
+                self.i += 1
+                raw.append(self._take("value"))
+            self._take("op", ")")
+            return lambda r: _attr_test(r, name, "IN", raw)
+        if self._is("kw", "BETWEEN"):
+            self.i += 1
+            lo = self._take("value")
+            self._take("kw", "AND")
+            hi = self._take("value")
+            return lambda r: _attr_test(r, name, "BETWEEN", [lo, hi])
+        if self._is("kw", "STARTS_WITH"):
+            self.i += 1
+            prefix = str(self._take("value"))
+            return lambda r: _attr_test(r, name, "STARTS_WITH", [prefix])
+        op = self._take("op") if (t := self._peek()) is not None and t[0] == "op" else None
+        if op not in ("=", "!=", "<", ">", "<=", ">="):
+            self.i -= 1 if op is not None else 0
+            raise self._fail("=, !=, <, >, <=, >=, IN, BETWEEN or STARTS_WITH")
+        value = self._take("value")
+        return lambda r: _attr_test(r, name, op, [value])
+
+
+class _NoMatch(Exception):
+    """A literal that does not fit the attribute's type in a row."""
+
+
+def _as_type(kind: str, v: Any) -> Any:
+    """Literal ``v`` as a value of search attribute type ``kind`` (raises :class:`_NoMatch`)."""
+    try:
+        if kind == "Int":
+            if isinstance(v, bool):
+                raise _NoMatch
+            return int(v) if not isinstance(v, float) or v.is_integer() else v
+        if kind == "Double":
+            if isinstance(v, bool):
+                raise _NoMatch
+            return float(v)
+        if kind == "Bool":
+            if isinstance(v, bool):
+                return v
+            if str(v).lower() in ("true", "false"):
+                return str(v).lower() == "true"
+            raise _NoMatch
+        if kind == "Datetime":
+            return _instant(v)
+    except (ValueError, TypeError, ListFilterError):
+        raise _NoMatch from None
+    return v if isinstance(v, str) else (str(v).lower() if isinstance(v, bool) else str(v))
+
+
+def _attr_test(r: Any, name: str, op: str, raw: list[Any]) -> bool:
+    stored = r.search_attributes.get(name)
+    if stored is None:
+        return False
+    kind = (getattr(r, "search_attribute_types", None) or {}).get(name, "Text")
+    if kind == "Datetime" and hasattr(stored, "timestamp"):
+        stored = int(stored.timestamp() * 1000)
+    try:
+        if kind == "KeywordList":
+            items = [str(x) for x in stored] if isinstance(stored, list) else [str(stored)]
+            values = [_as_type("Keyword", v) for v in raw]
+            if op in ("=", "IN"):
+                return any(v in items for v in values)
+            if op == "!=":
+                return values[0] not in items
+            if op == "STARTS_WITH":
+                return any(i.startswith(values[0]) for i in items)
+            return False  # no order on a list
+        values = [_as_type(kind, v) for v in raw]
+    except _NoMatch:
+        return False
+    if op == "IN":
+        return stored in values
+    if op == "BETWEEN":
+        return _safe(lambda a, b: b[0] <= a <= b[1], stored, values)
+    if op == "STARTS_WITH":
+        return isinstance(stored, str) and stored.startswith(str(values[0]))
+    return _safe(_COMPARE[op], stored, values[0])
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {

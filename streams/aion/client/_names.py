@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, Mapping, Sequence
 
 from ..converter import return_hint_of
+from .._search_attributes import to_stored
 from ..exceptions import InvalidArgumentError
 from ..model import StartWorkflow
 from ..workflow._definition import WorkflowDefinition
@@ -70,7 +71,7 @@ def to_ms(value: timedelta | float | int | None) -> int | None:
 def start_body(
     converter: Any, workflow: Any, args: Sequence[Any], *, task_queue: str, id_reuse_policy: str,
     execution_timeout: timedelta | float | None, run_timeout: timedelta | float | None,
-    search_attributes: dict[str, str] | None, request_id: str | None, wait_result: bool,
+    search_attributes: Any, request_id: str | None, wait_result: bool,
     retry_policy: Any = None, cron_schedule: str = "", memo: Mapping[str, Any] | None = None,
 ) -> tuple[StartWorkflow, Any]:
     """The ``StartWorkflow`` a client sends for ``start_workflow(...)``, and the result type hint
@@ -88,6 +89,10 @@ def start_body(
 
         if problem := cron_problem(cron_schedule):
             raise InvalidArgumentError(f"start_workflow(cron_schedule=...) for workflow {name!r}: {problem}")
+    sa_values, sa_types, unset = to_stored(search_attributes, f"start_workflow(search_attributes=...) for {name!r}")
+    if unset:
+        raise InvalidArgumentError(f"start_workflow(search_attributes=...) for {name!r}: a start cannot unset "
+                                   f"{', '.join(map(repr, unset))}")
     if memo is not None and (not isinstance(memo, Mapping) or not all(isinstance(k, str) for k in memo)):
         raise TypeError("memo must be a dict with str keys")
     body = StartWorkflow(
@@ -98,7 +103,8 @@ def start_body(
         request_id=request_id or str(uuid.uuid4()),
         execution_timeout_ms=to_ms(execution_timeout),
         run_timeout_ms=to_ms(run_timeout),
-        search_attributes=dict(search_attributes or {}),
+        search_attributes=sa_values,
+        search_attribute_types=sa_types,
         wait_result=wait_result,
         retry_policy=retry_policy.to_model() if retry_policy is not None else None,
         cron_schedule=cron_schedule or "",

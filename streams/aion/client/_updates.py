@@ -147,7 +147,7 @@ class WithStartWorkflowOperation(Generic[H]):
 
     def __init__(self, workflow: Any, *args: Any, id: str, task_queue: str = "default",
                  id_reuse_policy: str = "ALLOW_DUPLICATE", execution_timeout: timedelta | float | None = None,
-                 run_timeout: timedelta | float | None = None, search_attributes: dict[str, str] | None = None,
+                 run_timeout: timedelta | float | None = None, search_attributes: Any = None,
                  request_id: str | None = None, result_type: Any = None) -> None:
         self.workflow = workflow
         self.args = args

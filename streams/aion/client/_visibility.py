@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from .._search_attributes import decode_all, typed
 from ..common.settings import Settings
 
 
@@ -33,9 +34,31 @@ class WorkflowSummary:
     started_at_ms: int | None
     closed_at_ms: int | None
     task_queue: str | None
-    search_attributes: dict[str, str] = field(default_factory=dict)
+    #: Its search attributes: text, or the typed value of a typed attribute (int, float, bool,
+    #: datetime, list of str).
+    search_attributes: dict[str, Any] = field(default_factory=dict)
     #: The build the current run is pinned to ("" = the engine workers' own code; aion deploy).
     code_version: str = ""
+    #: The type of each typed search attribute (``Int``, ``Datetime``, ``KeywordList``, ...).
+    search_attribute_types: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def typed_search_attributes(self) -> Any:
+        """The search attributes as :class:`aion.common.TypedSearchAttributes`."""
+        return typed({k: encode_any(v) for k, v in self.search_attributes.items()}, self.search_attribute_types)
+
+
+def encode_any(v: Any) -> str:
+    """The stored text of a decoded value (the inverse of ``decode`` for any type)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return v.isoformat().replace("+00:00", "Z")
+    if isinstance(v, list):
+        return json.dumps(v, ensure_ascii=False)
+    return repr(v) if isinstance(v, float) else str(v)
 
 
 def workflows_changelog(prefix: str) -> str:
@@ -77,12 +100,13 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
                     rows.pop(key, None)
                 else:
                     d = json.loads(m.value())
+                    sa_types = d.get("search_attribute_types") or {}
                     rows[key] = WorkflowSummary(
                         workflow_id=d.get("workflow_id") or key, workflow_type=d.get("workflow_type"),
                         run_id=d.get("run_id"), status=d.get("status"), history_length=d.get("history_length") or 0,
                         started_at_ms=d.get("started_at_ms"), closed_at_ms=d.get("closed_at_ms"),
-                        task_queue=d.get("task_queue"), search_attributes=d.get("search_attributes") or {},
-                        code_version=d.get("code_version") or "")
+                        task_queue=d.get("task_queue"), search_attributes=decode_all(d.get("search_attributes") or {}, sa_types),
+                        code_version=d.get("code_version") or "", search_attribute_types=sa_types)
                 if m.offset() + 1 >= ends[m.partition()]:
                     remaining.discard(m.partition())
             if remaining:
@@ -134,8 +158,18 @@ def filter_rows(
             continue
         if before is not None and (r.started_at_ms is None or r.started_at_ms >= before):
             continue
-        if search_attributes and any(str(r.search_attributes.get(k)) != str(v) for k, v in search_attributes.items()):
+        if search_attributes and not all(_attr_equals(r.search_attributes.get(k), v) for k, v in search_attributes.items()):
             continue
         out.append(r)
     out.sort(key=lambda r: (r.started_at_ms or 0, r.workflow_id))
     return out
+
+
+def _attr_equals(stored: Any, wanted: Any) -> bool:
+    """``list_workflows(search_attributes={...})``: a keyword list matches a value it holds (or
+    the same list); other values match by value, or by text (``{"Priority": "2"}``)."""
+    if stored is None:
+        return False
+    if isinstance(stored, list) and not isinstance(wanted, list):
+        return str(wanted) in stored
+    return stored == wanted or encode_any(stored) == encode_any(wanted) or str(stored) == str(wanted)

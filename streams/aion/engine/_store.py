@@ -238,6 +238,8 @@ def visibility_row(ex: Any) -> bytes:
         "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
         "task_queue": task_queue,
         "search_attributes": get("search_attributes", {}) or {},
+        # the types of the typed ones (aion.common): a list filter compares those by type
+        "search_attribute_types": get("search_attribute_types", {}) or {},
         # the build the current run is pinned to ("" = the workers' own code): aion deploy unload/list
         "code_version": getattr(getattr(get("run"), "started", None), "code_version", "") or "",
     }

@@ -32,6 +32,7 @@ class StartWorkflow:
     retry_policy: RetryPolicy | None = None
     cron_schedule: str = ""
     memo: dict[str, Payload] = field(default_factory=dict)
+    search_attribute_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

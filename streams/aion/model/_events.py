@@ -46,6 +46,8 @@ class WorkflowStarted:
     initiator: str = ""
     last_completion_result: Payload | None = None
     last_failure: Failure | None = None
+    #: The type of each typed search attribute (``aion.common``); untyped ones are text.
+    search_attribute_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)
@@ -249,6 +251,10 @@ class MarkerRecorded:
 @dataclass(slots=True, frozen=True)
 class SearchAttributesUpserted:
     attributes: dict[str, str]
+    #: The types of the typed ones among ``attributes`` (``aion.common``).
+    types: dict[str, str] = field(default_factory=dict)
+    #: Names removed (``key.value_unset()``).
+    unset: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)

@@ -75,6 +75,8 @@ MAX_DURATION_MS = 100 * 36525 * 86_400_000 // 100
 #: 2200-01-01T00:00:00Z: far past any real clock, far below 64-bit milliseconds.
 MAX_TIME_MS = 7_258_118_400_000
 MAX_REASON_BYTES = 32 * 1024
+#: The type names of typed search attributes (``aion.common.SearchAttributeIndexedValueType``).
+SEARCH_ATTRIBUTE_TYPES = ("Text", "Keyword", "Int", "Double", "Bool", "Datetime", "KeywordList")
 MAX_SEARCH_ATTRIBUTES = 100
 MAX_ATTRIBUTE_VALUE_BYTES = 2048
 MAX_ATTEMPT = 2**31 - 1
@@ -202,6 +204,11 @@ def _start_problem(b: StartWorkflow) -> str | None:
                                     required=False, controls=True))
         if problem:
             return problem
+    for key, kind in b.search_attribute_types.items():
+        if key not in attrs:
+            return f"search attribute {key!r} has a type ({kind!r}) but no value"
+        if kind not in SEARCH_ATTRIBUTE_TYPES:
+            return f"search attribute {key!r} has the unknown type {kind!r} (one of {', '.join(SEARCH_ATTRIBUTE_TYPES)})"
     return None
 
 

@@ -357,6 +357,7 @@ class ClientCommands(Parts):
                 execution_timeout_ms=b.execution_timeout_ms,
                 run_timeout_ms=b.run_timeout_ms,
                 search_attributes=dict(b.search_attributes),
+                search_attribute_types=dict(b.search_attribute_types),
                 code_version=build,
                 request_id=b.request_id,
                 reply_to=command.reply_to if b.wait_result else None,

@@ -69,6 +69,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .._search_attributes import apply_upsert
 from ..exceptions import VersionNotLoadedError, WorkflowTypeNotFoundError, exception_to_failure
 from ..model import (
     CancelWorkflow,
@@ -269,7 +270,13 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
 
     @property
     def search_attributes(self) -> dict[str, str]:
+        """The latest run's search attributes as stored (text; see :attr:`search_attribute_types`)."""
         return dict(self.run.search_attributes) if self.run is not None else {}
+
+    @property
+    def search_attribute_types(self) -> dict[str, str]:
+        """The types of the latest run's typed search attributes."""
+        return dict(self.run.search_attribute_types) if self.run is not None else {}
 
     # ------------------------------------------------------------------ the step
     def handle(self, command: Command, now_ms: int) -> Step:
@@ -449,6 +456,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 execution_timeout_ms=st.execution_timeout_ms,
                 run_timeout_ms=st.run_timeout_ms,
                 search_attributes=dict(old.search_attributes),
+                search_attribute_types=dict(old.search_attribute_types),
                 code_version=route_of(self.registry, can.workflow_type)[0],  # the routed build
                 attempt=1,
                 # A cron or retrying workflow keeps its options across continue-as-new.
@@ -470,6 +478,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                  old.status, new_run_id, initiator, wait)
         self._record(successor_start(st, old.run_id, old.close_body, initiator, wait,
                                      search_attributes=old.search_attributes,
+                                     search_attribute_types=old.search_attribute_types,
                                      code_version=route_of(self.registry, st.workflow_type)[0]),
                      run_id=new_run_id)
 
@@ -620,7 +629,9 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             run.first_task_at_ms = None  # a delayed first task starts here too
 
     def _on_search_attributes(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
-        run.search_attributes.update(ev.body.attributes)  # type: ignore[union-attr]
+        b = ev.body
+        assert isinstance(b, SearchAttributesUpserted)
+        apply_upsert(run.search_attributes, run.search_attribute_types, b.attributes, b.types, b.unset)
 
     def _on_workflow_cancel_requested(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         run.cancel_requested = True
@@ -641,7 +652,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         if prev is not None and prev.status == RUNNING:  # a history that never closed it: treat as closed
             prev.status = "TERMINATED"
         run = Run(ev.run_id, b, ev.seq, len(self.history) - 1, t,
-                   search_attributes=dict(b.search_attributes))
+                   search_attributes=dict(b.search_attributes),
+                   search_attribute_types=dict(b.search_attribute_types))
         if b.previous_run_id is None or self.run is None:
             self._first_run_id = ev.run_id
             self._chain_start_ms = t

@@ -99,6 +99,7 @@ from ..workflow._definition import RUN_TYPE_ATTR, WorkflowDefinition
 from ..workflow._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
 from ..workflow._types import ActivityCancellationType, FailurePolicy, Info, ParentInfo, RetryPolicy
 from ._cron import cron_problem
+from .._search_attributes import apply_upsert, decode_all, to_stored, typed
 from . import _watchdog
 from ._describe import describe, same_command
 from ._loop import WorkflowEventLoop
@@ -115,23 +116,6 @@ MARKER_CANCEL_CHILD = "cancel_child"
 MARKER_CANCEL_EXTERNAL = "cancel_external"
 #: Engine marker: a held workflow's task is retried here (an input event, not a command).
 MARKER_RESUME = "aion.resume"
-
-
-def text_search_attributes(attributes: Any, where: str) -> dict[str, str]:
-    """``attributes`` as text, or :class:`InvalidArgumentError`: search attributes are text here
-    (Temporal's typed keys are not), so a list or a number is refused rather than stored as its
-    ``str()`` (a list would come back as ``"['a']"``)."""
-    if not isinstance(attributes, Mapping):
-        raise InvalidArgumentError(
-            f"{where} takes a dict of text values ({{'Customer': 'c-1'}}), not {type(attributes).__name__}: "
-            f"Temporal's typed search attribute updates (SearchAttributeKey ... value_set) are not supported")
-    for k, v in attributes.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidArgumentError(
-                f"{where}: search attribute {k!r} = {v!r} ({type(v).__name__}): names and values are text "
-                f"here (typed search attributes: int, float, bool, datetime and keyword lists are not "
-                f"supported); store a text form, e.g. str(n) or ','.join(values), and compare it as text")
-    return dict(attributes)
 
 
 def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
@@ -252,6 +236,7 @@ class WorkflowInstance:
         self._seq = ctx.run_start_seq
         self._random = _random.Random(_seed(ctx.run_id))
         self._search_attributes = dict(ctx.started.search_attributes)
+        self._search_attribute_types = dict(ctx.started.search_attribute_types)
         # run-segment ordinals
         self._next_activity = 1
         self._next_timer = 1
@@ -321,7 +306,8 @@ class WorkflowInstance:
             parent=ParentInfo(st.parent_workflow_id, st.parent_run_id or "") if st.parent_workflow_id else None,
             execution_timeout=None if st.execution_timeout_ms is None else timedelta(milliseconds=st.execution_timeout_ms),
             run_timeout=None if st.run_timeout_ms is None else timedelta(milliseconds=st.run_timeout_ms),
-            search_attributes=dict(self._search_attributes),
+            search_attributes=decode_all(self._search_attributes, self._search_attribute_types),
+            typed_search_attributes=typed(self._search_attributes, self._search_attribute_types),
             cron_schedule=st.cron_schedule,
             retry_policy=RetryPolicy.from_model(st.retry_policy) if st.retry_policy is not None else None,
         )
@@ -651,10 +637,10 @@ class WorkflowInstance:
         self._patches[patch_id] = result
         return result
 
-    def upsert_search_attributes(self, attributes: Mapping[str, str]) -> None:
-        attrs = text_search_attributes(attributes, "workflow.upsert_search_attributes")
-        self._issue(SearchAttributesUpserted(attrs))
-        self._search_attributes.update(attrs)
+    def upsert_search_attributes(self, attributes: Any) -> None:
+        values, types, unset = to_stored(attributes, "workflow.upsert_search_attributes")
+        self._issue(SearchAttributesUpserted(values, types, unset))
+        apply_upsert(self._search_attributes, self._search_attribute_types, values, types, unset)
 
     # ================================================================ execution side
     def set_position(self, ev: Event) -> None:

@@ -170,6 +170,8 @@ class Run:
     exec_deadline_ms: int | None = None
     run_deadline_ms: int | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    #: The types of its typed search attributes (``aion.common``; untyped ones are text).
+    search_attribute_types: dict[str, str] = field(default_factory=dict)
     #: When an operator paused the run (``WorkflowPaused``); None when it is not paused.
     paused_at_ms: int | None = None
     close_body: Any = None

@@ -78,7 +78,8 @@ def successor_of(st: WorkflowStarted, body: Any, status: str, t: int,
 
 
 def successor_start(st: WorkflowStarted, old_run_id: str, body: Any, initiator: str, wait_ms: int, *,
-                    search_attributes: dict[str, str], code_version: str) -> WorkflowStarted:
+                    search_attributes: dict[str, str], search_attribute_types: dict[str, str],
+                    code_version: str) -> WorkflowStarted:
     """The ``WorkflowStarted`` of the run that follows (same type, input, options)."""
     last_result: Payload | None = st.last_completion_result
     if isinstance(body, WorkflowCompleted):
@@ -94,6 +95,7 @@ def successor_start(st: WorkflowStarted, old_run_id: str, body: Any, initiator: 
         execution_timeout_ms=st.execution_timeout_ms,
         run_timeout_ms=st.run_timeout_ms,
         search_attributes=dict(search_attributes),
+        search_attribute_types=dict(search_attribute_types),
         code_version=code_version,
         attempt=st.attempt + 1 if initiator == RETRY else 1,
         request_id=st.request_id,

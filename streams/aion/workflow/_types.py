@@ -6,11 +6,20 @@ import enum
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..exceptions import FailureError, InvalidArgumentError
 from ..model import RetryPolicy as _ModelRetryPolicy
 from ..model.limits import MAX_DURATION_MS, task_queue_problem
+
+if TYPE_CHECKING:
+    from .._search_attributes import TypedSearchAttributes
+
+
+def _empty_typed() -> "TypedSearchAttributes":
+    from .._search_attributes import TypedSearchAttributes
+
+    return TypedSearchAttributes.empty
 
 __all__ = [
     "RetryPolicy",
@@ -194,7 +203,10 @@ class Info:
     parent: ParentInfo | None = None
     execution_timeout: timedelta | None = None
     run_timeout: timedelta | None = None
-    search_attributes: dict[str, str] = field(default_factory=dict)
+    #: The search attributes' values (text, or the typed value of a typed attribute).
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    #: The same as :class:`aion.common.TypedSearchAttributes` (Temporal's ``typed_search_attributes``).
+    typed_search_attributes: "TypedSearchAttributes" = field(default_factory=lambda: _empty_typed())
     #: The cron schedule of a cron workflow (``start_workflow(..., cron_schedule=...)``), else "".
     cron_schedule: str = ""
     #: The workflow retry policy it was started with (``retry_policy=``), else None.

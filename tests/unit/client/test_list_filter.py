@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from aion.client._list_filter import ListFilterError, compile_filter
@@ -61,3 +63,53 @@ def test_a_bad_filter_says_where_and_what_was_expected(text: str, where: str) ->
         compile_filter(text)
     assert where in str(e.value), str(e.value)
     assert isinstance(e.value, ValueError)  # an InvalidArgumentError: also a ValueError
+
+
+# ---------------------------------------------------------------- typed search attributes
+def typed_row(wid: str, values: dict[str, object], types: dict[str, str]) -> WorkflowSummary:
+    return WorkflowSummary(wid, "Ticket", f"run-{wid}", "RUNNING", 3, T0, None, "default", dict(values),
+                           search_attribute_types=types)
+
+
+TYPES = {"Priority": "Int", "Score": "Double", "Vip": "Bool", "Due": "Datetime", "Tags": "KeywordList"}
+TYPED = [
+    typed_row("t-1", {"Priority": 2, "Score": 0.5, "Vip": True, "Tags": ["a", "b"],
+                      "Due": datetime(2026, 12, 24, 18, tzinfo=timezone.utc)}, TYPES),
+    typed_row("t-2", {"Priority": 10, "Score": 2.25, "Vip": False, "Tags": ["c"],
+                      "Due": datetime(2026, 12, 1, tzinfo=timezone.utc)}, TYPES),
+    typed_row("t-3", {"Priority": "9"}, {}),  # an untyped (text) attribute: compared as text
+]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Priority > 5", ["t-2", "t-3"]),  # 10 > 5 as numbers (as text "10" < "5"); t-3's text "9" > "5"
+    ("Priority = 2", ["t-1"]),
+    ("Priority = '2'", ["t-1"]),
+    ("Priority BETWEEN 2 AND 9", ["t-1", "t-3"]),
+    ("Priority BETWEEN 3 AND 10", ["t-2"]),  # t-3's text "9" is not between "3" and "10"
+    ("Priority IN (10, 11)", ["t-2"]),
+    ("Score >= 1", ["t-2"]),
+    ("Score < 1.5", ["t-1"]),
+    ("Vip = true", ["t-1"]),
+    ("Vip = 'false'", ["t-2"]),
+    ("Due > '2026-12-10T00:00:00Z'", ["t-1"]),
+    ("Due < 1796500000000", ["t-2"]),  # epoch ms: 2026-12-05
+    ("Tags = 'a'", ["t-1"]),
+    ("Tags IN ('c', 'z')", ["t-2"]),
+    ("Tags != 'a'", ["t-2"]),
+    ("Tags STARTS_WITH 'b'", ["t-1"]),
+    ("Tags > 'a'", []),
+    ("Priority = 'high'", []),
+])
+def test_typed_attributes_compare_by_their_type(text: str, expected: list[str]) -> None:
+    pred = compile_filter(text)
+    assert [r.workflow_id for r in TYPED if pred(r)] == expected
+
+
+def test_a_summary_gives_typed_search_attributes() -> None:
+    from aion.common import SearchAttributeKey
+
+    ts = TYPED[0].typed_search_attributes
+    assert ts[SearchAttributeKey.for_int("Priority")] == 2
+    assert ts[SearchAttributeKey.for_keyword_list("Tags")] == ["a", "b"]
+    assert ts[SearchAttributeKey.for_datetime("Due")] == datetime(2026, 12, 24, 18, tzinfo=timezone.utc)

@@ -45,6 +45,7 @@ EVENT_BODIES: list[typing.Any] = [
         code_version="v2.3", attempt=3, request_id="req-9", reply_to="aion.replies:4",
         retry_policy=RETRY, cron_schedule="CRON_TZ=Europe/Paris 0 9 * * 1-5", memo={"note": P2},
         first_task_backoff_ms=60_000, initiator="RETRY", last_completion_result=P3, last_failure=FAIL,
+        search_attribute_types={"region": "Keyword"},
     ),
     m.WorkflowCompleted(result=P1),
     m.WorkflowFailed(failure=FAIL),
@@ -74,7 +75,7 @@ EVENT_BODIES: list[typing.Any] = [
     m.ChildWorkflowTimedOut(child_workflow_id="child-3"),
     m.ChildWorkflowTerminated(child_workflow_id="child-4", reason="parent closed"),
     m.MarkerRecorded(marker_name="side_effect", marker_id="se-1", value=P1),
-    m.SearchAttributesUpserted(attributes=ATTRS),
+    m.SearchAttributesUpserted(attributes=ATTRS, types={"region": "Keyword"}, unset=["old"]),
     m.WorkflowPaused(reason="maintenance window"),
     m.WorkflowResumed(reason="window closed"),
     m.WorkflowReopened(from_seq=17, reason="fixed the card service"),
@@ -86,7 +87,7 @@ START = m.StartWorkflow(
     workflow_type="OrderWorkflow", input=[P1], task_queue="orders", id_reuse_policy="REJECT_DUPLICATE",
     request_id="req-1", execution_timeout_ms=86_400_000, run_timeout_ms=3_600_000, search_attributes=ATTRS,
     parent_workflow_id="parent-1", parent_run_id="prun-1", parent_close_policy="ABANDON", wait_result=True,
-    retry_policy=RETRY, cron_schedule="*/5 * * * *", memo={"note": P3},
+    retry_policy=RETRY, cron_schedule="*/5 * * * *", memo={"note": P3}, search_attribute_types={"region": "Keyword"},
 )
 COMMAND_BODIES: list[typing.Any] = [
     START,

@@ -124,6 +124,12 @@ __all__ = ["Step", "WorkflowExecution", "is_instance_input", "is_command_event",
 
 log = logging.getLogger("aion.runtime")
 
+#: Set on the log record of a workflow task failure, so that a logging filter can tell it apart
+#: (e.g. raise its level): ``record.aion_error_identifier``, and the attribute Temporal's
+#: Python SDK sets on its own, so that a filter written for Temporal works unchanged.
+TASK_FAILURE_LOG_EXTRA = {"aion_error_identifier": "WorkflowTaskFailure",
+                          "__temporal_error_identifier": "WorkflowTaskFailure"}
+
 
 @dataclass
 class Step:
@@ -437,7 +443,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         retry_at = None if exhausted else self._now + backoff_ms(model, attempt)
         f = exception_to_failure(failure, self.registry.converter)
         log.warning("workflow %s (run %s): task failed (attempt %d)%s: %s", self.workflow_id, run.run_id,
-                    attempt, "" if exhausted else f", held until retry at {retry_at}", failure)
+                    attempt, "" if exhausted else f", held until retry at {retry_at}", failure,
+                    extra=TASK_FAILURE_LOG_EXTRA)
         self._record(WorkflowTaskFailed(failure=f, attempt=attempt, retry_at_ms=retry_at))
         if exhausted:
             self._record(WorkflowFailed(f))

@@ -129,3 +129,25 @@ def test_info_on_message_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> 
         current.reset(token)
     (rec,) = caplog.records
     assert rec.getMessage() == "bare" and rec.aion_activity["workflow_id"] == "w"  # type: ignore[attr-defined]
+
+
+@workflow.defn
+class Buggy:
+    @workflow.run
+    async def run(self) -> None:
+        raise RuntimeError("a bug in the workflow code")
+
+
+async def test_a_task_failure_record_can_be_told_apart_by_a_logging_filter(caplog: pytest.LogCaptureFixture) -> None:
+    """The record of a workflow task failure carries ``aion_error_identifier`` (and Temporal's
+    attribute of the same meaning), so a filter written for Temporal — raising such records to
+    ERROR — works unchanged."""
+    from aion.testing import WorkflowTaskFailedError
+
+    caplog.set_level(logging.WARNING, logger="aion.runtime")
+    async with WorkflowEnvironment.start_time_skipping(workflows=[Buggy]) as env:
+        with pytest.raises(WorkflowTaskFailedError):
+            await env.client.execute_workflow(Buggy.run, id="buggy-1")
+    failed = [r for r in _records(caplog, "aion.runtime") if "task failed" in r.getMessage()]
+    assert failed and all(r.aion_error_identifier == "WorkflowTaskFailure" for r in failed)  # type: ignore[attr-defined]
+    assert getattr(failed[0], "__temporal_error_identifier") == "WorkflowTaskFailure"

@@ -64,7 +64,7 @@ from ..ops._tracing import EngineTracing
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
 from ._app import build_app
-from ._store import HistoryStore, visibility_row
+from ._store import HistoryStore, catch_up_state, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 
 #: A record of the commands topic as read: partition, offset, value, key, and headers (None
@@ -266,8 +266,48 @@ class Engine:
             if request_rejoin(self.app.consumer):
                 log.warning("partition %d: asked the group for a rebalance to take it back", partition)
 
+    def _restored(self, signalled: bool) -> bool:
+        """Whether the tables of the current assignment are restored, so that its partitions
+        may be read (their intake positions and histories are the log's).
+
+        Faust's own word is not enough: its ``rebalancing`` flag is cleared by the *previous*
+        rebalance's recovery when that one ends after the next rebalance began, and its
+        completion signal of a recovery can arrive while the next assignment's catch-up
+        runs. Either way the partitions were read before their tables had caught up: from a
+        stale intake position, with histories missing their last events, and with the timer
+        wheel loading its window from a half-restored ``timers`` table and then raising the
+        persisted scan position above rows the catch-up wrote behind it — timers that no
+        worker ever fired again (their workflows stuck for good; issue 17). So: the
+        generation fenced in must be the consumer's current one, and every table's catch-up
+        of it must be done. When one failed, Faust's recovery reads those partitions and only
+        its completion signal (``signalled``) says when they are restored."""
+        gen, fencing = self._fenced_gen, self._fencing
+        if gen is None or fencing is None or not fencing.done():
+            return False
+        if getattr(self.app, "consumer_generation_id", gen) != gen:
+            return False  # a newer assignment is being made: its own restore comes
+        state = catch_up_state(self.app, gen)
+        if state is None:
+            return False  # the catch-up of this assignment runs (or has not started)
+        return state or signalled
+
     async def _on_restored(self, sender: Any = None, **kwargs: Any) -> None:
         """Faust's recovery is done: read the owned partitions from their intake positions."""
+        await self._start_reading(signalled=True)
+
+    async def _check_restored(self) -> None:
+        """The safety net (see :meth:`_agent`): partitions fenced in and restored but not read
+        yet (a completion signal that did not come, or came too early) start being read."""
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return
+        if (self._assigned_partitions() & self.writers.owned()) - self._ready:
+            await self._start_reading(signalled=False)
+
+    async def _start_reading(self, *, signalled: bool) -> None:
+        """Read the owned partitions that are not read yet from their intake positions, once
+        their tables are restored (:meth:`_restored`)."""
+        if not self._restored(signalled):
+            return
         parts = self._assigned_partitions() & self.writers.owned()
         todo = parts - self._ready
         if not todo:
@@ -281,7 +321,7 @@ class Engine:
                 log.error("could not read the committed offsets of partitions %s (%s); the next rebalance tries "
                           "again", sorted(todo - set(offsets)), exc)
                 return
-        if self._assigned_partitions() & self.writers.owned() != parts:
+        if self._assigned_partitions() & self.writers.owned() != parts or not self._restored(signalled):
             return  # a rebalance meanwhile: its own completion assigns
         keep_paused(self.app.consumer, self.names.commands)
         self.reader.assign(offsets)
@@ -316,9 +356,7 @@ class Engine:
                 # A safety net: partitions fenced in and restored but not read yet (a completion
                 # signal that did not come) start being read within a second.
                 next_check = loop.time() + 1.0
-                if not (self.app.rebalancing or getattr(self.app, "in_recovery", False)):
-                    if (self._assigned_partitions() & self.writers.owned()) - self._ready:
-                        await self._on_restored()
+                await self._check_restored()
             if not msgs:
                 for idle in [p for p, q in self._pending.items() if q]:
                     self._start_drainer(idle)  # idle: anything left queued

@@ -145,24 +145,41 @@ class CaughtUpTable(faust.Table):
         if job is not None:
             await asyncio.shield(job)
 
-    async def _catch_up(self, assigned: set[TP]) -> None:
+    async def _catch_up(self, assigned: set[TP]) -> bool:
+        """Whether the table's assigned active partitions are caught up (False: the catch-up
+        failed and Faust's recovery reads them)."""
         settings = self.aion_settings
         topic = self.changelog_topic.get_topic_name()
         standbys = standby_partitions(self.app)
         starts = {tp.partition: (stored_offset(self, tp.partition) or -1) + 1
                   for tp in assigned if tp.topic == topic and tp not in standbys}
         if settings is None or not starts:
-            return
+            return True
         t0 = time.monotonic()
         try:
             n = await asyncio.get_running_loop().run_in_executor(None, catch_up, self.data, settings, topic, starts)
         except Exception as exc:  # Faust's recovery reads it instead: slower, not wrong
             log.warning("%s: catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
                         self.name, sorted(starts), type(exc).__name__, exc)
-            return
+            return False
         skip_recovery_of(self.app, {TP(topic, p) for p in starts})
         log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
                  sorted(starts), time.monotonic() - t0)
+        return True
+
+
+def catch_up_state(app: Any, generation_id: int) -> bool | None:
+    """Where the catch-up of the assignment of ``generation_id`` stands: None while any table's
+    catch-up of it runs (or none started yet: the record is another assignment's), True once
+    every table caught up, False once they are done and one failed (Faust's recovery reads
+    that table's partitions; only its completion says they are restored)."""
+    gen, jobs = getattr(app, "_aion_catch_ups", (None, {}))
+    if gen != generation_id:
+        return None
+    if not all(job.done() for job in jobs.values()):
+        return None
+    return all(not job.cancelled() and job.exception() is None and job.result() is not False
+               for job in jobs.values())
 
 
 #: A catch-up that reads nothing for this long gives up (Faust's recovery then reads it all):

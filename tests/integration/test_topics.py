@@ -197,3 +197,27 @@ def test_partitions_added_to_a_deployment_in_use_are_refused(settings: Settings)
         validate_topics(grown)
     found = misrouted_workflows(grown, n + 1)
     assert found and all(wid in wids and home == partition_for(wid, n + 1) for _, wid, home in found)
+
+
+def test_the_engine_tables_changelogs_exist_before_the_worker_starts(settings: Settings) -> None:
+    """``aion worker`` creates its tables' changelogs itself, before Faust's worker joins the
+    group (issue 17): left to Faust they could appear after the group leader had looked them up,
+    and its assignor then gave their partitions to nobody — no worker restored the ``timers``
+    table on a takeover until the leader's metadata was refreshed, minutes later."""
+    from aion.engine._app import build_app, changelog_topics
+
+    _app, tables = build_app(settings)
+    logs = changelog_topics(settings, tables)
+    prefix = f"{settings.topic_prefix}-engine-"
+    assert sorted(logs) == sorted(f"{prefix}{t}-changelog" for t in ("workflows", "progress", "timers",
+                                                                     "timer_terminal"))
+    created = ensure_topics(settings, extra=logs)
+    assert set(logs) <= set(created)
+    admin = AdminClient(settings.confluent_config())
+    md = admin.list_topics(timeout=10)
+    for name in logs:
+        assert len(md.topics[name].partitions) == settings.partitions
+        res = ConfigResource(ConfigResource.Type.TOPIC, name)
+        entries = admin.describe_configs([res])[res].result(timeout=10)
+        assert entries["cleanup.policy"].value == "compact"
+    assert ensure_topics(settings, extra=logs) == []  # idempotent

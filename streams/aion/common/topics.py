@@ -6,7 +6,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
@@ -127,16 +127,18 @@ def partition_counts(settings: Settings, topics: Sequence[str], *, timeout: floa
 
 
 def ensure_topics(settings: Settings, task_queues: Sequence[str] = ("default",), *,
-                  timeout: float = 30.0) -> list[str]:
+                  timeout: float = 30.0, extra: Mapping[str, dict[str, str]] | None = None) -> list[str]:
     """Create the deployment's topics that do not exist yet; return the names it created.
+    ``extra``: more topics (name -> config) with ``settings.partitions`` partitions each (the
+    engine's table changelogs).
 
     Idempotent and safe to run from several processes at once. Existing topics are left as they
     are (see :func:`validate_topics`). Raises :class:`TopicAdminError` when the broker cannot be
     reached or refuses a creation.
     """
     names = TopicNames(settings.topic_prefix)
-    configs = _topic_configs(settings, names)
-    wanted = names.all(task_queues)
+    configs = {**_topic_configs(settings, names), **(extra or {})}
+    wanted = [*names.all(task_queues), *(n for n in (extra or {}) if n not in names.all(task_queues))]
     for name in wanted:
         if len(name) > _MAX_TOPIC_NAME:
             raise TopicConfigError(f"topic name {name!r} is longer than Kafka's {_MAX_TOPIC_NAME} characters: "

@@ -97,6 +97,26 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
     return app, tables
 
 
+def changelog_topics(settings: Settings, tables: EngineTables) -> dict[str, dict[str, str]]:
+    """The engine tables' own changelog topics (name -> config: compacted, with the deployment's
+    topic settings), which ``aion worker`` creates before the Faust worker starts (``history``'s
+    changelog is the events topic, created with the deployment's topics).
+
+    Left to Faust, they are created while the worker starts — possibly after it has joined its
+    group: the group leader's assignor then finds no partitions for them in its metadata
+    ("Ignoring missing topic"), assigns none to anybody and, until its metadata is refreshed
+    (minutes), no worker restores those tables on a takeover — the ``timers`` table of a
+    partition that changed hands came up empty, and its workflows' timers never fired (issue 17,
+    seen in the single-broker chaos run on a loaded machine)."""
+    events = tables.events_topic.get_topic_name()
+    out: dict[str, dict[str, str]] = {}
+    for table in tables.by_name().values():
+        name = table.changelog_topic.get_topic_name()
+        if name != events:
+            out[name] = {**settings.topic_config, "cleanup.policy": "compact"}
+    return out
+
+
 def _faust_credentials(settings: Settings) -> Any:
     """The Faust (aiokafka) form of the connection security that ``Settings.confluent_config()``
     gives librdkafka: one set of ``AION_*`` settings for both clients.

@@ -143,6 +143,7 @@ class Engine:
         self.codec = codec or Codec(registry_url=settings.schema_registry_url)
         n = settings.partitions
         self.app, tables = build_app(settings)
+        self.tables = tables
         self.commands_topic, self.events_topic = tables.commands_topic, tables.events_topic
         self.history, self.workflows, self.progress = tables.history, tables.workflows, tables.progress
         self.history_store = HistoryStore(self.history, self.codec)

@@ -87,6 +87,10 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
 
     configure(settings.tracing, "aion-engine")  # AION_TRACING: spans of this worker (before the engine is built)
     engine = build_engine(settings, workflow_modules)
+    # The tables' changelogs exist before the worker joins its group (see _app.changelog_topics).
+    from ._app import changelog_topics
+
+    ensure_topics(settings, extra=changelog_topics(settings, engine.tables))
     logging.getLogger("aion").setLevel(loglevel.upper())
     follow_deployments(engine)
     if engine.metrics.enabled:  # /metrics, /healthz, /readyz (see _metrics.py)

@@ -357,13 +357,14 @@ def busiest_leader(settings: Settings, names: TopicNames, spare: int | None) -> 
 
 
 async def broker_kills(own: OwnCluster, settings: Settings, follower: EventFollower, load: Load, stats: Stats,
-                       rng: random.Random) -> None:
+                       rng: random.Random, kept: list[Spec]) -> None:
     """kill -9 the busiest leader broker under load, measure until progress resumes, restart it."""
     loop = asyncio.get_running_loop()
     names = TopicNames(settings.topic_prefix)
     last: int | None = None
     for k in range(BROKER_KILLS):
         node, leads = await loop.run_in_executor(None, busiest_leader, settings, names, last)
+        load.queue[:0] = kept[k * (WAVE + 10):(k + 1) * (WAVE + 10)]  # the trickle may have ended by now
         load.wave(WAVE + 10)
         await asyncio.sleep(rng.uniform(0.05, 0.5))
         open_at = in_flight(follower, stats)
@@ -393,6 +394,11 @@ async def broker_kills(own: OwnCluster, settings: Settings, follower: EventFollo
 async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stats: Stats, rng: random.Random,
                 own_broker: OwnBroker | OwnCluster | None, skip_restart: str, slow_specs: list[Spec]) -> None:
     loop = asyncio.get_running_loop()
+    # The broker kills come after the engine faults: keep their waves out of the trickle.
+    kept: list[Spec] = []
+    if isinstance(own_broker, OwnCluster):
+        n = min(len(load.queue) // 3, BROKER_KILLS * (WAVE + 10))
+        kept, load.queue = load.queue[len(load.queue) - n:], load.queue[:len(load.queue) - n]
     await asyncio.sleep(3)
     # -------------------------------------------------------------- engine workers: kills and stalls
     kills = pauses = 0
@@ -407,7 +413,7 @@ async def drive(cluster: ChaosCluster, follower: EventFollower, load: Load, stat
     # -------------------------------------------------------------- the broker
     stats.broker_skipped = skip_restart
     if isinstance(own_broker, OwnCluster):
-        await broker_kills(own_broker, cluster.settings, follower, load, stats, rng)  # type: ignore[arg-type]
+        await broker_kills(own_broker, cluster.settings, follower, load, stats, rng, kept)  # type: ignore[arg-type]
     elif own_broker is None:
         stats.say(f"broker restart skipped: {stats.broker_skipped}")
     else:

@@ -11,6 +11,29 @@ from typing import Any
 from ..model import Event, Failure, Payload
 
 
+def jsonable(value: Any) -> Any:
+    """What ``json.dumps`` cannot write, as JSON: typed search attributes as ``{name: value}``,
+    datetimes as ISO 8601, anything else as its text."""
+    from .._search_attributes import TypedSearchAttributes
+
+    if isinstance(value, TypedSearchAttributes):
+        return {pair.key.name: pair.value for pair in value}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def json_response(data: Any, *, status: int = 200) -> Any:
+    """``aiohttp.web.json_response`` for the console's API: every value written (:func:`jsonable`)."""
+    import functools
+
+    from aiohttp import web
+
+    return web.json_response(data, status=status, dumps=functools.partial(json.dumps, default=jsonable))
+
+
 def iso(ms: int | None) -> str | None:
     """Epoch milliseconds as ISO 8601 UTC (``2026-12-03T12:38:46.768Z``)."""
     if ms is None:

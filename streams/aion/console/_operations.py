@@ -11,7 +11,7 @@ from aiohttp import web
 from ..client._dlq import read_dead_letters, replay_dead_letters
 from ..client._recent import read_recent_events
 from ._app import PageError, console_of, is_fragment
-from ._format import event_details, iso
+from ._format import event_details, iso, json_response
 from ._html import badge, esc, live_toggle, page, table, url, when
 
 TAIL_SIZES = (25, 50, 100, 250)
@@ -136,7 +136,7 @@ async def events_api(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     records = await asyncio.to_thread(read_recent_events, console.settings, _size(request.query.get("n", "")),
                                       codec=console.client.codec)
-    return web.json_response([{"workflow_id": r.workflow_id, "seq": r.seq, "type": r.type,
+    return json_response([{"workflow_id": r.workflow_id, "seq": r.seq, "type": r.type,
                                "recorded_at": iso(r.event.recorded_at_ms) if r.event else None,
                                "partition": r.partition, "offset": r.offset} for r in records])
 

@@ -17,7 +17,7 @@ from ..model import (
 )
 from ..runtime._history_json import events_to_json
 from ._app import Console, Handlers, PageError, console_of, is_fragment
-from ._format import failure_text, iso, payload_value, pretty
+from ._format import failure_text, iso, json_response, payload_value, pretty
 from ._html import badge, esc, kv, live_toggle, page, table, url, when
 from ._timeline import event_rows, gantt, spans_of
 
@@ -208,7 +208,7 @@ async def workflow_api(request: web.Request) -> web.StreamResponse:
     wid = workflow_id(request)
     events, d = await load(console_of(request), wid)
     pending = pending_of(events, iso) if d.status == "RUNNING" else {}
-    return web.json_response({**dataclasses.asdict(d), **pending,
+    return json_response({**dataclasses.asdict(d), **pending,
                               "history": json.loads(events_to_json(events, workflow_id=wid))})
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from ..client import WorkflowSummary
 from ..exceptions import AionError
 from ._app import PageError, console_of, is_fragment
+from ._format import json_response
 from ._html import badge, esc, live_toggle, page, table, url, when
 
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW")
@@ -168,7 +169,7 @@ async def list_api(request: web.Request) -> web.StreamResponse:
     f = filters_of(request.query)
     rows = await matching(request, f)
     shown = rows[(f.page - 1) * f.size: f.page * f.size]
-    return web.json_response({"total": len(rows), "page": f.page, "size": f.size,
+    return json_response({"total": len(rows), "page": f.page, "size": f.size,
                               "workflows": [dataclasses.asdict(r) for r in shown]})
 
 

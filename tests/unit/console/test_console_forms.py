@@ -109,3 +109,18 @@ def test_importing_the_console_loads_no_engine_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_api_writes_typed_search_attributes_and_datetimes() -> None:
+    """describe() carries TypedSearchAttributes (issue 22): the JSON API writes them as {name: value}."""
+    import json
+    from datetime import datetime, timezone
+
+    from aion.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+    from aion.console._format import jsonable
+
+    typed = TypedSearchAttributes([SearchAttributePair(SearchAttributeKey.for_int("Priority"), 3),
+                                   SearchAttributePair(SearchAttributeKey.for_keyword_list("Tags"), ["a", "b"])])
+    at = datetime(2026, 12, 4, tzinfo=timezone.utc)
+    out = json.loads(json.dumps({"typed": typed, "at": at}, default=jsonable))
+    assert out == {"typed": {"Priority": 3, "Tags": ["a", "b"]}, "at": "2026-12-04T00:00:00+00:00"}

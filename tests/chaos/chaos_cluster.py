@@ -201,10 +201,15 @@ class OwnBroker:
         return str(self.port)
 
     def run(self, action: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
-        env.update(KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
-                   KAFKA_LOCAL_DIR=str(self.data))
-        return subprocess.run([str(KAFKA_LOCAL), action], env=env, capture_output=True, text=True, timeout=300)
+        return kafka_local([action], KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
+                           KAFKA_LOCAL_DIR=str(self.data))
+
+
+def kafka_local(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """``kafka-local ARGS`` with these ``KAFKA_LOCAL_*`` settings only (none inherited)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
+    full.update(env)
+    return subprocess.run([str(KAFKA_LOCAL), *args], env=full, capture_output=True, text=True, timeout=300)
 
 
 def free_port_run(n: int) -> int:
@@ -256,7 +261,5 @@ class OwnCluster:
         return (port - self.port) // 2 + 1
 
     def run(self, action: str, node: int | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
-        env.update(KAFKA_LOCAL_CLUSTER_PORT=str(self.port), KAFKA_LOCAL_CLUSTER_DIR=str(self.data))
-        args = [str(KAFKA_LOCAL), action, "--cluster"] + ([str(node)] if node is not None else [])
-        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        return kafka_local([action, "--cluster"] + ([str(node)] if node is not None else []),
+                           KAFKA_LOCAL_CLUSTER_PORT=str(self.port), KAFKA_LOCAL_CLUSTER_DIR=str(self.data))

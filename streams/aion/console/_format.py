@@ -57,7 +57,7 @@ def payload_value(converter: Any, p: Payload | None) -> Any:
 def pretty(value: Any) -> str:
     """``value`` as indented JSON (its ``str`` when it is not JSON-able)."""
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        return json.dumps(value, indent=2, ensure_ascii=False, default=jsonable)
     except (TypeError, ValueError):
         return str(value)
 
@@ -109,5 +109,5 @@ def event_details(converter: Any, e: Event, limit: int = 240) -> str:
     body = {f.name: getattr(e.body, f.name) for f in dataclasses.fields(e.body)
             if f.name not in ("reply_to", "request_id") and getattr(e.body, f.name) != _default(f)}
     shown = {k: _plain(converter, v) for k, v in body.items() if v not in (None, [], {}, "")}
-    text = json.dumps(shown, ensure_ascii=False, default=str)
+    text = json.dumps(shown, ensure_ascii=False, default=jsonable)
     return text if len(text) <= limit else text[: limit - 1] + "…"

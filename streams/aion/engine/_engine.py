@@ -72,8 +72,7 @@ from ._txn import Aborted, Fenced, Record, TxnError, Writers
 CommandRecord = tuple[int, int, bytes | None, bytes | None, Any]
 from ._wheel import TimerWheel
 from ..common.settings import Settings
-from ..common.topics import partition_counts
-from ..common.topics import TopicNames, ensure_topics
+from ..common.topics import TopicNames, ensure_topics, partition_counts
 
 log = logging.getLogger("aion.engine")
 
@@ -787,7 +786,7 @@ class Engine:
             p0 = n_ev + n_rows
             if n_rows:
                 _apply_rows(self.workflows, p, work.records[n_ev:p0], offsets[n_ev:p0])
-                self.retention.rows_committed(p, [(k, v) for _, k, v, *_ in work.records[n_ev:p0]])
+                self.retention.rows_committed(p, work.records[n_ev:p0])
             if n_prog:
                 _apply_rows(self.progress, p, work.records[p0:p0 + n_prog], offsets[p0:p0 + n_prog])
             w0 = p0 + n_prog

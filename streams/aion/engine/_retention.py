@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import json
 import logging
 import time
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
@@ -72,6 +73,14 @@ def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
     """Whether a ``workflows`` row describes a closed workflow older than the retention."""
     closed = closed_at(row)
     return closed is not None and closed + retention_ms <= now_ms
+
+
+def _closes(rows: Iterable[tuple[bytes, bytes | None]]) -> Iterator[tuple[int, str]]:
+    """(closed_at_ms, workflow id) of the ``workflows`` rows that close their workflow."""
+    for key, value in rows:
+        closed = closed_at(value) if value is not None else None
+        if closed is not None:
+            yield closed, key.decode()
 
 
 def _keys_with_prefix(db: Any, prefix: bytes) -> list[bytes]:
@@ -124,16 +133,13 @@ class Retention:
             except Exception:
                 log.exception("retention sweep failed; retrying in %.1fs", interval)
 
-    def rows_committed(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """The engine committed these ``workflows`` rows of ``partition``: the ones that close a
-        workflow join the index (when the partition has one; else its first sweep scans)."""
-        heap = self._closed.get(partition)
-        if heap is None or self.retention_ms <= 0:
-            return
-        for key, value in rows:
-            closed = closed_at(value) if value is not None else None
-            if closed is not None:
-                heapq.heappush(heap, (closed, key.decode()))
+    def rows_committed(self, partition: int, records: Iterable[Record]) -> None:
+        """The engine committed these ``workflows`` row records of ``partition``: the ones that
+        close a workflow join the index (when the partition has one; else its first sweep scans)."""
+        heap = self._closed.get(partition)  # none while retention is off: sweeps make them
+        if heap is not None:
+            for entry in _closes((key, value) for _, key, value, *_ in records):
+                heapq.heappush(heap, entry)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """These partitions left this worker: their index is built again if they come back."""
@@ -149,12 +155,10 @@ class Retention:
         pending: list[tuple[int, str]] = []
         self._closed[partition] = pending
         entries: list[tuple[int, str]] = []
-        for i, (key, value) in enumerate(scan_items(self.workflows, partition)):
-            closed = closed_at(value) if value is not None else None
-            if closed is not None:
-                entries.append((closed, key.decode()))
-            if i % 1000 == 999:
-                await asyncio.sleep(0)
+        rows = iter(scan_items(self.workflows, partition))
+        while chunk := list(itertools.islice(rows, 1000)):
+            entries.extend(_closes(chunk))
+            await asyncio.sleep(0)
         entries.extend(pending)  # a close seen twice is harmless: _retire checks the row again
         heapq.heapify(entries)
         self.stats["index_scans"] += 1

@@ -72,7 +72,7 @@ async def test_a_sweep_scans_a_partition_once_then_takes_only_what_expired(monke
     assert await r.sweep(now_ms=6_500) == 2
     assert retired == [(0, ["a"]), (1, ["d"])] and sorted(scans) == [0, 1]
     # A workflow that closes later joins through the committed rows; no partition is scanned again.
-    r.rows_committed(0, [(b"b", _row("COMPLETED", 6_000)), (b"e", _row("RUNNING", None))])
+    r.rows_committed(0, [("t", b"b", _row("COMPLETED", 6_000), 0), ("t", b"e", _row("RUNNING", None), 0)])
     retired.clear()
     assert await r.sweep(now_ms=10_500) == 1 and retired == [(0, ["b"])]
     assert await r.sweep(now_ms=13_500) == 1 and retired[-1] == (0, ["c"])

@@ -83,3 +83,52 @@ async def test_typed_search_attributes_are_listed_and_compared_by_type(cluster, 
     assert row.search_attributes["Priority"] == 10 and row.typed_search_attributes[prio] == 10
     assert row.search_attribute_types == {"Priority": "Int", "Due": "Datetime", "Tags": "KeywordList"}
     assert (await client.get_workflow_handle("typed-1").describe()).search_attributes["Tags"] == ["b", "c"]
+
+
+async def test_lists_are_answered_by_the_engines_and_read_from_the_log_without_them(cluster, client):  # type: ignore[no-untyped-def]
+    """A list and a count are answered by the engine that owns each partition (``__aion.list``,
+    from its index) with exactly what the changelog holds; with no engine running, the client
+    reads the changelog instead and answers the same."""
+    from aion.client._visibility import read_workflow_rows
+    from aion.common.visibility import ListRequest
+
+    engine = cluster.engine()
+    cluster.activities()
+    handles = [await client.start_workflow("Hello", f"n{i}", id=f"served-{i:02d}",
+                                           search_attributes={"shard": str(i % 3)}) for i in range(12)]
+    for h in handles[:8]:
+        await h.result(timeout=90)
+    for i in range(3):
+        await client.start_workflow("Approval", i + 1, id=f"served-wait-{i}")
+    requests = [
+        ListRequest.of("WorkflowType = 'Hello' AND ExecutionStatus = 'Completed'"),
+        ListRequest.of("ExecutionStatus = 'Running' AND WorkflowType = 'Approval'"),
+        ListRequest.of("shard = '1' OR WorkflowType = 'Approval'"),
+        ListRequest.of("WorkflowId STARTS_WITH 'served-'"),
+    ]
+
+    async def from_log(req: ListRequest) -> list[str]:
+        rows = await asyncio.to_thread(read_workflow_rows, client.settings, 30.0)
+        return [r.workflow_id for r in req.select(rows)]
+
+    for _ in range(150):  # every row committed: the log and the engines agree
+        if len(await from_log(requests[3])) == 15 and len(await from_log(requests[0])) >= 8:
+            break
+        await asyncio.sleep(0.2)
+    for req in requests:
+        served = await client._visibility.list(req, None, 30.0)
+        assert served is not None, f"no engine answered {req}"
+        assert [r.workflow_id for r in served] == await from_log(req), req
+        first = await client._visibility.list(req, 2, 30.0)
+        assert first is not None and [r.workflow_id for r in first] == [r.workflow_id for r in served[:2]]
+        assert await client._visibility.count(req, 30.0) == len(served)
+    approvals = await client.list_workflows(type="Approval", status="Running")
+    assert [r.workflow_id for r in approvals] == ["served-wait-0", "served-wait-1", "served-wait-2"]
+    assert approvals[0].workflow_type == "Approval" and approvals[0].started_at_ms
+
+    engine.stop()
+    client.LIST_ASK_TIMEOUT_S = 1.0
+    assert await client._visibility.list(requests[1], None, 5.0) is None  # nobody answers
+    assert [r.workflow_id for r in await client.list_workflows(requests[1].query)] == \
+        ["served-wait-0", "served-wait-1", "served-wait-2"]
+    assert await client.count_workflows("WorkflowType = 'Hello'") == 12

@@ -29,7 +29,8 @@ from ._errors import RPCTimeoutError, TopicMissingError
 from ..ops import _tracing
 from ..common.kafka import AsyncProducer, consumer_config, private_group_id, producer_config
 from ._replies import ReplyRouter, ReplyWaiter
-from ._visibility import WorkflowSummary
+from ..common.visibility import ListRequest
+from ._visibility import ServedLists, WorkflowSummary, read_workflow_rows
 
 if TYPE_CHECKING:
     from ._deployments import Deployments
@@ -297,23 +298,42 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
 
         ``query`` is a list filter as Temporal's (``"WorkflowType = 'Order' AND ExecutionStatus =
         'Running' AND StartTime > '2026-12-01T00:00:00Z'"``; ``=``, ``!=``, ``<``, ``>``, ``AND``,
-        ``OR``, ``IN``, ``STARTS_WITH``, ``BETWEEN``; see :mod:`aion.client._list_filter`); the
+        ``OR``, ``IN``, ``STARTS_WITH``, ``BETWEEN``; see :mod:`aion.common.list_filter`); the
         keyword filters (type, status, start time, search attributes) narrow it further;
-        ``limit`` keeps the first rows. Raises :class:`~aion.client.ListFilterError` for a filter
-        that does not parse and :class:`~aion.client.VisibilityTimeoutError` when the index
-        cannot be read whole within ``timeout`` seconds — never a partial list."""
-        from ._list_filter import compile_filter
-        from ._visibility import filter_rows, read_workflow_rows
+        ``limit`` keeps the first rows.
 
-        compile_filter(query or "")  # a bad filter fails before anything is read
+        Asked of the engine workers that own the partitions (``__aion.list``, answered from their
+        index: the first page costs the page, not every row); when one does not answer within
+        :attr:`LIST_ASK_TIMEOUT_S` (none running, or rebalancing) the table's changelog is read
+        whole instead. Raises :class:`~aion.client.ListFilterError` for a filter that does not
+        parse and :class:`~aion.client.VisibilityTimeoutError` when the index cannot be read whole
+        within ``timeout`` seconds — never a partial list."""
+        req = ListRequest.of(query, type=type, status=status, started_after=started_after,
+                             started_before=started_before, search_attributes=search_attributes)
+        served = await self._visibility.list(req, limit, timeout)
+        if served is not None:
+            return served
         rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings, timeout)
-        out = filter_rows(rows, type=type, status=status, started_after=started_after,
-                          started_before=started_before, search_attributes=search_attributes, query=query)
+        out = req.select(rows)
         return out[:limit] if limit is not None else out
 
     async def count_workflows(self, query: str | None = None, *, timeout: float = 10.0) -> int:
-        """How many workflows match the list filter ``query`` (all of them without one)."""
-        return len(await self.list_workflows(query, timeout=timeout))
+        """How many workflows match the list filter ``query`` (all of them without one): counted
+        by the engines that own the partitions, or from the changelog (as :meth:`list_workflows`)."""
+        req = ListRequest.of(query)
+        served = await self._visibility.count(req, timeout)
+        if served is not None:
+            return served
+        rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings, timeout)
+        return len(req.select(rows))
+
+    #: How long a list waits for an engine's answer to each page before it reads the changelog.
+    LIST_ASK_TIMEOUT_S = 3.0
+
+    @property
+    def _visibility(self) -> "ServedLists":
+        assert self._partitions is not None, "the client is not connected"
+        return ServedLists(self, self._partitions, self.LIST_ASK_TIMEOUT_S)
 
     # ------------------------------------------------------------------ deploys
     @property

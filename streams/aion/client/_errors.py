@@ -12,6 +12,7 @@ import builtins
 
 from ..exceptions import AionError, ApplicationError, InvalidArgumentError, QueryError, failure_to_exception
 from ..common.kafka import DeliveryError  # noqa: F401  (re-exported: raised by the Kafka adapters every part shares)
+from ..common.list_filter import ListFilterError  # noqa: F401  (re-exported: raised where a filter is read)
 from ..model import Failure, Reply
 
 
@@ -24,10 +25,6 @@ class RPCTimeoutError(AionError, builtins.TimeoutError):
 
 class QueryTimeoutError(QueryError, builtins.TimeoutError):
     """A query got no answer in time: the workflow's engine worker is busy, down or rebalancing."""
-
-
-class ListFilterError(InvalidArgumentError):
-    """A list filter that does not parse: the message says where and what was expected."""
 
 
 class VisibilityTimeoutError(RPCTimeoutError):

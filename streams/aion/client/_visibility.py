@@ -1,64 +1,34 @@
-"""``client.list_workflows``: the visibility index, read from the engine's ``workflows`` table.
+"""``client.list_workflows``: the visibility index, asked of the engines or read from the log.
 
 The engine keeps one row per workflow (status, type, run, times, search attributes) in its
 ``workflows`` table, whose changelog topic ``<prefix>-engine-workflows-changelog`` is compacted
-to the latest row per workflow id. Reading that topic gives every owning worker's rows at
-once, without asking the workers (so it also works while they are down or rebalancing); the
-filters are applied here.
+to the latest row per workflow id. A list is asked of the engine workers that own the
+partitions (:class:`ServedLists`: one ``__aion.list`` query per partition, answered from their
+index, pages merged here by start time); when one does not answer, the changelog is read whole
+(:func:`read_workflow_rows`: every owning worker's rows at once, so it also works while they
+are down or rebalancing) and the filters are applied here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import deque
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from .._search_attributes import decode_all, typed
 from ..common.settings import Settings
+from ..common.visibility import LIST_QUERY, ListRequest, WorkflowSummary, partition_address, summary_from_row
+from ..model import Payload, QueryWorkflow
 
+log = logging.getLogger("aion.client")
 
-@dataclass(frozen=True)
-class WorkflowSummary:
-    """One row of the visibility index."""
-
-    workflow_id: str
-    workflow_type: str | None
-    run_id: str | None
-    status: str | None
-    history_length: int
-    started_at_ms: int | None
-    closed_at_ms: int | None
-    task_queue: str | None
-    #: Its search attributes: text, or the typed value of a typed attribute (int, float, bool,
-    #: datetime, list of str).
-    search_attributes: dict[str, Any] = field(default_factory=dict)
-    #: The build the current run is pinned to ("" = the engine workers' own code; aion deploy).
-    code_version: str = ""
-    #: The type of each typed search attribute (``Int``, ``Datetime``, ``KeywordList``, ...).
-    search_attribute_types: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def typed_search_attributes(self) -> Any:
-        """The search attributes as :class:`aion.common.TypedSearchAttributes`."""
-        return typed({k: encode_any(v) for k, v in self.search_attributes.items()}, self.search_attribute_types)
-
-
-def encode_any(v: Any) -> str:
-    """The stored text of a decoded value (the inverse of ``decode`` for any type)."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, datetime):
-        return v.isoformat().replace("+00:00", "Z")
-    if isinstance(v, list):
-        return json.dumps(v, ensure_ascii=False)
-    return repr(v) if isinstance(v, float) else str(v)
+#: Rows asked of each partition per page when a list has no limit.
+PAGE_ROWS = 2000
 
 
 def workflows_changelog(prefix: str) -> str:
@@ -99,14 +69,7 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
                 if m.value() is None:
                     rows.pop(key, None)
                 else:
-                    d = json.loads(m.value())
-                    sa_types = d.get("search_attribute_types") or {}
-                    rows[key] = WorkflowSummary(
-                        workflow_id=d.get("workflow_id") or key, workflow_type=d.get("workflow_type"),
-                        run_id=d.get("run_id"), status=d.get("status"), history_length=d.get("history_length") or 0,
-                        started_at_ms=d.get("started_at_ms"), closed_at_ms=d.get("closed_at_ms"),
-                        task_queue=d.get("task_queue"), search_attributes=decode_all(d.get("search_attributes") or {}, sa_types),
-                        code_version=d.get("code_version") or "", search_attribute_types=sa_types)
+                    rows[key] = summary_from_row(json.loads(m.value()), key)
                 if m.offset() + 1 >= ends[m.partition()]:
                     remaining.discard(m.partition())
             if remaining:
@@ -127,49 +90,94 @@ def read_workflow_rows(settings: Settings, timeout: float = 10.0) -> dict[str, W
     return rows
 
 
-def _ms(t: datetime | int | float | None) -> int | None:
-    if t is None:
-        return None
-    if isinstance(t, datetime):
-        return int(t.timestamp() * 1000)
-    return int(t)
+class ServedLists:
+    """Lists and counts asked of the engine workers that own the partitions (module docs).
 
+    Each answer's pages are merged in list order; a partition that answers that its index is
+    still being built is asked again (every 50 ms) until ``ask_timeout``. Every method returns
+    None when some partition could not be asked (no answer in time, or an engine that predates
+    ``__aion.list``): the caller reads the changelog instead."""
 
-def filter_rows(
-    rows: dict[str, WorkflowSummary], *, type: str | None = None, status: str | None = None,
-    started_after: datetime | int | None = None, started_before: datetime | int | None = None,
-    search_attributes: dict[str, Any] | None = None, query: str | None = None,
-) -> list[WorkflowSummary]:
-    """The rows that match every filter given, by start time then id. ``query`` is a list
-    filter (``_list_filter.py``: ``WorkflowType = 'Order' AND StartTime > '2026-12-01'``)."""
-    from ._list_filter import compile_filter
+    def __init__(self, client: Any, partitions: int, ask_timeout: float) -> None:
+        self.client = client
+        self.partitions = partitions
+        self.ask_timeout = ask_timeout
 
-    matches = compile_filter(query or "")
-    after, before = _ms(started_after), _ms(started_before)
-    out = []
-    for r in rows.values():
-        if not matches(r):
-            continue
-        if type is not None and r.workflow_type != type:
-            continue
-        if status is not None and (r.status or "").upper() != status.upper():
-            continue
-        if after is not None and (r.started_at_ms is None or r.started_at_ms <= after):
-            continue
-        if before is not None and (r.started_at_ms is None or r.started_at_ms >= before):
-            continue
-        if search_attributes and not all(_attr_equals(r.search_attributes.get(k), v) for k, v in search_attributes.items()):
-            continue
-        out.append(r)
-    out.sort(key=lambda r: (r.started_at_ms or 0, r.workflow_id))
-    return out
+    async def _page(self, partition: int, req: ListRequest, deadline: float, *, limit: int,
+                    after: Any = None, count: bool = False) -> dict[str, Any] | None:
+        c = self.client
+        args = [Payload("application/json", json.dumps(
+            {**req.to_json(), "limit": limit, "after": after, "count": count}).encode())]
+        loop = asyncio.get_running_loop()
+        while True:
+            left = min(self.ask_timeout, deadline - loop.time())
+            if left <= 0:
+                return None
+            cmd = c._command(partition_address(partition, self.partitions), QueryWorkflow(LIST_QUERY, args))
+            try:
+                reply, _ = await c._ask(cmd, args, left)
+            except asyncio.TimeoutError:
+                log.info("list: no engine answered for partition %d within %.1fs; reading the changelog",
+                         partition, left)
+                return None
+            finally:
+                c._forget(cmd.command_id)
+            if reply.kind == "QUERY" and reply.result is not None:
+                page: dict[str, Any] = json.loads(reply.result.data)
+                return page
+            if reply.failure is not None and reply.failure.type == "VisibilityIndexNotReady":
+                await asyncio.sleep(0.05)
+                continue
+            if reply.failure is not None and reply.failure.type == "QueryError" and "bad list request" in reply.failure.message:
+                raise ValueError(reply.failure.message)  # this client's request: a bug, not a reason to read the log
+            return None  # e.g. an engine that predates the list query: read the changelog
 
+    async def list(self, req: ListRequest, limit: int | None, timeout: float) -> list[WorkflowSummary] | None:
+        """The rows ``req`` selects, by start time (the first ``limit``), or None (class docs)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        per_page = min(limit, 10_000) if limit is not None else PAGE_ROWS
+        parts = range(self.partitions)
+        buffered: dict[int, deque[WorkflowSummary]] = {p: deque() for p in parts}
+        nxt: dict[int, Any] = {}
+        started = False
+        out: list[WorkflowSummary] = []
 
-def _attr_equals(stored: Any, wanted: Any) -> bool:
-    """``list_workflows(search_attributes={...})``: a keyword list matches a value it holds (or
-    the same list); other values match by value, or by text (``{"Priority": "2"}``)."""
-    if stored is None:
-        return False
-    if isinstance(stored, list) and not isinstance(wanted, list):
-        return str(wanted) in stored
-    return stored == wanted or encode_any(stored) == encode_any(wanted) or str(stored) == str(wanted)
+        async def fill(p: int) -> bool:
+            page = await self._page(p, req, deadline, limit=per_page, after=nxt.get(p))
+            if page is None:
+                return False
+            buffered[p].extend(summary_from_row(row) for row in page.get("rows") or [])
+            nxt[p] = page.get("next")
+            return True
+
+        while limit is None or len(out) < limit:
+            need = [p for p in parts if not buffered[p] and (not started or nxt.get(p) is not None)]
+            started = True
+            if need:
+                if not all(await asyncio.gather(*(fill(p) for p in need))):
+                    return None
+                continue
+            live = [p for p in parts if buffered[p]]
+            if not live:
+                break
+            p = min(live, key=lambda q: buffered[q][0].order)
+            out.append(buffered[p].popleft())
+        return out
+
+    async def count(self, req: ListRequest, timeout: float) -> int | None:
+        """How many rows ``req`` selects, or None (class docs)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+
+        async def one(p: int) -> int | None:
+            total, after = 0, None
+            while True:
+                page = await self._page(p, req, deadline, limit=1, after=after, count=True)
+                if page is None:
+                    return None
+                total += int(page.get("count") or 0)
+                after = page.get("next")
+                if after is None:
+                    return total
+        counts = await asyncio.gather(*(one(p) for p in range(self.partitions)))
+        return None if any(n is None for n in counts) else sum(n for n in counts if n is not None)

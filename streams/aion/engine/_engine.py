@@ -63,8 +63,9 @@ from ._metrics import engine_metrics
 from ..ops._tracing import EngineTracing
 from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_value, read_heartbeat, read_position
 from ._retention import Retention
+from ._visibility_index import VisibilityIndex, VisibilityIndexNotReady
 from ._app import build_app
-from ._store import HistoryStore, catch_up_state, visibility_row
+from ._store import HistoryStore, catch_up_state, scan_items, visibility_row
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 
 #: A record of the commands topic as read: partition, offset, value, key, and headers (None
@@ -72,6 +73,7 @@ from ._txn import Aborted, Fenced, Record, TxnError, Writers
 CommandRecord = tuple[int, int, bytes | None, bytes | None, Any]
 from ._wheel import TimerWheel
 from ..common.settings import Settings
+from ..common.visibility import LIST_QUERY
 from ..common.topics import TopicNames, ensure_topics, partition_counts
 
 log = logging.getLogger("aion.engine")
@@ -129,7 +131,9 @@ class _EngineOutput:
         self._engine.lose(partition)
 
     def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
-        self._engine._cache.discard(partition, workflow_ids)
+        ids = list(workflow_ids)
+        self._engine._cache.discard(partition, ids)
+        self._engine.visibility.forget(partition, ids)
 
 
 class Engine:
@@ -181,6 +185,10 @@ class Engine:
             table.aion_before_restore = self._fence_in
         # retires closed workflows after settings.retention_ms
         self.retention = Retention(self.app, settings, self.codec, self.names, tables, self.output)
+        # lists and counts of the owned partitions, answered from an index of their rows
+        self.visibility = VisibilityIndex(lambda p: db_for(self.workflows, p),
+                                          lambda p: scan_items(self.workflows, p))
+        self._index_builds: dict[int, asyncio.Task[None]] = {}
 
         self.app.agent(self.commands_topic, name=f"{settings.topic_prefix}-engine-agent")(self._agent)
         # Faust types a handler with a ``signal`` keyword; these take it in **kwargs.
@@ -245,8 +253,11 @@ class Engine:
         self.reader.unassign(parts)
         self._cache.drop(parts)
         self.retention.forget_partitions(parts)
+        self.visibility.drop(parts)
         for p in parts:
             self._loaded.pop(p, None)
+            if (build := self._index_builds.pop(p, None)) is not None:
+                build.cancel()
         self.wheel.on_revoked(parts)
 
     def lose(self, partition: int) -> None:
@@ -327,6 +338,8 @@ class Engine:
         self.reader.assign(offsets)
         self._ready |= todo
         self.wheel.on_assigned()
+        for p in todo:  # the visibility index of each, built beside the commands (lists wait for it)
+            self._index_builds[p] = asyncio.ensure_future(self.visibility.build(p))
         # The one line that says this worker works (aion worker prints it at the default level).
         log.info("engine worker ready: partitions %s of %s (tables caught up; commands read from offsets %s), "
                  "%d owned in all; workflow types: %s", sorted(todo), self.names.commands,
@@ -568,6 +581,10 @@ class Engine:
                     command_id=cmd.command_id, workflow_id=cmd.workflow_id, kind="ERROR",
                     failure=Failure(type="PayloadTooLargeError", message=reason))))
             return
+        if isinstance(cmd.body, QueryWorkflow) and cmd.body.query_name == LIST_QUERY:
+            if cmd.reply_to:  # a list of the partition's workflows (_visibility_index.py), never recorded
+                work.effects.append(fx.SendReply(cmd.reply_to, self._list_page(partition, cmd)))
+            return
         try:
             ex = self._execution(partition, cmd.workflow_id)
             span = self.tracing.step(cmd, ex, headers)
@@ -605,6 +622,17 @@ class Engine:
         work.effects.extend(step.effects)
         if step.events:
             work.touched[cmd.workflow_id] = ex
+
+    def _list_page(self, partition: int, cmd: Command) -> Reply:
+        body = cmd.body
+        assert isinstance(body, QueryWorkflow)
+        try:
+            return Reply(cmd.command_id, cmd.workflow_id, "QUERY", result=self.visibility.answer(partition, body.args))
+        except VisibilityIndexNotReady as exc:
+            failure = Failure(type="VisibilityIndexNotReady", message=str(exc))
+        except ValueError as exc:
+            failure = Failure(type="QueryError", message=str(exc))
+        return Reply(cmd.command_id, cmd.workflow_id, "ERROR", failure=failure)
 
     def _refuse_invalid(self, work: _Work, offset: int, rkey: bytes | None, raw: bytes, cmd: Command,
                         problem: str) -> None:
@@ -787,6 +815,7 @@ class Engine:
             if n_rows:
                 _apply_rows(self.workflows, p, work.records[n_ev:p0], offsets[n_ev:p0])
                 self.retention.rows_committed(p, work.records[n_ev:p0])
+                self.visibility.committed(p, work.records[n_ev:p0])
             if n_prog:
                 _apply_rows(self.progress, p, work.records[p0:p0 + n_prog], offsets[p0:p0 + n_prog])
             w0 = p0 + n_prog

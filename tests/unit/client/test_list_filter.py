@@ -1,4 +1,4 @@
-"""The list filter (``client/_list_filter.py``): Temporal's List Filter subset over visibility rows."""
+"""The list filter (``common/list_filter.py``): Temporal's List Filter subset over visibility rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aion.client._list_filter import ListFilterError, compile_filter
+from aion.common.list_filter import ListFilterError, compile_filter
 from aion.client._visibility import WorkflowSummary
 
 T0 = 1_764_756_000_000  # 2025-12-03T10:00:00Z

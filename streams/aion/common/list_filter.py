@@ -25,18 +25,79 @@ attribute, ``Text``, ``Keyword``) as text. A row without the field matches no co
 (``!=`` included), as in Temporal; a value that does not fit the row's type matches nothing.
 
 :func:`compile_filter` turns the text into a predicate, or raises :class:`ListFilterError`
-saying where the text went wrong.
+saying where the text went wrong. :func:`plan_filter` also says what every matching row must
+have (:class:`Hints`: its statuses, its types, a start-time range) and whether that is all the
+filter asks: an engine answers a list from its index of rows by status, type and start time
+(``engine/_visibility_index.py``) and reads only the rows the hints leave.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from ._errors import ListFilterError
+from ..exceptions import InvalidArgumentError
 
-__all__ = ["ListFilterError", "compile_filter"]
+__all__ = ["ListFilterError", "Hints", "compile_filter", "plan_filter"]
+
+
+class ListFilterError(InvalidArgumentError):
+    """A list filter that does not parse: the message says where and what was expected."""
+
+
+#: Start times are epoch milliseconds; a row without one is indexed at -1 (before every range).
+NO_START = -1
+MAX_MS = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What every row a filter matches has: its status among ``statuses`` and its type among
+    ``types`` (None: any), its start time in ``[start_lo, start_hi]``; ``exact`` when the filter
+    asks nothing more (a row that has these matches)."""
+
+    statuses: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    start_lo: int | None = None
+    start_hi: int | None = None
+    exact: bool = True
+
+    def both(self, other: "Hints") -> "Hints":
+        """The hints of ``self AND other``."""
+        def meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+            return b if a is None else a if b is None else a & b
+        lo = [x for x in (self.start_lo, other.start_lo) if x is not None]
+        hi = [x for x in (self.start_hi, other.start_hi) if x is not None]
+        return Hints(meet(self.statuses, other.statuses), meet(self.types, other.types),
+                     max(lo) if lo else None, min(hi) if hi else None, self.exact and other.exact)
+
+    def either(self, other: "Hints") -> "Hints":
+        """The hints of ``self OR other``: what both sides have (exact only when both sides are
+        one condition on the same set field, ``A = 1 OR A = 2``)."""
+        def join(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+            return None if a is None or b is None else a | b
+        lo = min(self.start_lo, other.start_lo) if self.start_lo is not None and other.start_lo is not None else None
+        hi = max(self.start_hi, other.start_hi) if self.start_hi is not None and other.start_hi is not None else None
+        out = Hints(join(self.statuses, other.statuses), join(self.types, other.types), lo, hi, False)
+        one_field = (self._only("statuses") and other._only("statuses")) or (self._only("types") and other._only("types"))
+        return replace(out, exact=self.exact and other.exact and one_field)
+
+    def _only(self, name: str) -> bool:
+        fields = {"statuses": self.statuses, "types": self.types}
+        return fields[name] is not None and all(v is None for k, v in fields.items() if k != name) and \
+            self.start_lo is None and self.start_hi is None
+
+    @property
+    def empty(self) -> bool:
+        """No row can match."""
+        return (self.statuses is not None and not self.statuses) or (self.types is not None and not self.types) or (
+            self.start_lo is not None and self.start_hi is not None and self.start_lo > self.start_hi)
+
+
+ANY = Hints()
+OPAQUE = Hints(exact=False)
 
 
 _TOKEN = re.compile(r"""
@@ -113,27 +174,33 @@ class _Parser:
         tok = self._peek()
         return tok is not None and tok[0] == kind and tok[1] == value
 
-    def parse(self) -> Predicate:
-        pred = self._or()
+    def parse(self) -> tuple[Predicate, Hints]:
+        pred, hints = self._or()
         if self._peek() is not None:
             raise self._fail("AND, OR or the end")
-        return pred
+        return pred, hints
 
-    def _or(self) -> Predicate:
-        parts = [self._and()]
+    def _or(self) -> tuple[Predicate, Hints]:
+        pred, hints = self._and()
+        parts = [pred]
         while self._is("kw", "OR"):
             self.i += 1
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))
+            p, h = self._and()
+            parts.append(p)
+            hints = hints.either(h)
+        return (parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))), hints
 
-    def _and(self) -> Predicate:
-        parts = [self._condition()]
+    def _and(self) -> tuple[Predicate, Hints]:
+        pred, hints = self._condition()
+        parts = [pred]
         while self._is("kw", "AND"):
             self.i += 1
-            parts.append(self._condition())
-        return parts[0] if len(parts) == 1 else (lambda r: all(p(r) for p in parts))
+            p, h = self._condition()
+            parts.append(p)
+            hints = hints.both(h)
+        return (parts[0] if len(parts) == 1 else (lambda r: all(p(r) for p in parts))), hints
 
-    def _condition(self) -> Predicate:
+    def _condition(self) -> tuple[Predicate, Hints]:
         if self._is("op", "("):
             self.i += 1
             inner = self._or()
@@ -144,9 +211,10 @@ class _Parser:
             raise self._fail("a field name (WorkflowType, ExecutionStatus, StartTime, a search attribute ...)")
         self.i += 1
         if _FIELDS.get(tok[1].lower()) is None:
-            return self._attribute_condition(tok[1])
+            return self._attribute_condition(tok[1]), OPAQUE
         get = _getter(tok[1])
         conv = _converter(tok[1])
+        attr = _FIELDS[tok[1].lower()]
         if self._is("kw", "IN"):
             self.i += 1
             self._take("op", "(")
@@ -155,24 +223,31 @@ class _Parser:
                 self.i += 1
                 values.append(conv(self._take("value")))
             self._take("op", ")")
-            return lambda r: (v := get(r)) is not None and v in values
+            return (lambda r: (v := get(r)) is not None and v in values), _set_hint(attr, values)
         if self._is("kw", "BETWEEN"):
             self.i += 1
             lo = conv(self._take("value"))
             self._take("kw", "AND")
             hi = conv(self._take("value"))
-            return lambda r: (v := get(r)) is not None and lo <= v <= hi
+            hint = Hints(start_lo=lo, start_hi=hi) if attr == "started_at_ms" else OPAQUE
+            return (lambda r: (v := get(r)) is not None and lo <= v <= hi), hint
         if self._is("kw", "STARTS_WITH"):
             self.i += 1
             prefix = str(self._take("value"))
-            return lambda r: (v := get(r)) is not None and str(v).startswith(prefix)
+            return (lambda r: (v := get(r)) is not None and str(v).startswith(prefix)), OPAQUE
         op = self._take("op") if (t := self._peek()) is not None and t[0] == "op" else None
         if op not in ("=", "!=", "<", ">", "<=", ">="):
             self.i -= 1 if op is not None else 0
             raise self._fail("=, !=, <, >, <=, >=, IN, BETWEEN or STARTS_WITH")
         value = conv(self._take("value"))
         cmp = _COMPARE[op]
-        return lambda r: (v := get(r)) is not None and _safe(cmp, v, value)
+        if op == "=":
+            hint = _set_hint(attr, [value])
+        elif attr == "started_at_ms" and op != "!=":
+            hint = start_range(op, value)
+        else:
+            hint = OPAQUE
+        return (lambda r: (v := get(r)) is not None and _safe(cmp, v, value)), hint
 
 
     def _attribute_condition(self, name: str) -> Predicate:
@@ -311,8 +386,31 @@ def _instant(v: Any) -> int:
     return int(t.timestamp() * 1000)
 
 
+def _set_hint(attr: str, values: list[Any]) -> Hints:
+    """The hint of ``attr = v`` / ``attr IN (...)``: the set of statuses or types (else none)."""
+    if attr == "status":
+        return Hints(statuses=frozenset(str(v) for v in values))
+    if attr == "workflow_type":
+        # a type is text: a number never equals it (the predicate compares as stored)
+        return Hints(types=frozenset(v for v in values if isinstance(v, str)))
+    if attr == "started_at_ms" and len(values) == 1:
+        return Hints(start_lo=values[0], start_hi=values[0])
+    return OPAQUE
+
+
+def start_range(op: str, ms: int) -> Hints:
+    """The hint of ``StartTime <op> ms`` (milliseconds: strict bounds move by one)."""
+    return {"<": Hints(start_lo=0, start_hi=ms - 1), "<=": Hints(start_lo=0, start_hi=ms),
+            ">": Hints(start_lo=ms + 1, start_hi=MAX_MS), ">=": Hints(start_lo=ms, start_hi=MAX_MS)}[op]
+
+
 def compile_filter(text: str) -> Predicate:
     """The predicate of a list filter over ``WorkflowSummary`` rows (see the module docs)."""
+    return plan_filter(text)[0]
+
+
+def plan_filter(text: str) -> tuple[Predicate, Hints]:
+    """The predicate of a list filter and its :class:`Hints` (see the module docs)."""
     if not text or not text.strip():
-        return lambda r: True
+        return (lambda r: True), ANY
     return _Parser(text).parse()

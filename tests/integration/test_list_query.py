@@ -125,6 +125,9 @@ async def test_lists_are_answered_by_the_engines_and_read_from_the_log_without_t
     approvals = await client.list_workflows(type="Approval", status="Running")
     assert [r.workflow_id for r in approvals] == ["served-wait-0", "served-wait-1", "served-wait-2"]
     assert approvals[0].workflow_type == "Approval" and approvals[0].started_at_ms
+    newest = await client.list_workflows(type="Approval", status="Running", newest_first=True, limit=2)
+    assert [r.workflow_id for r in newest] == ["served-wait-2", "served-wait-1"]
+    assert await client.count_workflows(type="Hello", search_attributes={"shard": "1"}) == 4
 
     engine.stop()
     client.LIST_ASK_TIMEOUT_S = 1.0
@@ -132,3 +135,5 @@ async def test_lists_are_answered_by_the_engines_and_read_from_the_log_without_t
     assert [r.workflow_id for r in await client.list_workflows(requests[1].query)] == \
         ["served-wait-0", "served-wait-1", "served-wait-2"]
     assert await client.count_workflows("WorkflowType = 'Hello'") == 12
+    assert [r.workflow_id for r in await client.list_workflows(type="Approval", newest_first=True, limit=1)] == \
+        ["served-wait-2"]

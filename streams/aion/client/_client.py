@@ -292,9 +292,11 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
     async def list_workflows(
         self, query: str | None = None, *, type: str | None = None, status: str | None = None,
         started_after: Any = None, started_before: Any = None,
-        search_attributes: dict[str, Any] | None = None, limit: int | None = None, timeout: float = 10.0,
+        search_attributes: dict[str, Any] | None = None, limit: int | None = None, newest_first: bool = False,
+        timeout: float = 10.0,
     ) -> list["WorkflowSummary"]:
-        """Workflows from the visibility index (the engine's ``workflows`` table), by start time.
+        """Workflows from the visibility index (the engine's ``workflows`` table), by start time
+        (oldest first; ``newest_first=True`` the other way, as Temporal lists).
 
         ``query`` is a list filter as Temporal's (``"WorkflowType = 'Order' AND ExecutionStatus =
         'Running' AND StartTime > '2026-12-01T00:00:00Z'"``; ``=``, ``!=``, ``<``, ``>``, ``AND``,
@@ -310,17 +312,23 @@ class Client(ClientBase["WorkflowHandle[Any]"]):
         within ``timeout`` seconds — never a partial list."""
         req = ListRequest.of(query, type=type, status=status, started_after=started_after,
                              started_before=started_before, search_attributes=search_attributes)
-        served = await self._visibility.list(req, limit, timeout)
+        served = await self._visibility.list(req, limit, timeout, newest_first)
         if served is not None:
             return served
         rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, self.settings, timeout)
-        out = req.select(rows)
+        out = req.select(rows, newest_first)
         return out[:limit] if limit is not None else out
 
-    async def count_workflows(self, query: str | None = None, *, timeout: float = 10.0) -> int:
-        """How many workflows match the list filter ``query`` (all of them without one): counted
-        by the engines that own the partitions, or from the changelog (as :meth:`list_workflows`)."""
-        req = ListRequest.of(query)
+    async def count_workflows(
+        self, query: str | None = None, *, type: str | None = None, status: str | None = None,
+        started_after: Any = None, started_before: Any = None,
+        search_attributes: dict[str, Any] | None = None, timeout: float = 10.0,
+    ) -> int:
+        """How many workflows match the list filter ``query`` and the keyword filters (all of
+        them without any): counted by the engines that own the partitions, or from the changelog
+        (as :meth:`list_workflows`)."""
+        req = ListRequest.of(query, type=type, status=status, started_after=started_after,
+                             started_before=started_before, search_attributes=search_attributes)
         served = await self._visibility.count(req, timeout)
         if served is not None:
             return served

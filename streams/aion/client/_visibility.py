@@ -104,10 +104,10 @@ class ServedLists:
         self.ask_timeout = ask_timeout
 
     async def _page(self, partition: int, req: ListRequest, deadline: float, *, limit: int,
-                    after: Any = None, count: bool = False) -> dict[str, Any] | None:
+                    after: Any = None, count: bool = False, reverse: bool = False) -> dict[str, Any] | None:
         c = self.client
         args = [Payload("application/json", json.dumps(
-            {**req.to_json(), "limit": limit, "after": after, "count": count}).encode())]
+            {**req.to_json(), "limit": limit, "after": after, "count": count, "reverse": reverse}).encode())]
         loop = asyncio.get_running_loop()
         while True:
             left = min(self.ask_timeout, deadline - loop.time())
@@ -132,7 +132,8 @@ class ServedLists:
                 raise ValueError(reply.failure.message)  # this client's request: a bug, not a reason to read the log
             return None  # e.g. an engine that predates the list query: read the changelog
 
-    async def list(self, req: ListRequest, limit: int | None, timeout: float) -> list[WorkflowSummary] | None:
+    async def list(self, req: ListRequest, limit: int | None, timeout: float,
+                   newest_first: bool = False) -> list[WorkflowSummary] | None:
         """The rows ``req`` selects, by start time (the first ``limit``), or None (class docs)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -144,7 +145,7 @@ class ServedLists:
         out: list[WorkflowSummary] = []
 
         async def fill(p: int) -> bool:
-            page = await self._page(p, req, deadline, limit=per_page, after=nxt.get(p))
+            page = await self._page(p, req, deadline, limit=per_page, after=nxt.get(p), reverse=newest_first)
             if page is None:
                 return False
             buffered[p].extend(summary_from_row(row) for row in page.get("rows") or [])
@@ -161,7 +162,8 @@ class ServedLists:
             live = [p for p in parts if buffered[p]]
             if not live:
                 break
-            p = min(live, key=lambda q: buffered[q][0].order)
+            pick = max if newest_first else min
+            p = pick(live, key=lambda q: buffered[q][0].order)
             out.append(buffered[p].popleft())
         return out
 

@@ -9,9 +9,10 @@ keyword filters of ``client.list_workflows``, in one JSON form.
 
 The exchange, one ``QueryWorkflow`` named :data:`LIST_QUERY` per partition (addressed to a
 workflow id the partition owns, :func:`partition_address`), whose one argument is the request's
-JSON plus ``{"limit": n, "after": [start_ms, workflow_id] | null, "count": bool}``; the answer is
-``{"rows": [row, ...], "next": [start_ms, workflow_id] | null, "count": n | null}``: the matching
-rows after ``after`` by (start time, workflow id), at most ``limit`` of them and about
+JSON plus ``{"limit": n, "after": [start_ms, workflow_id] | null, "count": bool, "reverse": bool}``;
+the answer is ``{"rows": [row, ...], "next": [start_ms, workflow_id] | null, "count": n | null}``:
+the matching rows after ``after`` by (start time, workflow id) — before it, newest first, with
+``reverse`` — at most ``limit`` of them and about
 :data:`MAX_PAGE_BYTES`, and where to go on (``null``: the partition has no more). An engine
 reads at most :data:`SCAN_BUDGET` rows per answer, so a filter its index cannot narrow is
 answered in several steps (``next`` moves on even when ``rows`` is empty); a count is exact
@@ -33,7 +34,7 @@ __all__ = ["LIST_QUERY", "ListRequest", "WorkflowSummary", "encode_any", "summar
 
 LIST_QUERY = "__aion.list"
 #: Rows an engine reads (and decodes) at most per answer: keeps each answer's step short.
-SCAN_BUDGET = 5000
+SCAN_BUDGET = 1000
 #: Most row bytes per answer (a reply stays well under Kafka's default 1 MiB record limit).
 MAX_PAGE_BYTES = 512 * 1024
 
@@ -186,11 +187,11 @@ class ListRequest:
 
         return predicate, hints
 
-    def select(self, rows: Mapping[str, WorkflowSummary]) -> list[WorkflowSummary]:
-        """The rows that match, by start time then workflow id."""
+    def select(self, rows: Mapping[str, WorkflowSummary], newest_first: bool = False) -> list[WorkflowSummary]:
+        """The rows that match, by start time then workflow id (``newest_first``: the other way)."""
         matches, _ = self.plan()
         out = [r for r in rows.values() if matches(r)]
-        out.sort(key=lambda r: r.order)
+        out.sort(key=lambda r: r.order, reverse=newest_first)
         return out
 
 

@@ -90,14 +90,18 @@ def filters_of(q: Any) -> ListFilters:
                        size=min(_int(q.get("size", ""), PAGE_SIZES[0], "page size"), 1000))
 
 
-async def matching(request: web.Request, f: ListFilters) -> list[WorkflowSummary]:
-    """The workflows the filters select, newest first (``client.list_workflows``)."""
-    rows = await console_of(request).client.list_workflows(
-        f.query or None, type=f.type or None, status=f.status or None,
+async def matching(request: web.Request, f: ListFilters, upto: int | None = None) -> tuple[list[WorkflowSummary], int]:
+    """The first ``upto`` workflows the filters select (all without it), newest first, and how
+    many match in all (``client.list_workflows`` and ``count_workflows``: the engines answer
+    both from their index, so a page costs the rows up to it, not every workflow)."""
+    client = console_of(request).client
+    filters: dict[str, Any] = dict(
+        type=f.type or None, status=f.status or None,
         started_after=_when(f.after, "started after"), started_before=_when(f.before, "started before"),
         search_attributes=_attrs(f.attrs) or None)
-    rows.reverse()
-    return rows
+    rows = await client.list_workflows(f.query or None, limit=upto, newest_first=True, **filters)
+    total = len(rows) if upto is None or len(rows) < upto else await client.count_workflows(f.query or None, **filters)
+    return rows, total
 
 
 def _row(r: WorkflowSummary) -> list[str]:
@@ -110,11 +114,12 @@ def _row(r: WorkflowSummary) -> list[str]:
             f'<span class="num">{r.history_length}</span>', chips]
 
 
-def results(rows: list[WorkflowSummary], f: ListFilters) -> str:
-    """The results part of the page (what the live refresh replaces)."""
-    pages = max(1, -(-len(rows) // f.size))
+def results(rows: list[WorkflowSummary], total: int, f: ListFilters) -> str:
+    """The results part of the page (what the live refresh replaces): ``rows`` are the newest
+    up to the page's end, ``total`` how many match."""
+    pages = max(1, -(-total // f.size))
     shown = rows[(f.page - 1) * f.size: f.page * f.size]
-    nav = [f"<b data-count='{len(rows)}'>{len(rows)}</b> workflow{'s' if len(rows) != 1 else ''} match",
+    nav = [f"<b data-count='{total}'>{total}</b> workflow{'s' if total != 1 else ''} match",
            f"page {f.page} of {pages}"]
     if f.page > 1:
         nav.append(f'<a href="{esc(url("/workflows", **f.params(page=f.page - 1)))}">‹ newer</a>')
@@ -143,8 +148,8 @@ def _form(f: ListFilters) -> str:
 async def list_page(request: web.Request) -> web.StreamResponse:
     try:
         f = filters_of(request.query)
-        rows = await matching(request, f)
-        body, error = results(rows, f), None
+        rows, total = await matching(request, f, upto=f.page * f.size)
+        body, error = results(rows, total, f), None
     except (PageError, AionError) as exc:  # a filter that does not parse: the form stays, with the reason
         q = request.query
         f = ListFilters(query=q.get("query", ""), type=q.get("type", ""), after=q.get("after", ""),
@@ -167,9 +172,9 @@ async def list_page(request: web.Request) -> web.StreamResponse:
 async def list_api(request: web.Request) -> web.StreamResponse:
     """``GET /api/workflows``: the same filters, the page's rows as JSON."""
     f = filters_of(request.query)
-    rows = await matching(request, f)
+    rows, total = await matching(request, f, upto=f.page * f.size)
     shown = rows[(f.page - 1) * f.size: f.page * f.size]
-    return json_response({"total": len(rows), "page": f.page, "size": f.size,
+    return json_response({"total": total, "page": f.page, "size": f.size,
                               "workflows": [dataclasses.asdict(r) for r in shown]})
 
 

@@ -96,19 +96,17 @@ class PartitionIndex:
                 if (hints.statuses is None or status in hints.statuses)
                 and (hints.types is None or wf_type in hints.types)]
 
-    def candidates(self, hints: Hints, after: Entry | None = None) -> Iterator[Entry]:
-        """The entries the hints allow, after ``after``, in list order."""
-        lo = (hints.start_lo, "") if hints.start_lo is not None else None
-        hi_bound = hints.start_hi
-        if after is not None and (lo is None or after >= lo):
-            ranges = [b.irange(minimum=after, inclusive=(False, True)) for b in self._chosen(hints)]
-        else:
-            ranges = [b.irange(minimum=lo) for b in self._chosen(hints)]
-        merged = heapq.merge(*ranges) if len(ranges) != 1 else ranges[0]
-        for entry in merged:
-            if hi_bound is not None and entry[0] > hi_bound:
-                return
-            yield entry
+    def candidates(self, hints: Hints, after: Entry | None = None, reverse: bool = False) -> Iterator[Entry]:
+        """The entries the hints allow, after ``after``, in list order (``reverse``: newest first)."""
+        lo: Entry | None = (hints.start_lo, "") if hints.start_lo is not None else None
+        hi: Entry | None = (hints.start_hi + 1, "") if hints.start_hi is not None else None
+        lo_incl = True
+        if after is not None and not reverse and (lo is None or after >= lo):
+            lo, lo_incl = after, False
+        if after is not None and reverse and (hi is None or after < hi):
+            hi = after
+        ranges = [b.irange(lo, hi, (lo_incl, False), reverse=reverse) for b in self._chosen(hints)]
+        return heapq.merge(*ranges, reverse=reverse) if len(ranges) != 1 else iter(ranges[0])
 
     def count(self, hints: Hints) -> int:
         """How many entries the hints allow (by bisection: no row is read)."""
@@ -216,6 +214,7 @@ class VisibilityIndex:
             after_raw = d.get("after")
             after: Entry | None = (int(after_raw[0]), str(after_raw[1])) if after_raw else None
             counting = bool(d.get("count", False))
+            reverse = bool(d.get("reverse", False))
         except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
             raise ValueError(f"bad list request: {e}") from None
         limit = min(max(1, limit), MAX_LIMIT)
@@ -234,7 +233,7 @@ class VisibilityIndex:
         n = 0
         scanned = 0
         last: Entry | None = None
-        for entry in idx.candidates(hints, after):
+        for entry in idx.candidates(hints, after, reverse):
             if scanned >= SCAN_BUDGET or (not counting and (len(rows) >= limit or size >= MAX_PAGE_BYTES)):
                 self.stats["rows_read"] += scanned
                 return _page(rows, last, n if counting else None)

@@ -55,17 +55,18 @@ def make(n: int, seed: int = 7) -> tuple[Rows, VisibilityIndex, random.Random]:
     return rows, VisibilityIndex(lambda p: rows, lambda p: rows.scan()), rnd
 
 
-def ask(index: VisibilityIndex, req: ListRequest, limit: int, after: Any = None, count: bool = False) -> dict[str, Any]:
-    body = {**req.to_json(), "limit": limit, "after": after, "count": count}
+def ask(index: VisibilityIndex, req: ListRequest, limit: int, after: Any = None, count: bool = False,
+        reverse: bool = False) -> dict[str, Any]:
+    body = {**req.to_json(), "limit": limit, "after": after, "count": count, "reverse": reverse}
     return json.loads(index.answer(0, [Payload("application/json", json.dumps(body).encode())]).data)
 
 
-def listed(index: VisibilityIndex, req: ListRequest, limit: int) -> list[str]:
+def listed(index: VisibilityIndex, req: ListRequest, limit: int, reverse: bool = False) -> list[str]:
     """Every row, page after page, as the client follows ``next``."""
     out: list[str] = []
     after = None
     while True:
-        page = ask(index, req, limit, after)
+        page = ask(index, req, limit, after, reverse=reverse)
         out += [r["workflow_id"] for r in page["rows"]]
         after = page["next"]
         if after is None:
@@ -114,6 +115,7 @@ def test_lists_and_counts_equal_a_selection_of_every_row(req: ListRequest) -> No
     want = expected(rows, req)
     assert listed(index, req, 100) == want
     assert listed(index, req, 30) == want
+    assert listed(index, req, 30, reverse=True) == want[::-1]  # newest first
     assert counted(index, req) == len(want)
     # the first page is the first rows
     assert [r["workflow_id"] for r in ask(index, req, 5)["rows"]] == want[:5] or (
@@ -138,10 +140,11 @@ def test_the_hints_pick_only_the_rows_needed() -> None:
 def test_a_filter_the_index_cannot_narrow_is_answered_in_bounded_steps() -> None:
     rows, index, _ = make(3 * SCAN_BUDGET)
     asyncio.run(index.build(0))
-    req = ListRequest.of("WorkflowId = 'wf-14999'")
+    last = f"wf-{3 * SCAN_BUDGET - 1:05d}"
+    req = ListRequest.of(f"WorkflowId = '{last}'")
     page = ask(index, req, 10)
     assert page["rows"] == [] and page["next"] is not None  # read SCAN_BUDGET rows, found none yet
-    assert listed(index, req, 10) == ["wf-14999"]
+    assert listed(index, req, 10) == [last]
 
 
 def test_rows_that_change_while_and_after_the_index_is_built() -> None:
@@ -178,6 +181,7 @@ def test_rows_that_change_while_and_after_the_index_is_built() -> None:
     index.forget(0, ["wf-00002"])
     for req in REQUESTS:
         assert listed(index, req, 200) == expected(rows, req), req
+        assert listed(index, req, 200, reverse=True) == expected(rows, req)[::-1], req
         assert counted(index, req) == len(expected(rows, req)), req
 
 

@@ -1,0 +1,157 @@
+"""``python -m aion.bench.visibility``: a list's first page and a count among many workflows —
+answered by the engines from their visibility index (``__aion.list``) or read from the
+``workflows`` changelog (the fallback, and how every list was done before).
+
+Needs the broker (``AION_BOOTSTRAP_SERVERS``, default 127.0.0.1:9092). Makes a topic prefix of
+its own, writes ``--workflows`` visibility rows straight to the ``workflows`` table's changelog
+(each on its workflow's partition, as the engines would have: ``--types`` workflow types, 5 %
+RUNNING, the rest closed, start times over 30 days), starts one engine worker (which restores
+them into RocksDB and builds its index), then times, median of ``--repeats``:
+
+- the first page (``--page`` rows) of RUNNING workflows of one type;
+- the count of RUNNING workflows of that type (the index alone);
+- a count the index cannot narrow (a search attribute: every row is read, in steps);
+- the same first page read from the changelog (``--log-repeats`` times; 0 skips it);
+
+and prints the engine's memory for the index (its RSS before and after the rows arrived).
+The prefix's topics are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from ..client import Client
+from ..client._visibility import read_workflow_rows, workflows_changelog
+from ..codec import partition_for
+from ..common.settings import Settings
+from ..common.topics import ensure_topics
+from ..common.visibility import ListRequest
+from ._procs import Procs, rss_bytes
+from ._timers import _delete_topics
+
+DAY_MS = 86_400_000
+STATUSES = ["COMPLETED"] * 14 + ["FAILED"] * 4 + ["RUNNING"]  # 5 % running
+
+
+def fill(settings: Settings, n: int, types: int, seed: int = 1) -> dict[str, int]:
+    """``n`` visibility rows on the ``workflows`` changelog; returns how many rows per (status, type)."""
+    rnd = random.Random(seed)
+    topic = workflows_changelog(settings.topic_prefix)
+    p = Producer({**settings.confluent_config(), "linger.ms": 50, "compression.type": "lz4",
+                  "queue.buffering.max.messages": 500_000})
+    now = int(time.time() * 1000)
+    counts: dict[str, int] = {}
+    for i in range(n):
+        wid = f"vis-{i:08d}"
+        status = rnd.choice(STATUSES)
+        wf_type = f"Type{rnd.randrange(types)}"
+        started = now - 30 * DAY_MS + rnd.randrange(30 * DAY_MS)
+        row = {"workflow_id": wid, "workflow_type": wf_type, "run_id": uuid.UUID(int=rnd.getrandbits(128)).hex,
+               "status": status, "history_length": 11, "started_at_ms": started,
+               "closed_at_ms": None if status == "RUNNING" else started + 60_000, "task_queue": "default",
+               "search_attributes": {"Customer": f"c-{rnd.randrange(100_000)}"}, "search_attribute_types": {},
+               "code_version": ""}
+        counts[f"{status}/{wf_type}"] = counts.get(f"{status}/{wf_type}", 0) + 1
+        while True:
+            try:
+                p.produce(topic, key=wid.encode(), value=json.dumps(row).encode(),
+                          partition=partition_for(wid, settings.partitions))
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    p.flush(120)
+    return counts
+
+
+async def measure(settings: Settings, engine_pid: int, expected_running: int, repeats: int, log_repeats: int,
+                  page: int) -> dict[str, Any]:
+    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings)
+    try:
+        running = ListRequest.of("ExecutionStatus = 'Running' AND WorkflowType = 'Type0'")
+        t0 = time.perf_counter()
+        while True:  # the engine restores the rows and builds its index
+            n = await client._visibility.count(running, 60.0)
+            if n == expected_running:
+                break
+            if time.perf_counter() - t0 > 900:
+                raise RuntimeError(f"the engine's index has {n} RUNNING Type0 rows, not {expected_running}")
+            await asyncio.sleep(1.0)
+        ready_s = time.perf_counter() - t0
+        out: dict[str, Any] = {"ready_s": ready_s, "engine_rss": rss_bytes(engine_pid)}
+
+        async def timed(fn: Any, times: int) -> tuple[float, Any]:
+            took, value = [], None
+            for _ in range(times):
+                t = time.perf_counter()
+                value = await fn()
+                took.append(time.perf_counter() - t)
+            return statistics.median(took) * 1000, value
+
+        out["page_ms"], rows = await timed(lambda: client._visibility.list(running, page, 60.0), repeats)
+        assert rows is not None and len(rows) == min(page, expected_running), "no engine answered the list"
+        assert all(r.status == "RUNNING" and r.workflow_type == "Type0" for r in rows)
+        out["count_ms"], n = await timed(lambda: client._visibility.count(running, 60.0), repeats)
+        assert n == expected_running
+        scan = ListRequest.of("Customer = 'c-42'")
+        out["scan_count_ms"], out["scan_count"] = await timed(lambda: client._visibility.count(scan, 600.0),
+                                                              max(1, repeats // 2))
+        assert out["scan_count"] is not None, "no engine answered the count"
+        if log_repeats:
+            async def from_log() -> list[Any]:
+                rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, settings, 600.0)
+                return running.select(rows)[:page]
+            out["log_ms"], log_rows = await timed(from_log, log_repeats)
+            assert [r.workflow_id for r in log_rows] == [r.workflow_id for r in rows], "the log and the engine differ"
+        return out
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--workflows", type=int, default=1_000_000, help="visibility rows (workflows) in all")
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--types", type=int, default=10, help="workflow types")
+    ap.add_argument("--page", type=int, default=100, help="rows of the first page")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--log-repeats", type=int, default=1)
+    a = ap.parse_args()
+    settings = Settings.from_env(topic_prefix=f"aion.bench-vis-{uuid.uuid4().hex[:6]}", partitions=a.partitions)
+    changelog = workflows_changelog(settings.topic_prefix)
+    ensure_topics(settings, extra={changelog: {**settings.topic_config, "cleanup.policy": "compact"}})
+    procs = Procs(settings, Path(tempfile.mkdtemp(prefix="aion-bench-visibility-")))
+    try:
+        t0 = time.perf_counter()
+        counts = fill(settings, a.workflows, a.types)
+        print(f"wrote {a.workflows:,} visibility rows over {a.partitions} partitions in {time.perf_counter() - t0:.1f}s")
+        engine = procs.engine()
+        r = asyncio.run(measure(settings, engine.pid, counts.get("RUNNING/Type0", 0), a.repeats, a.log_repeats, a.page))
+    finally:
+        procs.stop()
+        _delete_topics(settings)
+    running = counts.get("RUNNING/Type0", 0)
+    print(f"{a.workflows:,} workflows, {running:,} of them RUNNING of type Type0 (median of {a.repeats}):")
+    print(f"  engine restored the rows and built its index in {r['ready_s']:.1f}s; engine RSS {r['engine_rss'] / 2**20:.0f} MiB")
+    print(f"  first page ({a.page} rows), served by the engines : {r['page_ms']:9.1f} ms")
+    print(f"  count, served (index only)                   : {r['count_ms']:9.1f} ms")
+    print(f"  count by a search attribute (every row read) : {r['scan_count_ms']:9.1f} ms   ({r['scan_count']} rows)")
+    if "log_ms" in r:
+        print(f"  first page, read from the changelog          : {r['log_ms']:9.1f} ms   "
+              f"({r['log_ms'] / r['page_ms']:.0f}x the engines')")
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,7 @@ from ._resident import Resident
 from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, keep_paused, request_rejoin, store_offset
+from ._faust import db_for, keep_paused, request_rejoin, store_offset, stored_offset
 from ..common.access import KAFKA_LOG
 from ._feed import CommandReader
 from ._intake import Intake
@@ -253,7 +253,7 @@ class Engine:
         self.reader.unassign(parts)
         self._cache.drop(parts)
         self.retention.forget_partitions(parts)
-        self.visibility.drop(parts)
+        self.visibility.drop(parts, lambda p: stored_offset(self.workflows, p))
         for p in parts:
             self._loaded.pop(p, None)
             if (build := self._index_builds.pop(p, None)) is not None:
@@ -338,8 +338,9 @@ class Engine:
         self.reader.assign(offsets)
         self._ready |= todo
         self.wheel.on_assigned()
-        for p in todo:  # the visibility index of each, built beside the commands (lists wait for it)
-            self._index_builds[p] = asyncio.ensure_future(self.visibility.build(p))
+        for p in todo:  # the visibility index of each: kept, or built beside the commands (lists wait)
+            if not self.visibility.assigned(p, stored_offset(self.workflows, p)):
+                self._index_builds[p] = asyncio.ensure_future(self.visibility.build(p))
         # The one line that says this worker works (aion worker prints it at the default level).
         log.info("engine worker ready: partitions %s of %s (tables caught up; commands read from offsets %s), "
                  "%d owned in all; workflow types: %s", sorted(todo), self.names.commands,

@@ -195,3 +195,38 @@ def test_a_bad_request_says_what_was_wrong() -> None:
     index.drop([0])
     with pytest.raises(VisibilityIndexNotReady):
         ask(index, REQUESTS[0], 10)
+
+
+def test_a_parked_index_comes_back_only_when_no_row_moved() -> None:
+    rows, index, rnd = make(500)
+    asyncio.run(index.build(0))
+    index.drop([0], lambda p: 41)  # a rebalance: parked at changelog offset 41
+    assert not index.ready(0)
+    assert index.assigned(0, 41) and index.ready(0)  # nobody wrote a row: the same index
+    assert listed(index, REQUESTS[1], 100) == expected(rows, REQUESTS[1])
+    index.drop([0], lambda p: 41)
+    assert not index.assigned(0, 57)  # rows moved meanwhile (another owner): built again
+    assert not index.ready(0)
+    index.drop([0])  # revoked for good: forgotten
+    assert not index.assigned(0, 41)
+
+
+def test_the_facts_of_a_row_read_off_its_start_equal_the_decoded_row() -> None:
+    from types import SimpleNamespace
+
+    from aion.engine._store import visibility_row
+    from aion.engine._visibility_index import _facts
+
+    def ex(**kw: Any) -> Any:
+        run = SimpleNamespace(started_at_ms=kw.pop("started", T0), started=SimpleNamespace(task_queue="q"))
+        fields = dict(workflow_id="w-1", workflow_type="Order", run_id="r", status="RUNNING", history=[], run=run,
+                      search_attributes={"status": "FAKE", "workflow_type": "x"})
+        return SimpleNamespace(**{**fields, **kw})
+
+    for e in (ex(), ex(status="completed"), ex(status=None), ex(workflow_type="Bestellung-é"), ex(started=None),
+              ex(workflow_type='quote"d'), ex(workflow_id=None)):
+        value = visibility_row(e)
+        d = json.loads(value)
+        status = d["status"].upper() if d["status"] else None
+        start = d["started_at_ms"] if d["started_at_ms"] is not None else -1
+        assert _facts(value) == (status, d["workflow_type"], start), value

@@ -34,6 +34,7 @@ not in the same committed transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -159,7 +160,10 @@ class Engine:
         self._queues: dict[str, asyncio.Future[Any]] = {}  # task queue -> its topic exists
         self.intake = Intake(settings, self.names, lambda topics: partition_counts(settings, topics))
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0,
-                      "forwarded": 0, "invalid": 0}
+                      "forwarded": 0, "invalid": 0,
+                      # cache misses (_execution): read from the current run's start, or the whole
+                      # history (no row says where the run starts), and the events they decoded
+                      "run_loads": 0, "full_loads": 0, "loaded_events": 0}
         self._forward_logged_at = -1e9
         #: One lock per commands partition: a partition's batches, timer fires and retirements
         #: take turns (its transactions and journaled rows never interleave); partitions run side
@@ -463,10 +467,23 @@ class Engine:
             self.metrics.hits += 1
             return ex
         self.metrics.misses += 1
-        history = self.history_store.load(partition, workflow_id)
+        store = self.history_store
+        # The current run only (a continue-as-new chain's earlier runs are not read), where the
+        # workflow's row says it starts; else (no row, an older engine's row) the whole history.
+        run = store.load_run(partition, workflow_id, db_for(self.workflows, partition).get(workflow_id.encode()))
+        if run is not None:
+            history, seed = run.events, run.chain_start
+            self.stats["run_loads"] += 1
+        else:
+            history, seed = store.load(partition, workflow_id), None
+            self.stats["full_loads"] += 1
+        self.stats["loaded_events"] += len(history) + (seed is not None)
         loaded = self._loaded.setdefault(partition, set())
         if history:
-            ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=workflow_id not in loaded)
+            ex = WorkflowExecution.from_history(self.registry, workflow_id, history, repair=workflow_id not in loaded,
+                                                chain_start=seed)
+            if ex.first_seq > 1:  # a history page may ask for the earlier runs' events
+                ex.earlier = functools.partial(store.between, partition, workflow_id)
             # Open activities' last heartbeats (details for the next attempt) are kept beside the history.
             ex.restore_heartbeats(lambda aid: read_heartbeat(self.codec, db_for(self.progress, partition),
                                                              workflow_id, aid))

@@ -13,13 +13,14 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 import faust
 from faust.types import TP
 
 from ..codec import Codec
-from ..model import Event, EventKey
+from ..model import Event, EventKey, WorkflowStarted
 
 if TYPE_CHECKING:
     from ..common.settings import Settings
@@ -42,6 +43,34 @@ def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
     return codec.encode_event_key(EventKey(workflow_id, 0))[:-1]
 
 
+def event_keys(codec: Codec, workflow_id: str) -> Callable[[int], bytes]:
+    """``seq -> `` the history key of ``(workflow_id, seq)``, as ``codec.encode_event_key`` makes
+    it, without the encoder: the shared prefix and Avro's long (zig-zag, then base-128 with the
+    low group first)."""
+    prefix = workflow_key_prefix(codec, workflow_id)
+
+    def key(seq: int) -> bytes:
+        n = (seq << 1) ^ (seq >> 63)
+        out = bytearray(prefix)
+        while n > 0x7F:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        return bytes(out)
+
+    return key
+
+
+@dataclass
+class CurrentRun:
+    """A cache miss's read (:meth:`HistoryStore.load_run`): the history from the start of the
+    step that began the current run, and the chain's first ``WorkflowStarted`` when it is
+    before them (else None)."""
+
+    chain_start: Event | None
+    events: list[Event]
+
+
 class HistoryStore:
     """Reads and writes of the ``history`` table (its changelog is the events topic)."""
 
@@ -62,6 +91,56 @@ class HistoryStore:
                 events.append(ev)
         events.sort(key=lambda e: e.seq)
         return events
+
+    def load_run(self, partition: int, workflow_id: str, row: bytes | None) -> CurrentRun | None:
+        """What a cache miss of ``workflow_id`` replays (:meth:`WorkflowExecution.from_history
+        <aion.runtime.WorkflowExecution.from_history>` with ``chain_start``): the events from
+        the start of the step that began its current run, and the chain's first
+        ``WorkflowStarted`` — read by key, one point read each, so the cost is the current
+        run's whatever the number of runs before it (:meth:`load` reads and decodes them all).
+
+        ``row`` is the workflow's ``workflows`` row, which says where both are
+        (:func:`visibility_row`). None when it does not (no row, a row of an older engine) or
+        when the history does not hold what it says: then :meth:`load` reads the whole history.
+        """
+        if not row:
+            return None
+        try:
+            r = json.loads(row)
+            load_from, chain_start = int(r["load_from_seq"]), int(r["chain_start_seq"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        if load_from <= 1 or not 1 <= chain_start:
+            return None  # the history from seq 1: the whole of it
+        db = _db(self.table, partition)
+        key = event_keys(self.codec, workflow_id)
+        decode = self.codec.decode_event
+        seed = None
+        if chain_start < load_from:
+            raw = db.get(key(chain_start))
+            seed = decode(raw) if raw is not None else None
+            if seed is None or not isinstance(seed.body, WorkflowStarted):
+                return None
+        events: list[Event] = []
+        seq = load_from
+        while (raw := db.get(key(seq))) is not None:
+            events.append(decode(raw))
+            seq += 1
+        if not events or not any(isinstance(e.body, WorkflowStarted) for e in events):
+            return None
+        return CurrentRun(seed, events)
+
+    def between(self, partition: int, workflow_id: str, from_seq: int, to_seq: int) -> Iterator[Event]:
+        """The events of ``workflow_id`` with seq in ``[from_seq, to_seq)``, in seq order, read
+        one by one as the caller goes (a history page of an execution that holds its current
+        run only: ``WorkflowExecution.earlier``)."""
+        db = _db(self.table, partition)
+        key = event_keys(self.codec, workflow_id)
+        for seq in range(from_seq, to_seq):
+            raw = db.get(key(seq))
+            if raw is None:
+                return
+            yield self.codec.decode_event(raw)
 
     def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]]) -> None:
         db = _db(self.table, partition)
@@ -233,7 +312,8 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
 
 
 def visibility_row(ex: Any) -> bytes:
-    """The ``workflows`` table row: status and search attributes (the visibility index). Its
+    """The ``workflows`` table row: status and search attributes (the visibility index), and
+    where a cache miss reads the history from (``load_from_seq``, ``chain_start_seq``). Its
     start time and task queue are the current run's (as Temporal lists an execution), not the
     first run's of a continue-as-new chain, and no step walks the history to find them."""
     get = lambda name, default=None: getattr(ex, name, default)  # noqa: E731
@@ -250,7 +330,7 @@ def visibility_row(ex: Any) -> bytes:
         "workflow_type": get("workflow_type"),
         "run_id": get("run_id"),
         "status": get("status"),
-        "history_length": len(history),
+        "history_length": (get("next_seq", len(history) + 1) or 1) - 1,
         "started_at_ms": started_at,
         "closed_at_ms": history[-1].recorded_at_ms if history and get("status") not in (None, "RUNNING") else None,
         "task_queue": task_queue,
@@ -259,5 +339,9 @@ def visibility_row(ex: Any) -> bytes:
         "search_attribute_types": get("search_attribute_types", {}) or {},
         # the build the current run is pinned to ("" = the workers' own code): aion deploy unload/list
         "code_version": getattr(getattr(get("run"), "started", None), "code_version", "") or "",
+        # where a cache miss reads the history from (HistoryStore.load_run): the step that began
+        # the current run, and the chain's first WorkflowStarted
+        "load_from_seq": get("step_start_seq", 0),
+        "chain_start_seq": get("chain_start_seq", 0),
     }
     return json.dumps(row, default=str).encode()

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..converter import hints_of
 from ..exceptions import (
@@ -54,6 +54,7 @@ from ..model import (
     CancelWorkflow,
     ChildWorkflowResult,
     Command,
+    Event,
     Failure,
     GetResult,
     Payload,
@@ -120,6 +121,8 @@ class ClientCommands(Parts):
     _start_runs: dict[str, str]
     _waiters: dict[tuple[str, str], None]
     _last_close: tuple[str, str, Payload | None, Failure | None] | None
+    _chain_start: Event | None
+    earlier: Callable[[int, int], Iterable[Event]] | None
     load_failure: BaseException | None
 
     if TYPE_CHECKING:
@@ -201,6 +204,13 @@ class ClientCommands(Parts):
         step, plus what a step cut short by a crash still owed (recorded under its id at the
         start of the next step). Only this run is read, and only for a repeated client command.
         """
+        cs = self._chain_start
+        if cs is not None and command_id not in self._command_ids and cs.command_id == command_id:
+            # The chain's start, before the events held (a history loaded from the current run
+            # on): its WorkflowStarted is all that is known of its step, so only the start is
+            # compared (``closed``: no signal-with-start difference is claimed).
+            assert isinstance(cs.body, WorkflowStarted)
+            return _Recorded(cs.seq, "start", cs.body, None, True)
         h = self.history
         i = self._command_ids[command_id]
         seq = h[i].seq
@@ -471,7 +481,7 @@ class ClientCommands(Parts):
             return error(WorkflowNotFoundError, f"no workflow with id {wf!r}: nothing to query; check the id")
         if b.query_name == HISTORY_QUERY:  # the engine serves the history (``_history_pages.py``)
             try:
-                return Reply(cid, wf, "QUERY", run_id=run.run_id, result=history_page(self.history, b.args))
+                return Reply(cid, wf, "QUERY", run_id=run.run_id, result=history_page(self.history, b.args, self.earlier))
             except ValueError as e:
                 return error(QueryError, str(e))
         code = code_of(self.registry, run.started)  # the run's build (_versions.py)

@@ -57,7 +57,17 @@ restarted or newly deployed engine worker (``Registry.code_id``) — or at once 
 
 Continue-as-new appends ``WorkflowContinuedAsNew`` then the new run's ``WorkflowStarted``
 (run id ``uuid5`` of the old run id) to the same history; ordinals and timer liveness are per
-run segment. The execution timeout spans the chain; the run timeout is per run. A retried run
+run segment. The execution timeout spans the chain; the run timeout is per run.
+
+An execution need not hold the whole history: ``from_history(events, chain_start=...)`` takes
+the history from the start of the step that began the current run (the engine's cache miss,
+``engine/_store.py``: its cost is the current run's, not the chain's) plus the chain's first
+``WorkflowStarted``, which alone says what the current run needs of the earlier runs (the
+chain's first run id and start, hence the execution deadline, and the start's result waiter).
+The events before ``first_seq`` are then read through ``earlier`` when a history page asks
+for them. What the runs before the current one recorded is not known to such an execution:
+a client command id they used (other than the chain's start and the command whose step began
+the current run) is taken as new, as Temporal de-duplicates request ids per run. A retried run
 (``retry_policy``) and a cron run (``cron_schedule``) are followed the same way, right after
 their close, by a run whose code waits for a first-task backoff (``_successors.py``).
 """
@@ -67,7 +77,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .._search_attributes import apply_upsert
 from ..exceptions import VersionNotLoadedError, WorkflowTypeNotFoundError, exception_to_failure
@@ -181,6 +191,13 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         self._resident_since_ms: int | None = None
         self._child_starts: dict[tuple[str, str], ChildWorkflowStarted] = {}
         self._continued_from: Run | None = None
+        #: Seq of the ``WorkflowStarted`` that began the current chain (0 before the first start).
+        self._chain_start_seq = 0
+        #: That event, when ``history`` starts after it (a history loaded from the current run on).
+        self._chain_start: Event | None = None
+        #: The events with seq in ``[from_seq, first_seq)`` in seq order, when ``history`` starts
+        #: after seq 1 (the engine sets it: its history table holds them).
+        self.earlier: Callable[[int, int], Iterable[Event]] | None = None
         #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
         self._owed: list[EventBody] = []
         self._owed_close: EventBody | None = None
@@ -199,8 +216,16 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
 
     @classmethod
     def from_history(cls, registry: WorkflowCode, workflow_id: str, events: Sequence[Event], *,
-                     run_code: bool = True, repair: bool = False) -> "WorkflowExecution":
+                     run_code: bool = True, repair: bool = False,
+                     chain_start: Event | None = None) -> "WorkflowExecution":
         """Rebuild by replaying ``events`` (the whole history, in seq order).
+
+        ``events`` may instead be the history's tail from the start of the step that began the
+        current run (gapless, in seq order), with ``chain_start`` the ``WorkflowStarted`` that
+        began the chain (see the module docs; :attr:`step_start_seq` and :attr:`chain_start_seq`
+        say where both are).
+        The engine state, the code's replay and every later step are then those of the whole
+        history, and the replay costs the current run only.
 
         Never raises for the workflow's sake: a divergence or a code failure during the replay
         leaves the execution held (``held`` is True, ``load_failure`` says why) and the next
@@ -221,6 +246,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         rows), not for :meth:`handle`.
         """
         ex = cls(registry, workflow_id)
+        if chain_start is not None and events and chain_start.seq < events[0].seq:
+            ex._seed_chain(chain_start)
         # Events a later reopen took back stay in the history but are never applied (nor
         # their command ids known: a timer fire or a signal taken back may come again).
         voids = reopen_ranges(events)
@@ -245,7 +272,53 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
                 ex._owed_close = last
         return ex
 
+    def _seed_chain(self, ev: Event) -> None:
+        """What the chain's first ``WorkflowStarted`` (``ev``, before the events held) gives the
+        runs after it: as :meth:`_apply_started` takes it, without a run."""
+        b = ev.body
+        if not isinstance(b, WorkflowStarted):
+            raise ValueError(f"workflow {self.workflow_id!r}: the chain start (seq {ev.seq}) is a "
+                             f"{type(b).__name__}, not a WorkflowStarted")
+        self._chain_start = ev
+        self._chain_start_seq = ev.seq
+        self._first_run_id = ev.run_id
+        self._chain_start_ms = ev.recorded_at_ms
+        self._exec_deadline_ms = ev.recorded_at_ms + b.execution_timeout_ms if b.execution_timeout_ms else None
+        if ev.command_id:
+            self._start_runs[ev.command_id] = ev.run_id
+            if b.reply_to:
+                self._waiters[(ev.command_id, b.reply_to)] = None
+
+    def _is_chain_start(self, command_id: str) -> bool:
+        """Whether ``command_id`` began the chain in an event before the ones held."""
+        cs = self._chain_start
+        return cs is not None and cs.command_id == command_id and command_id not in self._command_ids
+
     # ------------------------------------------------------------------ properties
+    @property
+    def first_seq(self) -> int:
+        """The seq of the first event held in :attr:`history` (1 unless loaded from a later run)."""
+        return self.history[0].seq if self.history else self.next_seq
+
+    @property
+    def chain_start_seq(self) -> int:
+        """The seq of the ``WorkflowStarted`` that began the current chain (0: none yet)."""
+        return self._chain_start_seq
+
+    @property
+    def step_start_seq(self) -> int:
+        """Where a cache miss loads from: the first event of the step that began the current
+        run (its ``WorkflowStarted``, or the step's input and the previous run's close before
+        it). 0 before the first start."""
+        run = self.run
+        if run is None:
+            return 0
+        h, i = self.history, run.start_index
+        cid = h[i].command_id
+        while cid and i > 0 and h[i - 1].command_id == cid:
+            i -= 1
+        return h[i].seq
+
     @property
     def run_id(self) -> str | None:
         return self.run.run_id if self.run is not None else None
@@ -301,7 +374,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             if isinstance(b, QueryWorkflow):
                 if command.reply_to:
                     self._fx.append(SendReply(command.reply_to, self.query(command)))
-            elif command.command_id in self._command_ids:
+            elif command.command_id in self._command_ids or self._is_chain_start(command.command_id):
                 self._on_duplicate(command)
             else:
                 if self.load_failure is not None and self.run is not None and self.run.status == RUNNING:
@@ -520,15 +593,17 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         Counted lazily (``_cum_bytes[i]``: bytes of ``history[:i + 1]``), each event once: a
         replay for reading only (``aion rebuild``) never pays for it."""
         cum = self._cum_bytes
-        last = min(last_seq, len(self.history))
+        base = self.first_seq  # history[i] has seq base + i
+        last = min(last_seq - base + 1, len(self.history))
+        first = max(first_seq - base, 0)
         if len(cum) < last:
             total = cum[-1] if cum else 0
             for ev in self.history[len(cum):last]:
                 total += payload_size(ev.body)
                 cum.append(total)
-        if last < first_seq:
+        if last <= first:
             return 0
-        return cum[last - 1] - (cum[first_seq - 2] if first_seq >= 2 else 0)
+        return cum[last - 1] - (cum[first - 1] if first >= 1 else 0)
 
     def _check_history_limits(self) -> None:
         """Terminate the open run once its history passed the hard limits."""
@@ -661,7 +736,8 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         run = Run(ev.run_id, b, ev.seq, len(self.history) - 1, t,
                    search_attributes=dict(b.search_attributes),
                    search_attribute_types=dict(b.search_attribute_types))
-        if b.previous_run_id is None or self.run is None:
+        if b.previous_run_id is None or (self.run is None and self._chain_start is None):
+            self._chain_start_seq = ev.seq
             self._first_run_id = ev.run_id
             self._chain_start_ms = t
             self._exec_deadline_ms = t + b.execution_timeout_ms if b.execution_timeout_ms else None

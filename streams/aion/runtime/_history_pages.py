@@ -15,7 +15,7 @@ as any other.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..model import Event, Payload
 from ._history_json import event_from_obj, event_to_obj
@@ -35,8 +35,13 @@ def page_request(from_seq: int, max_bytes: int = DEFAULT_PAGE_BYTES) -> list[Pay
     return [Payload(JSON, json.dumps({"from_seq": from_seq, "max_bytes": max_bytes}).encode())]
 
 
-def history_page(history: Sequence[Event], args: Sequence[Payload]) -> Payload:
-    """The page ``args`` asks for, from ``history`` (the workflow's events in seq order)."""
+def history_page(history: Sequence[Event], args: Sequence[Payload],
+                 earlier: Callable[[int, int], Iterable[Event]] | None = None) -> Payload:
+    """The page ``args`` asks for, from ``history`` (the workflow's events in seq order).
+
+    ``history`` may hold only the workflow's latest events (an execution loaded from its
+    current run on): ``earlier(from_seq, to_seq)`` then gives the events with seq in
+    ``[from_seq, to_seq)`` before them, read only as far as the page goes."""
     try:
         req = json.loads(args[0].data) if args else {}
         from_seq = max(1, int(req.get("from_seq", 1)))
@@ -45,17 +50,27 @@ def history_page(history: Sequence[Event], args: Sequence[Payload]) -> Payload:
         raise ValueError(f"bad {HISTORY_QUERY} request (want one JSON argument "
                          f"{{\"from_seq\": n, \"max_bytes\": m}}): {e}") from None
     first = history[0].seq if history else 1
-    i = max(0, from_seq - first)
     out: list[str] = []
     size = 0
-    while i < len(history):
+    next_seq: int | None = None
+    if earlier is not None and from_seq < first:
+        for ev in earlier(from_seq, first):
+            text = json.dumps(event_to_obj(ev), separators=(",", ":"))
+            if out and size + len(text) > budget:
+                next_seq = ev.seq
+                break
+            out.append(text)
+            size += len(text) + 1
+        from_seq = first
+    i = max(0, from_seq - first)
+    while next_seq is None and i < len(history):
         text = json.dumps(event_to_obj(history[i]), separators=(",", ":"))
         if out and size + len(text) > budget:
+            next_seq = history[i].seq
             break
         out.append(text)
         size += len(text) + 1
         i += 1
-    next_seq = history[i].seq if i < len(history) else None
     last_seq = history[-1].seq if history else 0
     data = '{"events":[' + ",".join(out) + f'],"next_seq":{json.dumps(next_seq)},"last_seq":{last_seq}}}'
     return Payload(JSON, data.encode())

@@ -261,7 +261,8 @@ class Lifecycle(Parts):
 
     def _restate(self) -> None:
         """Take the engine state a replay of the history gives (without running code)."""
-        fresh = type(self).from_history(None, self.workflow_id, self.history, run_code=False)  # type: ignore[attr-defined]
+        fresh = type(self).from_history(None, self.workflow_id, self.history, run_code=False,  # type: ignore[attr-defined]
+                                        chain_start=self._chain_start)  # type: ignore[attr-defined]
         self._drop_instance()
         self.run = fresh.run
         for name in ("_command_ids", "_last_close", "_child_starts", "_continued_from", "_start_runs"):

@@ -110,8 +110,8 @@ class HistoryStore:
             load_from, chain_start = int(r["load_from_seq"]), int(r["chain_start_seq"])
         except (ValueError, TypeError, KeyError):
             return None
-        if load_from <= 1 or not 1 <= chain_start:
-            return None  # the history from seq 1: the whole of it
+        if load_from < 1 or chain_start < 1:
+            return None  # no run recorded yet
         db = _db(self.table, partition)
         key = event_keys(self.codec, workflow_id)
         decode = self.codec.decode_event

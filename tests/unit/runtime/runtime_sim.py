@@ -128,6 +128,10 @@ class Sim:
         return self.log[wf_id]
 
     # ------------------------------------------------------------------ processing
+    def rebuild(self, wf: str) -> WorkflowExecution:
+        """A non-resident execution's rebuild before each command (the engine's cache miss)."""
+        return WorkflowExecution.from_history(self.registry, wf, list(self.log.get(wf, [])))
+
     def process(self, cmd: Command) -> None:
         wf = cmd.workflow_id
         ex = self.execs.get(wf)
@@ -135,7 +139,7 @@ class Sim:
             ex = WorkflowExecution.new(self.registry, wf)
             self.execs[wf] = ex
         elif not self.resident:
-            ex = WorkflowExecution.from_history(self.registry, wf, list(self.log.get(wf, [])))
+            ex = self.rebuild(wf)
             ex.restore_heartbeats(lambda aid: self.heartbeats.get((wf, aid)))  # as the engine's progress table
             self.execs[wf] = ex
         step = ex.handle(cmd, self.now)
@@ -145,7 +149,7 @@ class Sim:
             assert ev.seq == len(log) + 1, f"gap in seq: {ev.seq} after {len(log)}"
             assert ev.recorded_at_ms == self.now and ev.command_id == cmd.command_id
             log.append(ev)
-        assert ex.history == log
+        assert ex.history == log[ex.first_seq - 1:]
         for fx in step.effects:
             self.perform(fx)
 

@@ -147,6 +147,33 @@ class Counter:
 
 
 @workflow.defn
+class LongChain:
+    """Continues as new ``limit`` times (a short sleep each run), then waits in its last run for
+    signal ``finish``; query ``run_number`` says which run it is in."""
+
+    def __init__(self) -> None:
+        self.n = -1
+        self.got: list[str] = []
+
+    @workflow.signal
+    def finish(self, v: str) -> None:
+        self.got.append(v)
+
+    @workflow.query
+    def run_number(self) -> int:
+        return self.n
+
+    @workflow.run
+    async def run(self, n: int, limit: int) -> str:
+        self.n = n
+        if n < limit:
+            await workflow.sleep(timedelta(milliseconds=5))
+            workflow.continue_as_new(n + 1, limit)
+        await workflow.wait_condition(lambda: bool(self.got))
+        return f"{n}:{self.got[0]}"
+
+
+@workflow.defn
 class Saga:
     def __init__(self) -> None:
         self.compensated: list[str] = []

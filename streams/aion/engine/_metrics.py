@@ -277,7 +277,7 @@ class EngineMetrics(Instruments):
                       [((), self.hits)])
         yield counter("aion_workflow_cache_misses", "Commands whose workflow was rebuilt from its history.",
                       [((), self.misses)])
-        stats = self.engine.stats
+        stats = getattr(self.engine, "stats", {})
         yield counter("aion_workflow_cache_miss_events", "Events the cache misses read and replayed (a miss "
                       "reads a continue-as-new chain's current run, not its earlier runs).",
                       [((), stats.get("loaded_events", 0))])

@@ -63,6 +63,8 @@ def test_a_miss_reads_the_current_run_only(tmp_path: Path) -> None:
     again = WorkflowExecution.from_history(Registry(workflows=[Chain]), WID, got.events, chain_start=got.chain_start)
     assert (again.run_id, again.status, again.next_seq, again.run.timers if again.run else None) == \
         (ex.run_id, ex.status, ex.next_seq, ex.run.timers)
+    # the engine's row of it is the row a rebuild from the whole history writes (aion rebuild)
+    assert visibility_row(again) == row
     # the earlier events, for a history page, in seq order and as far as asked
     assert list(store.between(0, WID, 3, 9)) == ex.history[2:8]
     assert list(store.between(0, WID, ex.next_seq - 2, ex.next_seq + 5)) == ex.history[-2:]

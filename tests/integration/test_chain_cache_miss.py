@@ -59,3 +59,22 @@ async def test_a_cache_miss_of_a_long_chain_reads_only_its_current_run(cluster, 
     assert len(history) > 4 * RUNS
     desc = await h.describe()
     assert desc.status == "COMPLETED"
+
+
+async def test_a_batch_with_more_workflows_than_the_cache_steps_each_from_where_the_batch_left_it(cluster, client):  # type: ignore[no-untyped-def]
+    """Two signals to each of 30 workflows at once, on an engine that keeps one resident: a
+    batch holds both signals of a workflow and others' between them, so the workflow leaves
+    the cache between its two steps — its second step must build on its first (not yet in
+    RocksDB: the batch has not committed), not on a reload that misses it."""
+    cluster.env["AION_CACHE_SIZE"] = "1"
+    cluster.engine()
+    tag = uuid.uuid4().hex[:8]
+    handles = [await client.start_workflow("Approval", 2, id=f"batch-{tag}-{i}") for i in range(30)]
+    for h in handles:  # each waiting for its signals (a query answers once its start is stepped)
+        assert await h.query("status", timeout=60) == "waiting:0"
+    await asyncio.gather(*(h.signal("decide", f"{v}{i}") for v in "ab" for i, h in enumerate(handles)))
+    results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
+    assert [sorted(r) for r in results] == [[f"a{i}", f"b{i}"] for i in range(30)]
+    for h in handles[:5]:
+        history = await h.history()
+        assert [e.seq for e in history] == list(range(1, len(history) + 1))

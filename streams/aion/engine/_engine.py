@@ -604,7 +604,13 @@ class Engine:
                 work.effects.append(fx.SendReply(cmd.reply_to, self._list_page(partition, cmd)))
             return
         try:
-            ex = self._execution(partition, cmd.workflow_id)
+            # A workflow this batch already stepped is taken as the batch left it: the cache may
+            # have dropped it since (more workflows in the batch than it holds), and a reload
+            # from RocksDB would miss the batch's steps (written there once it commits) — its
+            # next step would record at seqs the batch already used.
+            ex = work.touched.get(cmd.workflow_id)
+            if ex is None:
+                ex = self._execution(partition, cmd.workflow_id)
             span = self.tracing.step(cmd, ex, headers)
             if isinstance(cmd.body, QueryWorkflow):
                 reply = ex.query(cmd)

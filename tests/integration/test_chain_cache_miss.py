@@ -6,7 +6,8 @@ through 40 continue-as-new; other workflows' commands evict it between each of t
 steps: a query, a signal that completes it. After each miss the workflow answers as it would
 have resident, and the engine's ``aion_workflow_cache_miss_events`` counter says the miss read
 the last run's few events, not the chain's; the history, served by the engine page by page
-(the earlier runs read from its RocksDB), is the whole chain.
+(the earlier runs read from its RocksDB), is the whole chain. And a cache smaller than a batch
+never makes a workflow's second step in a batch build on a reload that misses its first.
 """
 
 from __future__ import annotations

@@ -108,7 +108,6 @@ async def measure(settings: Settings, engine_pid: int, expected_running: int, re
         scan = ListRequest.of("Customer = 'c-42'")
         out["scan_count_ms"], out["scan_count"] = await timed(lambda: client._visibility.count(scan, 600.0),
                                                               max(1, repeats // 2))
-        assert out["scan_count"] is not None, "no engine answered the count"
         if log_repeats:
             async def from_log() -> list[Any]:
                 rows = await asyncio.get_running_loop().run_in_executor(None, read_workflow_rows, settings, 600.0)
@@ -147,7 +146,8 @@ def main() -> None:
     print(f"  engine restored the rows and built its index in {r['ready_s']:.1f}s; engine RSS {r['engine_rss'] / 2**20:.0f} MiB")
     print(f"  first page ({a.page} rows), served by the engines : {r['page_ms']:9.1f} ms")
     print(f"  count, served (index only)                   : {r['count_ms']:9.1f} ms")
-    print(f"  count by a search attribute (every row read) : {r['scan_count_ms']:9.1f} ms   ({r['scan_count']} rows)")
+    scanned = f"{r['scan_count']} rows" if r["scan_count"] is not None else "no answer in time: the client read the log"
+    print(f"  count by a search attribute (every row read) : {r['scan_count_ms']:9.1f} ms   ({scanned})")
     if "log_ms" in r:
         print(f"  first page, read from the changelog          : {r['log_ms']:9.1f} ms   "
               f"({r['log_ms'] / r['page_ms']:.0f}x the engines')")

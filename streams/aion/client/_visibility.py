@@ -94,9 +94,10 @@ class ServedLists:
     """Lists and counts asked of the engine workers that own the partitions (module docs).
 
     Each answer's pages are merged in list order; a partition that answers that its index is
-    still being built is asked again (every 50 ms) until ``ask_timeout``. Every method returns
-    None when some partition could not be asked (no answer in time, or an engine that predates
-    ``__aion.list``): the caller reads the changelog instead."""
+    still being built is asked again (every 50 ms). Every method returns None when some
+    partition could not be asked (no answer to its first page within ``ask_timeout``, none to
+    a later one before the caller's deadline, or an engine that predates ``__aion.list``): the
+    caller reads the changelog instead."""
 
     def __init__(self, client: Any, partitions: int, ask_timeout: float) -> None:
         self.client = client
@@ -109,8 +110,11 @@ class ServedLists:
         args = [Payload("application/json", json.dumps(
             {**req.to_json(), "limit": limit, "after": after, "count": count, "reverse": reverse}).encode())]
         loop = asyncio.get_running_loop()
+        # The first page says whether an engine answers at all; a partition whose engine
+        # answered is waited for until the deadline (a busy engine is not a missing one).
+        first = after is None
         while True:
-            left = min(self.ask_timeout, deadline - loop.time())
+            left = min(self.ask_timeout, deadline - loop.time()) if first else deadline - loop.time()
             if left <= 0:
                 return None
             cmd = c._command(partition_address(partition, self.partitions), QueryWorkflow(LIST_QUERY, args))

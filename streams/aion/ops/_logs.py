@@ -117,7 +117,10 @@ class RepeatFilter(logging.Filter):
     def _say_held(self, record: logging.LogRecord, held: int) -> None:
         record.msg = (f"{record.getMessage()} [and {held} more like this in the previous {self.window:g} s, "
                       "not shown]")
-        record.args = None
+        # No arguments left: an empty tuple, not None — Faust's formatter (mode's
+        # ExtensionFormatter) wraps a non-tuple as (None,) and formatting then failed with
+        # "--- Logging error --- not all arguments converted" instead of printing the line.
+        record.args = ()
 
 
 def limit_repeats(logger: logging.Logger | None = None, window: float = 60.0, burst: int = 3) -> None:

@@ -49,3 +49,21 @@ def test_library_internals_drop_info_from_library_files_only() -> None:
                                 pathname=lib))
     assert f.filter(_record("Heartbeat failed", level=logging.WARNING, name="aion.x", pathname=lib))
     assert f.filter(_record("engine worker ready", level=logging.INFO, name="aion.x", pathname="/aion/_engine.py"))
+
+
+def test_the_held_summary_line_formats_through_fausts_formatter() -> None:
+    """The summary line passes through mode's ExtensionFormatter (what an engine worker logs
+    with): it printed '--- Logging error ---' when the filter left ``args`` as None."""
+    import io
+
+    from mode.utils.logging import ExtensionFormatter
+
+    now = [0.0]
+    f = RepeatFilter(window=60, burst=1, clock=lambda: now[0])
+    for _ in range(5):
+        f.filter(_record("Timer livelock is overlapping (interval=%r runtime=%r)", 1.25, 74.3, name="mode.timers"))
+    now[0] = 61.0
+    rec = _record("Timer livelock is overlapping (interval=%r runtime=%r)", 1.25, 9.1, name="mode.timers")
+    assert f.filter(rec)
+    text = ExtensionFormatter(stream=io.StringIO(), fmt="%(message)s").format(rec)
+    assert text == "Timer livelock is overlapping (interval=1.25 runtime=9.1) [and 4 more like this in the previous 60 s, not shown]"

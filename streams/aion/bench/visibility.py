@@ -13,8 +13,12 @@ them into RocksDB and builds its index), then times, median of ``--repeats``:
 - a count the index cannot narrow (a search attribute: every row is read, in steps);
 - the same first page read from the changelog (``--log-repeats`` times; 0 skips it);
 
-and prints the engine's memory for the index (its RSS before and after the rows arrived).
-The prefix's topics are deleted at the end.
+and prints the engine's RSS. The prefix's topics are deleted at the end.
+
+``--no-broker`` measures the engine's side alone, in this process: the same rows in one real
+RocksDB database (one partition holding them all), the index built from it, and each answer's
+CPU time (what the engine spends; a list adds one Kafka round trip to it). CPU time barely
+moves with the machine's load, unlike wall time.
 """
 
 from __future__ import annotations
@@ -119,6 +123,79 @@ async def measure(settings: Settings, engine_pid: int, expected_running: int, re
         await client.close()
 
 
+def rows_of(n: int, types: int, seed: int = 1) -> Any:
+    """The rows :func:`fill` writes, as (key, value) pairs, and the count per (status, type)."""
+    rnd = random.Random(seed)
+    now = int(time.time() * 1000)
+    for i in range(n):
+        wid = f"vis-{i:08d}"
+        status = rnd.choice(STATUSES)
+        started = now - 30 * DAY_MS + rnd.randrange(30 * DAY_MS)
+        yield wid.encode(), json.dumps({
+            "workflow_id": wid, "workflow_type": f"Type{rnd.randrange(types)}",
+            "run_id": uuid.UUID(int=rnd.getrandbits(128)).hex, "status": status, "history_length": 11,
+            "started_at_ms": started, "closed_at_ms": None if status == "RUNNING" else started + 60_000,
+            "task_queue": "default", "search_attributes": {"Customer": f"c-{rnd.randrange(100_000)}"},
+            "search_attribute_types": {}, "code_version": ""}).encode()
+
+
+def in_process(n: int, types: int, page: int, repeats: int) -> dict[str, Any]:
+    """The engine's side of each answer (CPU ms, median of ``repeats``) over ``n`` rows in RocksDB."""
+    import tracemalloc
+
+    from faust.stores.rocksdb import RocksDBOptions
+
+    from ..engine._visibility_index import VisibilityIndex
+    from ..model import Payload
+
+    folder = Path(tempfile.mkdtemp(prefix="aion-bench-visibility-"))
+    db = RocksDBOptions(use_rocksdict=True).open(folder / "workflows")
+    for key, value in rows_of(n, types):
+        db.put(key, value)
+
+    def scan() -> Any:
+        it = db.iter()
+        it.seek_to_first()
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+
+    tracemalloc.start()  # the memory of an index (built once under tracing: slower)
+    traced = VisibilityIndex(lambda p: db, lambda p: scan())
+    asyncio.run(traced.build(0))
+    index_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del traced
+    index = VisibilityIndex(lambda p: db, lambda p: scan())
+    t0 = time.process_time()
+    asyncio.run(index.build(0))
+    build_s = time.process_time() - t0
+
+    def cpu_ms(body: dict[str, Any], times: int = repeats) -> tuple[float, dict[str, Any]]:
+        took, out = [], {}
+        for _ in range(times):
+            t = time.process_time()
+            out = json.loads(index.answer(0, [Payload("application/json", json.dumps(body).encode())]).data)
+            took.append(time.process_time() - t)
+        return statistics.median(took) * 1000, out
+
+    running = ListRequest.of("ExecutionStatus = 'Running' AND WorkflowType = 'Type0'").to_json()
+    page_ms, first = cpu_ms({**running, "limit": page})
+    newest_ms, _ = cpu_ms({**running, "limit": page, "reverse": True})
+    count_ms, counted = cpu_ms({**running, "limit": 1, "count": True})
+    scan_req = ListRequest.of("Customer = 'c-42'").to_json()
+    t = time.process_time()
+    total, after, answers = 0, None, 0
+    while True:  # as the client follows the pages of a count the index cannot narrow
+        _, out = cpu_ms({**scan_req, "limit": 1, "count": True, "after": after}, 1)
+        total, after, answers = total + out["count"], out["next"], answers + 1
+        if after is None:
+            break
+    return {"build_s": build_s, "index_bytes": index_bytes, "page_ms": page_ms, "page_rows": len(first["rows"]),
+            "newest_ms": newest_ms, "count_ms": count_ms, "count": counted["count"],
+            "scan_s": time.process_time() - t, "scan_count": total, "scan_answers": answers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--workflows", type=int, default=1_000_000, help="visibility rows (workflows) in all")
@@ -127,7 +204,19 @@ def main() -> None:
     ap.add_argument("--page", type=int, default=100, help="rows of the first page")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--log-repeats", type=int, default=1)
+    ap.add_argument("--no-broker", action="store_true", help="the engine's side alone, in this process (module docs)")
     a = ap.parse_args()
+    if a.no_broker:
+        r = in_process(a.workflows, a.types, a.page, a.repeats)
+        print(f"{a.workflows:,} workflows in one RocksDB partition, {r['count']:,} RUNNING of type Type0; "
+              f"engine CPU time (median of {a.repeats}):")
+        print(f"  index built in {r['build_s']:.1f} s ({r['build_s'] / a.workflows * 1e6:.1f} us/row); "
+              f"{r['index_bytes'] / a.workflows:.0f} bytes per workflow")
+        print(f"  first page ({r['page_rows']} rows) of RUNNING Type0 : {r['page_ms']:8.2f} ms   newest first: {r['newest_ms']:.2f} ms")
+        print(f"  count of RUNNING Type0 (index only)      : {r['count_ms']:8.2f} ms")
+        print(f"  count by a search attribute (every row)  : {r['scan_s'] * 1000:8.0f} ms   "
+              f"({r['scan_count']} rows, {r['scan_answers']} answers of at most 1,000 rows read)")
+        return
     settings = Settings.from_env(topic_prefix=f"aion.bench-vis-{uuid.uuid4().hex[:6]}", partitions=a.partitions)
     changelog = workflows_changelog(settings.topic_prefix)
     ensure_topics(settings, extra={changelog: {**settings.topic_config, "cleanup.policy": "compact"}})

@@ -13,7 +13,7 @@ from ._facts import machine_facts
 from ._stats import combine_runs, ratio
 
 #: Scenario names in the order ``all`` runs them.
-SCENARIOS = ("throughput", "latency", "timers", "rebuild", "recovery", "pause", "floor")
+SCENARIOS = ("throughput", "latency", "timers", "rebuild", "recovery", "pause", "rolling", "floor")
 
 Progress = Callable[[float, str], None]
 
@@ -40,6 +40,10 @@ class BenchOptions:
     recovery_settle: float = 15.0
     recovery_deadline: float = 180.0
     pause_s: float = 14.0
+    #: Rolling restart: engine workers, partitions (None: 24) and standby replicas.
+    rolling_engines: int = 4
+    rolling_partitions: int | None = None
+    standby_replicas: int = 1
     #: Timer scenario sizes (None: the timer scenario's own defaults).
     timer_count: int | None = None
     timer_pending: int | None = None
@@ -88,6 +92,13 @@ async def _run_one(name: str, settings: Settings, o: BenchOptions, progress: Pro
         return await er.recovery(settings, duration=o.duration, kills=o.kills, rate=o.recovery_rate,
                                  activity_workers=o.activity_workers, progress=progress, keep=keep,
                                  settle=o.recovery_settle, deadline=o.recovery_deadline, pause_s=o.pause_s)
+    if name == "rolling":
+        from ._rolling import rolling
+
+        return await rolling(settings, rate=o.recovery_rate, engines=o.rolling_engines,
+                             partitions=o.rolling_partitions or 24, standby=o.standby_replicas,
+                             activity_workers=o.activity_workers, progress=progress, keep=keep,
+                             settle=o.recovery_settle * 2 / 3, deadline=o.recovery_deadline)
     if name == "rebuild":
         from ._rebuild_run import rebuild
 
@@ -312,6 +323,21 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         if t.get("never_recovered"):
             rows.append(("pause", f"pauses not recovered within {t.get('deadline_s'):g} s",
                          f"{t['never_recovered']} of {len(t.get('kills') or [])}", "", ""))
+    if "rolling" in sc:
+        t = sc["rolling"]
+        what = (f"{t.get('engines')} engines, {t.get('partitions')} partitions, {t.get('standby_replicas')} standby, "
+                f"{_num(t.get('rate_per_s'))} starts/s")
+        rows.append(("rolling", "setup", what, "", ""))
+        for kind, label in (("stop", "a worker leaves (SIGTERM)"), ("join", "a worker joins again")):
+            add("rolling", f"longest wait of the workflows in flight when {label}, median", t,
+                (f"{kind}_longest_wait_s_median",), None, None, " s")
+            add("rolling", f"the same, max", t, (f"{kind}_longest_wait_s_max",), None, None, " s")
+        add("rolling", "SIGTERM to exit, max", t, ("exit_s_max",), None, None, " s")
+        add("rolling", "latency between hand-overs p50", t, ("latency_between_handovers", "p50_ms"), None, None, " ms")
+        add("rolling", "workflows started", t, ("started",))
+        add("rolling", "completed", t, ("completed",))
+        for k in ("lost", "errors", "results_duplicated", "histories_missing", "history_violations", "never_ready"):
+            add("rolling", k.replace("_", " "), t, (k,))
     if "floor" in sc and "throughput" not in sc and "latency" not in sc:
         f = sc["floor"]
         add("floor", "round trips/s", f.get("throughput", {}), ("workflows_per_s",))

@@ -68,7 +68,12 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.option("--kills", type=int, default=3, show_default=True, help="kill -9 rounds (recovery), SIGSTOP rounds (pause).")
 @click.option("--pause", "pause_s", type=float, default=14.0, show_default=True,
               help="Seconds an engine worker is stopped with SIGSTOP before SIGCONT (pause).")
-@click.option("--recovery-rate", type=float, default=50.0, show_default=True, help="Starts per second during recovery.")
+@click.option("--recovery-rate", type=float, default=50.0, show_default=True,
+              help="Starts per second during recovery, pause and rolling.")
+@click.option("--rolling-engines", type=int, default=4, show_default=True,
+              help="Engine workers restarted one by one (rolling; over --partitions, default 24 there).")
+@click.option("--standby", "standby_replicas", type=int, default=1, show_default=True,
+              help="Standby replicas of the engine tables (rolling).")
 @click.option("--rebuild-events", type=int, default=1_000_000, show_default=True, help="Events to rebuild (rebuild).")
 @click.option("--timer-count", type=int, default=10_000, show_default=True,
               help="Timers falling due over --duration seconds (timers).")
@@ -82,11 +87,12 @@ def _rates(value: str) -> tuple[float, ...]:
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
 @click.pass_context
 def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | None, partitions: int | None, duration: float, warmup: float | None, runs: int,
-              concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float, pause_s: float,
+              concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float,
+              rolling_engines: int, standby_replicas: int, pause_s: float,
               rebuild_events: int, timer_count: int, timer_load_rate: float, no_wheel: bool, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
     """Benchmark the engine against the Kafka floor on this broker.
 
-    SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, floor, or all (default).
+    SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, rolling, floor, or all (default).
     """
     from ..bench import SCENARIOS, BenchOptions
     from ..bench._runner import render_facts, render_table, run_bench_async
@@ -98,11 +104,14 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
             _fail(f"unknown scenario {n!r}; choose from {', '.join(SCENARIOS)} or all")
     if duration <= 0 or runs < 1 or concurrency < 1 or engines < 1 or activity_workers < 1 or kills < 1:
         _fail("--duration, --runs, --concurrency, --engines, --activity-workers and --kills must be positive")
+    if rolling_engines < 2 or standby_replicas < 0:
+        _fail("--rolling-engines must be 2 or more (the others take over) and --standby 0 or more")
     if timer_count < 1 or timer_load_rate < 0:
         _fail("--timer-count must be positive and --timer-load-rate 0 or more")
     options = BenchOptions(
         duration=duration, warmup=warmup, runs=runs, concurrency=concurrency, rates=_rates(rates),
         engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate, pause_s=pause_s,
+        rolling_engines=rolling_engines, rolling_partitions=partitions, standby_replicas=standby_replicas,
         rebuild_events=rebuild_events, timer_count=timer_count, timer_load_rate=timer_load_rate,
         timer_wheel=not no_wheel, floor=not no_floor, keep_topics=keep_topics,
     )

@@ -1,0 +1,244 @@
+"""``aion bench rolling``: a rolling restart of the engine workers under load, each worker
+stopped with SIGTERM, waited for and started again on its own data folder, one at a time.
+
+What it measures, per planned hand-over (a worker leaving, then the same worker joining
+again): the longest start→result time of the workflows in flight during it — from the signal
+(or the restart) until every live worker reports its partitions ready (``/readyz``) and the
+live workers own all partitions between them, plus :data:`PROBE_S`. That is the pause the
+affected workflows see, as a user sees it (it includes the ordinary latency of a
+workflow, tens of milliseconds). Overall: nothing lost — every workflow started completed
+once, and the events topic holds, for each, one gapless history with one start and one
+completion (no duplicate result, no forked history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+from ..common.settings import Settings
+from ._deploy import Deployment, wait_ready
+from ._engine_runs import EngineDriver, _connect, _live_open_loop, _sleep_progress
+from ._load import LoadResult, Progress
+from ._procs import Proc
+from ._stats import latency_summary, median
+
+#: Seconds after the group is ready again whose new workflows still count for the hand-over.
+PROBE_S = 1.0
+
+
+def _free_port_base(count: int) -> int:
+    """A base port B with B+1 .. B+count free on 127.0.0.1 now (the engines' metrics ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count >= 65535:
+            continue
+        ok = True
+        for port in range(base + 1, base + count + 1):
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free range of ports for the engines' health endpoints")
+
+
+def _readyz(port: int) -> dict[str, Any] | None:
+    """An engine's ``/readyz`` answer (its JSON, either status), or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+            return dict(json.loads(r.read()))
+    except urllib.error.HTTPError as exc:  # 503: not ready; the body says why
+        try:
+            return dict(json.loads(exc.read()))
+        except Exception:
+            return None
+    except Exception:
+        return None
+
+
+def _group_ready(ports: list[int], partitions: int) -> bool:
+    """Every engine on ``ports`` is ready and they own every partition, each exactly once."""
+    owned: list[int] = []
+    for port in ports:
+        h = _readyz(port)
+        if h is None or not h.get("ready"):
+            return False
+        owned.extend(h.get("partitions") or [])
+    return sorted(owned) == list(range(partitions))
+
+
+async def wait_group_ready(ports: list[int], partitions: int, timeout: float,
+                           procs: list[Proc] | None = None) -> float | None:
+    """Seconds until :func:`_group_ready` (None: not within ``timeout``). Raises when one of
+    ``procs`` died meanwhile (with its log's tail)."""
+    loop = asyncio.get_running_loop()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for p in procs or ():
+            if not p.alive():
+                raise RuntimeError(f"engine worker {p.pid} exited ({p.p.returncode if p.p else None}) during the "
+                                   f"rolling restart:\n{p.tail()}")
+        if await loop.run_in_executor(None, _group_ready, ports, partitions):
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _port(p: Proc) -> int:
+    return int(p.env["AION_METRICS_PORT"])
+
+
+def _handover_figures(live: LoadResult, kind: str, worker: int, t_event: float, t_ready: float | None,
+                      deadline: float) -> dict[str, Any]:
+    """The workflows whose lifetime overlaps ``[t_event, t_ready + PROBE_S]``: how long the
+    longest of them took, start→result."""
+    t_end = (t_ready if t_ready is not None else deadline) + PROBE_S
+    lat = sorted(end - st for st, end, _ in live.done if st <= t_end and end >= t_event)
+    stuck = [st for st in live.pending.values() if st <= t_end]
+    return {
+        "kind": kind,
+        "worker": worker,
+        "ready_after_s": None if t_ready is None else round(t_ready - t_event, 2),
+        "workflows": len(lat) + len(stuck),
+        "still_waiting": len(stuck),
+        "longest_wait_s": round(lat[-1], 3) if lat and not stuck else None,
+        "p50_wait_ms": round(1000 * (median(lat) or 0.0), 1),
+    }
+
+
+def check_histories(settings: Settings, prefix: str) -> dict[str, Any]:
+    """Read the events topic (committed records) and check every workflow whose id starts with
+    ``prefix``: seqs 1..n without a gap, one ``WorkflowStarted`` and one ``WorkflowCompleted``."""
+    from ..codec import Codec
+    from ..engine._changelog import scan_events
+
+    codec = Codec(registry_url=settings.schema_registry_url)
+    seqs: dict[str, dict[int, str]] = {}
+    for _p, _o, _k, value in scan_events(settings, timeout_s=60):
+        if value is None:
+            continue
+        ev = codec.decode_event(value)
+        if not ev.workflow_id.startswith(prefix):
+            continue
+        # The same (workflow, seq) written again (a re-run after a crash) replaces: one meaning.
+        seqs.setdefault(ev.workflow_id, {})[ev.seq] = type(ev.body).__name__
+    bad: list[str] = []
+    for wid, by_seq in seqs.items():
+        kinds = Counter(by_seq.values())
+        if sorted(by_seq) != list(range(1, len(by_seq) + 1)):
+            bad.append(f"{wid}: seqs {sorted(by_seq)} have a gap")
+        elif kinds["WorkflowStarted"] != 1 or kinds["WorkflowCompleted"] != 1:
+            bad.append(f"{wid}: {kinds['WorkflowStarted']} starts, {kinds['WorkflowCompleted']} completions")
+    return {"workflows": len(seqs), "violations": len(bad), "examples": bad[:5], "ids": set(seqs)}
+
+
+async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: int = 24, standby: int = 1,
+                  activity_workers: int = 1, settle: float = 10.0, deadline: float = 120.0,
+                  progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+    """Steady open-loop load (``rate`` one-activity workflows/s) on ``engines`` engine workers
+    over ``partitions`` partitions with ``standby`` standby replicas; then each worker in turn:
+    SIGTERM, wait for it to exit and for the others to own every partition, start it again on
+    its data folder, wait until the group is ready with it; ``settle`` seconds between steps."""
+    base = replace(base, partitions=partitions)
+    results: list[dict[str, Any]] = []
+    exits: list[dict[str, Any]] = []
+    with Deployment(base, "roll", keep=keep) as deploy:
+        s = deploy.settings
+        env = {"AION_STANDBY_REPLICAS": str(standby), "AION_METRICS_HOST": "127.0.0.1",
+               "AION_METRICS_PORT": str(_free_port_base(engines + activity_workers + 1))}
+        workers = [deploy.procs.engine(env) for _ in range(engines)]
+        for _ in range(activity_workers):
+            deploy.procs.activities()
+        ports = [_port(w) for w in workers]
+        client = await _connect(s)
+        tag = "roll"
+        try:
+            driver = EngineDriver(client, tag)
+            await wait_ready(driver.run_one, deploy, timeout=240.0)
+            if await wait_group_ready(ports, partitions, 240.0) is None:
+                raise RuntimeError(f"the {engines} engine workers never owned all {partitions} partitions:\n"
+                                   f"{deploy.logs()}")
+            stop = asyncio.Event()
+            live = LoadResult()
+            load_task = asyncio.create_task(_live_open_loop(driver, rate, live, stop))
+            await _sleep_progress(settle, progress, f"{engines} engine workers settling under load")
+            loop = asyncio.get_running_loop()
+            windows: list[tuple[str, int, float, float | None]] = []
+            for i, w in enumerate(workers):
+                others = [p for j, p in enumerate(ports) if j != i]
+                if progress is not None:
+                    progress(0.0, f"worker {i + 1}/{engines}: SIGTERM")
+                t_term = time.monotonic()
+                await loop.run_in_executor(None, w.stop, 60.0)
+                exit_s = time.monotonic() - t_term
+                exits.append({"worker": i + 1, "exit_s": round(exit_s, 2),
+                              "returncode": w.p.returncode if w.p is not None else None})
+                took = await wait_group_ready(others, partitions, deadline, [p for p in workers if p is not w])
+                windows.append(("stop", i + 1, t_term, None if took is None else time.monotonic()))
+                await _sleep_progress(settle / 2, progress, f"worker {i + 1}/{engines}: stopped, others own all")
+                if progress is not None:
+                    progress(0.0, f"worker {i + 1}/{engines}: starting again")
+                t_start = time.monotonic()
+                w.start()  # the same arguments, environment and data folder
+                took = await wait_group_ready(ports, partitions, deadline, workers)
+                windows.append(("join", i + 1, t_start, None if took is None else time.monotonic()))
+                await _sleep_progress(settle, progress, f"worker {i + 1}/{engines}: back; group settling")
+            stop.set()
+            await load_task
+            give_up = time.monotonic() + deadline
+            while live.pending and time.monotonic() < give_up:
+                await asyncio.sleep(0.2)
+            deploy.procs.check_alive()
+            for kind, worker, t_event, t_ready in windows:
+                results.append(_handover_figures(live, kind, worker, t_event, t_ready, give_up))
+            in_windows = [(a, (b or give_up) + PROBE_S) for _k, _w, a, b in windows]
+            quiet = [end - st for st, end, _ in live.done
+                     if not any(st <= b and end >= a for a, b in in_windows)]
+            checked = await loop.run_in_executor(None, check_histories, s, f"{tag}-")
+        finally:
+            await client.close()
+    started = {f"{tag}-{i}" for i in range(live.started)}
+    completed = {f"{tag}-{i}" for _s, _e, i in live.done}
+    by_kind = {k: [r["longest_wait_s"] for r in results if r["kind"] == k and r["longest_wait_s"] is not None]
+               for k in ("stop", "join")}
+    every = by_kind["stop"] + by_kind["join"]
+    return {
+        "handover_longest_wait_s_median": median(every),
+        "handover_longest_wait_s_max": max(every) if every else None,
+        "stop_longest_wait_s_median": median(by_kind["stop"]),
+        "stop_longest_wait_s_max": max(by_kind["stop"]) if by_kind["stop"] else None,
+        "join_longest_wait_s_median": median(by_kind["join"]),
+        "join_longest_wait_s_max": max(by_kind["join"]) if by_kind["join"] else None,
+        "never_ready": sum(1 for r in results if r["ready_after_s"] is None),
+        "handovers": results,
+        "exits": exits,
+        "exit_s_max": max(e["exit_s"] for e in exits) if exits else None,
+        "started": live.started,
+        "completed": len(completed),
+        "lost": len(started - completed),
+        "errors": live.errors,
+        "first_error": live.first_error,
+        "results_duplicated": len(live.done) - len(completed),
+        "histories_checked": checked["workflows"],
+        "histories_missing": len(started - checked["ids"]),
+        "history_violations": checked["violations"],
+        "history_examples": checked["examples"],
+        "latency_between_handovers": latency_summary(quiet),
+        "rate_per_s": rate,
+        "engines": engines,
+        "partitions": partitions,
+        "standby_replicas": standby,
+        "activity_workers": activity_workers,
+    }

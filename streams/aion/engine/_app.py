@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 
-from ._faust import patch_worker_consumer
+from ._faust import no_collect_on_revoke, patch_worker_consumer
 from ._store import CaughtUpTable
 from ..common.settings import Settings, SettingsError
 from ..common.topics import TopicNames
@@ -48,6 +48,7 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
     n = settings.partitions
     names = TopicNames(settings.topic_prefix)
     patch_worker_consumer()  # read committed; short fetch waits (see _faust.py)
+    no_collect_on_revoke()  # no full garbage collection per table on every rebalance (see _faust.py)
     app = faust.App(
         f"{settings.topic_prefix}-engine",
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
@@ -72,6 +73,14 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
         broker_credentials=_faust_credentials(settings),
         logging_config=None,
         Table=CaughtUpTable,  # fenced in, then caught up from its changelog before Faust's recovery
+        # Faust's check that a partition's stored offset is not past its own look-up of the
+        # changelog's end stopped the worker (ConsistencyError) when the stored offset was
+        # legitimately ahead: moved on by the engine's own commits to a partition it keeps
+        # through a rebalance (between Faust's two look-ups), or by the catch-up of the next
+        # assignment while the previous one's recovery was still running (seen in a rolling
+        # restart, issue 17). The engine's catch-up (_store.py) is what makes a table match
+        # its changelog; stored offsets only move after a committed write or a catch-up.
+        recovery_consistency_check=False,
     )
     raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     # acks=False: Faust never processes either topic as a stream (the engine reads the commands

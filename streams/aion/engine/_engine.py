@@ -56,7 +56,7 @@ from ._resident import Resident
 from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, keep_paused, request_rejoin, store_offset, stored_offset
+from ._faust import db_for, keep_paused, leave_group, request_rejoin, store_offset, stored_offset
 from ..common.access import KAFKA_LOG
 from ._feed import CommandReader
 from ._intake import Intake
@@ -156,7 +156,10 @@ class Engine:
         self._ready: set[int] = set()  # partitions fenced in, restored and being read
         self._fenced_gen: int | None = None
         self._rejoin_at = -1e9
-        self._fencing: asyncio.Future[None] | None = None
+        self._leaving = False  # told to stop (leave): no more batches
+        self._stopping: set[int] = set()  # partitions being handed over: no new batches (_finish)
+        self._reading: asyncio.Future[None] | None = None  # _start_reading, once the catch-up ended
+        self._fencing: asyncio.Future[set[int]] | None = None
         self._queues: dict[str, asyncio.Future[Any]] = {}  # task queue -> its topic exists
         self.intake = Intake(settings, self.names, lambda topics: partition_counts(settings, topics))
         self.stats = {"batches": 0, "commands": 0, "events": 0, "dlq": 0, "aborted": 0, "fenced": 0,
@@ -187,6 +190,7 @@ class Engine:
         for table in self.app.tables.values():  # the catch-up reads changelogs with these settings
             table.aion_settings = settings
             table.aion_before_restore = self._fence_in
+            table.aion_after_catch_up = self._caught_up
         # retires closed workflows after settings.retention_ms
         self.retention = Retention(self.app, settings, self.codec, self.names, tables, self.output)
         # lists and counts of the owned partitions, answered from an index of their rows
@@ -208,46 +212,79 @@ class Engine:
             self._locks.extend(asyncio.Lock() for _ in range(partition + 1 - len(self._locks)))
         return self._locks[partition]
 
-    @asynccontextmanager
-    async def _all_partitions(self) -> AsyncIterator[None]:
-        """Every partition's lock (in order): no batch, fire or retirement is in flight."""
-        async with AsyncExitStack() as stack:
-            for lock in list(self._locks):
-                await stack.enter_async_context(lock)
-            yield
-
     def _assigned_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names.commands}
 
     def owned(self) -> set[int]:
-        """Partitions this worker may process now: fenced in, restored, being read."""
-        return self._ready & self.writers.owned()
+        """Partitions this worker may process now: fenced in, restored, being read, and not
+        being handed over (:meth:`_finish`)."""
+        return (self._ready - self._stopping) & self.writers.owned()
 
-    async def _fence_in(self, generation_id: int) -> None:
+    @asynccontextmanager
+    async def _finish(self, parts: set[int]) -> AsyncIterator[None]:
+        """``parts`` are handed over: no new batch, fire or retirement of them starts (they are
+        no longer :meth:`owned`) and the ones in flight finish; then the caller holds their
+        locks. Their locks are taken one after the other, and each waits for at most the
+        one batch in flight (the pipelines start no other)."""
+        self._stopping |= parts
+        try:
+            async with self._partitions_locked(parts):
+                yield
+        finally:
+            self._stopping -= parts
+
+    async def _fence_in(self, generation_id: int) -> set[int]:
         """Before any table of an assignment is restored (called by each table; the work is done
-        once per generation): a fresh transactional producer for every assigned partition, which
-        fences out every earlier producer of it (see _txn.py)."""
+        once per generation): a fresh transactional producer for every newly assigned
+        partition, which fences out every earlier producer of it (see _txn.py). Returns the
+        partitions *kept* from the previous generation (:meth:`_open_writers`): their tables are
+        current, neither caught up nor restored."""
         if self._fenced_gen != generation_id or self._fencing is None:
-            self._fenced_gen = generation_id
-            self._fencing = asyncio.ensure_future(self._open_writers())
-        await asyncio.shield(self._fencing)
+            previous, self._fenced_gen = self._fenced_gen, generation_id
+            self._fencing = asyncio.ensure_future(self._open_writers(generation_id, previous))
+        return set(await asyncio.shield(self._fencing))
 
-    async def _open_writers(self) -> None:
-        async with self._all_partitions():  # a batch still in flight finishes first
+    async def _open_writers(self, generation_id: int, previous: int | None) -> set[int]:
+        """The new assignment: partitions lost are dropped (after their batch in flight),
+        partitions kept go on untouched, new ones are fenced in. Returns the kept ones.
+
+        Kept: restored, read and owned (not fenced) in the generation right before this one, and
+        assigned again. The group makes one assignment per generation, so in consecutive
+        generations nobody else was assigned them in between: their producer still owns them
+        and their local tables hold everything the log does (this worker wrote it). Faust
+        rebalances eagerly — every membership change revokes every partition of every worker —
+        and dropping them all made every hand-over pause every workflow for a whole restore;
+        now a planned hand-over pauses only the partitions that move. A gap in the generations
+        (this worker missed one: it stalled, was evicted, rejoined) keeps nothing."""
+        assigned = self._assigned_partitions()
+        consecutive = previous is not None and generation_id == previous + 1
+        kept = (self._ready & self.writers.owned() & assigned) if consecutive else set()
+        gone = (self._ready | self.reader.assigned | self._cache.partitions() | self.writers.held()) - kept
+        async with self._finish(gone):  # a batch still in flight finishes first
             # Whatever was read or owned before starts again from the committed positions.
-            self._drop(self._ready | self.reader.assigned | self._cache.partitions())
-            self.writers.close()
-            self._cache.clear()
-            self._loaded.clear()
-        await self.writers.open(self._assigned_partitions())
+            self._drop(gone)
+            self.writers.close(gone)
+        if kept:
+            log.info("generation %d: partitions %s kept (read on without a pause), %s new", generation_id,
+                     sorted(kept), sorted(assigned - kept))
+        await self.writers.open(assigned - kept)
+        return kept
+
+    @asynccontextmanager
+    async def _partitions_locked(self, parts: set[int]) -> AsyncIterator[None]:
+        """The locks of ``parts`` (in order): no batch, fire or retirement of them is in flight."""
+        async with AsyncExitStack() as stack:
+            for p in sorted(parts):
+                await stack.enter_async_context(self.lock_for(p))
+            yield
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        """Stop processing revoked partitions (after the batch in flight): their next owner
-        fences in their producers and reads from the committed positions."""
-        parts = {tp.partition for tp in revoked if tp.topic == self.names.commands}
-        async with self._all_partitions():  # the next owner starts where this one's last batch ended
-            self._drop(parts)
-            self.writers.close(parts)
+        """Nothing stops here. Faust revokes every partition at the start of every rebalance
+        (eager), before anyone knows where they go; the assignment that ends it drops the
+        partitions that moved (:meth:`_open_writers`). Until then this worker goes on with
+        them: whatever it commits meanwhile is in the log before their next owner's catch-up
+        reads it, because that owner first fences this worker's producers (single writer)."""
+        log.debug("rebalance: %d partitions revoked; processed on until the assignment", len(revoked))
 
     def _drop(self, parts: set[int]) -> None:
         self._ready -= parts
@@ -264,6 +301,26 @@ class Engine:
                 build.cancel()
         self.wheel.on_revoked(parts)
 
+    async def leave(self, timeout: float = 10.0) -> None:
+        """A planned stop (SIGTERM): finish the batches in flight, take no more, close every
+        transactional producer (no transaction is left open for the next owner's fencing to
+        abort, so nothing committed here is done twice) and leave the consumer group at once,
+        so that the others rebalance now rather than after the session timeout. The rest of
+        the shutdown (Faust's services, the tables) follows without holding any partition."""
+        if self._leaving:
+            return
+        self._leaving = True
+        t0 = time.monotonic()
+        held = self._ready | self.reader.assigned | self._cache.partitions() | self.writers.held()
+        async with self._finish(held | set(range(len(self._locks)))):
+            self._drop(held)
+            self.writers.close()
+        t1 = time.monotonic()
+        left = await leave_group(self.app.consumer, timeout)
+        log.info("stopping: partitions %s handed back (batches in flight finished in %.2fs); %s in %.2fs",
+                 sorted(held), t1 - t0, "left the group" if left else "could not leave the group (the session "
+                 "timeout lets the others take over)", time.monotonic() - t1)
+
     def lose(self, partition: int) -> None:
         """``partition`` was fenced: another worker owns it now. Nothing more is processed or
         written for it until a rebalance assigns it again (with a new producer and a restore)."""
@@ -276,6 +333,8 @@ class Engine:
         # rebalance fences the partition in again *and* restores it before it is read, so ask
         # for one (at most every few seconds).
         now = asyncio.get_event_loop().time()
+        if getattr(self.app, "rebalancing", False):
+            return  # fenced by the partition's next owner during a rebalance: its assignment drops it here
         if now - self._rejoin_at > 5.0 and partition in self._assigned_partitions():
             self._rejoin_at = now
             if request_rejoin(self.app.consumer):
@@ -305,6 +364,15 @@ class Engine:
         if state is None:
             return False  # the catch-up of this assignment runs (or has not started)
         return state or signalled
+
+    def _caught_up(self, generation_id: int) -> None:
+        """A table's catch-up of the assignment of ``generation_id`` ended. Once every table's
+        has (and succeeded), its partitions are read at once: Faust's recovery, which comes
+        next, reads none of them (``skip_recovery_of``), yet its end — the completion signal,
+        or the safety net a second later — came 1.5 s after the catch-up on a loaded machine,
+        and every workflow of a partition that changed hands waited for it (issue 17)."""
+        if catch_up_state(self.app, generation_id) and (self._reading is None or self._reading.done()):
+            self._reading = asyncio.ensure_future(self._start_reading(signalled=False))
 
     async def _on_restored(self, sender: Any = None, **kwargs: Any) -> None:
         """Faust's recovery is done: read the owned partitions from their intake positions."""
@@ -366,6 +434,9 @@ class Engine:
         await loop.run_in_executor(None, self.intake.load)
         next_check = 0.0
         while True:
+            if self._leaving:  # stopping (leave): nothing more is read
+                await asyncio.sleep(0.1)
+                continue
             while sum(len(q) for q in self._pending.values()) >= 4 * size:
                 self._room.clear()
                 await self._room.wait()  # back-pressure: the pipelines are behind

@@ -12,6 +12,12 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
 - :func:`request_rejoin`: a partition whose producer failed fatally (fenced, or a broker
   restart that lost the producer's epoch) is taken back only through a rebalance, which fences
   it in again and restores it before it is read.
+- :func:`leave_group`: a worker told to stop (SIGTERM) leaves its group at once (aiokafka's
+  LeaveGroup), before Faust's own shutdown (which leaves only once its services stopped).
+- :func:`no_collect_on_revoke`: Faust's RocksDB store runs a full ``gc.collect()`` per table on
+  every rebalance; in a worker holding many resident workflows that held the interpreter lock
+  for seconds (five tables), the consumer thread missed its heartbeats and the group evicted
+  the worker in the middle of a planned hand-over (issue 17, the rolling restart).
 - :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
   changelog offset Faust's recovery starts after.
 - :func:`skip_recovery_of`: Faust's recovery does not read the active changelog partitions the
@@ -51,6 +57,24 @@ def patch_worker_consumer(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
 
         cls._create_worker_consumer = _create_worker_consumer
     cls._aion_fetch_max_wait_ms = max_wait_ms
+
+
+def no_collect_on_revoke() -> None:
+    """Faust's ``rocksdb.Store.revoke_partitions`` without its ``gc.collect()``: it forgets the
+    revoked partitions' databases (it does not close them either: they close once unreferenced)."""
+    from faust.stores import rocksdb
+
+    cls: Any = rocksdb.Store
+    if getattr(cls, "_aion_no_collect", False):
+        return
+
+    def revoke_partitions(self: Any, table: Any, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._dbs.pop(tp.partition, None)
+
+    cls.revoke_partitions = revoke_partitions
+    cls._aion_no_collect = True
 
 
 def keep_paused(consumer: Any, topic: str) -> None:
@@ -105,6 +129,27 @@ def request_rejoin(consumer: Any) -> bool:
     if coordinator is None or loop is None:
         return False
     loop.call_soon_threadsafe(coordinator.request_rejoin)
+    return True
+
+
+async def leave_group(consumer: Any, timeout: float) -> bool:
+    """Close the group membership of Faust's ``consumer`` now (aiokafka's coordinator: stop
+    heartbeating and send LeaveGroup), from its own thread's loop: the group rebalances at
+    once instead of after the session timeout, and this member never rejoins. Whether the
+    group was left within ``timeout`` seconds."""
+    import asyncio
+
+    thread = getattr(consumer, "_thread", None)
+    client = getattr(thread, "_consumer", None)
+    coordinator = getattr(client, "_coordinator", None)
+    loop = getattr(thread, "thread_loop", None)
+    if coordinator is None or loop is None or not loop.is_running():
+        return False
+    fut = asyncio.run_coroutine_threadsafe(coordinator.close(), loop)
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+    except Exception:
+        return False
     return True
 
 

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterator
 
 import faust
 from faust.types import TP
@@ -181,15 +181,16 @@ class CaughtUpTable(faust.Table):
     """An engine table (raw bytes rows, RocksDB) fenced in and caught up from its changelog
     before Faust's recovery reads it.
 
-    On every assignment, right after Faust opened the assigned partitions' databases and
-    before its recovery starts:
+    On every assignment, before Faust's recovery starts:
 
-    1. **Fencing.** ``aion_before_restore`` (the engine's) initialises the transactional
-       producer of every assigned commands partition (``_txn.py``): the previous owner's open
+    1. **Fencing.** ``aion_before_restore`` (the engine's), before Faust opens and closes the
+       partitions' databases, drops the partitions that moved away and initialises the
+       transactional producer of every newly assigned commands partition (``_txn.py``); the
+       partitions it kept from the previous generation go on untouched. The previous owner's open
        transaction is aborted and its producer can write nothing more. Only then is the
        partition's state read, so what is restored is all the previous owner will ever have
        written (a stalled worker that wakes up cannot append behind the restore's back).
-    2. **Catch-up.** Each assigned active partition is read from its stored offset to the end
+    2. **Catch-up.** Each assigned active partition not kept is read from its stored offset to the end
        of its changelog with librdkafka, committed records only, straight into RocksDB (the
        rebuild's reader, hundreds of thousands of records/s; Faust's recovery reads ~10,000
        records/s), and the stored offset is set to the end of the log. The end of a changelog
@@ -203,13 +204,19 @@ class CaughtUpTable(faust.Table):
     #: Set by the engine: the settings the catch-up reads the changelog with.
     aion_settings: "Settings | None" = None
     #: Set by the engine: fences in the assigned partitions before any table is read.
-    aion_before_restore: "Callable[[int], Awaitable[None]] | None" = None
+    #: Returns the partitions it kept from the previous generation (current: not caught up).
+    aion_before_restore: "Callable[[int], Awaitable[set[int]]] | None" = None
+    #: Set by the engine: told after this table's catch-up of a generation ended.
+    aion_after_catch_up: "Callable[[int], None] | None" = None
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        # The engine first: it drops the partitions that moved away (after their batch in
+        # flight) before Faust lets go of their databases, and fences in the new ones.
+        kept: set[int] = set()
         if self.aion_before_restore is not None:
-            await self.aion_before_restore(generation_id)
+            kept = await self.aion_before_restore(generation_id)
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         if self.aion_settings is None:
             return
         # Faust calls the tables one after the other: the first call starts every table's
@@ -218,20 +225,26 @@ class CaughtUpTable(faust.Table):
         if gen != generation_id:
             forget_recovery_skips(self.app)
             tables = [t for t in self.app.tables.values() if isinstance(t, CaughtUpTable)]
-            jobs = {t.name: asyncio.ensure_future(t._catch_up(assigned)) for t in tables}
+            jobs = {t.name: asyncio.ensure_future(t._catch_up(assigned, kept)) for t in tables}
             self.app._aion_catch_ups = (generation_id, jobs)
         job = jobs.get(self.name)
         if job is not None:
             await asyncio.shield(job)
+        if self.aion_after_catch_up is not None:
+            self.aion_after_catch_up(generation_id)
 
-    async def _catch_up(self, assigned: set[TP]) -> bool:
+    async def _catch_up(self, assigned: set[TP], kept: Collection[int] = ()) -> bool:
         """Whether the table's assigned active partitions are caught up (False: the catch-up
-        failed and Faust's recovery reads them)."""
+        failed and Faust's recovery reads them). Partitions the engine ``kept`` from the
+        previous generation are current and written by the engine as this runs: neither this
+        catch-up nor Faust's recovery touches them (either would put back rows older than the
+        engine's latest)."""
         settings = self.aion_settings
         topic = self.changelog_topic.get_topic_name()
         standbys = standby_partitions(self.app)
-        starts = {tp.partition: (stored_offset(self, tp.partition) or -1) + 1
-                  for tp in assigned if tp.topic == topic and tp not in standbys}
+        mine = {tp.partition for tp in assigned if tp.topic == topic and tp not in standbys}
+        skip_recovery_of(self.app, {TP(topic, p) for p in mine & set(kept)})
+        starts = {p: (stored_offset(self, p) or -1) + 1 for p in mine - set(kept)}
         if settings is None or not starts:
             return True
         t0 = time.monotonic()

@@ -211,6 +211,10 @@ class Writers:
         """Partitions this worker may write (fenced in, not fenced out)."""
         return {p for p, w in self._writers.items() if not w.fenced}
 
+    def held(self) -> set[int]:
+        """Partitions with a producer, fenced out or not."""
+        return set(self._writers)
+
     def get(self, partition: int) -> PartitionWriter | None:
         w = self._writers.get(partition)
         return w if w is not None and not w.fenced else None

@@ -98,18 +98,30 @@ def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = 
 
         serve(engine.metrics.registry, engine.metrics.health, host=settings.metrics_host,
               port=settings.metrics_port, what="engine worker")
-    worker = _worker_class()(engine.app, loglevel=loglevel, quiet=True)
+    worker = _worker_class(engine)(engine.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
 
 
-def _worker_class() -> type:
+def _worker_class(engine: Any = None) -> type:
     """The worker class, made when a worker runs (faust is imported there, not with this module)."""
     import faust
 
     class Worker(faust.Worker):
         """Faust's worker, whose log says what Aion does: Faust's, mode's and aiokafka's own lines
         only from WARNING (all of them with --loglevel debug), a repeated error a few times a
-        minute (ops/_logs.py); the engine says when it is ready (Engine._on_restored)."""
+        minute (ops/_logs.py); the engine says when it is ready (Engine._on_restored).
+
+        Stopped (SIGTERM, SIGINT), the engine first hands its partitions back and leaves the
+        group (``Engine.leave``), then Faust's services stop: a planned stop is a prompt
+        hand-over, not a session timeout."""
+
+        async def on_stop(self) -> None:
+            if engine is not None:
+                try:
+                    await engine.leave()
+                except Exception:  # the stop goes on: the session timeout then hands the partitions over
+                    logging.getLogger("aion.engine").exception("stopping: leaving the group failed")
+            await super().on_stop()
 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)

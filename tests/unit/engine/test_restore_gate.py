@@ -42,6 +42,9 @@ class FakeWriters:
     def owned(self) -> set[int]:
         return set(self._owned)
 
+    def held(self) -> set[int]:
+        return set(self._owned)
+
     def close(self, partitions: set[int] | None = None) -> None:
         self._owned -= set(self._owned if partitions is None else partitions)
 

@@ -3,10 +3,11 @@ stopped with SIGTERM, waited for and started again on its own data folder, one a
 
 What it measures, per planned hand-over (a worker leaving, then the same worker joining
 again): the longest start→result time of the workflows in flight during it — from the signal
-(or the restart) until every live worker reports its partitions ready (``/readyz``) and the
-live workers own all partitions between them, plus :data:`PROBE_S`. That is the pause the
-affected workflows see, as a user sees it (it includes the ordinary latency of a
-workflow, tens of milliseconds). Overall: nothing lost — every workflow started completed
+(or the moment the group assigns the restarted worker its partitions) until every live worker
+reports its partitions ready (``/readyz``) and the live workers own all partitions between
+them, plus :data:`PROBE_S` — on the partitions that changed owners (the pause the affected
+workflows see, as a user sees it: it includes a workflow's ordinary latency) and, beside it,
+on the partitions that stayed (what the machine itself costs in the same seconds). Overall: nothing lost — every workflow started completed
 once, and the events topic holds, for each, one gapless history with one start and one
 completion (no duplicate result, no forked history).
 """
@@ -34,13 +35,13 @@ PROBE_S = 1.0
 
 
 def _free_port_base(count: int) -> int:
-    """A base port B with B+1 .. B+count free on 127.0.0.1 now (the engines' metrics ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65535:
-            continue
+    """A base port B with B+1 .. B+count free on 127.0.0.1 now (the engines' metrics ports),
+    below the ephemeral range (an engine restarted later must find its port still free: a
+    client connection could have taken an ephemeral one meanwhile)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - count)
         ok = True
         for port in range(base + 1, base + count + 1):
             with socket.socket() as t:
@@ -68,29 +69,52 @@ def _readyz(port: int) -> dict[str, Any] | None:
         return None
 
 
-def _group_ready(ports: list[int], partitions: int) -> bool:
-    """Every engine on ``ports`` is ready and they own every partition, each exactly once."""
+def _group_ready(ports: list[int], partitions: int) -> dict[int, int] | None:
+    """partition -> the metrics port of its engine, when every engine on ``ports`` is ready
+    and they own every partition, each exactly once; else None."""
     owned: list[int] = []
+    owner: dict[int, int] = {}
     for port in ports:
         h = _readyz(port)
         if h is None or not h.get("ready"):
-            return False
+            return None
         owned.extend(h.get("partitions") or [])
-    return sorted(owned) == list(range(partitions))
+        owner.update({p: port for p in h.get("partitions") or []})
+    return owner if sorted(owned) == list(range(partitions)) else None
+
+
+def _assigned_any(port: int) -> bool:
+    h = _readyz(port)
+    return bool(h and h.get("assigned"))
+
+
+#: metrics port -> when that joining engine first reported an assignment (wait_group_ready).
+JOINED: dict[int, float] = {}
+#: The last complete ownership wait_group_ready saw (partition -> metrics port).
+OWNERS: dict[int, int] = {}
 
 
 async def wait_group_ready(ports: list[int], partitions: int, timeout: float,
-                           procs: list[Proc] | None = None) -> float | None:
-    """Seconds until :func:`_group_ready` (None: not within ``timeout``). Raises when one of
-    ``procs`` died meanwhile (with its log's tail)."""
+                           procs: list[Proc] | None = None, joining: int | None = None) -> float | None:
+    """Seconds until :func:`_group_ready` (None: not within ``timeout``); the ownership it saw
+    goes to :data:`OWNERS`. Raises when one of ``procs`` died meanwhile (with its log's tail).
+    With ``joining`` (a metrics port), records in :data:`JOINED` when that engine first
+    reported an assignment."""
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
+    JOINED.pop(joining or -1, None)
     while time.monotonic() - t0 < timeout:
         for p in procs or ():
             if not p.alive():
                 raise RuntimeError(f"engine worker {p.pid} exited ({p.p.returncode if p.p else None}) during the "
                                    f"rolling restart:\n{p.tail()}")
-        if await loop.run_in_executor(None, _group_ready, ports, partitions):
+        if joining is not None and joining not in JOINED:
+            if await loop.run_in_executor(None, _assigned_any, joining):
+                JOINED[joining] = time.monotonic()
+        owner = await loop.run_in_executor(None, _group_ready, ports, partitions)
+        if owner is not None:
+            OWNERS.clear()
+            OWNERS.update(owner)
             return time.monotonic() - t0
         await asyncio.sleep(0.05)
     return None
@@ -101,21 +125,31 @@ def _port(p: Proc) -> int:
 
 
 def _handover_figures(live: LoadResult, kind: str, worker: int, t_event: float, t_ready: float | None,
-                      deadline: float) -> dict[str, Any]:
-    """The workflows whose lifetime overlaps ``[t_event, t_ready + PROBE_S]``: how long the
-    longest of them took, start→result."""
+                      deadline: float, moved: set[int], partitions: int) -> dict[str, Any]:
+    """The workflows whose lifetime overlaps ``[t_event, t_ready + PROBE_S]``, split by where
+    they live: on a partition that changed owners in the hand-over (``moved``) or on one that
+    stayed (the machine's own noise in the same seconds): how long the longest of each took,
+    start→result."""
+    from ..codec import partition_for
+
     t_end = (t_ready if t_ready is not None else deadline) + PROBE_S
-    lat = sorted(end - st for st, end, _ in live.done if st <= t_end and end >= t_event)
+    lat: dict[bool, list[float]] = {True: [], False: []}
+    for st, end, i in live.done:
+        if st <= t_end and end >= t_event:
+            lat[partition_for(f"roll-{i}", partitions) in moved].append(end - st)
     stuck = [st for st in live.pending.values() if st <= t_end]
-    return {
+    out: dict[str, Any] = {
         "kind": kind,
         "worker": worker,
         "ready_after_s": None if t_ready is None else round(t_ready - t_event, 2),
-        "workflows": len(lat) + len(stuck),
+        "moved_partitions": len(moved),
+        "workflows": len(lat[True]) + len(lat[False]) + len(stuck),
         "still_waiting": len(stuck),
-        "longest_wait_s": round(lat[-1], 3) if lat and not stuck else None,
-        "p50_wait_ms": round(1000 * (median(lat) or 0.0), 1),
     }
+    for key, xs in (("moved", sorted(lat[True])), ("stayed", sorted(lat[False]))):
+        out[f"{key}_longest_wait_s"] = round(xs[-1], 3) if xs and not stuck else None
+        out[f"{key}_p50_wait_ms"] = round(1000 * (median(xs) or 0.0), 1)
+    return out
 
 
 def check_histories(settings: Settings, prefix: str) -> dict[str, Any]:
@@ -167,7 +201,7 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
         try:
             driver = EngineDriver(client, tag)
             await wait_ready(driver.run_one, deploy, timeout=240.0)
-            if await wait_group_ready(ports, partitions, 240.0) is None:
+            if await wait_group_ready(ports, partitions, 240.0, workers) is None:
                 raise RuntimeError(f"the {engines} engine workers never owned all {partitions} partitions:\n"
                                    f"{deploy.logs()}")
             stop = asyncio.Event()
@@ -175,25 +209,32 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
             load_task = asyncio.create_task(_live_open_loop(driver, rate, live, stop))
             await _sleep_progress(settle, progress, f"{engines} engine workers settling under load")
             loop = asyncio.get_running_loop()
-            windows: list[tuple[str, int, float, float | None]] = []
+            windows: list[tuple[str, int, float, float | None, set[int]]] = []
+            before = dict(OWNERS)
             for i, w in enumerate(workers):
-                others = [p for j, p in enumerate(ports) if j != i]
                 if progress is not None:
                     progress(0.0, f"worker {i + 1}/{engines}: SIGTERM")
                 t_term = time.monotonic()
                 await loop.run_in_executor(None, w.stop, 60.0)
-                exit_s = time.monotonic() - t_term
-                exits.append({"worker": i + 1, "exit_s": round(exit_s, 2),
+                exits.append({"worker": i + 1, "exit_s": round(time.monotonic() - t_term, 2),
                               "returncode": w.p.returncode if w.p is not None else None})
+                others = [p for j, p in enumerate(ports) if j != i]
                 took = await wait_group_ready(others, partitions, deadline, [p for p in workers if p is not w])
-                windows.append(("stop", i + 1, t_term, None if took is None else time.monotonic()))
+                moved = {p for p in range(partitions) if OWNERS.get(p) != before.get(p)}
+                windows.append(("stop", i + 1, t_term, None if took is None else time.monotonic(), moved))
+                before = dict(OWNERS)
                 await _sleep_progress(settle / 2, progress, f"worker {i + 1}/{engines}: stopped, others own all")
                 if progress is not None:
                     progress(0.0, f"worker {i + 1}/{engines}: starting again")
                 t_start = time.monotonic()
                 w.start()  # the same arguments, environment and data folder
-                took = await wait_group_ready(ports, partitions, deadline, workers)
-                windows.append(("join", i + 1, t_start, None if took is None else time.monotonic()))
+                took = await wait_group_ready(ports, partitions, deadline, workers, joining=ports[i])
+                moved = {p for p in range(partitions) if OWNERS.get(p) != before.get(p)}
+                # The hand-over starts when the group assigns the new worker its partitions, not
+                # when its process starts (seconds of imports before it joins).
+                windows.append(("join", i + 1, JOINED.get(ports[i], t_start),
+                                None if took is None else time.monotonic(), moved))
+                before = dict(OWNERS)
                 await _sleep_progress(settle, progress, f"worker {i + 1}/{engines}: back; group settling")
             stop.set()
             await load_task
@@ -201,9 +242,9 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
             while live.pending and time.monotonic() < give_up:
                 await asyncio.sleep(0.2)
             deploy.procs.check_alive()
-            for kind, worker, t_event, t_ready in windows:
-                results.append(_handover_figures(live, kind, worker, t_event, t_ready, give_up))
-            in_windows = [(a, (b or give_up) + PROBE_S) for _k, _w, a, b in windows]
+            for kind, worker, t_event, t_ready, moved in windows:
+                results.append(_handover_figures(live, kind, worker, t_event, t_ready, give_up, moved, partitions))
+            in_windows = [(a, (b or give_up) + PROBE_S) for _k, _w, a, b, _m in windows]
             quiet = [end - st for st, end, _ in live.done
                      if not any(st <= b and end >= a for a, b in in_windows)]
             checked = await loop.run_in_executor(None, check_histories, s, f"{tag}-")
@@ -211,16 +252,15 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
             await client.close()
     started = {f"{tag}-{i}" for i in range(live.started)}
     completed = {f"{tag}-{i}" for _s, _e, i in live.done}
-    by_kind = {k: [r["longest_wait_s"] for r in results if r["kind"] == k and r["longest_wait_s"] is not None]
-               for k in ("stop", "join")}
-    every = by_kind["stop"] + by_kind["join"]
+    figures: dict[str, Any] = {}
+    for kind in ("stop", "join"):
+        for where in ("moved", "stayed"):
+            xs = [r[f"{where}_longest_wait_s"] for r in results
+                  if r["kind"] == kind and r[f"{where}_longest_wait_s"] is not None]
+            figures[f"{kind}_{where}_longest_wait_s_median"] = median(xs)
+            figures[f"{kind}_{where}_longest_wait_s_max"] = max(xs) if xs else None
     return {
-        "handover_longest_wait_s_median": median(every),
-        "handover_longest_wait_s_max": max(every) if every else None,
-        "stop_longest_wait_s_median": median(by_kind["stop"]),
-        "stop_longest_wait_s_max": max(by_kind["stop"]) if by_kind["stop"] else None,
-        "join_longest_wait_s_median": median(by_kind["join"]),
-        "join_longest_wait_s_max": max(by_kind["join"]) if by_kind["join"] else None,
+        **figures,
         "never_ready": sum(1 for r in results if r["ready_after_s"] is None),
         "handovers": results,
         "exits": exits,

@@ -329,11 +329,14 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_num(t.get('rate_per_s'))} starts/s")
         rows.append(("rolling", "setup", what, "", ""))
         for kind, label in (("stop", "a worker leaves (SIGTERM)"), ("join", "a worker joins again")):
-            add("rolling", f"longest wait of the workflows in flight when {label}, median", t,
-                (f"{kind}_longest_wait_s_median",), None, None, " s")
-            add("rolling", f"the same, max", t, (f"{kind}_longest_wait_s_max",), None, None, " s")
+            for where, whose in (("moved", "on the partitions that moved"), ("stayed", "on the others")):
+                add("rolling", f"{label}: longest start→result {whose}, median", t,
+                    (f"{kind}_{where}_longest_wait_s_median",), None, None, " s")
+                add("rolling", "the same, max", t, (f"{kind}_{where}_longest_wait_s_max",), None, None, " s")
         add("rolling", "SIGTERM to exit, max", t, ("exit_s_max",), None, None, " s")
-        add("rolling", "latency between hand-overs p50", t, ("latency_between_handovers", "p50_ms"), None, None, " ms")
+        for p in ("p50_ms", "p99_ms", "max_ms"):
+            add("rolling", f"start→result between hand-overs {p[:-3]}", t, ("latency_between_handovers", p),
+                None, None, " ms")
         add("rolling", "workflows started", t, ("started",))
         add("rolling", "completed", t, ("completed",))
         for k in ("lost", "errors", "results_duplicated", "histories_missing", "history_violations", "never_ready"):

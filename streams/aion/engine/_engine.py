@@ -158,7 +158,6 @@ class Engine:
         self._rejoin_at = -1e9
         self._leaving = False  # told to stop (leave): no more batches
         self._stopping: set[int] = set()  # partitions being handed over: no new batches (_finish)
-        self._paused: set[int] = set()  # revoked, waiting for the assignment (_on_revoked)
         self._reading: asyncio.Future[None] | None = None  # _start_reading, once the catch-up ended
         self._fencing: asyncio.Future[set[int]] | None = None
         self._queues: dict[str, asyncio.Future[Any]] = {}  # task queue -> its topic exists
@@ -219,7 +218,7 @@ class Engine:
     def owned(self) -> set[int]:
         """Partitions this worker may process now: fenced in, restored, being read, and not
         being handed over (:meth:`_finish`)."""
-        return (self._ready - self._stopping - self._paused) & self.writers.owned()
+        return (self._ready - self._stopping) & self.writers.owned()
 
     @asynccontextmanager
     async def _finish(self, parts: set[int]) -> AsyncIterator[None]:
@@ -265,11 +264,6 @@ class Engine:
             # Whatever was read or owned before starts again from the committed positions.
             self._drop(gone)
             self.writers.close(gone)
-        self._paused.clear()  # the kept ones go on: what their pipelines hold is handled now
-        for p in kept:
-            if self._pending.get(p):
-                self._start_drainer(p)
-        self._room.set()
         if kept:
             log.info("generation %d: partitions %s kept (read on without a pause), %s new", generation_id,
                      sorted(kept), sorted(assigned - kept))
@@ -285,16 +279,12 @@ class Engine:
             yield
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        """Pause, do not drop. Faust revokes every partition at the start of every rebalance
-        (eager), before anyone knows where they go: the batches in flight finish and no new
-        one starts until the assignment, which resumes the partitions kept and drops the ones
-        that moved (:meth:`_open_writers`). Nothing is in flight when a partition's next owner
-        fences this worker's producer (a transaction it aborted would only be done again), and
-        a partition that stays pauses for the rebalance only, not for a restore."""
-        parts = {tp.partition for tp in revoked if tp.topic == self.names.commands}
-        async with self._finish(parts):
-            pass
-        self._paused |= parts & self._ready
+        """Nothing stops here. Faust revokes every partition at the start of every rebalance
+        (eager), before anyone knows where they go; the assignment that ends it drops the
+        partitions that moved (:meth:`_open_writers`). Until then this worker goes on with
+        them: whatever it commits meanwhile is in the log before their next owner's catch-up
+        reads it, because that owner first fences this worker's producers (single writer)."""
+        log.debug("rebalance: %d partitions revoked; processed on until the assignment", len(revoked))
 
     def _drop(self, parts: set[int]) -> None:
         self._ready -= parts
@@ -495,8 +485,8 @@ class Engine:
             while True:
                 async with self.lock_for(partition):
                     queue = self._pending.get(partition)
-                    if not queue or partition in self._paused or partition in self._stopping:
-                        return  # paused: its records wait for the assignment (handed over: dropped)
+                    if not queue:
+                        return
                     batch = [queue.popleft() for _ in range(min(size, len(queue)))]
                     self._room.set()
                     if partition not in self.owned():

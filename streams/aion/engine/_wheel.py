@@ -497,8 +497,6 @@ class TimerWheel:
 
     async def _fire_partition(self, gen: int, part: WheelPartition) -> bool:
         async with self.output.lock_for(part.partition):
-            if part.partition not in self.output.owned():  # paused or dropped while this waited
-                return False
             if gen != self._gen or self._parts.get(part.partition) is not part:
                 return False
             staged = self._stage_fires(part)

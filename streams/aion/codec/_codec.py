@@ -15,7 +15,9 @@ from aion.model import ActivityTask, CancelActivityTask, Command, DeploymentReco
 
 from ._convert import Converter, collect_records
 from ._errors import CodecError
-from ._schemas import ROOT_SCHEMAS, SchemaSet, WriterSchema, load_schema_set
+from ._fastread import Reader, compile_reader
+from ._fastwrite import Writer, record_writer
+from ._schemas import ROOT_SCHEMAS, SchemaSet, WriterSchema, _strip_logical_types, load_schema_set
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -103,6 +105,18 @@ class Codec:
         task_dec = conv.union_decoder(_TASK_MEMBERS)
         self._enc["task"] = lambda t: {"body": task_enc(t)}
         self._dec["task"] = lambda d: task_dec(d["body"])
+        # The compiled one-pass writers and readers of the current schemas (_fastwrite.py,
+        # _fastread.py): the common case's fast path; everything else takes the way above.
+        self._fast_enc: dict[str, Writer] = {}
+        self._fast_dec: dict[str, tuple[bytes, Reader]] = {}
+        for kind, ws in self._current.items():
+            schema = _strip_logical_types(json.loads(ws.schema_json))
+            writer = record_writer(schema, unwrap=kind == "task")
+            if writer is not None:
+                self._fast_enc[kind] = writer
+            reader = compile_reader(schema, unwrap=kind == "task")
+            if reader is not None:
+                self._fast_dec[kind] = (SINGLE_OBJECT_MARKER + ws.fingerprint, reader)
 
         # Registry mode.
         if registry_client is None and registry_url is not None:
@@ -187,8 +201,16 @@ class Codec:
             raise CodecError(f"unknown message kind {kind!r}; use one of {sorted(ROOT_SCHEMAS)}") from None
 
     def _encode(self, kind: str, value: Any) -> bytes:
-        ws = self._current[kind]
         header = self._headers.get(kind) or self._register(kind)
+        fast = self._fast_enc.get(kind)
+        if fast is not None:
+            out = [header]
+            try:
+                fast(value, out.append)
+                return b"".join(out)
+            except Exception:  # noqa: BLE001 - the way below writes it or says what is wrong
+                pass
+        ws = self._current[kind]
         try:
             record = self._enc[kind](value)
             buf = BytesIO()
@@ -204,6 +226,14 @@ class Codec:
         return buf.getvalue()
 
     def _decode(self, kind: str, data: bytes) -> Any:
+        fast = self._fast_dec.get(kind)
+        if fast is not None and type(data) is bytes and data.startswith(fast[0]):
+            try:
+                value, end = fast[1](data, _SO_HEADER_LEN)
+                if end == len(data):
+                    return value
+            except Exception:  # noqa: BLE001 - the way below reads it again and says what is wrong
+                pass
         reader = self._current[kind]
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CodecError(f"cannot decode {reader.name} from {type(data).__name__}: expected bytes")

@@ -1,30 +1,33 @@
-"""A faster event reader for bulk reads (``aion rebuild`` decodes every event of a topic).
+"""Compiled Avro readers: Avro binary straight to the model's dataclasses, in one pass.
 
-``Codec.decode_event`` reads the Avro body with fastavro into dicts, then converts the dicts to
-the model's dataclasses. Per event that costs two passes and fastavro's per-call set-up (its
-schema is re-walked on every call), which dominates a rebuild. :func:`event_reader` compiles
-the codec's *current* event schema once into plain Python functions that read the Avro binary
-body straight into the model's dataclasses in one pass.
+fastavro's ``schemaless_reader`` reads the Avro body into dicts, which ``_convert.py`` then turns
+into the model's dataclasses. Per record that costs two passes and fastavro's per-call set-up
+(its schema is re-walked on every call), which dominated a rebuild (``aion rebuild`` decodes
+every event of a topic) and is a twentieth of the engine's CPU per workflow on its command path.
+:func:`compile_reader` compiles a *current* schema once into plain Python functions that read
+the Avro binary body straight into the model's dataclasses.
 
-Only the common case takes the fast path: Avro single-object encoding with the current event
-schema's fingerprint. Anything else (an older writer schema, the Schema Registry framing, and
-any record the fast path cannot read completely) is handed to ``Codec.decode_event``, so the
+``Codec`` takes this path for the common case only: Avro single-object encoding with the
+current schema's fingerprint. Anything else (an older writer schema, the Schema Registry
+framing, and any record the fast path cannot read completely) is read the slow way, so the
 results and the errors are exactly the codec's.
 """
 
 from __future__ import annotations
 
-import json
 import struct
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aion import model
 from aion.model import Event
 
-from ._codec import _SO_HEADER_LEN, SINGLE_OBJECT_MARKER, Codec
-from ._schemas import _strip_logical_types
+if TYPE_CHECKING:
+    from ._codec import Codec
 
-__all__ = ["event_reader"]
+__all__ = ["compile_reader", "event_reader"]
+
+#: ``read(data, position) -> (value, position after it)``
+Reader = Callable[[bytes, int], tuple[Any, int]]
 
 
 class _Unsupported(Exception):
@@ -188,32 +191,31 @@ class _Compiler:
         out.append(f"{ind}else: raise IndexError('union index out of range')")
 
 
-def event_reader(codec: Codec) -> Callable[[bytes], Event]:
-    """A function that decodes an event record exactly as ``codec.decode_event`` does, faster
-    (see the module docs). Falls back to ``codec.decode_event`` for everything it does not
-    read itself, so its errors are the codec's."""
-    slow = codec.decode_event
-    ws = codec._current["event"]
+def compile_reader(schema: dict[str, Any], *, unwrap: bool = False) -> Reader | None:
+    """The reader of the record ``schema`` (a current schema, logical types stripped), or None
+    when the schema has a shape it does not compile. ``unwrap``: the record is a one-field
+    envelope (the task message's ``body``) and the value read is that field's."""
+    comp = _Compiler()
     try:
-        comp = _Compiler()
-        top = comp.record(_strip_logical_types(json.loads(ws.schema_json)))
-        exec("\n".join(comp.src), comp.ns)  # noqa: S102 - generated from our own schema
-        for table, funcs in comp.tables.items():
-            comp.ns[table] = tuple(comp.ns[f] for f in funcs)
-    except _Unsupported:
-        return slow
-    read_top: Callable[[bytes, int], tuple[Event, int]] = comp.ns[top]
-    header = SINGLE_OBJECT_MARKER + ws.fingerprint
-    start = _SO_HEADER_LEN
+        if unwrap:
+            (field,) = schema["fields"]
+            lines: list[str] = []
+            comp.value(field["type"], "v", lines, "    ")
+            comp.src.append("def _top(d, p):\n" + "\n".join(lines) + "\n    return v, p\n")
+            top = "_top"
+        else:
+            top = comp.record(schema)
+    except (_Unsupported, ValueError):
+        return None
+    exec("\n".join(comp.src), comp.ns)  # noqa: S102 - generated from our own schemas
+    for table, funcs in comp.tables.items():
+        comp.ns[table] = tuple(comp.ns[f] for f in funcs)
+    reader: Reader = comp.ns[top]
+    return reader
 
-    def read_event(data: bytes) -> Event:
-        if type(data) is bytes and data.startswith(header):
-            try:
-                ev, end = read_top(data, start)
-                if end == len(data):
-                    return ev
-            except Exception:  # noqa: BLE001 - the codec reads it again and says what is wrong
-                pass
-        return slow(data)
 
-    return read_event
+def event_reader(codec: "Codec") -> Callable[[bytes], Event]:
+    """A function that decodes an event record exactly as ``codec.decode_event`` does (the
+    rebuild's reader). The codec reads the current schema's records with a compiled reader
+    itself (see the module docs), so this is ``codec.decode_event``."""
+    return codec.decode_event

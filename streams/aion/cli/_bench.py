@@ -92,13 +92,23 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
               rebuild_events: int, timer_count: int, timer_load_rate: float, no_wheel: bool, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
     """Benchmark the engine against the Kafka floor on this broker.
 
-    SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, rolling, floor, or all (default).
+    SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, rolling, floor, or all
+    (default); and scale (not in all: about half an hour): one history, a list's first page and
+    a count among --rebuild-events workflows or events (1,000,000), and a continue-as-new cache
+    miss (aion.bench.scale).
     """
     from ..bench import SCENARIOS, BenchOptions
     from ..bench._runner import render_facts, render_table, run_bench_async
     from ._app import _run
 
     names = list(scenarios) or ["all"]
+    if "scale" in names:
+        from ..bench.scale import run as run_scale
+
+        if names != ["scale"]:
+            _fail("scale runs on its own: aion bench scale")
+        bootstrap_servers = bootstrap or _settings(ctx).bootstrap_servers
+        sys.exit(1 if run_scale(rebuild_events, max(runs, 5), bootstrap_servers) else 0)
     for n in names:
         if n != "all" and n not in SCENARIOS:
             _fail(f"unknown scenario {n!r}; choose from {', '.join(SCENARIOS)} or all")

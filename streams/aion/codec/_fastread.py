@@ -18,8 +18,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Callable
 
-from aion import model
 from aion.model import Event
+
+from ._compiling import RecordCompiler, Unsupported as _Unsupported
 
 if TYPE_CHECKING:
     from ._codec import Codec
@@ -30,8 +31,6 @@ __all__ = ["compile_reader", "event_reader"]
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
 
-class _Unsupported(Exception):
-    """The schema uses an Avro type this compiler does not handle (the codec decodes then)."""
 
 
 def _long_tail(d: bytes, p: int, b: int) -> tuple[int, int]:
@@ -60,36 +59,25 @@ def _size_tail(d: bytes, p: int, b: int) -> tuple[int, int]:
     return n, p
 
 
-class _Compiler:
+class _Compiler(RecordCompiler):
     """Generates one reader function per named record: ``_r<i>(d, p) -> (object, p)``."""
 
+    prefix = "_r"
+
     def __init__(self) -> None:
-        self.ns: dict[str, Any] = {
+        super().__init__({
             "_long_tail": _long_tail, "_size_tail": _size_tail, "_unpack_d": struct.Struct("<d").unpack_from,
             "_unpack_f": struct.Struct("<f").unpack_from,
-        }
-        self.funcs: dict[str, str] = {}  # record full name -> function name
+        })
         self.named: dict[str, Any] = {}  # record full name -> its schema
-        self.src: list[str] = []
         self.tables: dict[str, list[str]] = {}  # union table name -> reader function names
-        self._tmp = 0
-
-    def tmp(self) -> str:
-        self._tmp += 1
-        return f"_t{self._tmp}"
 
     def record(self, schema: dict[str, Any]) -> str:
         """The reader function of a record (compiled on first sight)."""
-        name = schema["name"]
-        if name in self.funcs:
-            return self.funcs[name]
-        cls = getattr(model, name.rsplit(".", 1)[1], None)
-        if not isinstance(cls, type):
-            raise _Unsupported(f"no model class for record {name}")
-        fn = f"_r{len(self.funcs)}"
-        self.funcs[name] = fn
-        self.named[name] = schema
-        self.ns[f"_C{fn}"] = cls
+        fn, new = self.begin_record(schema)
+        if not new:
+            return fn
+        self.named[schema["name"]] = schema
         lines: list[str] = []
         args: list[str] = []
         for f in schema["fields"]:
@@ -99,6 +87,11 @@ class _Compiler:
         body = "\n".join(lines)
         self.src.append(f"def {fn}(d, p):\n{body}\n    return _C{fn}({', '.join(args)}), p\n")
         return fn
+
+    def resolve_tables(self) -> None:
+        """After exec: each union table is the tuple of its members' readers."""
+        for table, funcs in self.tables.items():
+            self.ns[table] = tuple(self.ns[f] for f in funcs)
 
     def _long(self, v: str, out: list[str], ind: str) -> None:
         out.append(f"{ind}b = d[p]; p += 1")
@@ -195,22 +188,7 @@ def compile_reader(schema: dict[str, Any], *, unwrap: bool = False) -> Reader | 
     """The reader of the record ``schema`` (a current schema, logical types stripped), or None
     when the schema has a shape it does not compile. ``unwrap``: the record is a one-field
     envelope (the task message's ``body``) and the value read is that field's."""
-    comp = _Compiler()
-    try:
-        if unwrap:
-            (field,) = schema["fields"]
-            lines: list[str] = []
-            comp.value(field["type"], "v", lines, "    ")
-            comp.src.append("def _top(d, p):\n" + "\n".join(lines) + "\n    return v, p\n")
-            top = "_top"
-        else:
-            top = comp.record(schema)
-    except (_Unsupported, ValueError):
-        return None
-    exec("\n".join(comp.src), comp.ns)  # noqa: S102 - generated from our own schemas
-    for table, funcs in comp.tables.items():
-        comp.ns[table] = tuple(comp.ns[f] for f in funcs)
-    reader: Reader = comp.ns[top]
+    reader: Reader | None = _Compiler().compile(schema, unwrap, "v", "d, p", "\n    return v, p")
     return reader
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-from aion import model
+from ._compiling import RecordCompiler, Unsupported as _Unsupported
 
 __all__ = ["Writer", "record_writer"]
 
@@ -32,8 +32,6 @@ _SMALL = tuple(bytes([n << 1]) for n in range(64))
 _MIN_LONG, _MAX_LONG = -(1 << 63), (1 << 63) - 1
 
 
-class _Unsupported(Exception):
-    """The schema uses an Avro type this compiler does not handle (the codec writes then)."""
 
 
 def _long(n: int) -> bytes:
@@ -49,32 +47,21 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
-class _Compiler:
+class _Compiler(RecordCompiler):
     """Generates one writer per named record: ``_w<i>(o, a)`` appends ``o``'s encoding with
     ``a`` (a list's ``append``)."""
 
-    def __init__(self) -> None:
-        self.ns: dict[str, Any] = {"_long": _long, "_S": _SMALL, "_pack_d": struct.Struct("<d").pack,
-                                   "_pack_f": struct.Struct("<f").pack}
-        self.funcs: dict[str, str] = {}  # record full name -> function name
-        self.src: list[str] = []
-        self._tmp = 0
+    prefix = "_w"
 
-    def tmp(self) -> str:
-        self._tmp += 1
-        return f"_t{self._tmp}"
+    def __init__(self) -> None:
+        super().__init__({"_long": _long, "_S": _SMALL, "_pack_d": struct.Struct("<d").pack,
+                          "_pack_f": struct.Struct("<f").pack})
 
     def record(self, schema: dict[str, Any]) -> str:
         """The writer function of a record (compiled on first sight)."""
-        name = schema["name"]
-        if name in self.funcs:
-            return self.funcs[name]
-        cls = getattr(model, name.rsplit(".", 1)[1], None)
-        if not isinstance(cls, type):
-            raise _Unsupported(f"no model class for record {name}")
-        fn = f"_w{len(self.funcs)}"
-        self.funcs[name] = fn
-        self.ns[f"_C{fn}"] = cls
+        fn, new = self.begin_record(schema)
+        if not new:
+            return fn
         lines: list[str] = []
         for f in schema["fields"]:
             v = self.tmp()
@@ -178,19 +165,5 @@ def record_writer(schema: dict[str, Any], *, unwrap: bool = False) -> Writer | N
     record ``schema`` (a current schema, logical types stripped), or None when the schema has
     a shape it does not compile. ``unwrap``: the record is a one-field envelope (the task
     message's ``body``) and the value is that field's."""
-    comp = _Compiler()
-    try:
-        if unwrap:
-            (field,) = schema["fields"]
-            lines: list[str] = []
-            comp.value(field["type"], "o", lines, "    ")
-            comp.src.append("def _top(o, a):\n" + "\n".join(lines) + "\n")
-            top = "_top"
-        else:
-            top = comp.record(schema)
-    except (_Unsupported, ValueError):
-        return None
-    exec("\n".join(comp.src), comp.ns)  # noqa: S102 - generated from our own schemas
-    comp.resolve_tables()
-    writer: Writer = comp.ns[top]
+    writer: Writer | None = _Compiler().compile(schema, unwrap, "o", "o, a", "")
     return writer

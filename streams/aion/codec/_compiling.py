@@ -9,7 +9,7 @@ from typing import Any
 from aion import model
 
 
-class Unsupported(Exception):
+class _Unsupported(Exception):
     """The schema uses an Avro type the compilers do not handle (the codec's slow way is used)."""
 
 
@@ -39,7 +39,7 @@ class RecordCompiler:
             return self.funcs[name], False
         cls = getattr(model, name.rsplit(".", 1)[1], None)
         if not isinstance(cls, type):
-            raise Unsupported(f"no model class for record {name}")
+            raise _Unsupported(f"no model class for record {name}")
         fn = f"{self.prefix}{len(self.funcs)}"
         self.funcs[name] = fn
         self.ns[f"_C{fn}"] = cls
@@ -66,7 +66,7 @@ class RecordCompiler:
                 top = "_top"
             else:
                 top = self.record(schema)
-        except (Unsupported, ValueError):
+        except (_Unsupported, ValueError):
             return None
         exec("\n".join(self.src), self.ns)  # noqa: S102 - generated from our own schemas
         self.resolve_tables()

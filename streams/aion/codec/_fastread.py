@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from aion.model import Event
 
-from ._compiling import RecordCompiler, Unsupported as _Unsupported
+from ._compiling import RecordCompiler, _Unsupported
 
 if TYPE_CHECKING:
     from ._codec import Codec

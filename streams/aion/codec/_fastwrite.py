@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-from ._compiling import RecordCompiler, Unsupported as _Unsupported
+from ._compiling import RecordCompiler, _Unsupported
 
 __all__ = ["Writer", "record_writer"]
 

@@ -32,7 +32,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterator
 
 from confluent_kafka import Producer
 
@@ -49,25 +50,32 @@ DAY_MS = 86_400_000
 STATUSES = ["COMPLETED"] * 14 + ["FAILED"] * 4 + ["RUNNING"]  # 5 % running
 
 
-def fill(settings: Settings, n: int, types: int, seed: int = 1) -> dict[str, int]:
-    """``n`` visibility rows on the ``workflows`` changelog; returns how many rows per (status, type)."""
+def rows_of(n: int, types: int, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """``n`` visibility rows as the engine writes them: ``types`` workflow types, 5 % RUNNING,
+    the rest closed, start times over the last 30 days."""
     rnd = random.Random(seed)
-    topic = workflows_changelog(settings.topic_prefix)
-    p = Producer({**settings.confluent_config(), "linger.ms": 50, "compression.type": "lz4",
-                  "queue.buffering.max.messages": 500_000})
     now = int(time.time() * 1000)
-    counts: dict[str, int] = {}
     for i in range(n):
-        wid = f"vis-{i:08d}"
         status = rnd.choice(STATUSES)
         wf_type = f"Type{rnd.randrange(types)}"
         started = now - 30 * DAY_MS + rnd.randrange(30 * DAY_MS)
-        row = {"workflow_id": wid, "workflow_type": wf_type, "run_id": uuid.UUID(int=rnd.getrandbits(128)).hex,
-               "status": status, "history_length": 11, "started_at_ms": started,
-               "closed_at_ms": None if status == "RUNNING" else started + 60_000, "task_queue": "default",
-               "search_attributes": {"Customer": f"c-{rnd.randrange(100_000)}"}, "search_attribute_types": {},
-               "code_version": ""}
-        counts[f"{status}/{wf_type}"] = counts.get(f"{status}/{wf_type}", 0) + 1
+        yield {"workflow_id": f"vis-{i:08d}", "workflow_type": wf_type,
+               "run_id": uuid.UUID(int=rnd.getrandbits(128)).hex, "status": status, "history_length": 11,
+               "started_at_ms": started, "closed_at_ms": None if status == "RUNNING" else started + 60_000,
+               "task_queue": "default", "search_attributes": {"Customer": f"c-{rnd.randrange(100_000)}"},
+               "search_attribute_types": {}, "code_version": ""}
+
+
+def fill(settings: Settings, n: int, types: int) -> dict[str, int]:
+    """:func:`rows_of` on the ``workflows`` changelog, each on its workflow's partition; returns
+    how many rows per (status, type)."""
+    topic = workflows_changelog(settings.topic_prefix)
+    p = Producer({**settings.confluent_config(), "linger.ms": 50, "compression.type": "lz4",
+                  "queue.buffering.max.messages": 500_000})
+    counts: dict[str, int] = {}
+    for row in rows_of(n, types):
+        wid, kind = row["workflow_id"], f"{row['status']}/{row['workflow_type']}"
+        counts[kind] = counts.get(kind, 0) + 1
         while True:
             try:
                 p.produce(topic, key=wid.encode(), value=json.dumps(row).encode(),
@@ -123,42 +131,24 @@ async def measure(settings: Settings, engine_pid: int, expected_running: int, re
         await client.close()
 
 
-def rows_of(n: int, types: int, seed: int = 1) -> Any:
-    """The rows :func:`fill` writes, as (key, value) pairs, and the count per (status, type)."""
-    rnd = random.Random(seed)
-    now = int(time.time() * 1000)
-    for i in range(n):
-        wid = f"vis-{i:08d}"
-        status = rnd.choice(STATUSES)
-        started = now - 30 * DAY_MS + rnd.randrange(30 * DAY_MS)
-        yield wid.encode(), json.dumps({
-            "workflow_id": wid, "workflow_type": f"Type{rnd.randrange(types)}",
-            "run_id": uuid.UUID(int=rnd.getrandbits(128)).hex, "status": status, "history_length": 11,
-            "started_at_ms": started, "closed_at_ms": None if status == "RUNNING" else started + 60_000,
-            "task_queue": "default", "search_attributes": {"Customer": f"c-{rnd.randrange(100_000)}"},
-            "search_attribute_types": {}, "code_version": ""}).encode()
-
-
 def in_process(n: int, types: int, page: int, repeats: int) -> dict[str, Any]:
     """The engine's side of each answer (CPU ms, median of ``repeats``) over ``n`` rows in RocksDB."""
     import tracemalloc
 
     from faust.stores.rocksdb import RocksDBOptions
 
+    from ..engine._store import scan_items
     from ..engine._visibility_index import VisibilityIndex
     from ..model import Payload
 
     folder = Path(tempfile.mkdtemp(prefix="aion-bench-visibility-"))
     db = RocksDBOptions(use_rocksdict=True).open(folder / "workflows")
-    for key, value in rows_of(n, types):
-        db.put(key, value)
+    for row in rows_of(n, types):
+        db.put(row["workflow_id"].encode(), json.dumps(row).encode())
+    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=lambda partition: db))  # what scan_items reads
 
-    def scan() -> Any:
-        it = db.iter()
-        it.seek_to_first()
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
+    def scan() -> Iterator[tuple[bytes, bytes]]:
+        return scan_items(table, 0)
 
     tracemalloc.start()  # the memory of an index (built once under tracing: slower)
     traced = VisibilityIndex(lambda p: db, lambda p: scan())

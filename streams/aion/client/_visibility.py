@@ -22,7 +22,9 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from ..common.settings import Settings
-from ..common.visibility import LIST_QUERY, ListRequest, WorkflowSummary, partition_address, summary_from_row
+from ..common.visibility import (
+    LIST_QUERY, MAX_LIMIT, ListRequest, WorkflowSummary, partition_address, summary_from_row,
+)
 from ..model import Payload, QueryWorkflow
 
 log = logging.getLogger("aion.client")
@@ -132,7 +134,7 @@ class ServedLists:
             if reply.failure is not None and reply.failure.type == "VisibilityIndexNotReady":
                 await asyncio.sleep(0.05)
                 continue
-            if reply.failure is not None and reply.failure.type == "QueryError" and "bad list request" in reply.failure.message:
+            if reply.failure is not None and reply.failure.type == "InvalidArgumentError":
                 raise ValueError(reply.failure.message)  # this client's request: a bug, not a reason to read the log
             return None  # e.g. an engine that predates the list query: read the changelog
 
@@ -141,7 +143,7 @@ class ServedLists:
         """The rows ``req`` selects, by start time (the first ``limit``), or None (class docs)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        per_page = min(limit, 10_000) if limit is not None else PAGE_ROWS
+        per_page = min(limit, MAX_LIMIT) if limit is not None else PAGE_ROWS
         parts = range(self.partitions)
         buffered: dict[int, deque[WorkflowSummary]] = {p: deque() for p in parts}
         nxt: dict[int, Any] = {}

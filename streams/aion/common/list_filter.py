@@ -181,24 +181,22 @@ class _Parser:
         return pred, hints
 
     def _or(self) -> tuple[Predicate, Hints]:
-        pred, hints = self._and()
-        parts = [pred]
-        while self._is("kw", "OR"):
-            self.i += 1
-            p, h = self._and()
-            parts.append(p)
-            hints = hints.either(h)
-        return (parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))), hints
+        return self._joined("OR", self._and, Hints.either, any)
 
     def _and(self) -> tuple[Predicate, Hints]:
-        pred, hints = self._condition()
+        return self._joined("AND", self._condition, Hints.both, all)
+
+    def _joined(self, keyword: str, part: Callable[[], tuple[Predicate, Hints]],
+                join: Callable[[Hints, Hints], Hints], quantifier: Callable[[Any], bool]) -> tuple[Predicate, Hints]:
+        """``part (keyword part)*``: its predicate (``any``/``all`` of the parts') and hints."""
+        pred, hints = part()
         parts = [pred]
-        while self._is("kw", "AND"):
+        while self._is("kw", keyword):
             self.i += 1
-            p, h = self._condition()
+            p, h = part()
             parts.append(p)
-            hints = hints.both(h)
-        return (parts[0] if len(parts) == 1 else (lambda r: all(p(r) for p in parts))), hints
+            hints = join(hints, h)
+        return (parts[0] if len(parts) == 1 else (lambda r: quantifier(p(r) for p in parts))), hints
 
     def _condition(self) -> tuple[Predicate, Hints]:
         if self._is("op", "("):

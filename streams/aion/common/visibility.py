@@ -35,6 +35,8 @@ __all__ = ["LIST_QUERY", "ListRequest", "WorkflowSummary", "encode_any", "summar
 LIST_QUERY = "__aion.list"
 #: Rows an engine reads (and decodes) at most per answer: keeps each answer's step short.
 SCAN_BUDGET = 1000
+#: Most rows one answer holds (a client asks for at most this many per page).
+MAX_LIMIT = 10_000
 #: Most row bytes per answer (a reply stays well under Kafka's default 1 MiB record limit).
 MAX_PAGE_BYTES = 512 * 1024
 
@@ -216,4 +218,4 @@ def partition_address(partition: int, partitions: int) -> str:
     raise ValueError(f"no workflow id found for partition {partition} of {partitions}")  # pragma: no cover
 
 
-__all__ += ["ListFilterError", "MAX_MS", "NO_START", "SCAN_BUDGET", "MAX_PAGE_BYTES"]
+__all__ += ["ListFilterError", "MAX_LIMIT", "MAX_MS", "NO_START", "SCAN_BUDGET", "MAX_PAGE_BYTES"]

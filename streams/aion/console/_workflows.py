@@ -90,8 +90,8 @@ def filters_of(q: Any) -> ListFilters:
                        size=min(_int(q.get("size", ""), PAGE_SIZES[0], "page size"), 1000))
 
 
-async def matching(request: web.Request, f: ListFilters, upto: int | None = None) -> tuple[list[WorkflowSummary], int]:
-    """The first ``upto`` workflows the filters select (all without it), newest first, and how
+async def matching(request: web.Request, f: ListFilters, upto: int) -> tuple[list[WorkflowSummary], int]:
+    """The first ``upto`` workflows the filters select, newest first, and how
     many match in all (``client.list_workflows`` and ``count_workflows``: the engines answer
     both from their index, so a page costs the rows up to it, not every workflow)."""
     client = console_of(request).client
@@ -100,7 +100,7 @@ async def matching(request: web.Request, f: ListFilters, upto: int | None = None
         started_after=_when(f.after, "started after"), started_before=_when(f.before, "started before"),
         search_attributes=_attrs(f.attrs) or None)
     rows = await client.list_workflows(f.query or None, limit=upto, newest_first=True, **filters)
-    total = len(rows) if upto is None or len(rows) < upto else await client.count_workflows(f.query or None, **filters)
+    total = len(rows) if len(rows) < upto else await client.count_workflows(f.query or None, **filters)
     return rows, total
 
 

@@ -725,8 +725,8 @@ class Engine:
             return Reply(cmd.command_id, cmd.workflow_id, "QUERY", result=self.visibility.answer(partition, body.args))
         except VisibilityIndexNotReady as exc:
             failure = Failure(type="VisibilityIndexNotReady", message=str(exc))
-        except ValueError as exc:
-            failure = Failure(type="QueryError", message=str(exc))
+        except ValueError as exc:  # a malformed request: its sender's bug, not a reason to read the log
+            failure = Failure(type="InvalidArgumentError", message=str(exc))
         return Reply(cmd.command_id, cmd.workflow_id, "ERROR", failure=failure)
 
     def _refuse_invalid(self, work: _Work, offset: int, rkey: bytes | None, raw: bytes, cmd: Command,

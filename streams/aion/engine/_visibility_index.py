@@ -32,15 +32,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from sortedcontainers import SortedList  # type: ignore[import-untyped]  # no stubs
 
 from ..common.list_filter import Hints
-from ..common.visibility import MAX_PAGE_BYTES, NO_START, SCAN_BUDGET, ListRequest, summary_from_row
+from ..common.visibility import MAX_LIMIT, MAX_PAGE_BYTES, NO_START, SCAN_BUDGET, ListRequest, summary_from_row
 from ..exceptions import AionError
 from ..model import Payload
 
 log = logging.getLogger("aion.engine.visibility")
 
 JSON = "application/json"
-#: Most rows one answer holds (a client asks for fewer).
-MAX_LIMIT = 10_000
 
 Entry = tuple[int, str]  # (start time or NO_START, workflow id)
 BucketKey = tuple[str | None, str | None]  # (status upper-cased, workflow type)
@@ -86,12 +84,12 @@ class PartitionIndex:
         return self._keys.setdefault(k, k)
 
     def load(self, entries: list[tuple[str, BucketKey, int]]) -> None:
-        """Many rows at once (a build): each bucket sorted once, not row by row."""
+        """Many rows at once (a build; keys from :meth:`key`): each bucket sorted once, not row
+        by row."""
         new: dict[BucketKey, list[Entry]] = {}
         for wid, key, started in entries:
             if wid in self.facts:
                 self._unbucket(wid, self.facts[wid])
-            key = self._keys.setdefault(key, key)
             self.facts[wid] = (key, started)
             new.setdefault(key, []).append((started, wid))
         for key, items in new.items():
@@ -169,7 +167,7 @@ class VisibilityIndex:
         #: partition -> workflow ids committed while its scan runs (the scan's copy is older)
         self._building: dict[int, set[str]] = {}
         #: partition -> (its index, the changelog offset the index reflects), after a rebalance
-        self._parked: dict[int, tuple[PartitionIndex, int | None]] = {}
+        self._parked: dict[int, tuple[PartitionIndex, int]] = {}
         self.stats = {"builds": 0, "reused": 0, "answers": 0, "rows_read": 0}
 
     def ready(self, partition: int) -> bool:
@@ -178,15 +176,21 @@ class VisibilityIndex:
     # ------------------------------------------------------------------ upkeep
     def committed(self, partition: int, records: Iterable[Sequence[Any]]) -> None:
         """The engine committed these ``workflows`` row records (topic, key, value, ...)."""
+        self._apply(partition, ((rec[1].decode(), rec[2]) for rec in records))
+
+    def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
+        """These workflows' rows left the partition (retired)."""
+        self._apply(partition, ((wid, None) for wid in workflow_ids))
+
+    def _apply(self, partition: int, rows: Iterable[tuple[str, bytes | None]]) -> None:
+        """Rows that changed (a value) or went (None), newer than any copy a running scan has."""
         idx = self.parts.get(partition)
         if idx is None:
             return
         dirty = self._building.get(partition)
-        for rec in records:
-            wid = rec[1].decode()
+        for wid, value in rows:
             if dirty is not None:
                 dirty.add(wid)
-            value = rec[2]
             if value is None:
                 idx.remove(wid)
                 continue
@@ -195,17 +199,6 @@ class VisibilityIndex:
             except (ValueError, TypeError, AttributeError):
                 log.warning("partition %d: workflows row of %r is not JSON; left out of the index", partition, wid)
                 idx.remove(wid)
-
-    def forget(self, partition: int, workflow_ids: Iterable[str]) -> None:
-        """These workflows' rows left the partition (retired)."""
-        idx = self.parts.get(partition)
-        if idx is None:
-            return
-        dirty = self._building.get(partition)
-        for wid in workflow_ids:
-            idx.remove(wid)
-            if dirty is not None:
-                dirty.add(wid)
 
     def drop(self, partitions: Iterable[int], offsets: Callable[[int], int | None] | None = None) -> None:
         """These partitions stop being processed here. With ``offsets`` (the changelog offset

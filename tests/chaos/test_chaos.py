@@ -159,6 +159,8 @@ class Stats:
     broker_skipped: str = ""
     activity_kills: list[dict[str, Any]] = field(default_factory=list)
     session_timeout: float = 0.0
+    #: When the last engine worker was stopped before the tables were compared (ms since the epoch).
+    last_stopped_ms: int = 0
     #: workflow id -> when its start was first sent (monotonic)
     sent: dict[str, float] = field(default_factory=dict)
     #: The test's own broker while this test has it stopped (not started again yet).
@@ -591,6 +593,7 @@ async def test_chaos(chaos_broker: tuple[str, OwnBroker | OwnCluster | None, str
             f"the last engine worker {last.name} did not take over every partition within 90s "
             f"(probe workflows {sorted(set(probes) - follower.closed())} open)\n{cluster.logs()}")
         last.stop()
+        stats.last_stopped_ms = int(time.time() * 1000)
         for a in cluster.alive("activities"):
             a.stop()
         stats.say(f"{last.name} took over all {PARTITIONS} partitions and stopped; checking")
@@ -601,6 +604,8 @@ async def test_chaos(chaos_broker: tuple[str, OwnBroker | OwnCluster | None, str
                                  strict_recorded_at=True, lost_timer_grace_ms=LOST_TIMER_GRACE_MS)
         dlq = _dead_letters(settings)
         tables = _compare_tables(settings, last.data_dir, log, reused=last.data_dir in reused_dirs)
+        if tables["problems"]:
+            stats.say(f"the last engine worker stopped at {stats.last_stopped_ms} ms since the epoch")
         _print_summary(stats, report, follower, cluster, tables, dlq, time.monotonic() - t_begin)
 
         assert not log.undecided, (f"transactions still open when the events topic was read (partition: "
@@ -750,10 +755,64 @@ def _compare_tables(settings: Settings, data_dir: Path | None, log: Any, reused:
                         and new.get(k[:k.rfind(b"\x00") + 1]) == b"X":
                     out["known"].append(f"leaked (a timer's row beside its run's closed marker): {row}")
                 else:
-                    out["problems"].append(row)
+                    out["problems"].append(row + _row_trail(settings, d.table, part, k, log))
     if os.environ.get("AION_CHAOS_STRICT_TABLES") == "1":
         out["problems"].extend(out["known"])
     return out
+
+
+def _row_trail(settings: Settings, table: str, partition: int, key: bytes, log: Any) -> str:
+    """What explains one differing row: the key's records on the table's changelog in offset
+    order (and, for a ``timers`` time row, its index row's), and the events of its workflow."""
+    from aion.engine._timers import INDEX_PREFIX, TIME_END, parse_ident
+
+    keys = [key]
+    wid = None
+    if table == "timers" and key < TIME_END:
+        keys.append(INDEX_PREFIX + key[8:])
+        wid = parse_ident(key[8:])[0]
+    elif table == "timer_terminal":
+        wid = key.split(b"\x00", 1)[0].decode()
+    trail = _changelog_trail(settings, table, partition, set(keys))
+    lines = [f"\n  changelog of {k!r}: " + (", ".join(f"@{o} {v!r}" for o, v in trail.get(k, [])) or "no record")
+             for k in keys]
+    if wid is not None:
+        evs = [r.event for r in log.records if r.event is not None and r.event.workflow_id == wid]
+        lines.append(f"\n  events of {wid!r}: " + ", ".join(
+            f"{e.seq} {type(e.body).__name__}{'(' + str(getattr(e.body, 'timer_id')) + ')' if hasattr(e.body, 'timer_id') else ''}"
+            f"@{e.recorded_at_ms}" for e in evs))
+    return "".join(lines)
+
+
+def _changelog_trail(settings: Settings, table: str, partition: int, keys: set[bytes]) -> dict[bytes, list[tuple[int, bytes | None]]]:
+    """The records of ``keys`` on one partition of an engine table's changelog, in offset order
+    (committed ones only)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    topic = f"{settings.topic_prefix}-engine-{table}-changelog"
+    c = Consumer({**settings.confluent_config(), "group.id": f"chaos-trail-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                  "isolation.level": "read_committed"})
+    out: dict[bytes, list[tuple[int, bytes | None]]] = {}
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if hi <= lo:
+            return out
+        c.assign([TopicPartition(topic, partition, lo)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    break
+                continue
+            if m.key() in keys:
+                out.setdefault(m.key(), []).append((m.offset(), m.value()))
+        return out
+    finally:
+        c.close()
 
 
 def _changelog_values(settings: Settings, table: str) -> dict[int, dict[bytes, set[bytes | None]]]:

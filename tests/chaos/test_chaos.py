@@ -781,6 +781,11 @@ def _row_trail(settings: Settings, table: str, partition: int, key: bytes, log: 
         lines.append(f"\n  events of {wid!r}: " + ", ".join(
             f"{e.seq} {type(e.body).__name__}{'(' + str(getattr(e.body, 'timer_id')) + ')' if hasattr(e.body, 'timer_id') else ''}"
             f"@{e.recorded_at_ms}" for e in evs))
+        data_dir = settings.data_dir
+        for f in sorted(Path(data_dir).glob("engine*.log")) if data_dir is not None else []:
+            said = [line for line in f.read_text(errors="replace").splitlines() if wid in line]
+            if said:
+                lines.append(f"\n  {f.name} says of {wid!r}:\n    " + "\n    ".join(said[-20:]))
     return "".join(lines)
 
 

@@ -178,7 +178,8 @@ class TimerWheel:
         self.lag = LagHistogram()
         self.send_lag = LagHistogram()
         self.stats: dict[str, Any] = {
-            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "loaded": 0, "held_back": 0,
+            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "drop_missed": 0, "loaded": 0,
+            "held_back": 0,
             "tick_max_block_ms": 0.0, "tick_max_block_cpu_ms": 0.0,
         }
         self._cpu0 = 0.0
@@ -266,10 +267,22 @@ class TimerWheel:
             elif isinstance(eff, fx.DropTimer):
                 part = self._part(partition)
                 if part is None:
+                    if eff.timer_id.isdigit():
+                        log.warning("partition %d is revoked: the drop of timer %s of workflow %r (run %s) is not "
+                                    "staged", partition, eff.timer_id, eff.workflow_id, eff.run_id)
                     continue
                 out = []
                 if part.drop(ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out):
                     self.stats["disarmed"] += 1
+                elif eff.timer_id.isdigit():
+                    # A workflow's own timer is dropped once, when it is cancelled or its run
+                    # closes while it is armed: its row should be there (in memory if near, else
+                    # indexed) unless the window is not loaded yet (a near row has no index row).
+                    self.stats["drop_missed"] += 1
+                    (log.warning if part.loaded_upto is not None else log.info)(
+                        "partition %d: the drop of timer %s of workflow %r (run %s) found no row (window %s)",
+                        partition, eff.timer_id, eff.workflow_id, eff.run_id,
+                        "loaded" if part.loaded_upto is not None else "not loaded yet")
                 writes.extend((self.timers, partition, w) for w in out)
         if self._queued:
             writes.extend(self._queued)

@@ -56,7 +56,7 @@ def activity_flow(wid: str = "wf", result: str = "done") -> list[Event]:
         ev(4, ActivityFailed("1", 1, Failure("Flaky", "no"), will_retry=True, retry_at_ms=2000), wid=wid),
         ev(5, ActivityStarted("1", 2), wid=wid),
         ev(6, ActivityCompleted("1", 2, P(result)), wid=wid),
-        ev(7, TimerStarted("1", 3000, 200), wid=wid, cmd=f"{wid}-c6"),
+        ev(7, TimerStarted("1", 1008, 1), wid=wid, cmd=f"{wid}-c6"),
         ev(8, TimerFired("1"), wid=wid),
         ev(9, WorkflowCompleted(P(result)), wid=wid, cmd=f"{wid}-c8"),
     ]
@@ -143,6 +143,13 @@ def test_timers_end_exactly_once(extra: object, why: str) -> None:
     events.append(ev(9, extra))
     events.append(ev(10, WorkflowCompleted(P("done"))))
     assert invariants(check(events)) == ["timer"], why
+
+
+def test_a_timer_that_fired_before_its_due_time() -> None:
+    events = activity_flow()
+    events[6] = ev(7, TimerStarted("1", 1009, 2), cmd="wf-c6")  # due 1009, fired at 1008
+    report = check(events)
+    assert invariants(report) == ["timer"] and "fired 1 ms early" in report.violations[0].message
 
 
 def test_a_pending_timer_of_a_closed_run_needs_no_event() -> None:

@@ -13,7 +13,7 @@ One batch at a time (group commit):
    other workflows, replies, dead letters — and the partition's intake position (the next
    command offset, a row of the ``progress`` table: ``_progress.py``).
    It commits whole or not at all; only then are the events and rows written to the local
-   RocksDB tables (timer rows are written before, journaled, and put back on an abort).
+   RocksDB tables (timer rows too: until then they are pending, seen by the wheel's reads only).
 
 **Single writer.** Each partition's producer is fenced in when the partition is assigned, and
 before its tables are restored (``_store.CaughtUpTable``): a worker that stalled and lost the
@@ -169,7 +169,7 @@ class Engine:
                       "run_loads": 0, "full_loads": 0, "loaded_events": 0}
         self._forward_logged_at = -1e9
         #: One lock per commands partition: a partition's batches, timer fires and retirements
-        #: take turns (its transactions and journaled rows never interleave); partitions run side
+        #: take turns (its transactions and pending timer rows never interleave); partitions run side
         #: by side. A rebalance takes them all.
         self._locks = [asyncio.Lock() for _ in range(n)]
         self._pending: dict[int, deque[CommandRecord]] = {}
@@ -826,7 +826,7 @@ class Engine:
 
     async def _assemble(self, work: _Work) -> None:
         """The records of the partition's transaction, in order: events, visibility rows, timer
-        and terminal rows (staged in the local tables, journaled), effects, dead letters."""
+        and terminal rows (staged as pending writes, in RocksDB after the commit), effects, dead letters."""
         p = work.partition
         events_topic = self.names.events
         encode_key, encode_event = self.codec.encode_event_key, self.codec.encode_event

@@ -4,8 +4,9 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
 (storage and window logic per partition: ``_timers.py``).
 
 - **Arm / disarm.** ``stage()`` turns a batch's ``ScheduleTimer`` / ``DropTimer`` effects into
-  rows of the ``timers`` table: written locally (journaled) and returned as changelog records
-  that go in the batch's transaction; an aborted transaction puts the local rows back
+  rows of the ``timers`` table: pending (:class:`Pending`: seen by the wheel's reads, not yet in
+  RocksDB) and returned as changelog records that go in the batch's transaction; they reach the
+  local table once it has committed (``committed``), an aborted one's are forgotten
   (``rolled_back``). A timer due within the window (``WINDOW_MS``) also goes into memory at
   once; later ones only into the table, with an index row so a ``DropTimer`` finds them.
 - **The window.** The loop loads rows due before ``now + WINDOW_MS`` from the table in slices
@@ -64,7 +65,7 @@ class TimerOutput(Protocol):
 
     def lock_for(self, partition: int) -> asyncio.Lock:
         """Held while the wheel stages and writes for ``partition``: no batch of the partition
-        interleaves with its journaled local writes."""
+        interleaves with its pending local writes."""
         ...
 
     def owned(self) -> set[int]:
@@ -80,54 +81,145 @@ class TimerOutput(Protocol):
         ...
 
 
-class Journal:
-    """Undo records of local table writes not yet in a committed transaction, per partition:
-    an aborted transaction's rows are put back as they were (the local tables never hold what
-    the log does not)."""
+class Pending:
+    """Local table writes of transactions not yet committed, per partition: they reach RocksDB
+    only once their transaction has committed (:meth:`apply`), and an aborted transaction's are
+    forgotten (:meth:`discard`). So the local tables never hold what the log does not — even
+    across a ``kill -9`` between a batch's staging and its commit, after which another worker
+    may reuse the data folder (rows written before the commit and never put back were found in
+    reused folders by the chaos test: stale timer rows that could fire a re-armed timer at its
+    aborted time). Reads through :class:`PendingDB` see the pending writes over the table."""
 
     def __init__(self) -> None:
-        self._undo: dict[int, list[tuple[Any, bytes, bytes | None]]] = {}
+        #: partition -> id(db) -> (db, key -> value or None for a deletion)
+        self._writes: dict[int, dict[int, tuple[Any, dict[bytes, bytes | None]]]] = {}
 
-    def record(self, partition: int, db: Any, key: bytes) -> None:
-        self._undo.setdefault(partition, []).append((db, key, db.get(key)))
+    def overlay(self, partition: int, db: Any) -> dict[bytes, bytes | None]:
+        per_db = self._writes.setdefault(partition, {})
+        entry = per_db.get(id(db))
+        if entry is None:
+            entry = per_db[id(db)] = (db, {})
+        return entry[1]
 
-    def forget(self, partition: int) -> None:
-        self._undo.pop(partition, None)
+    def apply(self, partition: int) -> int:
+        """The partition's transaction committed: its writes go to RocksDB (one atomic write
+        batch per table). Returns the number of rows written."""
+        import rocksdict
 
-    def rollback(self, partition: int) -> int:
-        undo = self._undo.pop(partition, [])
-        for db, key, old in reversed(undo):
-            if old is None:
-                db.delete(key)
-            else:
-                db.put(key, old)
-        return len(undo)
+        n = 0
+        for db, rows in self._writes.pop(partition, {}).values():
+            if not rows:
+                continue
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in rows.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            db.write(batch)
+            n += len(rows)
+        return n
+
+    def discard(self, partition: int) -> int:
+        """The partition's transaction did not commit: its writes are forgotten."""
+        return sum(len(rows) for _db, rows in self._writes.pop(partition, {}).values())
 
 
-class JournaledDB:
-    """A partition's rocksdict database whose writes are journaled (see :class:`Journal`)."""
+class PendingDB:
+    """A partition's rocksdict database (raw mode) seen with its pending writes on top
+    (see :class:`Pending`): reads see them, writes join them."""
 
-    __slots__ = ("db", "partition", "journal")
+    __slots__ = ("db", "partition", "pending")
 
-    def __init__(self, db: Any, partition: int, journal: Journal) -> None:
-        self.db, self.partition, self.journal = db, partition, journal
+    def __init__(self, db: Any, partition: int, pending: Pending) -> None:
+        self.db, self.partition, self.pending = db, partition, pending
+
+    def _rows(self) -> dict[bytes, bytes | None]:
+        # Looked up each time: a commit or an abort ends the partition's pending set.
+        return self.pending.overlay(self.partition, self.db)
 
     def get(self, key: bytes) -> bytes | None:
-        return self.db.get(key)
+        rows = self._rows()
+        if key in rows:
+            return rows[key]
+        value: bytes | None = self.db.get(key)
+        return value
 
     def put(self, key: bytes, value: bytes) -> None:
-        self.journal.record(self.partition, self.db, key)
-        self.db.put(key, value)
+        self._rows()[key] = value
 
     def delete(self, key: bytes) -> None:
-        self.journal.record(self.partition, self.db, key)
-        self.db.delete(key)
+        self._rows()[key] = None
 
     def iter(self) -> Any:
-        return self.db.iter()
+        it = self.db.iter()
+        rows = self._rows()
+        return _MergedIter(it, rows) if rows else it
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.db, name)
+
+class _MergedIter:
+    """A rocksdict iterator (``seek``, ``valid``, ``key``, ``value``, ``next``) over a table
+    with pending writes on top: a pending value replaces the table's, a pending deletion hides
+    it, a pending new key appears in its place."""
+
+    __slots__ = ("_it", "_rows", "_keys", "_i", "_cur")
+
+    def __init__(self, it: Any, rows: dict[bytes, bytes | None]) -> None:
+        self._it, self._rows = it, rows
+        self._keys = sorted(rows)
+        self._i = 0
+        self._cur: tuple[bytes, bytes] | None = None
+
+    def seek(self, key: bytes) -> None:
+        from bisect import bisect_left
+
+        self._it.seek(key)
+        self._i = bisect_left(self._keys, key)
+        self._fetch()
+
+    def seek_to_first(self) -> None:
+        self._it.seek_to_first()
+        self._i = 0
+        self._fetch()
+
+    def _fetch(self) -> None:
+        it, rows, keys = self._it, self._rows, self._keys
+        while True:
+            dk: bytes | None = it.key() if it.valid() else None
+            ok = keys[self._i] if self._i < len(keys) else None
+            if dk is None and ok is None:
+                self._cur = None
+                return
+            if ok is None or (dk is not None and dk < ok):
+                assert dk is not None
+                value = it.value()
+                it.next()
+                if dk in rows:  # the pending write of this key was passed already: it decides
+                    continue
+                self._cur = (dk, value)
+                return
+            if dk == ok:
+                it.next()
+            self._i += 1
+            pending = rows[ok]
+            if pending is None:
+                continue
+            self._cur = (ok, pending)
+            return
+
+    def valid(self) -> bool:
+        return self._cur is not None
+
+    def key(self) -> bytes:
+        assert self._cur is not None
+        return self._cur[0]
+
+    def value(self) -> bytes:
+        assert self._cur is not None
+        return self._cur[1]
+
+    def next(self) -> None:
+        self._fetch()
 
 
 #: Most fires of one partition in flight (sent, not yet taken by the engine's batches): what a
@@ -159,7 +251,7 @@ class TimerWheel:
         self.codec = codec
         self.names = names
         self.output = output
-        self.journal = Journal()
+        self._unsaved = Pending()
         self.timers = timers  # the app's tables (``_app.py``)
         self.terminal = terminal
         self._parts: dict[int, WheelPartition] = {}
@@ -205,6 +297,7 @@ class TimerWheel:
     def on_revoked(self, partitions: set[int]) -> None:
         self._gen += 1
         for p in partitions:
+            self._unsaved.discard(p)
             self._parts.pop(p, None)
             self._revoked.add(p)
 
@@ -246,7 +339,7 @@ class TimerWheel:
     def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:
         """A batch's timer work before its transaction: the terminal states of its events and
         the arms/disarms of its ``ScheduleTimer`` / ``DropTimer`` effects. The local rows are
-        written now (journaled: :meth:`rolled_back` puts them back); returns the changelog
+        pending (in RocksDB once committed, forgotten by :meth:`rolled_back`); returns the changelog
         writes ``(table, partition, (key, value))`` that go in the batch's transactions. A
         repeated ``ScheduleTimer`` writes nothing."""
         self.on_recorded(events)
@@ -299,8 +392,8 @@ class TimerWheel:
 
     def committed(self, partition: int, writes: Sequence[tuple[Any, int, Write]], offsets: Sequence[int]) -> None:
         """``writes`` of ``partition`` are in a committed transaction at ``offsets``: the local
-        rows stay, and Faust's recovery starts after them."""
-        self.journal.forget(partition)
+        rows are written to the local tables, and Faust's recovery starts after them."""
+        self._unsaved.apply(partition)
         last: dict[Any, int] = {}
         for (table, _, _), offset in zip(writes, offsets):
             if offset > last.get(table, -1):
@@ -312,15 +405,15 @@ class TimerWheel:
                 log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
 
     def rolled_back(self, partition: int) -> None:
-        """The transaction of ``partition`` did not commit: its local rows are put back and the
-        partition's window is loaded again from the table."""
-        n = self.journal.rollback(partition)
+        """The transaction of ``partition`` did not commit: its pending rows are forgotten and
+        the partition's window is loaded again from the table."""
+        n = self._unsaved.discard(partition)
         self._queued = [q for q in self._queued if q[1] != partition]
         self._parts.pop(partition, None)
         self._next_advance = 0.0
         self._wakeup.set()
         if n:
-            log.info("partition %d: %d local timer row writes of an aborted transaction put back", partition, n)
+            log.info("partition %d: %d timer row writes of an aborted transaction forgotten", partition, n)
 
     async def apply(self, effects: list[tuple[int, Any]]) -> None:
         """:meth:`stage` and write ``effects`` at once, one transaction per partition (tests
@@ -362,7 +455,7 @@ class TimerWheel:
         stored: dict[int, int] = {}
         for p in self._parts:
             try:
-                stored[p] = int(self._db(self.timers, p).property_int_value("rocksdb.estimate-num-keys") or 0)
+                stored[p] = int(db_for(self.timers, p).property_int_value("rocksdb.estimate-num-keys") or 0)
             except Exception:
                 pass
         return {
@@ -375,8 +468,8 @@ class TimerWheel:
 
     # ------------------------------------------------------------------ rows
 
-    def _db(self, table: Any, partition: int) -> JournaledDB:
-        return JournaledDB(db_for(table, partition), partition, self.journal)
+    def _db(self, table: Any, partition: int) -> PendingDB:
+        return PendingDB(db_for(table, partition), partition, self._unsaved)
 
     def _part(self, partition: int) -> WheelPartition | None:
         if partition in self._revoked:

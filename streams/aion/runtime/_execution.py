@@ -835,6 +835,10 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             return
         tid = b.timer_id
         if tid in run.timers:
+            if 0 < b.fire_at_ms < run.timers[tid]:
+                # A fire of an earlier arming of this timer id (a row a worker left behind when
+                # its transaction never committed): the timer is due later. Never fire early.
+                return
             self._record(TimerFired(tid))
         elif (timer := ActivityTimer.parse(tid)) is not None:
             self._fire_activity_timer(run, timer)

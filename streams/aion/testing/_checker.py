@@ -697,6 +697,10 @@ def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str,
                                                  f"and {what}", e.seq))
             else:
                 ended[b.timer_id] = e
+                due = started[b.timer_id].body.fire_at_ms  # type: ignore[union-attr]
+                if isinstance(b, TimerFired) and e.recorded_at_ms < due:
+                    v.append(Violation("timer", wid, f"timer {b.timer_id!r} fired {due - e.recorded_at_ms} ms early "
+                                                     f"(recorded at {e.recorded_at_ms}, due at {due})", e.seq))
     # A timer still pending when its run closed is dropped without an event (the runtime
     # records nothing on close); nothing can be recorded for it afterwards (see ``run``).
     return {tid: e for tid, e in started.items() if tid not in ended}

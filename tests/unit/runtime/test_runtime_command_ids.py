@@ -220,6 +220,23 @@ def test_engine_inputs_keep_their_de_duplication_and_their_ids_refuse_client_com
     assert ex.status == "RUNNING"
 
 
+def test_a_fire_of_an_earlier_arming_of_a_timer_does_not_fire_it_early() -> None:
+    """A worker that died before its transaction committed can leave a timer row at the time
+    it armed the timer; the next owner armed it again, later. That old row's fire is ignored;
+    the timer fires at the time its TimerStarted says."""
+    s = Sim([Napper])
+    ex = WorkflowExecution.new(s.registry, "w")
+    ex.handle(cmd("start", StartWorkflow("Napper", [])), 1)
+    run_id = ex.run_id
+    assert run_id is not None
+    started = [e for e in ex.history if e.type == "TimerStarted"][0]
+    due = started.body.fire_at_ms  # type: ignore[union-attr]
+    stale = ex.handle(Command(f"timer:w:1:{due - 3_000}", "w", 0, FireTimer(run_id, "1", due - 3_000)), due - 3_000)
+    assert stale.events == [] and stale.effects == []
+    on_time = ex.handle(Command(f"timer:w:1:{due}", "w", 0, FireTimer(run_id, "1", due)), due)
+    assert [e.type for e in on_time.events] == ["TimerFired", "TimerStarted"]
+
+
 # ---------------------------------------------------------------------------- result waiters
 
 

@@ -43,7 +43,7 @@ def one_activity(wid: str = "wf") -> list[Event]:
         ev(2, ActivityScheduled("1", "work", [P("k")]), wid=wid, cmd=f"{wid}-c1"),
         ev(3, ActivityStarted("1", 1), wid=wid),
         ev(4, ActivityCompleted("1", 1, P("done")), wid=wid),
-        ev(5, TimerStarted("1", T0 + 1500, 1500), wid=wid, cmd=f"{wid}-c4"),
+        ev(5, TimerStarted("1", T0 + 6, 1), wid=wid, cmd=f"{wid}-c4"),
         ev(6, TimerFired("1"), wid=wid),
         ev(7, WorkflowCompleted(P("done")), wid=wid, cmd=f"{wid}-c6"),
     ]

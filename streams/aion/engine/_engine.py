@@ -496,6 +496,8 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception:  # never leave a partition without its pipeline, nor lose its commands
+            async with self.lock_for(partition):
+                self._rollback(partition)  # whatever the failed batch staged is not in the log
             if partition in self.owned() and batch:
                 log.exception("partition %d: the pipeline failed; reading again from offset %d", partition, batch[0][1])
                 self._rewind(partition, batch[0][1])  # what committed is dropped by command id
@@ -617,8 +619,8 @@ class Engine:
         self.reader.rewind({partition: offset})
 
     def _rollback(self, partition: int) -> None:
-        """Nothing of the partition's transaction is visible: put its local rows back and
-        forget its resident workflows (they may hold steps the log does not)."""
+        """Nothing of the partition's transaction is visible: forget its pending local rows and
+        its resident workflows (they may hold steps the log does not)."""
         self.wheel.rolled_back(partition)
         self._cache.drop([partition])
 
@@ -851,6 +853,7 @@ class Engine:
         work.n_rows = len(work.touched)
         self._progress_records(work)
         timer_effects = [(p, e) for e in work.effects if isinstance(e, (fx.ScheduleTimer, fx.DropTimer))]
+        self.wheel.begin(p)
         work.wheel_writes = self.wheel.stage([(p, ev) for ev in work.events], timer_effects)
         records.extend(self.wheel.records(work.wheel_writes))
         for eff in work.effects:

@@ -44,8 +44,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, Protocol, Sequence
+
+from sortedcontainers import SortedDict  # type: ignore[import-untyped]  # no stubs
 
 from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, WorkflowReopened, now_ms
@@ -82,46 +85,38 @@ class TimerOutput(Protocol):
 
 
 class Pending:
-    """Local table writes of transactions not yet committed, per partition: they reach RocksDB
-    only once their transaction has committed (:meth:`apply`), and an aborted transaction's are
-    forgotten (:meth:`discard`). So the local tables never hold what the log does not — even
-    across a ``kill -9`` between a batch's staging and its commit, after which another worker
-    may reuse the data folder (rows written before the commit and never put back were found in
-    reused folders by the chaos test: stale timer rows that could fire a re-armed timer at its
-    aborted time). Reads through :class:`PendingDB` see the pending writes over the table."""
+    """Local table writes of transactions not yet committed, per partition: reads through
+    :class:`PendingDB` see them over the table, RocksDB gets the writes of a transaction only
+    once it has committed (:meth:`TimerWheel.committed` writes exactly the records the log
+    took), and an aborted transaction's are forgotten (:meth:`discard`). So the local tables
+    never hold what the log does not — even across a ``kill -9`` between a batch's staging and
+    its commit, after which another worker may reuse the data folder (rows written before the
+    commit and never put back were found in reused folders by the chaos test: stale timer rows
+    that could fire a re-armed timer at its aborted time)."""
 
     def __init__(self) -> None:
-        #: partition -> id(db) -> (db, key -> value or None for a deletion)
-        self._writes: dict[int, dict[int, tuple[Any, dict[bytes, bytes | None]]]] = {}
+        #: partition -> id(db) -> (db, key -> value or None for a deletion, in key order)
+        self._writes: dict[int, dict[int, tuple[Any, SortedDict]]] = {}
 
-    def overlay(self, partition: int, db: Any) -> dict[bytes, bytes | None]:
+    def overlay(self, partition: int, db: Any) -> SortedDict:
+        """The pending writes of ``db`` (one table's database of ``partition``), for writing."""
         per_db = self._writes.setdefault(partition, {})
         entry = per_db.get(id(db))
         if entry is None:
-            entry = per_db[id(db)] = (db, {})
+            entry = per_db[id(db)] = (db, SortedDict())
         return entry[1]
 
-    def apply(self, partition: int) -> int:
-        """The partition's transaction committed: its writes go to RocksDB (one atomic write
-        batch per table). Returns the number of rows written."""
-        import rocksdict
+    def peek(self, partition: int, db: Any) -> SortedDict | None:
+        """The pending writes of ``db``, for reading (None when there are none)."""
+        entry = self._writes.get(partition, {}).get(id(db))
+        return entry[1] if entry is not None and entry[1] else None
 
-        n = 0
-        for db, rows in self._writes.pop(partition, {}).values():
-            if not rows:
-                continue
-            batch = rocksdict.WriteBatch(raw_mode=True)
-            for key, value in rows.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
-            db.write(batch)
-            n += len(rows)
-        return n
+    def count(self, partition: int) -> int:
+        return sum(len(rows) for _db, rows in self._writes.get(partition, {}).values())
 
     def discard(self, partition: int) -> int:
-        """The partition's transaction did not commit: its writes are forgotten."""
+        """Forget the partition's pending writes (its transaction did not commit, or did and
+        its records were written). Returns how many there were."""
         return sum(len(rows) for _db, rows in self._writes.pop(partition, {}).values())
 
 
@@ -134,27 +129,24 @@ class PendingDB:
     def __init__(self, db: Any, partition: int, pending: Pending) -> None:
         self.db, self.partition, self.pending = db, partition, pending
 
-    def _rows(self) -> dict[bytes, bytes | None]:
-        # Looked up each time: a commit or an abort ends the partition's pending set.
-        return self.pending.overlay(self.partition, self.db)
-
     def get(self, key: bytes) -> bytes | None:
-        rows = self._rows()
-        if key in rows:
-            return rows[key]
+        rows = self.pending.peek(self.partition, self.db)
+        if rows is not None and key in rows:
+            pending: bytes | None = rows[key]
+            return pending
         value: bytes | None = self.db.get(key)
         return value
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._rows()[key] = value
+        self.pending.overlay(self.partition, self.db)[key] = value
 
     def delete(self, key: bytes) -> None:
-        self._rows()[key] = None
+        self.pending.overlay(self.partition, self.db)[key] = None
 
     def iter(self) -> Any:
         it = self.db.iter()
-        rows = self._rows()
-        return _MergedIter(it, rows) if rows else it
+        rows = self.pending.peek(self.partition, self.db)
+        return _MergedIter(it, rows) if rows is not None else it
 
 
 class _MergedIter:
@@ -164,17 +156,15 @@ class _MergedIter:
 
     __slots__ = ("_it", "_rows", "_keys", "_i", "_cur")
 
-    def __init__(self, it: Any, rows: dict[bytes, bytes | None]) -> None:
+    def __init__(self, it: Any, rows: SortedDict) -> None:
         self._it, self._rows = it, rows
-        self._keys = sorted(rows)
+        self._keys = rows.keys()  # a view in key order (the rows do not change while one iterates)
         self._i = 0
         self._cur: tuple[bytes, bytes] | None = None
 
     def seek(self, key: bytes) -> None:
-        from bisect import bisect_left
-
         self._it.seek(key)
-        self._i = bisect_left(self._keys, key)
+        self._i = self._rows.bisect_left(key)
         self._fetch()
 
     def seek_to_first(self) -> None:
@@ -336,6 +326,19 @@ class TimerWheel:
                 TerminalStore(self._db(self.terminal, partition)).reopen_run(ev.workflow_id, ev.run_id, out)
                 self._queued.extend((self.terminal, partition, w) for w in out)
 
+    def begin(self, partition: int) -> None:
+        """A transaction of ``partition`` is about to be staged (its lock held): pending writes
+        left by one that neither committed nor was rolled back (a path that failed in between)
+        are forgotten, and the window is loaded again from the table, so that nothing the log
+        never took is read or written as if it had."""
+        n = self._unsaved.discard(partition)
+        if n:
+            log.warning("partition %d: %d pending timer row writes of a transaction that never ended forgotten",
+                        partition, n)
+            self._parts.pop(partition, None)
+            self._next_advance = 0.0
+            self._wakeup.set()
+
     def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:
         """A batch's timer work before its transaction: the terminal states of its events and
         the arms/disarms of its ``ScheduleTimer`` / ``DropTimer`` effects. The local rows are
@@ -391,13 +394,27 @@ class TimerWheel:
                 for table, partition, (key, value) in writes]
 
     def committed(self, partition: int, writes: Sequence[tuple[Any, int, Write]], offsets: Sequence[int]) -> None:
-        """``writes`` of ``partition`` are in a committed transaction at ``offsets``: the local
-        rows are written to the local tables, and Faust's recovery starts after them."""
-        self._unsaved.apply(partition)
+        """``writes`` of ``partition`` are in a committed transaction at ``offsets``: they are
+        written to the local tables — exactly these, the records the log took, one atomic write
+        batch per table — then Faust's offset (its recovery starts after them), and the
+        partition's pending writes are forgotten."""
+        import rocksdict
+
+        self._unsaved.discard(partition)
+        batches: dict[Any, Any] = {}
         last: dict[Any, int] = {}
-        for (table, _, _), offset in zip(writes, offsets):
+        for (table, _, (key, value)), offset in zip(writes, offsets):
+            batch = batches.get(table)
+            if batch is None:
+                batch = batches[table] = rocksdict.WriteBatch(raw_mode=True)
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
             if offset > last.get(table, -1):
                 last[table] = offset
+        for table, batch in batches.items():
+            db_for(table, partition).write(batch)
         for table, offset in last.items():
             try:
                 store_offset(table, partition, offset)
@@ -418,6 +435,8 @@ class TimerWheel:
     async def apply(self, effects: list[tuple[int, Any]]) -> None:
         """:meth:`stage` and write ``effects`` at once, one transaction per partition (tests
         and the in-process benchmark; the engine stages a batch's timer work itself)."""
+        for p in {p for p, _ in effects}:
+            self.begin(p)
         writes = self.stage([], effects)
         by_partition: dict[int, list[tuple[Any, int, Write]]] = {}
         for w in writes:
@@ -438,7 +457,19 @@ class TimerWheel:
             else:
                 log.warning("timer transaction of partition %d aborted (%s); the timers fire again", partition, exc)
             return False
-        self.committed(partition, writes, offsets[len(records):])
+        except BaseException:
+            self.rolled_back(partition)
+            raise
+        try:
+            self.committed(partition, writes, offsets[len(records):])
+        except Exception as exc:
+            # The log holds the transaction and the local table does not: going on would fire
+            # its timers again from stale rows. Die; the next owner restores from the log.
+            log.critical("partition %d: the timer rows of a committed transaction could not be written locally "
+                         "(%s: %s); exiting so that the partition is restored from the log", partition,
+                         type(exc).__name__, exc)
+            logging.shutdown()
+            os._exit(70)
         return True
 
     # ------------------------------------------------------------------ reading
@@ -603,6 +634,7 @@ class TimerWheel:
 
     async def _fire_partition(self, gen: int, part: WheelPartition) -> bool:
         async with self.output.lock_for(part.partition):
+            self.begin(part.partition)
             if gen != self._gen or self._parts.get(part.partition) is not part:
                 return False
             staged = self._stage_fires(part)

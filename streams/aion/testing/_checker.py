@@ -25,7 +25,8 @@ alone — not from the engine's RocksDB tables, not through the runtime:
                     ``TimerCancelled`` — or in neither when the run closed first (the runtime
                     drops a closed run's timers without recording them); with
                     ``lost_timer_grace_ms``, a timer of an open run still pending that long
-                    after its due time is *lost*;
+                    after its due time is *lost*; no ``TimerFired`` is recorded before its due
+                    time (beyond ``early_fire_tolerance_ms``);
 ``activity``        per run and activity: one ``ActivityScheduled``; per attempt at most one
                     ``ActivityStarted`` and one outcome; only the current attempt records; no
                     activity completes twice or records after it closed;
@@ -411,6 +412,7 @@ def check_event_log(
     allow_task_failures: bool = False,
     strict_recorded_at: bool = True,
     lost_timer_grace_ms: int | None = None,
+    early_fire_tolerance_ms: int = 0,
     converter: Any = None,
 ) -> CheckReport:
     """Check ``log`` (see the module docs for the invariants).
@@ -425,6 +427,9 @@ def check_event_log(
     ``lost_timer_grace_ms``: a timer of an open run that is neither fired nor cancelled this long
     after its due time (measured at the read, :attr:`EventLog.read_at_ms`, else at the newest
     ``recorded_at_ms`` of the log) is a ``timer`` violation: a lost timer.
+    ``early_fire_tolerance_ms``: a ``TimerFired`` recorded more than this before its
+    ``TimerStarted``'s due time is a ``timer`` violation (0 suits engine workers that share one
+    clock; allow for the clock skew between machines otherwise).
     """
     conv = converter or default_converter()
     rep = CheckReport(records=len(log.records))
@@ -494,7 +499,8 @@ def check_event_log(
     run_counts = {wid: sum(1 for e in evs if isinstance(e.body, WorkflowStarted)) for wid, evs in histories.items()}
     for wid, events in sorted(histories.items()):
         finals[wid] = _check_history(wid, events, rep, require_closed, allow_task_failures,
-                                     now_ms if lost_timer_grace_ms is not None else None, lost_timer_grace_ms or 0)
+                                     now_ms if lost_timer_grace_ms is not None else None, lost_timer_grace_ms or 0,
+                                     early_fire_tolerance_ms)
 
     # ---- children: the child names its parent; the parent recorded its real outcome once
     for wid, events in histories.items():
@@ -569,7 +575,7 @@ def check_event_log(
 
 def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_closed: bool,
                    allow_task_failures: bool, now_ms: int | None = None,
-                   grace_ms: int = 0) -> tuple[str | None, Any, Event | None]:
+                   grace_ms: int = 0, early_ms: int = 0) -> tuple[str | None, Any, Event | None]:
     """Per-workflow invariants; returns (final status, completed payload, closing event).
 
     With ``now_ms``, a timer of an open run pending more than ``grace_ms`` after its due time
@@ -646,7 +652,7 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
             payload = close_ev.body.result if isinstance(close_ev.body, WorkflowCompleted) else None
         else:
             status, payload, close_ev = "RUNNING", None, None
-        pending = _check_timers(wid, run, rep)
+        pending = _check_timers(wid, run, rep, early_ms)
         if now_ms is not None and not closed:
             for tid, te in pending.items():
                 due = te.body.fire_at_ms  # type: ignore[union-attr]
@@ -675,7 +681,7 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     return status, payload, close_ev
 
 
-def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str, Event]:
+def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport, early_ms: int = 0) -> dict[str, Event]:
     """Checks one run's timers; returns its pending ones (timer id -> ``TimerStarted``)."""
     v = rep.violations
     started: dict[str, Event] = {}
@@ -698,7 +704,7 @@ def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport) -> dict[str,
             else:
                 ended[b.timer_id] = e
                 due = started[b.timer_id].body.fire_at_ms  # type: ignore[union-attr]
-                if isinstance(b, TimerFired) and e.recorded_at_ms < due:
+                if isinstance(b, TimerFired) and e.recorded_at_ms + early_ms < due:
                     v.append(Violation("timer", wid, f"timer {b.timer_id!r} fired {due - e.recorded_at_ms} ms early "
                                                      f"(recorded at {e.recorded_at_ms}, due at {due})", e.seq))
     # A timer still pending when its run closed is dropped without an event (the runtime

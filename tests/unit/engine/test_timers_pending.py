@@ -1,8 +1,8 @@
 """The timer wheel's pending writes (``aion.engine._wheel.Pending``) on a real RocksDB database:
-a batch's timer rows reach RocksDB only once its transaction committed, so a worker killed
-between staging and commit leaves nothing in its data folder that the log does not hold (the
-chaos test found such rows in reused folders: stale timer rows that could fire a re-armed timer
-at its aborted time). No broker."""
+a batch's timer rows reach RocksDB only once its transaction committed — the records the log
+took, nothing else — so a worker killed between staging and commit leaves nothing in its data
+folder that the log does not hold (the chaos test found such rows in reused folders: stale
+timer rows that could fire a re-armed timer at its aborted time). No broker."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ def db(tmp_path):  # type: ignore[no-untyped-def]
     d.close()
 
 
+def commit(db, pending: Pending, partition: int, out: list[tuple[bytes, bytes | None]]) -> None:  # type: ignore[no-untyped-def]
+    """What TimerWheel.committed does with a committed transaction: its changelog records
+    (``out``) into RocksDB, the pending writes forgotten."""
+    for key, value in out:
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+    pending.discard(partition)
+
+
 def scan(db, start: bytes = b"") -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
     it = db.iter()
     it.seek(start) if start else it.seek_to_first()
@@ -32,7 +43,7 @@ def scan(db, start: bytes = b"") -> list[tuple[bytes, bytes]]:  # type: ignore[n
     return out
 
 
-def test_pending_rows_are_read_back_but_reach_rocksdb_only_when_applied(db) -> None:  # type: ignore[no-untyped-def]
+def test_pending_rows_are_read_back_but_never_reach_rocksdb(db) -> None:  # type: ignore[no-untyped-def]
     db.put(b"kept", b"1")
     db.put(b"gone", b"1")
     pending = Pending()
@@ -41,22 +52,18 @@ def test_pending_rows_are_read_back_but_reach_rocksdb_only_when_applied(db) -> N
     view.delete(b"gone")
     assert view.get(b"new") == b"I" and view.get(b"gone") is None and view.get(b"kept") == b"1"
     assert db.get(b"new") is None and db.get(b"gone") == b"1"  # a kill -9 now leaves RocksDB as the log has it
-    assert pending.apply(0) == 2
-    assert db.get(b"new") == b"I" and db.get(b"gone") is None
-    view.put(b"aborted", b"1")
-    assert pending.discard(0) == 1
-    assert view.get(b"aborted") is None and db.get(b"aborted") is None
+    assert pending.discard(0) == 2
+    assert view.get(b"new") is None and view.get(b"gone") == b"1"
 
 
 def test_a_view_made_before_a_commit_writes_into_the_next_transaction(db) -> None:  # type: ignore[no-untyped-def]
     pending = Pending()
     view = PendingDB(db, 3, pending)  # the wheel keeps one per partition across transactions
     view.put(b"a", b"1")
-    pending.apply(3)
+    pending.discard(3)
     view.put(b"b", b"1")
-    assert db.get(b"b") is None
-    pending.apply(3)
-    assert db.get(b"a") == b"1" and db.get(b"b") == b"1"
+    assert view.get(b"a") is None and view.get(b"b") == b"1" and pending.count(3) == 1
+    assert pending.peek(4, db) is None  # reading another partition leaves nothing behind
 
 
 def test_iteration_merges_pending_writes_in_key_order(db) -> None:  # type: ignore[no-untyped-def]
@@ -86,10 +93,11 @@ def test_a_timer_armed_and_dropped_in_one_batch_leaves_no_row(db) -> None:  # ty
     pending = Pending()
     part = WheelPartition(0, PendingDB(db, 0, pending))
     ident = ident_of("wf", "run", "2")
-    part.arm(10**12, ident, [])  # far: a time row and an index row, both pending
+    out: list[tuple[bytes, bytes | None]] = []
+    part.arm(10**12, ident, out)  # far: a time row and an index row, both pending
     assert db.get(INDEX_PREFIX + ident) is None
-    assert part.drop(ident, [])  # found through the pending index row
-    pending.apply(0)
+    assert part.drop(ident, out)  # found through the pending index row
+    commit(db, pending, 0, out)
     assert scan(db) == []
 
 
@@ -100,20 +108,20 @@ def test_an_aborted_arm_leaves_nothing_to_fire_at_its_time(db) -> None:  # type:
     ident = ident_of("wf", "run", "a/1/s2c")
     first = WheelPartition(0, PendingDB(db, 0, pending))
     first.arm(10**12, ident, [])
-    pending.discard(0)  # the transaction never committed
+    pending.discard(0)  # the transaction never committed (or the worker died before it did)
     second = WheelPartition(0, PendingDB(db, 0, pending))
-    second.arm(10**12 + 5_000, ident, [])
-    pending.apply(0)
+    out: list[tuple[bytes, bytes | None]] = []
+    second.arm(10**12 + 5_000, ident, out)
+    commit(db, pending, 0, out)
     assert [k for k, _ in scan(db) if k < b"\x01"] == [be_ms(10**12 + 5_000) + ident]
 
 
 def test_closing_a_run_removes_the_timer_marks_of_the_same_batch(db) -> None:  # type: ignore[no-untyped-def]
     pending = Pending()
     terminal = TerminalStore(PendingDB(db, 0, pending))
-    terminal.mark(ident_of("wf", "run", "1"), TerminalStore.FIRED, [])
-    db.put(ident_of("wf", "run", "0"), TerminalStore.CANCELLED)  # an earlier, committed mark
     out: list[tuple[bytes, bytes | None]] = []
+    terminal.mark(ident_of("wf", "run", "1"), TerminalStore.FIRED, out)
+    db.put(ident_of("wf", "run", "0"), TerminalStore.CANCELLED)  # an earlier, committed mark
     terminal.close_run("wf", "run", out)
-    pending.apply(0)
+    commit(db, pending, 0, out)
     assert scan(db) == [(b"wf\x00run\x00", TerminalStore.RUN_CLOSED)]
-    assert sorted(k for k, v in out if v is None) == [ident_of("wf", "run", "0"), ident_of("wf", "run", "1")]

@@ -100,3 +100,24 @@ async def test_lag_histogram_from_recorded_fires(w) -> None:  # type: ignore[no-
     wheel.on_recorded([(0, Event("wf", 2, "r", at + 12, TimerFired("1"), "c2"))])
     lag = wheel.snapshot()["fire_lag_ms"]
     assert lag["count"] == 1 and lag["max_ms"] == 12
+
+
+async def test_staged_rows_reach_rocksdb_only_with_their_committed_transaction(w) -> None:  # type: ignore[no-untyped-def]
+    """A batch's timer rows are pending until its transaction commits: a worker killed in
+    between leaves none in its data folder; a transaction that never ended leaves none for the
+    next one to read or write."""
+    from aion.engine._faust import db_for
+    from aion.engine._timers import ident_of
+
+    wheel = w.wheel
+    raw = db_for(wheel.timers, 0)
+    at = now_ms() + 3_600_000
+    wheel.begin(0)
+    writes = wheel.stage([], [(0, fx.ScheduleTimer("wf", "r", "1", at))])
+    assert len(writes) == 2  # the time row and its index row, as changelog records
+    assert raw.get(b"\xff\xffI" + ident_of("wf", "r", "1")) is None  # nothing in RocksDB yet
+    wheel.begin(0)  # the next transaction of the partition: the unfinished one's rows are gone
+    assert wheel.stage([], [(0, fx.DropTimer("wf", "r", "1"))]) == []  # nothing to drop
+    wheel.begin(0)
+    await wheel.apply([(0, fx.ScheduleTimer("wf", "r", "2", at))])
+    assert raw.get(b"\xff\xffI" + ident_of("wf", "r", "2")) is not None  # committed: written

@@ -288,7 +288,11 @@ async def engine_kill(k: int, cluster: ChaosCluster, follower: EventFollower, lo
     # Mostly a worker that owns partitions; now and then one still starting up / restoring.
     victim = rng.choice(settled if settled and rng.random() < 0.75 else engines)
     reuse = cluster.reusable_data_dirs()
-    data_dir = rng.choice(reuse) if reuse and rng.random() < 0.4 else None
+    # The last replacement always reuses a dead worker's folder when there is one: it is the
+    # worker whose tables are compared with the log at the end, and a folder a killed worker
+    # wrote (mid-batch, mid-transaction) is where the local tables could hold what the log
+    # does not.
+    data_dir = rng.choice(reuse) if reuse and (k == ENGINE_KILLS - 1 or rng.random() < 0.4) else None
     open_at = in_flight(follower, stats)
     wall0 = time.time()
     t0 = time.monotonic()

@@ -105,8 +105,15 @@ async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
     """The worker dies after the start's step was handed to Kafka inside its transaction and
     before the commit. Nothing of it may be visible (readers read committed records only); the
     next owner's fencing aborts the transaction, reads the start again and records the step
-    once, under the start's command id, and the workflow finishes."""
-    _, cluster, client = one_partition
+    once, under the start's command id, and the workflow finishes.
+
+    The next owner runs on the dead worker's data folder: nothing the aborted step staged may
+    be in it (its timer rows were once written there before the commit, and such a row fired
+    the timer at the aborted step's time, before the due time the log says); the tables it
+    ends with are the ones a rebuild derives from the events topic."""
+    from aion.engine._rebuild import rebuild_tables
+
+    settings, cluster, client = one_partition
     crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
     cluster.activities()
     # The start's answer comes from the survivor (the crashed worker never sent it).
@@ -115,7 +122,7 @@ async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
     assert "AION_FAULT=mid_step_append" in crashing.tail()
     assert await client.get_workflow_handle("cut-1").history() == []
 
-    cluster.engine(AION_SESSION_TIMEOUT="6")
+    survivor = cluster.engine(crashing.data_dir, AION_SESSION_TIMEOUT="6")
     h = await starting
     assert await h.result(timeout=90) == result
     history = await h.history()
@@ -123,6 +130,14 @@ async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
     start_cid = history[0].command_id
     assert history[1].type in ("ActivityScheduled", "TimerStarted") and history[1].command_id == start_cid
     assert sum(e.type == history[1].type and e.command_id == start_cid for e in history) == 1
+    due = {e.body.timer_id: e.body.fire_at_ms for e in history if e.type == "TimerStarted"}  # type: ignore[union-attr]
+    early = [(e.body.timer_id, due[e.body.timer_id] - e.recorded_at_ms) for e in history  # type: ignore[union-attr]
+             if e.type == "TimerFired" and e.recorded_at_ms < due[e.body.timer_id]]  # type: ignore[union-attr]
+    assert not early, f"timers fired before their due time (timer id, ms early): {early}"
+    survivor.stop()
+    report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
+    assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
+        (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
 
 
 def _command(settings: Settings, workflow_id: str, workflow_type: str, args: list[object]) -> bytes:

@@ -373,10 +373,12 @@ class TimerWheel:
                 elif eff.timer_id.isdigit():
                     # A workflow's own timer is dropped once, when it is cancelled or its run
                     # closes while it is armed: its row should be there (in memory if near, else
-                    # indexed) unless the window is not loaded yet (a near row has no index row).
+                    # indexed) unless the window is not loaded yet (a near row has no index row)
+                    # or its fire was just sent (the fire's transaction deleted the row).
                     self.stats["drop_missed"] += 1
                     (log.warning if part.loaded_upto is not None else log.info)(
-                        "partition %d: the drop of timer %s of workflow %r (run %s) found no row (window %s)",
+                        "partition %d: the drop of timer %s of workflow %r (run %s) found no row (window %s; "
+                        "unless its fire was just sent, its row is missing)",
                         partition, eff.timer_id, eff.workflow_id, eff.run_id,
                         "loaded" if part.loaded_upto is not None else "not loaded yet")
                 writes.extend((self.timers, partition, w) for w in out)

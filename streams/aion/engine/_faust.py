@@ -21,8 +21,11 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
 - :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
   changelog offset Faust's recovery starts after.
 - :func:`skip_recovery_of`: Faust's recovery does not read the active changelog partitions the
-  engine's catch-up (``_store.py``) already read. Faust takes the end of a changelog from its
-  own look-up, after the catch-up; a transactional changelog can grow by control records only
+  engine's catch-up (``_store.py``) already read (or that the engine kept from the previous
+  assignment): their start and end are both the stored offset when the recovery starts. A start
+  taken earlier let Faust re-apply the engine's own records behind it while it went on writing
+  (a deleted row came back). Faust takes the end of a changelog from its own look-up, after the
+  catch-up; a transactional changelog can grow by control records only
   in between (the commit markers of the worker's own last transaction, written after its
   commit returned; abort markers of a fencing), and Faust would then wait for records that
   never come — forever (seen after a broker restart under load) — or stop the worker with
@@ -172,11 +175,19 @@ def skip_recovery_of(app: Any, tps: Iterable[Any]) -> None:
         if title != "active" or not done:
             return
         tables = {t.changelog_topic.get_topic_name(): t for t in self.app.tables.values()}
+        starts = getattr(self, "active_offsets", None)
         for tp in list(destination):
             table = tables.get(tp.topic)
             if tp in done and table is not None:
                 stored = stored_offset(table, tp.partition)
                 destination[tp] = stored if stored is not None else -1
+                if starts is not None:
+                    # Its start too: Faust took it when the partition was assigned (or kept it
+                    # from an earlier recovery), and the engine has written on since. Reading
+                    # from there would apply the engine's own records again — behind it, while
+                    # it writes: a row it deleted came back (a timer row of a cancelled timer,
+                    # in the chaos test and in CI). Start = end: nothing is read.
+                    starts[tp] = destination[tp]
 
     Recovery._build_highwaters = _build_highwaters
     Recovery._aion_wrapped = True

@@ -137,6 +137,11 @@ def test_recovery_highwaters_come_from_build_highwaters_and_gate_the_restore() -
     assert 'self._build_highwaters)(\n                        consumer, assigned_active_tps, active_highwaters, "active"' in src
     assert src.index("_build_highwaters") < src.index("active_offsets[tp] > active_highwaters[tp]")
     assert src.index("_build_highwaters") < src.index("self.need_recovery()")
+    # The starts skip_recovery_of sets (active_offsets) are read after it, and only raised by
+    # _build_offsets (to the log's earliest offset, when compaction removed what lay before).
+    assert src.index("_build_highwaters") < src.index("self._build_offsets)(\n                        consumer, assigned_active_tps, active_offsets")
+    build = inspect.getsource(recovery.Recovery._build_offsets)
+    assert "destination[tp] = max(last_value, new_value)" in build
 
 
 async def test_skip_recovery_of_sets_the_end_of_caught_up_partitions_to_their_stored_offset() -> None:
@@ -158,14 +163,19 @@ async def test_skip_recovery_of_sets_the_end_of_caught_up_partitions_to_their_st
         async def highwaters(self, *tps):  # type: ignore[no-untyped-def]
             return {tp: 558 for tp in tps}  # the log's end: offset 557 is its last
 
+    # Faust's starts, taken when the partitions were assigned: before the engine wrote on.
+    starts = {TP("t-changelog", 0): 400, TP("t-changelog", 1): None, TP("t-changelog", 2): 12}
     rec = SimpleNamespace(app=app, log=SimpleNamespace(info=lambda *a, **k: None),
-                          _highwater_logtable=lambda *a, **k: "")
+                          _highwater_logtable=lambda *a, **k: "", active_offsets=starts)
     tps = {TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)}
     forget_recovery_skips(app)
     skip_recovery_of(app, {TP("t-changelog", 0), TP("t-changelog", 1)})
     dest: dict = {}
     await Recovery._build_highwaters(rec, Looked(), tps, dest, "active")
     assert dest == {TP("t-changelog", 0): 558, TP("t-changelog", 1): -1, TP("t-changelog", 2): 557}
+    # A caught-up partition's start is its end: Faust reads none of the engine's own records
+    # again (from 400 it re-applied them behind the engine as it wrote on: a deleted row came back).
+    assert starts == {TP("t-changelog", 0): 558, TP("t-changelog", 1): -1, TP("t-changelog", 2): 12}
     standby: dict = {}
     await Recovery._build_highwaters(rec, Looked(), tps, standby, "standby")
     assert set(standby.values()) == {557}

@@ -804,33 +804,15 @@ def _row_trail(settings: Settings, table: str, partition: int, key: bytes, log: 
 
 def _changelog_trail(settings: Settings, table: str, partition: int, keys: set[bytes]) -> dict[bytes, list[tuple[int, bytes | None]]]:
     """The records of ``keys`` on one partition of an engine table's changelog, in offset order
-    (committed ones only)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    (committed ones only: the engine's own reader, as its catch-up reads)."""
+    from aion.engine._changelog import scan_events
 
-    topic = f"{settings.topic_prefix}-engine-{table}-changelog"
-    c = Consumer({**settings.confluent_config(), "group.id": f"chaos-trail-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                  "isolation.level": "read_committed"})
     out: dict[bytes, list[tuple[int, bytes | None]]] = {}
-    try:
-        lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        if hi <= lo:
-            return out
-        c.assign([TopicPartition(topic, partition, lo)])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error() is not None:
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    break
-                continue
-            if m.key() in keys:
-                out.setdefault(m.key(), []).append((m.offset(), m.value()))
-        return out
-    finally:
-        c.close()
+    for _p, offset, key, value in scan_events(settings, [partition], topic=f"{settings.topic_prefix}-engine-{table}-changelog",
+                                              timeout_s=60):
+        if key in keys:
+            out.setdefault(key, []).append((offset, value))
+    return out
 
 
 def _changelog_values(settings: Settings, table: str) -> dict[int, dict[bytes, set[bytes | None]]]:

@@ -145,10 +145,16 @@ class HistoryStore:
     def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]]) -> None:
         db = _db(self.table, partition)
         for key, value in rows:
-            if value is None:
-                db.delete(key)
-            else:
-                db.put(key, value)
+            set_row(db, key, value)
+
+
+def set_row(target: Any, key: bytes, value: bytes | None) -> None:
+    """Write one changelog record's row into ``target`` (a rocksdict database or write batch):
+    no value deletes the row."""
+    if value is None:
+        target.delete(key)
+    else:
+        target.put(key, value)
 
 
 def _prefix_items(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -307,10 +313,7 @@ def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int
         batch = batches.get(p)
         if batch is None:
             batch = batches[p] = rocksdict.WriteBatch(raw_mode=True)
-        if value is None:
-            batch.delete(key)
-        else:
-            batch.put(key, value)
+        set_row(batch, key, value)
         last[p] = offset
         count += 1
         pending += len(key or b"") + len(value or b"")

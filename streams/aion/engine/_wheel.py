@@ -55,6 +55,7 @@ from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelle
 from ..runtime import effects as fx
 from ._faults import crash, faults
 from ._faust import db_for, store_offset
+from ._store import set_row
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 from ._txn import Fenced, Record, TxnError
 from ..common.settings import Settings
@@ -409,10 +410,7 @@ class TimerWheel:
             batch = batches.get(table)
             if batch is None:
                 batch = batches[table] = rocksdict.WriteBatch(raw_mode=True)
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
+            set_row(batch, key, value)
             if offset > last.get(table, -1):
                 last[table] = offset
         for table, batch in batches.items():

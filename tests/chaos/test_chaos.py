@@ -159,8 +159,6 @@ class Stats:
     broker_skipped: str = ""
     activity_kills: list[dict[str, Any]] = field(default_factory=list)
     session_timeout: float = 0.0
-    #: When the last engine worker was stopped before the tables were compared (ms since the epoch).
-    last_stopped_ms: int = 0
     #: workflow id -> when its start was first sent (monotonic)
     sent: dict[str, float] = field(default_factory=dict)
     #: The test's own broker while this test has it stopped (not started again yet).
@@ -597,7 +595,7 @@ async def test_chaos(chaos_broker: tuple[str, OwnBroker | OwnCluster | None, str
             f"the last engine worker {last.name} did not take over every partition within 90s "
             f"(probe workflows {sorted(set(probes) - follower.closed())} open)\n{cluster.logs()}")
         last.stop()
-        stats.last_stopped_ms = int(time.time() * 1000)
+        last_stopped_ms = int(time.time() * 1000)
         for a in cluster.alive("activities"):
             a.stop()
         stats.say(f"{last.name} took over all {PARTITIONS} partitions and stopped; checking")
@@ -609,7 +607,7 @@ async def test_chaos(chaos_broker: tuple[str, OwnBroker | OwnCluster | None, str
         dlq = _dead_letters(settings)
         tables = _compare_tables(settings, last.data_dir, log, reused=last.data_dir in reused_dirs)
         if tables["problems"]:
-            stats.say(f"the last engine worker stopped at {stats.last_stopped_ms} ms since the epoch")
+            stats.say(f"the last engine worker stopped at {last_stopped_ms} ms since the epoch")
         _print_summary(stats, report, follower, cluster, tables, dlq, time.monotonic() - t_begin)
 
         assert not log.undecided, (f"transactions still open when the events topic was read (partition: "
@@ -692,6 +690,10 @@ def _compare_tables(settings: Settings, data_dir: Path | None, log: Any, reused:
     out: dict[str, Any] = {"problems": [], "known": [], "digests": {}, "history_rows": 0, "method": "",
                            "reused_data_dir": reused}
 
+    def known(what: str, table: str, part: int, key: bytes) -> None:
+        """A known kind of difference; the first three with their trail."""
+        out["known"].append(what + (_row_trail(settings, table, part, key, log) if len(out["known"]) < 3 else ""))
+
     def rows(path: Path) -> dict[bytes, bytes]:
         db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
@@ -763,12 +765,10 @@ def _compare_tables(settings: Settings, data_dir: Path | None, log: Any, reused:
                                            + _row_trail(settings, d.table, part, k, log))
                 elif d.table == "timers" and k not in new and k < TIME_END and any(
                         other != k and other < TIME_END and other[8:] == k[8:] for other in changelog):
-                    out["known"].append(f"orphaned (its timer was armed again at another time): {row}"
-                                        + (_row_trail(settings, d.table, part, k, log) if len(out["known"]) < 3 else ""))
+                    known(f"orphaned (its timer was armed again at another time): {row}", d.table, part, k)
                 elif d.table == "timer_terminal" and k not in new and old[k] in (b"F", b"C") \
                         and new.get(k[:k.rfind(b"\x00") + 1]) == b"X":
-                    out["known"].append(f"leaked (a timer's row beside its run's closed marker): {row}"
-                                        + (_row_trail(settings, d.table, part, k, log) if len(out["known"]) < 3 else ""))
+                    known(f"leaked (a timer's row beside its run's closed marker): {row}", d.table, part, k)
                 else:
                     out["problems"].append(row + _row_trail(settings, d.table, part, k, log))
     if os.environ.get("AION_CHAOS_STRICT_TABLES") == "1":

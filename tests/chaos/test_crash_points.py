@@ -30,6 +30,16 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.1)
 
 
+def _assert_tables_equal_a_rebuild(settings: Settings, data_dir: Path | None) -> None:
+    """The stopped worker's tables in ``data_dir`` are the ones ``aion rebuild`` derives from
+    the events topic and the changelogs."""
+    from aion.engine._rebuild import rebuild_tables
+
+    report = rebuild_tables(settings.replace(data_dir=data_dir), swap=False)
+    assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
+        (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
+
+
 @pytest.fixture
 async def one_partition(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """One partition (every workflow on the crashing worker), a process cluster and a client
@@ -65,8 +75,6 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     changelogs to restore from; its history caught up from the events topic before Faust's
     recovery) must finish the workflow and end with the tables a rebuild derives from the
     events topic."""
-    from aion.engine._rebuild import rebuild_tables
-
     settings, cluster, client = one_partition
     crashing = cluster.engine(AION_FAULT="after_fire_recorded", AION_SESSION_TIMEOUT="6")
     cluster.activities()
@@ -91,9 +99,7 @@ async def test_a_crash_right_after_a_fire_is_recorded(
     survivor_log = survivor.log.read_text(errors="replace")
     assert "history: caught up" in survivor_log and "workflows: caught up" in survivor_log
     survivor.stop()
-    report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
-    assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
-        (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
+    _assert_tables_equal_a_rebuild(settings, survivor.data_dir)
 
 
 @pytest.mark.parametrize("workflow,args,result", [
@@ -111,8 +117,6 @@ async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
     be in it (its timer rows were once written there before the commit, and such a row fired
     the timer at the aborted step's time, before the due time the log says); the tables it
     ends with are the ones a rebuild derives from the events topic."""
-    from aion.engine._rebuild import rebuild_tables
-
     settings, cluster, client = one_partition
     crashing = cluster.engine(AION_FAULT="mid_step_append", AION_SESSION_TIMEOUT="6")
     cluster.activities()
@@ -135,9 +139,7 @@ async def test_a_crash_inside_a_transaction_leaves_nothing_visible(
              if e.type == "TimerFired" and e.recorded_at_ms < due[e.body.timer_id]]  # type: ignore[union-attr]
     assert not early, f"timers fired before their due time (timer id, ms early): {early}"
     survivor.stop()
-    report = rebuild_tables(settings.replace(data_dir=survivor.data_dir), swap=False)
-    assert {d.table: d.matches for d in report.digests} == {d.table: True for d in report.digests}, [
-        (d.table, d.only_old, d.only_new, d.different) for d in report.digests if not d.matches]
+    _assert_tables_equal_a_rebuild(settings, survivor.data_dir)
 
 
 def _command(settings: Settings, workflow_id: str, workflow_type: str, args: list[object]) -> bytes:

@@ -112,9 +112,6 @@ class Pending:
         entry = self._writes.get(partition, {}).get(id(db))
         return entry[1] if entry is not None and entry[1] else None
 
-    def count(self, partition: int) -> int:
-        return sum(len(rows) for _db, rows in self._writes.get(partition, {}).values())
-
     def discard(self, partition: int) -> int:
         """Forget the partition's pending writes (its transaction did not commit, or did and
         its records were written). Returns how many there were."""
@@ -336,9 +333,14 @@ class TimerWheel:
         if n:
             log.warning("partition %d: %d pending timer row writes of a transaction that never ended forgotten",
                         partition, n)
-            self._parts.pop(partition, None)
-            self._next_advance = 0.0
-            self._wakeup.set()
+            self._reload(partition)
+
+    def _reload(self, partition: int) -> None:
+        """The partition's window is loaded again from the table (its memory may hold rows the
+        table does not), at the next tick."""
+        self._parts.pop(partition, None)
+        self._next_advance = 0.0
+        self._wakeup.set()
 
     def stage(self, events: list[tuple[int, Event]], effects: list[tuple[int, Any]]) -> list[tuple[Any, int, Write]]:
         """A batch's timer work before its transaction: the terminal states of its events and
@@ -426,9 +428,7 @@ class TimerWheel:
         the partition's window is loaded again from the table."""
         n = self._unsaved.discard(partition)
         self._queued = [q for q in self._queued if q[1] != partition]
-        self._parts.pop(partition, None)
-        self._next_advance = 0.0
-        self._wakeup.set()
+        self._reload(partition)
         if n:
             log.info("partition %d: %d timer row writes of an aborted transaction forgotten", partition, n)
 

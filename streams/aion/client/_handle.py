@@ -146,8 +146,9 @@ class WorkflowHandle(WorkflowHandleBase["Client", R]):
                 return None  # e.g. an engine that predates the query: read the log
             if reply.result is None:
                 return None
+            asked = next_seq
             page, next_seq = read_page(reply.result)
-            if events and page and page[0].seq != events[-1].seq + 1:
+            if events and page and page[0].seq != asked:
                 return None  # the history changed under the pages (retired meanwhile): read the log
             events.extend(page)
         return events
@@ -196,7 +197,12 @@ class WorkflowHandle(WorkflowHandleBase["Client", R]):
                         latest_seen = ev
                     if seq >= next_seq:
                         buffered[seq] = ev  # last write per seq wins
-                while next_seq in buffered:
+                while buffered:
+                    if next_seq not in buffered:
+                        # A workflow's events are on the log in seq order: a later seq read while
+                        # ``next_seq`` was not means ``next_seq`` is gone (a continue-as-new
+                        # chain's earlier runs, retired and compacted away: _retention.py).
+                        next_seq = min(buffered)
                     ev = buffered.pop(next_seq)
                     next_seq += 1
                     yield ev

@@ -23,6 +23,20 @@ no batch of the same worker appends to a workflow while its history is being ret
 retirement the workflow id is unknown to the engine: a start with that id begins a new history
 at seq 1 (as after a retention period elsewhere).
 
+**A continue-as-new chain's closed runs** retire the same way while the chain goes on (a
+workflow that continues as new every day would otherwise keep every run it ever had). The
+index also holds, per chain, when its current run began (= when the run before it closed)
+and where (``load_from_seq`` of its row: the step that closed the previous run and began this
+one). Once that is older than the retention, every event before that step is retired —
+except the chain's first ``WorkflowStarted`` (``chain_start_seq``), which the current run
+needs (its first run id and start: the execution deadline, the start's result waiter) — with
+the ``timer_terminal`` rows of the runs those events were the last of, and the resident
+instance (the next command loads the current run). The history then reads: the chain's first
+start, a gap, the runs from that step on (``WorkflowExecution.from_history`` takes that shape
+as a chain start and a current run, the checker and the clients' readers skip the retired
+seqs). After a partition moves, its new owner knows only each chain's latest boundary, so runs
+closed before it retire with it: at most one retention later than they would have.
+
 ``retention_ms=0`` (``AION_RETENTION_MS=0``) disables it.
 """
 
@@ -37,9 +51,9 @@ import time
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from ..codec import Codec
-from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew
+from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew, WorkflowStarted
 from ._faust import db_for, store_offset
-from ._store import _prefix_items, scan_items, workflow_key_prefix
+from ._store import _prefix_items, event_keys, scan_items, workflow_key_prefix
 from ._txn import Fenced, Record
 from ..common.settings import Settings
 from ..common.topics import TopicNames
@@ -75,12 +89,65 @@ def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
     return closed is not None and closed + retention_ms <= now_ms
 
 
-def _closes(rows: Iterable[tuple[bytes, bytes | None]]) -> Iterator[tuple[int, str]]:
-    """(closed_at_ms, workflow id) of the ``workflows`` rows that close their workflow."""
-    for key, value in rows:
-        closed = closed_at(value) if value is not None else None
-        if closed is not None:
-            yield closed, key.decode()
+def run_bound(row: bytes) -> tuple[int, int, int] | None:
+    """``(started_at_ms, load_from_seq, chain_start_seq)`` of a ``workflows`` row whose
+    continue-as-new chain has closed runs before its current one (events between its first
+    start and ``load_from_seq``); else None."""
+    if b'"load_from_seq"' not in row:
+        return None
+    try:
+        r = json.loads(row)
+        started, load_from, chain_start = r.get("started_at_ms"), r.get("load_from_seq"), r.get("chain_start_seq")
+    except ValueError:
+        return None
+    if not (isinstance(started, int) and isinstance(load_from, int) and isinstance(chain_start, int)):
+        return None
+    if chain_start < 1 or load_from <= chain_start + 1:
+        return None  # the first run of its chain: nothing closed before it
+    return started, load_from, chain_start
+
+
+class _Index:
+    """One partition's index (module docs): closed workflows by close time, and chains'
+    run boundaries by the time the run before them closed."""
+
+    __slots__ = ("closed", "runs", "bounds")
+
+    def __init__(self) -> None:
+        #: heap of (closed_at_ms, workflow id)
+        self.closed: list[tuple[int, str]] = []
+        #: heap of (closed_at_ms of the run before, workflow id, load_from_seq)
+        self.runs: list[tuple[int, str, int]] = []
+        #: workflow id -> the latest load_from_seq in ``runs`` (one entry per boundary, not per row)
+        self.bounds: dict[str, int] = {}
+
+    def add(self, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
+        for key, value in rows:
+            if value is None:
+                continue
+            closed = closed_at(value)
+            if closed is not None:
+                heapq.heappush(self.closed, (closed, key.decode()))
+            bound = run_bound(value)
+            if bound is not None:
+                wid = key.decode()
+                if self.bounds.get(wid, 0) < bound[1]:
+                    self.bounds[wid] = bound[1]
+                    heapq.heappush(self.runs, (bound[0], wid, bound[1]))
+
+    def expired(self, now_ms: int, retention_ms: int) -> tuple[list[str], list[tuple[str, int]]]:
+        """Take the expired entries off both heaps (at most ``SWEEP_LIMIT`` each)."""
+        workflows: list[str] = []
+        closed, runs = self.closed, self.runs
+        while closed and closed[0][0] + retention_ms <= now_ms and len(workflows) < SWEEP_LIMIT:
+            workflows.append(heapq.heappop(closed)[1])
+        chains: dict[str, int] = {}
+        while runs and runs[0][0] + retention_ms <= now_ms and len(chains) < SWEEP_LIMIT:
+            _, wid, upto = heapq.heappop(runs)
+            chains[wid] = max(upto, chains.get(wid, 0))
+            if self.bounds.get(wid) == upto:
+                del self.bounds[wid]
+        return workflows, list(chains.items())
 
 
 def _keys_with_prefix(db: Any, prefix: bytes) -> list[bytes]:
@@ -115,9 +182,9 @@ class Retention:
         self.history, self.workflows, self.terminal = tables.history, tables.workflows, tables.terminal
         self.output = output
         self.retention_ms = settings.retention_ms
-        self.stats = {"retired_workflows": 0, "tombstones": 0, "sweeps": 0, "index_scans": 0}
-        #: partition -> heap of (closed_at_ms, workflow id): the closed workflows, by close time.
-        self._closed: dict[int, list[tuple[int, str]]] = {}
+        self.stats = {"retired_workflows": 0, "retired_runs_of": 0, "tombstones": 0, "sweeps": 0, "index_scans": 0}
+        #: partition -> its index (closed workflows, chains' run boundaries)
+        self._index_of: dict[int, _Index] = {}
         if self.retention_ms <= 0:
             return
         app.task(self._loop)
@@ -135,36 +202,41 @@ class Retention:
 
     def rows_committed(self, partition: int, records: Iterable[Record]) -> None:
         """The engine committed these ``workflows`` row records of ``partition``: the ones that
-        close a workflow join the index (when the partition has one; else its first sweep scans)."""
-        heap = self._closed.get(partition)  # none while retention is off: sweeps make them
-        if heap is not None:
-            for entry in _closes((key, value) for _, key, value, *_ in records):
-                heapq.heappush(heap, entry)
+        close a workflow, or begin a chain's next run, join the index (when the partition has
+        one; else its first sweep scans)."""
+        index = self._index_of.get(partition)  # none while retention is off: sweeps make them
+        if index is not None:
+            index.add((key, value) for _, key, value, *_ in records)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """These partitions left this worker: their index is built again if they come back."""
         for p in partitions:
-            self._closed.pop(p, None)
+            self._index_of.pop(p, None)
 
-    async def _index(self, partition: int) -> list[tuple[int, str]]:
+    async def _index(self, partition: int) -> _Index:
         """The partition's index, scanning its rows once (yielding to the loop as it goes)."""
-        heap = self._closed.get(partition)
-        if heap is not None:
-            return heap
-        # Closes committed while the scan yields go in here (rows_committed), so none is missed.
-        pending: list[tuple[int, str]] = []
-        self._closed[partition] = pending
-        entries: list[tuple[int, str]] = []
+        index = self._index_of.get(partition)
+        if index is not None:
+            return index
+        # Rows committed while the scan yields go in here (rows_committed), so none is missed.
+        pending = _Index()
+        self._index_of[partition] = pending
+        built = _Index()
         rows = iter(scan_items(self.workflows, partition))
         while chunk := list(itertools.islice(rows, 1000)):
-            entries.extend(_closes(chunk))
+            built.add(chunk)
             await asyncio.sleep(0)
-        entries.extend(pending)  # a close seen twice is harmless: _retire checks the row again
-        heapq.heapify(entries)
+        # an entry seen twice is harmless: _retire and _retire_runs check the row again
+        built.closed.extend(pending.closed)
+        heapq.heapify(built.closed)
+        for start, wid, upto in pending.runs:
+            if built.bounds.get(wid, 0) < upto:
+                built.bounds[wid] = upto
+                heapq.heappush(built.runs, (start, wid, upto))
         self.stats["index_scans"] += 1
-        if self._closed.get(partition) is pending:  # still owned (not forgotten meanwhile)
-            self._closed[partition] = entries
-        return entries
+        if self._index_of.get(partition) is pending:  # still owned (not forgotten meanwhile)
+            self._index_of[partition] = built
+        return built
 
     async def sweep(self, now_ms: int | None = None) -> int:
         """Retire the expired workflows of the owned partitions (at most ``SWEEP_LIMIT`` each);
@@ -175,16 +247,16 @@ class Retention:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         retired = 0
         owned = self.output.owned()
-        self.forget_partitions([p for p in self._closed if p not in owned])
+        self.forget_partitions([p for p in self._index_of if p not in owned])
         for p in sorted(owned):
-            heap = await self._index(p)
-            candidates: list[str] = []
-            while heap and heap[0][0] + self.retention_ms <= now and len(candidates) < SWEEP_LIMIT:
-                candidates.append(heapq.heappop(heap)[1])  # _retire checks the row again
-            if candidates:
+            index = await self._index(p)
+            candidates, chains = index.expired(now, self.retention_ms)  # each checked again below
+            if candidates or chains:
                 async with self.output.lock_for(p):  # the partition's batches wait (module docs)
-                    if p in self.output.owned():
+                    if p in self.output.owned() and candidates:
                         retired += await self._retire(p, candidates, now)
+                    if p in self.output.owned() and chains:
+                        await self._retire_runs(p, chains)
         self.stats["sweeps"] += 1
         return retired
 
@@ -259,4 +331,73 @@ class Retention:
         self.stats["retired_workflows"] += len(plan)
         self.stats["tombstones"] += len(futs)
         log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(futs))
+        return len(plan)
+
+    def _runs_plan(self, partition: int, workflow_id: str, upto: int) -> tuple[list[bytes], list[bytes]] | None:
+        """What retiring the runs of ``workflow_id``'s chain before ``upto`` takes: its history
+        keys before that step (except the chain's first start) and the ``timer_terminal`` rows
+        of the runs whose events are all among them; None when its row no longer says so."""
+        row = db_for(self.workflows, partition).get(workflow_id.encode())
+        bound = run_bound(row) if row is not None else None
+        if bound is None:
+            return None
+        _, load_from, chain_start = bound
+        if not chain_start < upto <= load_from:
+            return None  # another chain began since (or an older engine's row): keep it all
+        codec = self.codec
+        db = db_for(self.history, partition)
+        keys: list[bytes] = []
+        retired_runs: set[str] = set()
+        kept_runs: set[str] = set()
+        for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
+            k = codec.decode_event_key(key)
+            if k.workflow_id == workflow_id and k.seq < upto and k.seq != chain_start and value is not None:
+                keys.append(key)
+                retired_runs.add(codec.decode_event(value).run_id)
+        if not keys:
+            return None
+        # The step at ``upto`` keeps the run before's close (its terminal rows stay, as a rebuild
+        # from what is kept makes them); it ends at the next run's start.
+        key_of = event_keys(codec, workflow_id)
+        seq = upto
+        while (raw := db.get(key_of(seq))) is not None:
+            ev = codec.decode_event(raw)
+            kept_runs.add(ev.run_id)
+            if isinstance(ev.body, WorkflowStarted):
+                break
+            seq += 1
+        term: list[bytes] = []
+        term_db = db_for(self.terminal, partition) if self.terminal is not None else None
+        if term_db is not None:
+            for run_id in sorted(retired_runs - kept_runs):
+                term.extend(_keys_with_prefix(term_db, f"{workflow_id}\0{run_id}\0".encode()))
+        return keys, term
+
+    async def _retire_runs(self, partition: int, chains: list[tuple[str, int]]) -> int:
+        """Retire the closed runs of these chains (``(workflow id, load_from_seq)``): module docs."""
+        plan = [(wid, got) for wid, upto in chains if (got := self._runs_plan(partition, wid, upto)) is not None]
+        if not plan:
+            return 0
+        term_topic = self.terminal.changelog_topic.get_topic_name() if self.terminal is not None else ""
+        events = [(self.names.events, key, None, partition) for _, (keys, _t) in plan for key in keys]
+        terms = [(term_topic, key, None, partition) for _, (_k, tkeys) in plan for key in tkeys]
+        try:
+            offsets = await self.output.write(partition, events + terms)
+        except Fenced:
+            self.output.lost(partition)
+            return 0
+        hist_db = db_for(self.history, partition)
+        for key in (r[1] for r in events):
+            hist_db.delete(key)
+        if terms and self.terminal is not None:
+            term_db = db_for(self.terminal, partition)
+            for key in (r[1] for r in terms):
+                term_db.delete(key)
+            store_offset(self.terminal, partition, max(offsets[len(events):]))
+        store_offset(self.history, partition, max(offsets[:len(events)]))
+        self.output.forget(partition, [wid for wid, _ in plan])  # the next command loads the current run
+        self.stats["retired_runs_of"] += len(plan)
+        self.stats["tombstones"] += len(events)
+        log.info("retired the closed runs of %d continue-as-new chain(s) of partition %d (%d tombstones)",
+                 len(plan), partition, len(events))
         return len(plan)

@@ -133,14 +133,34 @@ class HistoryStore:
     def between(self, partition: int, workflow_id: str, from_seq: int, to_seq: int) -> Iterator[Event]:
         """The events of ``workflow_id`` with seq in ``[from_seq, to_seq)``, in seq order, read
         one by one as the caller goes (a history page of an execution that holds its current
-        run only: ``WorkflowExecution.earlier``)."""
+        run only: ``WorkflowExecution.earlier``). Seqs the retention retired (a chain's earlier
+        runs, ``_retention.py``) are skipped: at a missing seq the workflow's keys are looked
+        through once for the next one held (few: the earlier runs are gone)."""
         db = _db(self.table, partition)
         key = event_keys(self.codec, workflow_id)
-        for seq in range(from_seq, to_seq):
+        seq = from_seq
+        held: list[int] | None = None
+        while seq < to_seq:
             raw = db.get(key(seq))
-            if raw is None:
+            if raw is not None:
+                yield self.codec.decode_event(raw)
+                seq += 1
+                continue
+            if held is None:
+                held = sorted(self.seqs(partition, workflow_id))
+            later = [s for s in held if seq < s < to_seq]
+            if not later:
                 return
-            yield self.codec.decode_event(raw)
+            seq = later[0]
+
+    def seqs(self, partition: int, workflow_id: str) -> Iterator[int]:
+        """The seqs of ``workflow_id``'s events held in the table (in key order, not seq order)."""
+        db = _db(self.table, partition)
+        decode_key = self.codec.decode_event_key
+        for k, _ in _prefix_items(db, workflow_key_prefix(self.codec, workflow_id)):
+            ek = decode_key(k)
+            if ek.workflow_id == workflow_id:
+                yield ek.seq
 
     def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]]) -> None:
         db = _db(self.table, partition)

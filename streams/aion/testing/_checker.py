@@ -16,7 +16,10 @@ alone — not from the engine's RocksDB tables, not through the runtime:
                     new owner already wrote (ARCHITECTURE.md, guarantee 4) is caught even when
                     both versions mean the same. ``strict_recorded_at=False`` tolerates a
                     different ``recorded_at_ms`` alone (listed in ``recorded_at_drifts``);
-``gapless``         each history is seq 1, 2, ... n;
+``gapless``         each history is seq 1, 2, ... n — or, for a continue-as-new chain whose
+                    closed runs the retention retired, its first ``WorkflowStarted``, then
+                    seqs k..n from a step that closed a run and began the next (the retired
+                    runs are not checked; ``retired_chains`` counts them);
 ``run``             each run starts with ``WorkflowStarted``, carries its run id, has exactly one
                     closing event and nothing after it; continue-as-new links the runs;
 ``command``         the events one command caused are one contiguous block (a command processed
@@ -360,6 +363,8 @@ class CheckReport:
     activity_retries: int = 0
     signals: int = 0
     children: int = 0
+    #: chains whose closed runs were retired (a gap after their first start: ``gapless``)
+    retired_chains: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     event_types: Counter[str] = field(default_factory=Counter)
     violations: list[Violation] = field(default_factory=list)
@@ -383,7 +388,8 @@ class CheckReport:
             f"{self.tombstones} tombstones); {self.events} events in {self.workflows} workflows, {self.runs} runs",
             f"statuses: {dict(sorted(self.statuses.items()))}",
             f"timers {self.timers}, activities {self.activities} (retried attempts {self.activity_retries}), "
-            f"signals {self.signals}, children {self.children}",
+            f"signals {self.signals}, children {self.children}"
+            + (f"; {self.retired_chains} chains with retired runs" if self.retired_chains else ""),
         ]
         if self.recorded_at_drifts:
             lines.append(f"{len(self.recorded_at_drifts)} re-written events with a different recorded_at_ms, "
@@ -584,8 +590,13 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
     rep.events += len(events)
     for ev in events:
         rep.event_types[type(ev.body).__name__] += 1
+    tail = _retired_prefix(events)
+    if tail is not None:
+        rep.retired_chains += 1
+        events = tail
     seqs = [e.seq for e in events]
-    if seqs != list(range(1, len(events) + 1)):
+    first = seqs[0] if tail is not None else 1
+    if seqs != list(range(first, first + len(events))):
         missing = sorted(set(range(1, max(seqs) + 1)) - set(seqs))
         v.append(Violation("gapless", wid, f"seqs are not 1..{len(events)}: missing {missing[:10]}"
                                            f"{'...' if len(missing) > 10 else ''} (max seq {max(seqs)})",
@@ -679,6 +690,23 @@ def _check_history(wid: str, events: Sequence[Event], rep: CheckReport, require_
         last = events[-1]
         v.append(Violation("run", wid, f"never closed: its last event is seq {last.seq} {type(last.body).__name__}"))
     return status, payload, close_ev
+
+
+def _retired_prefix(events: Sequence[Event]) -> list[Event] | None:
+    """The runs to check of a chain whose closed runs were retired (``gapless``): the events
+    from the first ``WorkflowStarted`` after the gap that follows the chain's first start, when
+    the events between the gap and it all belong to the run that start names as its previous
+    one (the step that closed it); None when ``events`` does not have that shape."""
+    if len(events) < 3 or events[1].seq <= events[0].seq + 1 or not isinstance(events[0].body, WorkflowStarted):
+        return None
+    for i in range(1, len(events)):
+        b = events[i].body
+        if isinstance(b, WorkflowStarted):
+            before = events[1:i]
+            if before and (b.previous_run_id is None or any(e.run_id != b.previous_run_id for e in before)):
+                return None
+            return list(events[i:])
+    return None
 
 
 def _check_timers(wid: str, run: Sequence[Event], rep: CheckReport, early_ms: int = 0) -> dict[str, Event]:

@@ -670,7 +670,9 @@ def _compare_tables(settings: Settings, data_dir: Path | None, log: Any, reused:
 
     - *orphaned*: a ``timers`` time row of a timer that was armed again at another due time
       (the recovery effects re-arm a heartbeat timeout from "now") before the new owner had
-      loaded the old row into memory, so the old row was never deleted;
+      loaded the old row into memory, so the old row was never deleted. Fixed on 2026-12-04: a
+      batch that reaches a partition before the wheel's loop loaded its window loads it first
+      (``TimerWheel._loaded_part``);
     - *leaked*: a ``timer_terminal`` row of one timer (fired / cancelled) of a run whose closed
       marker is there too, where the rebuild has none (closing a run deletes its timers' rows):
       seen under broker kills and starvation; harmless to what fires (the closed marker and the

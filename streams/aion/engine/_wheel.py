@@ -354,7 +354,7 @@ class TimerWheel:
         for partition, eff in effects:
             if isinstance(eff, fx.ScheduleTimer):
                 ident = ident_of(eff.workflow_id, eff.run_id, eff.timer_id)
-                part = self._part(partition)
+                part = self._loaded_part(partition)
                 if part is None:
                     continue
                 out: list[Write] = []
@@ -364,7 +364,7 @@ class TimerWheel:
                     self.stats["armed"] += 1
                 writes.extend((self.timers, partition, w) for w in out)
             elif isinstance(eff, fx.DropTimer):
-                part = self._part(partition)
+                part = self._loaded_part(partition)
                 if part is None:
                     if eff.timer_id.isdigit():
                         log.warning("partition %d is revoked: the drop of timer %s of workflow %r (run %s) is not "
@@ -379,11 +379,9 @@ class TimerWheel:
                     # indexed) unless the window is not loaded yet (a near row has no index row)
                     # or its fire was just sent (the fire's transaction deleted the row).
                     self.stats["drop_missed"] += 1
-                    (log.warning if part.loaded_upto is not None else log.info)(
-                        "partition %d: the drop of timer %s of workflow %r (run %s) found no row (window %s; "
-                        "unless its fire was just sent, its row is missing)",
-                        partition, eff.timer_id, eff.workflow_id, eff.run_id,
-                        "loaded" if part.loaded_upto is not None else "not loaded yet")
+                    log.warning("partition %d: the drop of timer %s of workflow %r (run %s) found no row (unless "
+                                "its fire was just sent, its row is missing)",
+                                partition, eff.timer_id, eff.workflow_id, eff.run_id)
                 writes.extend((self.timers, partition, w) for w in out)
         if self._queued:
             writes.extend(self._queued)
@@ -510,6 +508,20 @@ class TimerWheel:
             part = self._parts[partition] = WheelPartition(partition, self._db(self.timers, partition))
             self._next_advance = 0.0  # load its window at the next tick, not a second later
             self._wakeup.set()
+        return part
+
+    def _loaded_part(self, partition: int) -> WheelPartition | None:
+        """The partition with its window in memory: an arm or drop must find a timer's current
+        row, and a near row (due within the window) has no index row, only its place in memory.
+        The loop loads a new partition's window at its next tick; a batch that comes first
+        (right after an assignment) loads it here, at once."""
+        part = self._part(partition)
+        if part is not None and part.loaded_upto is None:
+            before = len(part.live)
+            target = now_ms() + self.WINDOW_MS
+            while not part.load_slice(target, self.SCAN_ROWS):
+                pass
+            self.stats["loaded"] += len(part.live) - before
         return part
 
     def _mark(self, partition: int, ident: bytes, state: bytes) -> None:

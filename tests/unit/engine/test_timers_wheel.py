@@ -121,3 +121,29 @@ async def test_staged_rows_reach_rocksdb_only_with_their_committed_transaction(w
     wheel.begin(0)
     await wheel.apply([(0, fx.ScheduleTimer("wf", "r", "2", at))])
     assert raw.get(b"\xff\xffI" + ident_of("wf", "r", "2")) is not None  # committed: written
+
+
+async def test_a_batch_right_after_an_assignment_finds_near_timers(w) -> None:  # type: ignore[no-untyped-def]
+    """A near timer (due within the window) has no index row: a drop or re-arm that reaches a
+    new owner before the loop loaded the window must still find its row, or the row lingers
+    (and fires, stale) while a second row is armed beside it."""
+    from aion.engine._faust import db_for
+    from aion.engine._timers import ident_of
+
+    wheel = w.wheel
+    await wheel._tick()  # windows loaded: the arms below are near rows
+    at = now_ms() + 20_000
+    await wheel.apply([(0, fx.ScheduleTimer("wf", "r", "1", at)), (0, fx.ScheduleTimer("wf", "r", "2", at))])
+    raw = db_for(wheel.timers, 0)
+
+    def rows(tid: str) -> list[bytes]:
+        ident = ident_of("wf", "r", tid)
+        return [k for k, _ in raw.items() if k.endswith(ident) and len(k) == 8 + len(ident)]
+
+    assert len(rows("1")) == len(rows("2")) == 1 and raw.get(b"\xff\xffI" + ident_of("wf", "r", "1")) is None
+    wheel.on_revoked({0, 1})
+    wheel.on_assigned()  # a new assignment: no window in memory until the loop's next tick
+    await wheel.apply([(0, fx.DropTimer("wf", "r", "1")), (0, fx.ScheduleTimer("wf", "r", "2", at + 5_000))])
+    assert wheel.stats["drop_missed"] == 0 and wheel.stats["disarmed"] == 1
+    assert rows("1") == []  # dropped
+    assert [k[:8] for k in rows("2")] == [(at + 5_000).to_bytes(8, "big")]  # re-armed: one row, the new one

@@ -13,6 +13,8 @@ from typing import Any
 
 from aion.bench._rolling import check_histories, wait_group_ready
 
+from test_metrics import scrape
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -54,6 +56,10 @@ async def test_sigterm_rolling_restart_loses_nothing(cluster, client, settings) 
             engines[k] = cluster.engine(name=name, metrics_port=ports[k])  # the same data folder
             assert await wait_group_ready(ports, settings.partitions, 90.0, []) is not None, (
                 f"{name} did not rejoin ({time.monotonic() - t0:.1f}s):\n{cluster.logs()}")
+            # Its local copies caught up on its downtime before it joined (_store.warm_up), not
+            # while the partitions it took back waited.
+            warmed = scrape(ports[k]).get(("aion_engine_warm_up_records_total", ()), 0)
+            assert warmed > 0, f"{name} read nothing before joining:\n{engines[k].tail()}"
             await asyncio.sleep(1.0)
     finally:
         stop.set()

@@ -315,7 +315,9 @@ def _gauges(st: dict[str, Any]) -> Iterator[Any]:
                       ("aborted", "Transactions aborted (their commands handled again one by one)."),
                       ("fenced", "Partitions lost to another worker's producer (fenced)."),
                       ("forwarded", "Commands forwarded to the partition that owns their workflow."),
-                      ("invalid", "Commands refused at intake (invalid)."),):
+                      ("invalid", "Commands refused at intake (invalid)."),
+                      ("warm_up_records", "Changelog records read into the local table copies before the "
+                       "worker joined its group (a restarted worker's downtime: _store.warm_up)."),):
         yield counter(f"aion_engine_{name}", doc, [((), stats.get(name, 0))])
     w = st["wheel"]
     yield counter("aion_timer_fires_sent", "FireTimer commands the timer wheel sent.", [((), w.get("fired", 0))])

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterable, Iterator
 
 import faust
 from faust.types import TP
@@ -284,6 +284,44 @@ class CaughtUpTable(faust.Table):
         log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
                  sorted(starts), time.monotonic() - t0)
         return True
+
+
+def warm_up(tables: Iterable[Any], settings: "Settings", partitions: int) -> dict[str, int]:
+    """Before a worker joins its group: catch up the partitions its data folder holds (as an
+    owner or a standby, before it stopped) of each table, from their stored offsets to the end
+    of their changelogs (committed records only, as the catch-up of an assignment reads them).
+
+    A restarted worker's copies lag by its downtime. Read at the assignment, that lag was read
+    while the partitions it took over waited (a worker joining again under load: 1.0–1.4 s of
+    the hand-over, for a second or two of records read by a process just started, issue 17);
+    read here, the assignment's catch-up reads only what was written since. The tables side by
+    side; nothing else runs yet. Returns the records read per table; a table whose catch-up
+    fails is logged and left to the assignment's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs: dict[str, tuple[Any, str, dict[int, int]]] = {}
+    for table in tables:
+        store = table.data
+        local = [p for p in range(partitions) if store.partition_path(p).exists()]
+        starts = {p: off + 1 for p in local if (off := stored_offset(table, p)) is not None}
+        if starts:
+            jobs[table.name] = (store, table.changelog_topic.get_topic_name(), starts)
+    if not jobs:
+        return {}
+    t0 = time.monotonic()
+    read: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {name: pool.submit(catch_up, store, settings, topic, starts)
+                   for name, (store, topic, starts) in jobs.items()}
+        for name, fut in futures.items():
+            try:
+                read[name] = fut.result()
+            except Exception as exc:  # the assignment's catch-up reads it
+                log.warning("%s: warm-up before joining failed (%s: %s); the assignment's catch-up reads it",
+                            name, type(exc).__name__, exc)
+    log.info("warmed up the local copies before joining the group: %s records (partitions %s) in %.2fs",
+             read, {name: sorted(starts) for name, (_, _, starts) in jobs.items()}, time.monotonic() - t0)
+    return read
 
 
 def catch_up_state(app: Any, generation_id: int) -> bool | None:

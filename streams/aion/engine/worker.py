@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from types import ModuleType
@@ -114,6 +115,24 @@ def _worker_class(engine: Any = None) -> type:
         Stopped (SIGTERM, SIGINT), the engine first hands its partitions back and leaves the
         group (``Engine.leave``), then Faust's services stop: a planned stop is a prompt
         hand-over, not a session timeout."""
+
+        async def on_first_start(self) -> None:
+            await super().on_first_start()  # logging set up: the warm-up's line is seen
+            if engine is not None:
+                # Before the app starts (and joins the group): the local copies of a restarted
+                # worker catch up on its downtime here, not while the partitions it takes over
+                # wait (_store.warm_up).
+                from ._store import warm_up
+
+                tables = list(engine.tables.by_name().values())
+                for table in tables:
+                    # Each table's store is made here, on the worker's loop: made in the thread
+                    # below, Faust's service would be bound to that thread's loop and the
+                    # worker's stop would wait for it forever.
+                    assert table.data is not None
+                read = await asyncio.get_running_loop().run_in_executor(
+                    None, warm_up, tables, engine.settings, engine.settings.partitions)
+                engine.stats["warm_up_records"] = sum(read.values())
 
         async def on_stop(self) -> None:
             if engine is not None:

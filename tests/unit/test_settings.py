@@ -31,7 +31,7 @@ def test_fail_over_defaults() -> None:
     # hears of the rebalance within half a second of it.
     s = Settings()
     assert s.session_timeout == 6.0
-    assert s.heartbeat_interval == 0.5
+    assert s.heartbeat_interval == 0.25
     assert s.standby_replicas == 0
 
 

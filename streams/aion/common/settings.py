@@ -92,10 +92,11 @@ class Settings:
         "(GC, swap, an overloaded host, a long pause of the broker) is taken for dead and its "
         "partitions move, so raise it on busy or far-away clusters.")
     heartbeat_interval: float = _setting(
-        0.5, "AION_HEARTBEAT_INTERVAL",
-        "Seconds between a worker's heartbeats to the group coordinator. A survivor learns of a "
-        "rebalance on its next heartbeat, so this bounds how long it waits after a dead worker's "
-        "session expired; at most a third of the session timeout.")
+        0.25, "AION_HEARTBEAT_INTERVAL",
+        "Seconds between a worker's heartbeats to the group coordinator. A worker learns of a "
+        "rebalance on its next heartbeat, and the group waits for the last one to rejoin, so this "
+        "bounds how long a hand-over waits after a worker left (SIGTERM) or joined, or a dead "
+        "worker's session expired; at most a third of the session timeout.")
     retention_ms: int = _setting(
         7 * 24 * 3600 * 1000, "AION_RETENTION_MS",
         "Milliseconds a closed workflow's history is kept before the engine retires it (tombstones on "

@@ -98,9 +98,9 @@ class PartitionWriter:
         The cluster's metadata is fetched first: a new producer's ``init_transactions`` right
         away took ~56 ms or ~506 ms at random (librdkafka tries again after a fixed 500 ms when
         it finds no usable connection to look for the transaction coordinator through; bare
-        probes on the same broker: 4 of 8 one by one, 5 of 24 four side by side after a
+        probes on the same broker: 8 of 22 one by one, 5 of 24 four side by side after a
         metadata request for one topic), and after a request for the whole cluster's metadata
-        ~60 ms every time (36 of 36). Every partition a hand-over moves waited those 0.5 s
+        ~60 ms every time (36 of 36). Every partition a hand-over moved waited those 0.5 s
         (issue 17)."""
         producer = Producer(self._config)
         try:

@@ -47,6 +47,7 @@ import heapq
 import itertools
 import json
 import logging
+import re
 import time
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
@@ -89,6 +90,10 @@ def expired(row: bytes, now_ms: int, retention_ms: int) -> bool:
     return closed is not None and closed + retention_ms <= now_ms
 
 
+#: The two seqs of a ``workflows`` row (``_store.visibility_row`` writes them last, in this order).
+_SEQS = re.compile(rb'"load_from_seq": (\d+), "chain_start_seq": (\d+)')
+
+
 def run_bound(row: bytes) -> tuple[int, int, int] | None:
     """``(started_at_ms, load_from_seq, chain_start_seq)`` of a ``workflows`` row whose
     continue-as-new chain has closed runs before its current one (events between its first
@@ -128,12 +133,17 @@ class _Index:
             closed = closed_at(value)
             if closed is not None:
                 heapq.heappush(self.closed, (closed, key.decode()))
+            # Most rows are of a first run: told apart without parsing (every committed row comes here).
+            m = _SEQS.search(value)
+            if m is None or int(m[1]) <= int(m[2]) + 1:
+                continue
+            wid = key.decode()
+            if self.bounds.get(wid, 0) >= int(m[1]):
+                continue  # a later step of a run already in the index
             bound = run_bound(value)
             if bound is not None:
-                wid = key.decode()
-                if self.bounds.get(wid, 0) < bound[1]:
-                    self.bounds[wid] = bound[1]
-                    heapq.heappush(self.runs, (bound[0], wid, bound[1]))
+                self.bounds[wid] = bound[1]
+                heapq.heappush(self.runs, (bound[0], wid, bound[1]))
 
     def expired(self, now_ms: int, retention_ms: int) -> tuple[list[str], list[tuple[str, int]]]:
         """Take the expired entries off both heaps (at most ``SWEEP_LIMIT`` each)."""

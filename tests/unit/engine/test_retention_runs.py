@@ -188,3 +188,20 @@ def test_the_checker_accepts_retired_runs_and_still_finds_a_real_gap() -> None:
     no_start = [e for e in ex.history if e.seq >= load_from]  # the chain's first start gone too
     assert "gapless" in [v.invariant for v in check_event_log(EventLog.from_events(no_start), require_closed=False).violations]
     assert json.loads(visibility_row(ex))["load_from_seq"] == load_from
+
+
+async def test_the_index_takes_one_entry_per_run_boundary(chain: Any) -> None:
+    """Every committed ``workflows`` row passes through the index: a chain's row joins it once
+    per new run (not once per step), a first run's never."""
+    r = chain.r
+    row = chain.derived["workflows"].get(WID.encode())
+    index = await r._index(0)
+    assert [(w, upto) for _, w, upto in index.runs] == [(WID, chain.ex.step_start_seq)]
+    for _ in range(3):  # later steps of the same run
+        r.rows_committed(0, [("t", WID.encode(), row, 0)])
+    assert len(index.runs) == 1
+    moved = json.loads(row)
+    moved["load_from_seq"] += 9  # the chain continued as new again
+    r.rows_committed(0, [("t", WID.encode(), json.dumps(moved).encode(), 0),
+                         ("t", b"first-run", json.dumps(dict(moved, load_from_seq=1, chain_start_seq=1)).encode(), 0)])
+    assert sorted(upto for _, _, upto in index.runs) == [chain.ex.step_start_seq, chain.ex.step_start_seq + 9]

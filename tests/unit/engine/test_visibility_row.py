@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from aion import workflow
+from aion.exceptions import ApplicationError
 from aion.converter import default_converter
 from aion.engine._store import visibility_row
 from aion.model import Command, FireTimer, StartWorkflow
@@ -36,3 +37,43 @@ def test_a_chain_is_listed_with_its_current_run() -> None:
     assert row["run_id"] != first["run_id"] and row["status"] == "RUNNING"
     assert row["started_at_ms"] == 5_000  # the second run's start, not the chain's
     assert row["task_queue"] == "q1"
+
+
+@workflow.defn
+class Tagged:
+    @workflow.run
+    async def run(self, fail: bool) -> str:
+        workflow.upsert_search_attributes({"Stage": ["waiting"]})
+        await workflow.sleep(1)
+        if fail:
+            raise ApplicationError("no")
+        return "ok"
+
+
+def test_the_engines_row_of_an_execution_is_the_row_read_through_getattr() -> None:
+    """``visibility_row`` reads an execution's fields directly; ``_visibility_row_of`` (any
+    object) through getattr: the same bytes at every point of a run's life."""
+    from aion.bench.chain import build
+    from aion.engine._store import _visibility_row_of
+
+    conv = default_converter()
+    reg = Registry(workflows=[Tagged, Hops])
+    seen = []
+    for wid, fail in (("ok", False), ("bad", True)):
+        ex = WorkflowExecution.new(reg, wid)
+        seen.append(ex)
+        assert visibility_row(ex) == _visibility_row_of(ex)  # nothing recorded yet
+        step = ex.handle(Command("c1", wid, 1_000, StartWorkflow("Tagged", conv.to_payloads([fail]), task_queue="q",
+                                                                 search_attributes={"Team": "a"},
+                                                                 search_attribute_types={"Team": "Keyword"})), 1_000)
+        assert visibility_row(ex) == _visibility_row_of(ex)
+        timer = next(e for e in step.effects if isinstance(e, ScheduleTimer))
+        ex.handle(Command("c2", wid, 2_000, FireTimer(run_id=timer.run_id, timer_id=timer.timer_id,
+                                                      fire_at_ms=timer.fire_at_ms)), 2_000)
+        assert ex.status == ("FAILED" if fail else "COMPLETED")
+        assert visibility_row(ex) == _visibility_row_of(ex)
+        row = json.loads(visibility_row(ex))
+        assert (row["closed_at_ms"], row["search_attributes"]["Team"]) == (2_000, "a")
+    chain = build(run=4, timers=2)  # a continue-as-new chain, its current run under way
+    assert visibility_row(chain) == _visibility_row_of(chain)
+    assert json.loads(visibility_row(chain))["load_from_seq"] > 1

@@ -234,7 +234,8 @@ class WorkflowInstance:
         self.main_task: asyncio.Task[Any] | None = None
         self._now_ms = ctx.run_start_ms
         self._seq = ctx.run_start_seq
-        self._random = _random.Random(_seed(ctx.run_id))
+        #: Made at the first ``workflow.random()`` (seeding costs more than most activations).
+        self._random: _random.Random | None = None
         self._search_attributes = dict(ctx.started.search_attributes)
         self._search_attribute_types = dict(ctx.started.search_attribute_types)
         # run-segment ordinals
@@ -277,7 +278,10 @@ class WorkflowInstance:
         return self._now_ms
 
     def random(self) -> _random.Random:
-        return self._random
+        r = self._random
+        if r is None:  # seeded by the run id alone: the same sequence whenever it is made
+            r = self._random = _random.Random(_seed(self.ctx.run_id))
+        return r
 
     def is_replaying(self) -> bool:
         return self._expected is not None

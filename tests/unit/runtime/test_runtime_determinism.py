@@ -86,3 +86,43 @@ def test_strict_replay_of_other_values_names_the_non_deterministic_calls_not_pat
     msg = str(res.divergence)
     assert "same identity, different values" in msg and "use workflow.random(), workflow.now()" in msg
     assert "workflow.patched" not in msg
+
+
+@workflow.defn
+class Draws:
+    @workflow.run
+    async def run(self) -> list[int]:
+        first = [workflow.random().randint(0, 10**9) for _ in range(3)]
+        await workflow.sleep(1)
+        return first + [workflow.random().randint(0, 10**9), workflow.uuid4().int]
+
+
+def test_workflow_random_is_the_run_ids_sequence_live_and_after_a_rebuild() -> None:
+    """``workflow.random()`` is made at its first use, seeded by the run id: the same sequence
+    as a generator made with the instance, across activations, and again when the instance is
+    rebuilt by replay in the middle of the run."""
+    from aion.converter import default_converter
+    from aion.model import Command, FireTimer, StartWorkflow, WorkflowCompleted
+    from aion.runtime import Registry, WorkflowExecution
+    from aion.runtime._instance import _seed
+    from aion.runtime.effects import ScheduleTimer
+
+    conv = default_converter()
+    reg = Registry(workflows=[Draws])
+    results = []
+    for rebuild in (False, True):
+        ex = WorkflowExecution.new(reg, "draws")
+        step = ex.handle(Command("c1", "draws", 1_000, StartWorkflow("Draws", [])), 1_000)
+        if rebuild:  # a cache miss: the instance is made again by replaying the start
+            ex = WorkflowExecution.from_history(reg, "draws", list(ex.history))
+        timer = next(e for e in step.effects if isinstance(e, ScheduleTimer))
+        step = ex.handle(Command("c2", "draws", 2_000, FireTimer(timer.run_id, timer.timer_id, timer.fire_at_ms)), 2_000)
+        done = step.events[-1].body
+        assert isinstance(done, WorkflowCompleted)
+        results.append((ex.run_id, conv.from_payload(done.result, list[int])))
+    (run_id, live), (again_id, rebuilt) = results
+    assert run_id == again_id and live == rebuilt
+    r = random.Random(_seed(run_id))
+    expected = [r.randint(0, 10**9) for _ in range(4)]
+    assert live[:4] == expected
+    assert live[4] == uuid.UUID(int=r.getrandbits(128), version=4).int

@@ -104,6 +104,11 @@ def _text_problem(what: str, value: object, max_bytes: int, *, required: bool, c
         return f"{what} must be a string, got {type(value).__name__}"
     if not value:
         return f"{what} is empty" if required else None
+    # ASCII (nearly every id and name): as many UTF-8 bytes as characters, and its control
+    # characters are exactly its unprintable ones — the checks below without the encode and
+    # the regular expression (anything else is checked below).
+    if value.isascii() and len(value) <= max_bytes and (controls or value.isprintable()):
+        return None
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:

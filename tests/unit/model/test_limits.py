@@ -128,3 +128,37 @@ async def test_a_default_child_id_of_a_parent_near_the_id_limit_stays_within_it(
         started = [e.body for e in env.history(parent_id) if type(e.body).__name__ == "ChildWorkflowStarted"]
     assert len(started) == 1 and started[0].child_workflow_id.startswith("child-")
     assert len(started[0].child_workflow_id.encode()) <= MAX_ID_BYTES
+
+
+def _text_problem_by_regex(what: str, value: object, max_bytes: int, *, required: bool,
+                           controls: bool = False) -> str | None:
+    """The text check as it was before its ASCII shortcut: encode, then the regular expression."""
+    import re
+
+    if not isinstance(value, str):
+        return f"{what} must be a string, got {type(value).__name__}"
+    if not value:
+        return f"{what} is empty" if required else None
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{what} is not valid UTF-8 (it holds a lone surrogate)"
+    if size > max_bytes:
+        return f"{what} is {size} UTF-8 bytes long, over the limit of {max_bytes} ({value[:40]!r}...)"
+    if not controls and (m := re.search("[\x00-\x1f\x7f-\x9f]", value)) is not None:
+        return (f"{what} {value[:80]!r} holds the control character U+{ord(m.group()):04X} at index {m.start()} "
+                "(NUL and control characters are not allowed)")
+    return None
+
+
+def test_the_ascii_shortcut_of_the_text_check_answers_as_the_regular_expression() -> None:
+    from aion.model.limits import _text_problem
+
+    values: list[object] = [None, 7, "", "\ud800", "é", "a\x85b", "a\u2028b", "日本", "\U0001f600"]
+    values += [f"a{chr(c)}b" for c in range(0x200)] + [chr(c) for c in range(0x200)]
+    values += ["x" * n for n in (9, 10, 11)] + ["é" * n for n in (4, 5, 6)] + ["x" * 9 + "\x00", "x" * 11 + "\x00"]
+    for value in values:
+        for controls in (False, True):
+            for required in (False, True):
+                assert _text_problem("id", value, 10, required=required, controls=controls) == \
+                    _text_problem_by_regex("id", value, 10, required=required, controls=controls), (value, controls)

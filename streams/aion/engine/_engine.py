@@ -66,7 +66,7 @@ from ._progress import POSITION_KEY, heartbeat_key, heartbeat_value, position_va
 from ._retention import Retention
 from ._visibility_index import VisibilityIndex, VisibilityIndexNotReady
 from ._app import build_app
-from ._store import HistoryStore, catch_up_state, scan_items, set_row, visibility_row
+from ._store import HistoryStore, catch_up_state, scan_items, visibility_row, write_rows
 from ._txn import Aborted, Fenced, Record, TxnError, Writers
 
 #: A record of the commands topic as read: partition, offset, value, key, and headers (None
@@ -955,9 +955,7 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
 def _apply_rows(table: Any, partition: int, records: Sequence[Record], offsets: Sequence[int]) -> None:
     """Committed rows of ``table`` into its local partition (no value: the row goes), and the
     changelog offset Faust's recovery starts after."""
-    db = db_for(table, partition)
-    for _, key, value, *_ in records:
-        set_row(db, key, value)
+    write_rows(db_for(table, partition), [(key, value) for _, key, value, *_ in records])
     store_offset(table, partition, max(offsets))
 
 

@@ -81,7 +81,7 @@ def arm(timeout: float) -> Armed:
     """Start watching the calling thread for ``timeout`` seconds."""
     global _thread
     a = Armed(next(_tokens), threading.get_ident(), timeout, time.monotonic() + timeout)
-    with _cond:
+    with _lock:  # the condition's own lock (its __enter__ is a Python call more per activation)
         _armed[a.token] = a
         if _thread is None:
             _thread = threading.Thread(target=_watch, name="aion-deadlock-watchdog", daemon=True)
@@ -93,7 +93,7 @@ def arm(timeout: float) -> Armed:
 
 def disarm(a: Armed) -> bool:
     """Stop watching; returns whether the watchdog fired. Clears a still-pending interrupt."""
-    with _cond:
+    with _lock:
         _armed.pop(a.token, None)
         if a.fired:
             _set_async_exc(a.thread_id, None)

@@ -126,7 +126,7 @@ from ._state import (
     CLOSE_STATUS, EXEC_TIMER, RESUME_NOW_TIMER, RUN_TIMER, RUNNING, START_TIMER, ActivityTimer, Run, backoff_ms,
     model_retry, task_timer,
 )
-from ._registry import WorkflowCode
+from ._registry import HistoryLimits, WorkflowCode
 from ._successors import successor_of, successor_start
 from ._supervision import hold_deadlocked_task
 from ._versions import code_of, route_of, version_not_loaded
@@ -597,8 +597,6 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         )
 
     def _limits(self) -> Any:
-        from ._registry import HistoryLimits
-
         return getattr(self.registry, "history_limits", None) or HistoryLimits()
 
     def _bytes_between(self, first_seq: int, last_seq: int) -> int:

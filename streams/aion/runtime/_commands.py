@@ -36,7 +36,6 @@ are kept per workflow; past that a ``GetResult`` is refused with ``TooManyWaiter
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -73,6 +72,7 @@ from ..model import (
     WorkflowTaskFailed,
     WorkflowTerminated,
 )
+from ._run_ids import uuid5_url
 from ._cron import cron_problem, next_cron_ms
 from ._history_pages import HISTORY_QUERY, history_page
 from ._signals import signal_args_problem
@@ -354,7 +354,7 @@ class ClientCommands(Parts):
                              f"workflow {self.workflow_id!r} already ran (last run {run.run_id} ended "
                              f"{run.status}) and id_reuse_policy={policy} forbids another run; use a new id")
                 return
-        run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aion:{self.workflow_id}:{command.command_id}"))
+        run_id = uuid5_url(f"aion:{self.workflow_id}:{command.command_id}")
         self._reply(command, "ACCEPTED", run_id=run_id)
         self._record(
             WorkflowStarted(

@@ -77,7 +77,6 @@ their close, by a run whose code waits for a first-task backoff (``_successors.p
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -115,6 +114,7 @@ from ..model import (
     reopen_ranges,
     taken_back,
 )
+from ._run_ids import uuid5_url
 from ._activation import is_command_event, is_instance_input, replay_into
 from ._activities import Activities
 from ._children import Children
@@ -567,7 +567,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         assert old.successor is not None
         initiator, wait = old.successor
         st = old.started
-        new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"aion:{self.workflow_id}:{old.run_id}:{initiator.lower()}"))
+        new_run_id = uuid5_url(f"aion:{self.workflow_id}:{old.run_id}:{initiator.lower()}")
         log.info("workflow %s: run %s closed %s; run %s follows (%s) in %d ms", self.workflow_id, old.run_id,
                  old.status, new_run_id, initiator, wait)
         self._record(successor_start(st, old.run_id, old.close_body, initiator, wait,

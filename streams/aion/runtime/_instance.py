@@ -39,7 +39,6 @@ import contextvars
 import hashlib
 import inspect
 import random as _random
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -98,6 +97,7 @@ from ..workflow._api import ActivityOptions, ChildOptions, ContinueAsNewError
 from ..workflow._definition import RUN_TYPE_ATTR, WorkflowDefinition
 from ..workflow._handles import ActivityHandle, ChildWorkflowHandle, TimerHandle
 from ..workflow._types import ActivityCancellationType, FailurePolicy, Info, ParentInfo, RetryPolicy
+from ._run_ids import uuid5_url
 from ._cron import cron_problem
 from .._search_attributes import apply_upsert, decode_all, to_stored, typed
 from . import _watchdog
@@ -120,7 +120,7 @@ MARKER_RESUME = "aion.resume"
 
 def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
     """The deterministic run id of the run that follows ``run_id`` by continue-as-new."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aion:{workflow_id}:{run_id}:continue-as-new"))
+    return uuid5_url(f"aion:{workflow_id}:{run_id}:continue-as-new")
 
 
 def _same_values(recorded: Any, issued: Any) -> bool:
@@ -540,7 +540,7 @@ class WorkflowInstance:
         self._next_child += 1
         cid = opts.id or f"{self.ctx.workflow_id}/{self.ctx.run_id[:8]}/child-{n}"
         if not opts.id and len(cid.encode()) > MAX_ID_BYTES:  # a parent id near the limit: a shorter default
-            cid = f"child-{uuid.uuid5(uuid.NAMESPACE_URL, cid)}"
+            cid = f"child-{uuid5_url(cid)}"
         if cid in self._used_child_ids:
             raise ValueError(f"child workflow id {cid!r} is already used in this run: give each child its own id")
         cron = opts.cron_schedule or ""

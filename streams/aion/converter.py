@@ -18,6 +18,7 @@ pass it to ``Registry(data_converter=...)`` / the client, or make it the process
 from __future__ import annotations
 
 import base64
+import collections.abc
 import dataclasses
 import datetime as _dt
 import decimal
@@ -102,6 +103,10 @@ def _from_jsonable(v: Any, hint: Any) -> Any:
         return v
     if isinstance(hint, typing.TypeVar):
         return v
+    if type(hint) is type and hint is not typing.Generic:
+        # A plain class (int, str, a dataclass...): no typing origin, so straight to the
+        # class's coercion below (get_origin and get_args answer None and () for it).
+        return _from_class(v, hint)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Annotated:
@@ -150,6 +155,11 @@ def _from_jsonable(v: Any, hint: Any) -> Any:
         return v
     if not isinstance(hint, type):
         return v
+    return _from_class(v, hint)
+
+
+def _from_class(v: Any, hint: type) -> Any:
+    """:func:`_from_jsonable` for a ``hint`` that is a class (no typing origin)."""
     if hint is bool or hint is str:
         return v
     if hint is int:
@@ -201,14 +211,10 @@ def _from_jsonable(v: Any, hint: Any) -> Any:
 
 
 def collections_abc_seq() -> Any:
-    import collections.abc
-
     return collections.abc.Sequence
 
 
 def _abc_mapping() -> Any:
-    import collections.abc
-
     return collections.abc.Mapping
 
 
@@ -227,6 +233,11 @@ def _coerce_key(k: str, kt: Any) -> Any:
     return k
 
 
+#: ``json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`` without
+#: building an encoder per payload (``dumps`` builds this very one for those arguments).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 class DataConverter:
     """JSON payload converter (see the module docs). Subclass to change the encoding."""
 
@@ -235,8 +246,7 @@ class DataConverter:
         if isinstance(value, (bytes, bytearray)):
             return Payload(BINARY, bytes(value))
         try:
-            data = json.dumps(_to_jsonable(value), separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False)
+            data = _JSON.encode(_to_jsonable(value))
         except ValueError as e:
             if isinstance(e, PayloadConversionError):
                 raise

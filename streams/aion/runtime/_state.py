@@ -133,10 +133,13 @@ class Act:
         return not self.closed and (self.backoff_until_ms is None or now_ms >= self.backoff_until_ms)
 
     def timer(self, kind: str, *, gen: int | None = None) -> str:
-        """The id of this activity's ``kind`` timer for its current attempt."""
+        """The id of this activity's ``kind`` timer for its current attempt: the text of
+        ``ActivityTimer(activity_id, kind, attempt, gen)``, written here without making one."""
         if kind == "close":
-            return str(ActivityTimer(self.activity_id, "close"))
-        return str(ActivityTimer(self.activity_id, kind, self.attempt, self.hb_gen if gen is None else gen))
+            return f"a/{self.activity_id}/close"
+        if kind == "hb":
+            return f"a/{self.activity_id}/{self.attempt}/hb/{self.hb_gen if gen is None else gen}"
+        return f"a/{self.activity_id}/{self.attempt}/{kind}"
 
 
 @dataclass

@@ -324,3 +324,18 @@ def test_activity_timer_ids_are_written_and_parsed_back() -> None:
         assert ActivityTimer.parse(text) == timer
     for other in ("1", "wf/exec", "task/2", "a/1/x/retry", "a/1/2/nope", "a/"):
         assert ActivityTimer.parse(other) is None, other
+
+
+def test_an_activitys_timer_ids_are_the_activity_timers_text() -> None:
+    """``Act.timer`` writes the ids without making an ``ActivityTimer``: the same text."""
+    from aion.model import RetryPolicy as ModelRetryPolicy
+    from aion.runtime._state import Act, ActivityTimer
+
+    for aid in ("1", "pay/eu", "a/b"):
+        act = Act(aid, "t", [], "q", ModelRetryPolicy(), None, None, None, None, 0, attempt=3)
+        act.hb_gen = 5
+        for kind in ("close", "retry", "s2s", "s2c", "hb"):
+            want = ActivityTimer(aid, "close") if kind == "close" else ActivityTimer(aid, kind, 3, 5 if kind == "hb" else 0)
+            assert act.timer(kind) == str(want)
+            assert ActivityTimer.parse(act.timer(kind)) == want
+        assert act.timer("hb", gen=9) == str(ActivityTimer(aid, "hb", 3, 9))

@@ -94,7 +94,7 @@ class Activities(Parts):
     def _on_scheduled(self, ev: Event, run: Run, fx: list[Effect] | None) -> None:
         b, t = ev.body, ev.recorded_at_ms
         assert isinstance(b, ActivityScheduled)
-        act = Act(b.activity_id, b.activity_type, list(b.input), b.task_queue, b.retry_policy,
+        act = Act(b.activity_id, b.activity_type, b.input, b.task_queue, b.retry_policy,
                   b.timeouts.schedule_to_close_ms, b.timeouts.schedule_to_start_ms,
                   b.timeouts.start_to_close_ms, b.timeouts.heartbeat_ms, t, attempt=1, attempt_at_ms=t)
         run.activities[b.activity_id] = act

@@ -76,6 +76,7 @@ their close, by a run whose code waits for a first-task backoff (``_successors.p
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -211,7 +212,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
         #: after seq 1 (the engine sets it: its history table holds them).
         self.earlier: Callable[[int, int], Iterable[Event]] | None = None
         #: What a step cut short by a crash still owes (see ``from_history(repair=True)``).
-        self._owed: list[EventBody] = []
+        self._owed: Sequence[EventBody] = ()
         self._owed_close: EventBody | None = None
         self._record_as: str | None = None
         # per step
@@ -276,7 +277,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             inst = ex._rebuild_instance(len(ex.history), extend=repair)
             if inst is not None and inst.tail:
                 ex._owed = list(inst.tail)
-                inst.tail = []
+                inst.tail = ()
         if repair and ex.history:
             last = ex.history[-1].body
             if isinstance(last, WorkflowContinuedAsNew) or (
@@ -408,7 +409,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
 
     def _finish_cut_step(self) -> None:
         """Record what a step cut short by a crash still owes, under that step's command id."""
-        owed, self._owed = self._owed, []
+        owed, self._owed = self._owed, ()
         last, self._owed_close = self._owed_close, None
         run = self.run
         assert run is not None
@@ -592,7 +593,7 @@ class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle
             started=run.started,
             run_start_ms=run.started_at_ms,
             continue_as_new_after=self.registry.continue_as_new_suggested_after,
-            run_bytes_until=lambda seq, start=run.start_seq: self._bytes_between(start, seq),
+            run_bytes_until=functools.partial(self._bytes_between, run.start_seq),
             continue_as_new_after_bytes=self._limits().warn_bytes,
         )
 

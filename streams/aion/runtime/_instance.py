@@ -118,6 +118,11 @@ MARKER_CANCEL_EXTERNAL = "cancel_external"
 MARKER_RESUME = "aion.resume"
 
 
+#: The retry policy of an activity started without one (shared: nothing changes a model
+#: policy, and one per activity was two more objects for the garbage collector to walk).
+_DEFAULT_RETRY = ModelRetryPolicy()
+
+
 def continue_as_new_run_id(workflow_id: str, run_id: str) -> str:
     """The deterministic run id of the run that follows ``run_id`` by continue-as-new."""
     return uuid5_url(f"aion:{workflow_id}:{run_id}:continue-as-new")
@@ -263,7 +268,7 @@ class WorkflowInstance:
         #: cut short by a crash, see :meth:`activate`); ``tail`` then holds what it issued.
         self.extend_at_end = False
         self._tail_from: int | None = None
-        self.tail: list[EventBody] = []
+        self.tail: Sequence[EventBody] = ()
         self._in_query = False
         self.divergence: NondeterminismError | None = None
         self.task_failure: BaseException | None = None
@@ -417,7 +422,7 @@ class WorkflowInstance:
             aid = str(self._next_activity)
             self._next_activity += 1
         self._used_activity_ids.add(aid)
-        retry = opts.retry_policy.to_model() if opts.retry_policy is not None else ModelRetryPolicy()
+        retry = opts.retry_policy.to_model() if opts.retry_policy is not None else _DEFAULT_RETRY
         body = ActivityScheduled(
             activity_id=aid,
             activity_type=name,
@@ -981,7 +986,7 @@ class WorkflowInstance:
         self._cursor_seq = next_seq
         self._issued = []
         self._tail_from = None
-        self.tail = []
+        self.tail = ()
         self.task_failure = None
         timeout = self.policy.deadlock_timeout
         armed = _watchdog.arm(timeout.total_seconds()) if timeout else None

@@ -209,7 +209,7 @@ class Lifecycle(Parts):
             if failure is not None:
                 self._task_failed(failure)
             return
-        tail, inst.tail = list(inst.tail), []
+        tail, inst.tail = list(inst.tail), ()
         for body in tail:
             self._record(body)
             if isinstance(body, WorkflowContinuedAsNew):

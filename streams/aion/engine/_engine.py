@@ -56,7 +56,7 @@ from ._resident import Resident
 from ..runtime._registry import WorkflowCode
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, keep_paused, leave_group, request_rejoin, store_offset, stored_offset
+from ._faust import db_for, keep_paused, leave_group, offset_row, request_rejoin, stored_offset
 from ..common.access import KAFKA_LOG
 from ._feed import CommandReader
 from ._intake import Intake
@@ -907,8 +907,7 @@ class Engine:
         n_ev, n_rows, n_prog = work.n_events, work.n_rows, work.n_progress
         try:
             if n_ev:
-                self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]])
-                store_offset(self.history, p, max(offsets[:n_ev]))
+                self.history_store.write_local(p, [(k, v) for _, k, v, *_ in work.records[:n_ev]], max(offsets[:n_ev]))
             p0 = n_ev + n_rows
             if n_rows:
                 _apply_rows(self.workflows, p, work.records[n_ev:p0], offsets[n_ev:p0])
@@ -955,8 +954,8 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
 def _apply_rows(table: Any, partition: int, records: Sequence[Record], offsets: Sequence[int]) -> None:
     """Committed rows of ``table`` into its local partition (no value: the row goes), and the
     changelog offset Faust's recovery starts after."""
-    write_rows(db_for(table, partition), [(key, value) for _, key, value, *_ in records])
-    store_offset(table, partition, max(offsets))
+    write_rows(db_for(table, partition),
+               [*((key, value) for _, key, value, *_ in records), offset_row(table, max(offsets))])
 
 
 def _output_config(settings: Settings) -> dict[str, Any]:

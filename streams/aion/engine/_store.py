@@ -31,7 +31,7 @@ log = logging.getLogger("aion.engine")
 
 from ._changelog import end_offsets, scan_events
 from ._faust import db_for as _db
-from ._faust import forget_recovery_skips, skip_recovery_of, standby_partitions, stored_offset
+from ._faust import forget_recovery_skips, offset_row, skip_recovery_of, standby_partitions, stored_offset
 
 
 def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
@@ -163,8 +163,10 @@ class HistoryStore:
             if ek.workflow_id == workflow_id:
                 yield ek.seq
 
-    def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]]) -> None:
-        write_rows(_db(self.table, partition), rows)
+    def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]], offset: int) -> None:
+        """Committed events' rows, and the changelog ``offset`` they reach (Faust's recovery
+        starts after it), in one write batch."""
+        write_rows(_db(self.table, partition), [*rows, offset_row(self.table, offset)])
 
 
 def write_rows(db: Any, rows: Iterable[tuple[bytes, bytes | None]]) -> None:

@@ -74,3 +74,54 @@ def test_payload_size_counts_payloads_and_failure_text_the_same_for_engine_and_r
     failure = Failure("E", "boom", details=Payload("application/json", b"xy"), stack="tb",
                       cause=Failure("C", "why"))
     assert payload_size(ActivityTaskFailed(run_id="r", activity_id="1", attempt=1, failure=failure)) == 4 + 2 + 2 + 3
+
+
+def _payload_size_by_getattr(value) -> int:  # type: ignore[no-untyped-def]
+    """payload_size as it was before its per-type sizers: a getattr loop over the fields."""
+    from aion.model import Failure, Payload
+
+    t = type(value)
+    if t is Payload:
+        return len(value.data)
+    if t is Failure:
+        return (len(value.message) + len(value.stack) + _payload_size_by_getattr(value.details)
+                + _payload_size_by_getattr(value.cause))
+    if t is list or t is tuple:
+        return sum(_payload_size_by_getattr(v) for v in value)
+    n = 0
+    for f in getattr(t, "__dataclass_fields__", ()):
+        v = getattr(value, f)
+        if v is not None and type(v) not in (str, int, bool, float, bytes, dict):
+            n += _payload_size_by_getattr(v)
+    return n
+
+
+def test_payload_size_of_every_event_and_command_is_the_getattr_walks() -> None:
+    """The per-type sizers give what the walk over the fields gave, for every event of
+    histories with timers, signals, a termination and continue-as-new, and for commands,
+    failures with causes, nested lists and odd values."""
+    from aion.bench.chain import build
+    from aion.model import (
+        ActivityTaskFailed, Command, Failure, Payload, RetryPolicy, SignalWithStart, StartWorkflow, payload_size,
+    )
+
+    p = Payload("application/json", b"12345")
+    failure = Failure("E", "boom", details=p, stack="tb", cause=Failure("C", "why", details=p))
+    values: list[object] = [
+        p, failure, None, 7, "text", [p, p], (p, failure), [[p], (p,)],
+        StartWorkflow("W", [p, p], memo={"m": p}, retry_policy=RetryPolicy(non_retryable_error_types=["X"])),
+        SignalWithStart(StartWorkflow("W", [p]), "s", [p, p]),
+        ActivityTaskFailed(run_id="r", activity_id="1", attempt=1, failure=failure),
+        Command("c", "w", 1, StartWorkflow("W", [p]), reply_to="r:0"),
+    ]
+    for ex in (build(run=3, timers=4), build(run=1, timers=1)):
+        values += [e.body for e in ex.history] + list(ex.history)
+    sim = Sim([Collector], registry=Registry([Collector], history_limits=HistoryLimits(fail_events=8)))
+    sim.send(sim.start(Collector))
+    for i in range(10):  # signals with payloads, then the termination at the limit
+        sim.send(sim.signal("wf-1", "add", f"x{i}" * i))
+    sim.settle()
+    assert sim.types("wf-1")[-1] == "WorkflowTerminated"
+    values += [e.body for e in sim.history("wf-1")]
+    for value in values:
+        assert payload_size(value) == _payload_size_by_getattr(value), value

@@ -157,11 +157,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10, help="commands per batch (default 10, as under load)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds measured (default 5)")
     ap.add_argument("--profile", metavar="FILE", help="write a cProfile of one more round to FILE")
+    ap.add_argument("--gc", default="worker", metavar="worker|python|A,B,C",
+                    help="garbage-collector thresholds: an engine worker's (default: aion.engine.worker.tune_gc), "
+                         "Python's own (700, 10, 10, nothing frozen), or these three")
     args = ap.parse_args()
+    if args.gc != "python":
+        from ..engine.worker import GC_THRESHOLD, tune_gc
+
+        threshold = GC_THRESHOLD if args.gc == "worker" else tuple(int(x) for x in args.gc.split(","))
+        tune_gc(threshold)  # type: ignore[arg-type]
     per = asyncio.run(measure(args.workflows, args.batch, args.rounds, args.profile))
+    import gc
+
     print(f"engine CPU per one-activity workflow (2 commands, 5 events; batches of {args.batch}): "
           f"{statistics.median(per):.0f} µs median ({min(per):.0f}–{max(per):.0f}) of {len(per)} rounds "
-          f"of {args.workflows}")
+          f"of {args.workflows}; gc thresholds {gc.get_threshold()}")
 
 
 if __name__ == "__main__":

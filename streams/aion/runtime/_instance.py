@@ -1061,7 +1061,7 @@ class WorkflowInstance:
         prev = _events._get_running_loop()
         _events._set_running_loop(self.loop)
         try:
-            for task in list(asyncio.all_tasks(self.loop)):
+            for task in self.loop.tasks():  # asyncio.all_tasks walks every task of the process
                 if not task.done():
                     coro = task.get_coro()
                     try:

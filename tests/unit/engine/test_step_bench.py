@@ -22,3 +22,13 @@ def test_an_engine_worker_tunes_its_garbage_collector() -> None:
             "print(gc.get_threshold() == GC_THRESHOLD, gc.get_freeze_count() > 10_000)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
+
+
+def test_the_dispose_benchmark_runs() -> None:
+    """``python -m aion.bench.dispose`` runs (it checks that both ways find the same tasks)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "aion.bench.dispose", "--resident", "50", "--repeats", "5"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "WorkflowEventLoop.tasks()" in out

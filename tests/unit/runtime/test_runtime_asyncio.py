@@ -156,3 +156,47 @@ def test_workflow_api_outside_a_workflow_raises() -> None:
     with pytest.raises(workflow.NotInWorkflowError):
         asyncio.run(inner())
     assert WorkflowLoopError.__doc__
+
+
+def test_a_loops_tasks_are_its_own_and_dispose_closes_only_them() -> None:
+    """``WorkflowEventLoop.tasks()`` answers what ``asyncio.all_tasks(loop)`` does, from the loop's
+    own tasks (``all_tasks`` walks every task of the process: every resident workflow's), and a
+    disposed instance closes its pending coroutines — their ``finally`` runs — and no other's."""
+    from aion.runtime._instance import WorkflowInstance
+    from aion.runtime._loop import WorkflowEventLoop
+
+    class _Runtime:
+        def _check_conditions(self) -> bool:
+            return False
+
+    closed: list[str] = []
+
+    async def waits(name: str, fut: asyncio.Future[None]) -> None:
+        try:
+            await fut
+        finally:
+            closed.append(name)
+
+    def loop_with(names: list[str]) -> tuple[WorkflowEventLoop, list[asyncio.Task[None]]]:
+        loop = WorkflowEventLoop(_Runtime())
+        tasks = [loop.create_task(waits(n, loop.create_future())) for n in names]
+        prev = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(loop)
+        try:
+            loop.run_until_quiescent()
+        finally:
+            asyncio.events._set_running_loop(prev)
+        return loop, tasks
+
+    mine, mine_tasks = loop_with(["a", "b"])
+    other, _ = loop_with(["x"])
+    assert set(mine.tasks()) == asyncio.all_tasks(mine) == set(mine_tasks)
+    inst = WorkflowInstance.__new__(WorkflowInstance)
+    inst.disposed, inst.loop = False, mine
+    inst.dispose()
+    assert sorted(closed) == ["a", "b"] and mine.is_closed() and not other.is_closed()
+    assert len(other.tasks()) == 1
+    theirs = WorkflowInstance.__new__(WorkflowInstance)
+    theirs.disposed, theirs.loop = False, other
+    theirs.dispose()  # nothing left pending for the garbage collector to report later
+    assert sorted(closed) == ["a", "b", "x"]

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable, Coroutine, Sequence
 
 from ..runtime._loop import WorkflowEventLoop
 
@@ -26,9 +26,12 @@ async def _waits(fut: asyncio.Future[None]) -> None:
     await fut
 
 
-def _loop(tasks: int) -> tuple[WorkflowEventLoop, list[Any]]:
+def workflow_loop(waiters: Sequence[Callable[[asyncio.Future[None]], Coroutine[Any, Any, None]]]
+                  ) -> tuple[WorkflowEventLoop, list[asyncio.Task[None]]]:
+    """A workflow loop (no run behind it) with one task per ``waiters``, each awaiting a future
+    of its own that nothing resolves: pending, as a resident workflow's tasks are."""
     loop = WorkflowEventLoop(_Runtime())  # type: ignore[abstract]  # the methods workflow code may call are there
-    held = [loop.create_task(_waits(loop.create_future())) for _ in range(tasks)]
+    held = [loop.create_task(w(loop.create_future())) for w in waiters]
     prev = asyncio.events._get_running_loop()
     asyncio.events._set_running_loop(loop)
     try:
@@ -44,10 +47,10 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=3, help="pending tasks per loop (default 3)")
     ap.add_argument("--repeats", type=int, default=200)
     args = ap.parse_args()
-    resident = [_loop(args.tasks) for _ in range(args.resident)]
+    resident = [workflow_loop([_waits] * args.tasks) for _ in range(args.resident)]
     walk, own = [], []
     for _ in range(args.repeats):
-        loop, held = _loop(args.tasks)
+        loop, held = workflow_loop([_waits] * args.tasks)
         t0 = time.perf_counter()
         a = asyncio.all_tasks(loop)
         t1 = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from runtime_sim import Hang, Sim
@@ -162,12 +163,10 @@ def test_a_loops_tasks_are_its_own_and_dispose_closes_only_them() -> None:
     """``WorkflowEventLoop.tasks()`` answers what ``asyncio.all_tasks(loop)`` does, from the loop's
     own tasks (``all_tasks`` walks every task of the process: every resident workflow's), and a
     disposed instance closes its pending coroutines — their ``finally`` runs — and no other's."""
-    from aion.runtime._instance import WorkflowInstance
-    from aion.runtime._loop import WorkflowEventLoop
+    import functools
 
-    class _Runtime:
-        def _check_conditions(self) -> bool:
-            return False
+    from aion.bench.dispose import workflow_loop
+    from aion.runtime._instance import WorkflowInstance
 
     closed: list[str] = []
 
@@ -177,16 +176,8 @@ def test_a_loops_tasks_are_its_own_and_dispose_closes_only_them() -> None:
         finally:
             closed.append(name)
 
-    def loop_with(names: list[str]) -> tuple[WorkflowEventLoop, list[asyncio.Task[None]]]:
-        loop = WorkflowEventLoop(_Runtime())
-        tasks = [loop.create_task(waits(n, loop.create_future())) for n in names]
-        prev = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(loop)
-        try:
-            loop.run_until_quiescent()
-        finally:
-            asyncio.events._set_running_loop(prev)
-        return loop, tasks
+    def loop_with(names: list[str]) -> Any:
+        return workflow_loop([functools.partial(waits, n) for n in names])
 
     mine, mine_tasks = loop_with(["a", "b"])
     other, _ = loop_with(["x"])

@@ -53,8 +53,8 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, WorkflowContinuedAsNew, WorkflowStarted
-from ._faust import db_for, store_offset
-from ._store import _prefix_items, event_keys, scan_items, workflow_key_prefix
+from ._faust import db_for, offset_row
+from ._store import _prefix_items, event_keys, scan_items, workflow_rows, write_rows
 from ._txn import Fenced, Record
 from ..common.settings import Settings
 from ..common.topics import TopicNames
@@ -142,8 +142,13 @@ class _Index:
                 continue  # a later step of a run already in the index
             bound = run_bound(value)
             if bound is not None:
-                self.bounds[wid] = bound[1]
-                heapq.heappush(self.runs, (bound[0], wid, bound[1]))
+                self.add_run(bound[0], wid, bound[1])
+
+    def add_run(self, started_ms: int, workflow_id: str, upto: int) -> None:
+        """A chain's run boundary (one entry per boundary: a later one of the same chain only)."""
+        if self.bounds.get(workflow_id, 0) < upto:
+            self.bounds[workflow_id] = upto
+            heapq.heappush(self.runs, (started_ms, workflow_id, upto))
 
     def expired(self, now_ms: int, retention_ms: int) -> tuple[list[str], list[tuple[str, int]]]:
         """Take the expired entries off both heaps (at most ``SWEEP_LIMIT`` each)."""
@@ -240,9 +245,7 @@ class Retention:
         built.closed.extend(pending.closed)
         heapq.heapify(built.closed)
         for start, wid, upto in pending.runs:
-            if built.bounds.get(wid, 0) < upto:
-                built.bounds[wid] = upto
-                heapq.heappush(built.runs, (start, wid, upto))
+            built.add_run(start, wid, upto)
         self.stats["index_scans"] += 1
         if self._index_of.get(partition) is pending:  # still owned (not forgotten meanwhile)
             self._index_of[partition] = built
@@ -276,13 +279,10 @@ class Retention:
         db = db_for(self.history, partition)
         keys: list[bytes] = []
         last: tuple[int, bytes] | None = None
-        for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
-            k = codec.decode_event_key(key)
-            if k.workflow_id != workflow_id:
-                continue
+        for key, seq, value in workflow_rows(codec, db, workflow_id):
             keys.append(key)
-            if value is not None and (last is None or k.seq > last[0]):
-                last = (k.seq, value)
+            if value is not None and (last is None or seq > last[0]):
+                last = (seq, value)
         if last is None:
             return keys, False
         body = codec.decode_event(last[1]).body
@@ -290,7 +290,6 @@ class Retention:
 
     async def _retire(self, partition: int, workflow_ids: list[str], now_ms: int) -> int:
         wf_db = db_for(self.workflows, partition)
-        wf_topic = self.workflows.changelog_topic.get_topic_name()
         plan: list[tuple[str, list[bytes]]] = []
         for wid in workflow_ids:
             row = wf_db.get(wid.encode())
@@ -303,45 +302,38 @@ class Retention:
         if not plan:
             return 0
         # The timer wheel's terminal states of the workflow's runs (closed-run markers) go too.
-        terminal = self.terminal
-        term_db = db_for(terminal, partition) if terminal is not None else None
-        term_keys = {wid: _keys_with_prefix(term_db, wid.encode() + b"\0") if term_db is not None else []
-                     for wid, _ in plan}
-        # One transaction of the partition (the engine's producer: a fenced worker retires nothing).
-        events: list[Record] = []
-        wf_rows: list[Record] = []
-        term_rows: list[Record] = []
-        for wid, keys in plan:
-            events.extend((self.names.events, key, None, partition) for key in keys)
-            wf_rows.append((wf_topic, wid.encode(), None, partition))
-            if terminal is not None:
-                term_topic = terminal.changelog_topic.get_topic_name()
-                term_rows.extend((term_topic, key, None, partition) for key in term_keys[wid])
+        term_db = db_for(self.terminal, partition) if self.terminal is not None else None
+        term_keys = [key for wid, _ in plan for key in _keys_with_prefix(term_db, wid.encode() + b"\0")] \
+            if term_db is not None else []
+        events = [key for _, keys in plan for key in keys]
+        if not await self._tombstones(partition, [(self.history, events), (self.workflows, [wid.encode() for wid, _ in plan]),
+                                                  (self.terminal, term_keys)]):
+            return 0
+        self.output.forget(partition, [wid for wid, _ in plan])
+        self.stats["retired_workflows"] += len(plan)
+        self.stats["tombstones"] += len(events)
+        log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(events))
+        return len(plan)
+
+    async def _tombstones(self, partition: int, tables: Sequence[tuple[Any, Sequence[bytes]]]) -> bool:
+        """Tombstones for the keys of each ``(table, keys)`` on its changelog, in one transaction
+        of the partition's producer (a worker fenced out of the partition writes none: False);
+        once it committed, the rows leave each local table with the changelog offset they reach,
+        in one write batch per table."""
+        parts = [(table, keys) for table, keys in tables if table is not None and keys]
+        records: list[Record] = [(table.changelog_topic.get_topic_name(), key, None, partition)
+                                 for table, keys in parts for key in keys]
         try:
-            offsets = await self.output.write(partition, events + wf_rows + term_rows)
+            offsets = await self.output.write(partition, records)
         except Fenced:
             self.output.lost(partition)
-            return 0
-        # The tombstones are committed: now the local rows and the resident instances go.
-        hist_db = db_for(self.history, partition)
-        for wid, keys in plan:
-            for key in keys:
-                hist_db.delete(key)
-            wf_db.delete(wid.encode())
-            for key in term_keys[wid]:
-                term_db.delete(key)  # type: ignore[union-attr]
-        self.output.forget(partition, [wid for wid, _ in plan])
-        n_ev, n_wf = len(events), len(wf_rows)
-        if n_ev:
-            store_offset(self.history, partition, max(offsets[:n_ev]))
-        store_offset(self.workflows, partition, max(offsets[n_ev:n_ev + n_wf]))
-        if term_rows and terminal is not None:
-            store_offset(terminal, partition, max(offsets[n_ev + n_wf:]))
-        futs = events
-        self.stats["retired_workflows"] += len(plan)
-        self.stats["tombstones"] += len(futs)
-        log.info("retired %d closed workflow(s) of partition %d (%d tombstones)", len(plan), partition, len(futs))
-        return len(plan)
+            return False
+        i = 0
+        for table, keys in parts:
+            write_rows(db_for(table, partition),
+                       [*((key, None) for key in keys), offset_row(table, max(offsets[i:i + len(keys)]))])
+            i += len(keys)
+        return True
 
     def _runs_plan(self, partition: int, workflow_id: str, upto: int) -> tuple[list[bytes], list[bytes]] | None:
         """What retiring the runs of ``workflow_id``'s chain before ``upto`` takes: its history
@@ -359,9 +351,8 @@ class Retention:
         keys: list[bytes] = []
         retired_runs: set[str] = set()
         kept_runs: set[str] = set()
-        for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
-            k = codec.decode_event_key(key)
-            if k.workflow_id == workflow_id and k.seq < upto and k.seq != chain_start and value is not None:
+        for key, seq, value in workflow_rows(codec, db, workflow_id):
+            if seq < upto and seq != chain_start and value is not None:
                 keys.append(key)
                 retired_runs.add(codec.decode_event(value).run_id)
         if not keys:
@@ -388,23 +379,10 @@ class Retention:
         plan = [(wid, got) for wid, upto in chains if (got := self._runs_plan(partition, wid, upto)) is not None]
         if not plan:
             return 0
-        term_topic = self.terminal.changelog_topic.get_topic_name() if self.terminal is not None else ""
-        events = [(self.names.events, key, None, partition) for _, (keys, _t) in plan for key in keys]
-        terms = [(term_topic, key, None, partition) for _, (_k, tkeys) in plan for key in tkeys]
-        try:
-            offsets = await self.output.write(partition, events + terms)
-        except Fenced:
-            self.output.lost(partition)
+        events = [key for _, (keys, _t) in plan for key in keys]
+        if not await self._tombstones(partition, [(self.history, events),
+                                                  (self.terminal, [key for _, (_k, tkeys) in plan for key in tkeys])]):
             return 0
-        hist_db = db_for(self.history, partition)
-        for key in (r[1] for r in events):
-            hist_db.delete(key)
-        if terms and self.terminal is not None:
-            term_db = db_for(self.terminal, partition)
-            for key in (r[1] for r in terms):
-                term_db.delete(key)
-            store_offset(self.terminal, partition, max(offsets[len(events):]))
-        store_offset(self.history, partition, max(offsets[:len(events)]))
         self.output.forget(partition, [wid for wid, _ in plan])  # the next command loads the current run
         self.stats["retired_runs_of"] += len(plan)
         self.stats["tombstones"] += len(events)

@@ -156,17 +156,23 @@ class HistoryStore:
 
     def seqs(self, partition: int, workflow_id: str) -> Iterator[int]:
         """The seqs of ``workflow_id``'s events held in the table (in key order, not seq order)."""
-        db = _db(self.table, partition)
-        decode_key = self.codec.decode_event_key
-        for k, _ in _prefix_items(db, workflow_key_prefix(self.codec, workflow_id)):
-            ek = decode_key(k)
-            if ek.workflow_id == workflow_id:
-                yield ek.seq
+        for _, seq, _ in workflow_rows(self.codec, _db(self.table, partition), workflow_id):
+            yield seq
 
     def write_local(self, partition: int, rows: list[tuple[bytes, bytes | None]], offset: int) -> None:
         """Committed events' rows, and the changelog ``offset`` they reach (Faust's recovery
         starts after it), in one write batch."""
         write_rows(_db(self.table, partition), [*rows, offset_row(self.table, offset)])
+
+
+def workflow_rows(codec: Codec, db: Any, workflow_id: str) -> Iterator[tuple[bytes, int, bytes]]:
+    """``(key, seq, value)`` of each history row of ``workflow_id`` in ``db`` (a partition's
+    ``history`` database), in key order (not seq order); only the keys are decoded."""
+    decode_key = codec.decode_event_key
+    for key, value in _prefix_items(db, workflow_key_prefix(codec, workflow_id)):
+        ek = decode_key(key)
+        if ek.workflow_id == workflow_id:
+            yield key, ek.seq, value
 
 
 def write_rows(db: Any, rows: Iterable[tuple[bytes, bytes | None]]) -> None:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any, Sequence
 
 import pytest
-from faust.stores.rocksdb import RocksDBOptions
+from faust.stores.rocksdb import RocksDBOptions, Store
 
 from aion.bench.chain import WID, Chain, build
 from aion.codec import Codec
@@ -31,13 +31,11 @@ CODEC = Codec()
 
 
 class _Table:
-    """A Faust table as the retention uses it: one partition's database, its changelog's name,
-    the offset it holds."""
+    """A Faust table as the retention uses it: one partition's database (and the key of the row
+    that holds its changelog offset), its changelog's name."""
 
     def __init__(self, db: Any, topic: str) -> None:
-        self.offsets: dict[int, int] = {}
-        self.data = SimpleNamespace(_db_for_partition=lambda p: db,
-                                    set_persisted_offset=lambda tp, off: self.offsets.__setitem__(tp.partition, off))
+        self.data = SimpleNamespace(_db_for_partition=lambda p: db, offset_key=Store.offset_key)
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: topic)
 
 
@@ -123,6 +121,9 @@ async def test_a_chains_closed_runs_retire_and_what_is_left_is_the_same_workflow
     tombstoned = sorted(CODEC.decode_event_key(k).seq for t, k, v, _ in out.written if t == "x.events")
     assert tombstoned == list(range(2, load_from))
     assert all(v is None for _, _, v, _ in out.written)
+    # the local rows left with the changelog offset they reach (the stub's offsets: record indexes)
+    last = max(i for i, (t, *_) in enumerate(out.written) if t == "x.events")
+    assert chain.history.get(Store.offset_key) == str(last).encode()
     assert out.forgotten == [WID]  # the resident instance goes: the next command loads the current run
     kept = [e for e in ex.history if e.seq == 1 or e.seq >= load_from]
     assert chain.store.load(0, WID) == kept

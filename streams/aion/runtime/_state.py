@@ -64,6 +64,15 @@ def task_timer(attempt: int) -> str:
     return f"task/{attempt}"
 
 
+def activity_timer_id(activity_id: str, kind: str, attempt: int = 0, gen: int = 0) -> str:
+    """The text of ``ActivityTimer(activity_id, kind, attempt, gen)``, without making one."""
+    if kind == "close":
+        return f"a/{activity_id}/close"
+    if kind == "hb":
+        return f"a/{activity_id}/{attempt}/hb/{gen}"
+    return f"a/{activity_id}/{attempt}/{kind}"
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityTimer:
     """An activity's timer id (see the module docs): ``kind`` is ``close``, ``retry``, ``s2s``,
@@ -75,11 +84,7 @@ class ActivityTimer:
     gen: int = 0
 
     def __str__(self) -> str:
-        if self.kind == "close":
-            return f"a/{self.activity_id}/close"
-        if self.kind == "hb":
-            return f"a/{self.activity_id}/{self.attempt}/hb/{self.gen}"
-        return f"a/{self.activity_id}/{self.attempt}/{self.kind}"
+        return activity_timer_id(self.activity_id, self.kind, self.attempt, self.gen)
 
     @classmethod
     def parse(cls, tid: str) -> ActivityTimer | None:
@@ -135,11 +140,7 @@ class Act:
     def timer(self, kind: str, *, gen: int | None = None) -> str:
         """The id of this activity's ``kind`` timer for its current attempt: the text of
         ``ActivityTimer(activity_id, kind, attempt, gen)``, written here without making one."""
-        if kind == "close":
-            return f"a/{self.activity_id}/close"
-        if kind == "hb":
-            return f"a/{self.activity_id}/{self.attempt}/hb/{self.hb_gen if gen is None else gen}"
-        return f"a/{self.activity_id}/{self.attempt}/{kind}"
+        return activity_timer_id(self.activity_id, kind, self.attempt, self.hb_gen if gen is None else gen)
 
 
 @dataclass

@@ -150,11 +150,11 @@ def _worker_class(engine: Any = None) -> type:
                 from ._store import warm_up
 
                 tables = list(engine.tables.by_name().values())
-                for table in tables:
-                    # Each table's store is made here, on the worker's loop: made in the thread
-                    # below, Faust's service would be bound to that thread's loop and the
-                    # worker's stop would wait for it forever.
-                    assert table.data is not None
+                # Each table's store is made here, on the worker's loop (``table.data`` makes it
+                # at first use): made in the thread below, Faust's service would be bound to that
+                # thread's loop and the worker's stop would wait for it forever.
+                stores = [table.data for table in tables]
+                logging.getLogger("aion.engine").debug("table stores made before the warm-up: %d", len(stores))
                 read = await asyncio.get_running_loop().run_in_executor(
                     None, warm_up, tables, engine.settings, engine.settings.partitions)
                 engine.stats["warm_up_records"] = sum(read.values())

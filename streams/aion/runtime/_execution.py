@@ -67,8 +67,9 @@ chain's first run id and start, hence the execution deadline, and the start's re
 The events before ``first_seq`` are then read through ``earlier`` when a history page asks
 for them. A history whose earlier runs were retired (``engine/_retention.py``: the chain's first
 ``WorkflowStarted``, then a gap, then the runs from a step that began one) has that shape by
-itself: ``from_history`` takes its first event as ``chain_start`` (:func:`split_retired`). What the runs before the current one recorded is not known to such an execution:
-a client command id they used (other than the chain's start and the command whose step began
+itself: ``from_history`` takes its first event as ``chain_start`` (:func:`split_retired`).
+What the runs before the current one recorded is not known to such an execution: a client
+command id they used (other than the chain's start and the command whose step began
 the current run) is taken as new, as Temporal de-duplicates request ids per run. A retried run
 (``retry_policy``) and a cron run (``cron_schedule``) are followed the same way, right after
 their close, by a run whose code waits for a first-task backoff (``_successors.py``).
@@ -163,7 +164,6 @@ class Step:
 # ============================================================================ the execution
 
 
-
 def split_retired(events: Sequence[Event]) -> tuple[Event | None, Sequence[Event]]:
     """``(chain_start, rest)`` when ``events`` (a history in seq order) is one whose continue-as-new
     chain had its earlier runs retired: its first event a ``WorkflowStarted`` followed by a gap
@@ -172,6 +172,7 @@ def split_retired(events: Sequence[Event]) -> tuple[Event | None, Sequence[Event
     if len(events) > 1 and events[1].seq > events[0].seq + 1 and isinstance(events[0].body, WorkflowStarted):
         return events[0], events[1:]
     return None, events
+
 
 class WorkflowExecution(Updates, ClientCommands, Activities, Children, Lifecycle):
     """One workflow id: its history, the engine state and the resident workflow instance.

@@ -10,12 +10,15 @@ RocksDB state.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aion.testing.ports import free_ports
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -165,14 +168,6 @@ class ChaosCluster:
 # ------------------------------------------------------------------ the broker
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class OwnBroker:
     """A kafka-local broker of the chaos test alone: free ports, its own data folder. Stopping and
@@ -185,11 +180,8 @@ class OwnBroker:
 
     @classmethod
     def on_free_ports(cls, data: Path) -> "OwnBroker":
-        port = free_port()
-        controller = free_port()
-        while controller == port:
-            controller = free_port()
-        return cls(port, controller, data)
+        port = free_ports(2)
+        return cls(port, port + 1, data)
 
     @property
     def bootstrap(self) -> str:
@@ -204,35 +196,23 @@ class OwnBroker:
         return kafka_local([action], KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
                            KAFKA_LOCAL_DIR=str(self.data))
 
+    def start_new(self) -> subprocess.CompletedProcess[str]:
+        """The first ``start`` (see :func:`start_new`)."""
+        return start_new(self)
+
+    def repick(self) -> None:
+        """Thrown away (killed, its folder emptied) and moved to other free ports."""
+        self.run("kill")
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.port = free_ports(2)
+        self.controller_port = self.port + 1
+
 
 def kafka_local(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """``kafka-local ARGS`` with these ``KAFKA_LOCAL_*`` settings only (none inherited)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
     full.update(env)
     return subprocess.run([str(KAFKA_LOCAL), *args], env=full, capture_output=True, text=True, timeout=300)
-
-
-def free_port_run(n: int) -> int:
-    """The first of ``n`` consecutive free ports on 127.0.0.1."""
-    import socket
-
-    for _ in range(200):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports found")
 
 
 @dataclass
@@ -247,7 +227,7 @@ class OwnCluster:
 
     @classmethod
     def on_free_ports(cls, data: Path) -> "OwnCluster":
-        return cls(free_port_run(6), data)
+        return cls(free_ports(6), data)
 
     @property
     def bootstrap(self) -> str:
@@ -263,3 +243,28 @@ class OwnCluster:
     def run(self, action: str, node: int | None = None) -> subprocess.CompletedProcess[str]:
         return kafka_local([action, "--cluster"] + ([str(node)] if node is not None else []),
                            KAFKA_LOCAL_CLUSTER_PORT=str(self.port), KAFKA_LOCAL_CLUSTER_DIR=str(self.data))
+
+    def start_new(self) -> subprocess.CompletedProcess[str]:
+        """The first ``start`` (see :func:`start_new`)."""
+        return start_new(self)
+
+    def repick(self) -> None:
+        """Thrown away (every node killed, its folder emptied) and moved to other free ports."""
+        for node in range(1, self.nodes + 1):
+            self.run("kill", node)
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.port = free_ports(2 * self.nodes)
+
+
+def start_new(own: OwnBroker | OwnCluster, attempts: int = 3) -> subprocess.CompletedProcess[str]:
+    """``kafka-local start`` of a broker or cluster that never ran. Its ports were free when
+    picked, but another process on the machine may bind one before the JVM does ("Address
+    already in use"): then it starts again on other free ports, from an empty folder, up to
+    ``attempts`` times in all. The last ``start``'s result."""
+    for attempt in range(1, attempts + 1):
+        r = own.run("start")
+        if r.returncode == 0 or attempt == attempts or "already in use" not in r.stdout + r.stderr:
+            return r
+        print(f"[kafka-local] a port of {own.name} was taken before it bound it: again on other ports", flush=True)
+        own.repick()
+    raise AssertionError("unreachable")

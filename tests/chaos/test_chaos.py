@@ -498,7 +498,7 @@ def chaos_broker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
     own: OwnBroker | OwnCluster = OwnCluster.on_free_ports(data) if CLUSTER else OwnBroker.on_free_ports(data)
     try:
         started = time.monotonic()
-        r = own.run("start")
+        r = own.start_new()
         assert r.returncode == 0, f"kafka-local start (the chaos test's own broker) failed:\n{r.stdout}{r.stderr}"
         print(f"[chaos] own broker on {own.bootstrap} started in {time.monotonic() - started:.1f}s", flush=True)
         yield own.bootstrap, own, ""

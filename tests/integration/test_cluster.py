@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnCluster]:
     if shutil.which("java") is None:
         pytest.fail("kafka-local --cluster needs Java 17+ (and Maven, once)")
     own = OwnCluster.on_free_ports(tmp_path_factory.mktemp("kafka-cluster"))
-    r = own.run("start")
+    r = own.start_new()
     assert r.returncode == 0, f"kafka-local start --cluster failed:\n{r.stdout}{r.stderr}"
     try:
         yield own

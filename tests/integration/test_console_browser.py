@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import time
 import urllib.request
 import uuid
@@ -27,16 +26,11 @@ from aion.codec import Codec
 from aion.common.settings import Settings
 from aion.common.topics import TopicNames
 from aion.model import Command, Payload, SignalWorkflow, now_ms
+from aion.testing.ports import free_port
 
 CHROMIUM = os.environ.get("AION_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -47,7 +41,7 @@ def console_url(make_cluster: Any, tmp_path: Path) -> Iterator[str]:
     cluster = make_cluster()
     cluster.engine()
     cluster.activities()
-    port = _free_port()
+    port = free_port()
     proc = Proc(["console", "--port", str(port), "--workflows", "engine_workflows"], cluster.env,
                 tmp_path / "console.log").start()
     cluster.procs.append(proc)  # stopped with the workers

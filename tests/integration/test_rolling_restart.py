@@ -7,24 +7,19 @@ start and one completion. Outcomes only: the hand-over times are ``aion bench ro
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
 from aion.bench._rolling import check_histories, wait_group_ready
+from aion.testing.ports import free_ports
 
 from test_metrics import scrape
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sigterm_rolling_restart_loses_nothing(cluster, client, settings) -> None:  # type: ignore[no-untyped-def]
     cluster.env["AION_STANDBY_REPLICAS"] = "1"
-    ports = [_free_port(), _free_port()]
+    first = free_ports(2)
+    ports = [first, first + 1]
     names = ["roll-a", "roll-b"]
     engines = [cluster.engine(name=n, metrics_port=p) for n, p in zip(names, ports)]
     cluster.activities()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from aion.client import Client, EventConsumer, KafkaAuthenticationError, KafkaAuthorizationError, KafkaTLSError
 from aion.engine.settings import Settings
 from aion.engine.topics import TopicAuthorizationError, TopicNames, ensure_topics, validate_topics
+from aion.testing.ports import free_ports
 
 from _procs import Cluster
 
@@ -56,12 +56,6 @@ def _integration_broker() -> None:
 
 
 # ------------------------------------------------------------------ the secured broker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -90,10 +84,8 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         pytest.skip("Java is not installed: the secured broker (docker/kafka-local/kafka-local start --secure) "
                     "needs a Java 17+ runtime")
     data = tmp_path_factory.mktemp("kafka-secure")
-    port = _free_port()
-    controller = _free_port()
-    while controller == port:
-        controller = _free_port()
+    port = free_ports(2)
+    controller = port + 1
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AION_", "KAFKA_LOCAL_"))}
     env.update(KAFKA_LOCAL_SECURE_PORT=str(port), KAFKA_LOCAL_SECURE_CONTROLLER_PORT=str(controller),
                KAFKA_LOCAL_SECURE_DIR=str(data))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.request
 from collections import Counter
@@ -24,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..common.settings import Settings
+from ..testing.ports import free_ports
 from ._deploy import Deployment, wait_ready
 from ._engine_runs import EngineDriver, _connect, _live_open_loop, _sleep_progress
 from ._load import LoadResult, Progress
@@ -32,27 +32,6 @@ from ._stats import latency_summary, median
 
 #: Seconds after the group is ready again whose new workflows still count for the hand-over.
 PROBE_S = 1.0
-
-
-def _free_port_base(count: int) -> int:
-    """A base port B with B+1 .. B+count free on 127.0.0.1 now (the engines' metrics ports),
-    below the ephemeral range (an engine restarted later must find its port still free: a
-    client connection could have taken an ephemeral one meanwhile)."""
-    import random
-
-    for _ in range(200):
-        base = random.randrange(20000, 30000 - count)
-        ok = True
-        for port in range(base + 1, base + count + 1):
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free range of ports for the engines' health endpoints")
 
 
 def _readyz(port: int) -> dict[str, Any] | None:
@@ -191,7 +170,7 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
     with Deployment(base, "roll", keep=keep) as deploy:
         s = deploy.settings
         env = {"AION_STANDBY_REPLICAS": str(standby), "AION_METRICS_HOST": "127.0.0.1",
-               "AION_METRICS_PORT": str(_free_port_base(engines + activity_workers + 1))}
+               "AION_METRICS_PORT": str(free_ports(engines + activity_workers + 1) - 1)}
         workers = [deploy.procs.engine(env) for _ in range(engines)]
         for _ in range(activity_workers):
             deploy.procs.activities()

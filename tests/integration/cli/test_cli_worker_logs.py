@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from aion.testing.ports import free_ports
 from _cli import REPO, Installed, Workers, run, write_myapp
 
 KAFKA_LOCAL = REPO / "docker" / "kafka-local" / "kafka-local"
@@ -105,12 +105,6 @@ def test_healthy_workers_say_ready_and_log_attempts_without_errors(installed: In
                      r"cannot charge -5 cents \(non-retryable\)\n", acts), acts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _own_broker(data: Path, action: str, port: int, controller: int) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_LOCAL_")}
     env.update(KAFKA_LOCAL_PORT=str(port), KAFKA_LOCAL_CONTROLLER_PORT=str(controller), KAFKA_LOCAL_DIR=str(data))
@@ -120,7 +114,8 @@ def _own_broker(data: Path, action: str, port: int, controller: int) -> subproce
 @pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed: no kafka-local broker of our own")
 def test_a_broker_outage_is_a_few_rate_limited_lines(installed: Installed, project: Path, myapp_env: dict[str, str],
                                                       tmp_path: Path) -> None:
-    port, controller = _free_port(), _free_port()
+    port = free_ports(2)
+    controller = port + 1
     data = tmp_path / "kafka"
     res = _own_broker(data, "start", port, controller)
     assert res.returncode == 0, f"kafka-local start (this test's own broker) failed:\n{res.stdout}{res.stderr}"

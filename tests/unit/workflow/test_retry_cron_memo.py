@@ -130,12 +130,15 @@ async def test_memo_is_readable_in_workflow_code() -> None:
 
 
 async def test_a_cron_workflow_runs_at_each_fire_time_with_the_last_result_until_cancelled() -> None:
-    async with WorkflowEnvironment.start_time_skipping(workflows=[Ticker]) as env:
+    # A fixed start, 30 minutes before the hour: started from the wall clock in an hour's last
+    # minute, the first fire came within that minute and 3 h 01 held four fires, not three.
+    start = datetime(2026, 1, 5, 8, 30, tzinfo=timezone.utc)
+    async with WorkflowEnvironment.start_time_skipping(workflows=[Ticker], start_time=start) as env:
         h = await env.client.start_workflow(Ticker.run, 2, id="ticker", cron_schedule="0 * * * *")
         d = await h.describe()
         assert d.cron_schedule == "0 * * * *" and d.first_task_at_ms is not None
         first = datetime.fromtimestamp(d.first_task_at_ms / 1000, tz=timezone.utc)
-        assert first.minute == 0 and first.second == 0 and first > env.now()
+        assert first == datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc) and first > env.now()
         assert RUNS == []  # the first run waits for the first fire time
         await env.sleep(timedelta(hours=3, minutes=1))
         # runs 1, 2 (failed, then the next hour's run sees it and completes as 2), 3

@@ -78,16 +78,19 @@ async def test_timers(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_cli_floor_writes_json(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The transactional floor (``--floor txn``): its replies reach the client's read-committed
+    consumer only through committed transactions, so round trips prove the commits."""
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, "-m", "aion.bench", "floor", "--bootstrap", settings.bootstrap_servers,
          "--partitions", str(settings.partitions), "--duration", "2", "--warmup", "1", "--runs", "1",
-         "--concurrency", "10", "--rates", "20", "--json", str(out)],
+         "--concurrency", "10", "--rates", "20", "--floor", "txn", "--json", str(out)],
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "round trips/s" in proc.stdout and "machine:" in proc.stdout
+    assert "round trips/s" in proc.stdout and "machine:" in proc.stdout and "KAFKA FLOOR (TXN)" in proc.stdout
     result = json.loads(out.read_text())
+    assert result["options"]["floor_kind"] == "txn"
     floor = result["scenarios"]["floor"]
     assert floor["throughput"]["workflows_per_s"] > 0
     _latency_ok(floor["latency"]["rates"]["20/s"])

@@ -14,8 +14,17 @@ batch's events and waits for the acks, then sends the batch's effects and waits 
 workflow code, keep tables, timers, the visibility index. Its figures are what this broker on
 this machine allows; the engine's ratio to them is the engine's own cost.
 
-Run the roles as processes: ``python -m aion.bench._floor engine|worker`` (settings from the
-``AION_*`` environment).
+**The transactional floor** (``engine-txn``, ``aion bench --floor txn``) is the pattern the
+engine has used since "Single writer": each partition's batch is one Kafka transaction of its own
+transactional producer (a partition's batches one after the other, the partitions side by side,
+the next batch what arrived while the last one committed), holding the batch's events, effects
+(replies, tasks) and the rows the engine's tables would write to their compacted changelogs
+(``workflows``, ``timers``, ``timer_terminal``, ``progress``: the same partitions a transaction of
+the engine touches, about as many records). It is what the broker allows for the engine's
+records with fencing on; the bare floor above leaves out the transactions and the changelogs.
+
+Run the roles as processes: ``python -m aion.bench._floor engine|engine-txn|worker`` (settings
+from the ``AION_*`` environment).
 """
 
 from __future__ import annotations
@@ -95,6 +104,93 @@ def run_engine(settings: Settings, batch: int = 500, window: float = 0.1) -> Non
                 producer.produce(topic, value, key=key, partition=part)
         producer.flush()
         consumer.commit(asynchronous=True)
+
+
+#: The tables whose changelogs an engine transaction writes, and (per command kind) how many
+#: rows each gets: a start writes its workflow row and arms the activity's timeout; the
+#: activity's completion closes the run (its row, the timer's deletion, a closed-run marker).
+_ROWS = {b"S": ("workflows", "timers"), b"R": ("workflows",), b"C": ("workflows", "timers", "timer_terminal")}
+_TABLES = ("workflows", "timers", "timer_terminal", "progress")
+
+
+def _changelog(settings: Settings, table: str) -> str:
+    return f"{settings.topic_prefix}.floor-{table}-changelog"
+
+
+def _create_changelogs(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.confluent_config())
+    new = [NewTopic(_changelog(settings, t), settings.partitions, settings.replication_factor,
+                    config={"cleanup.policy": "compact"}) for t in _TABLES]
+    for name, fut in admin.create_topics(new).items():
+        try:
+            fut.result()
+        except Exception as exc:  # created by an earlier start of the role: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def run_engine_txn(settings: Settings, batch: int = 500) -> None:
+    """The transactional floor engine (module docs): the intake on the main thread, one
+    transaction pipeline per partition on a thread of its own."""
+    import collections
+    import threading
+
+    names = TopicNames(settings.topic_prefix)
+    _create_changelogs(settings)
+    consumer = Consumer(consumer_config(settings.confluent_config(), group_id=f"{settings.topic_prefix}.floor-engine",
+                                        client_id=f"{settings.topic_prefix}.floor-engine", **{"fetch.wait.max.ms": 10}))
+    consumer.subscribe([names.commands])
+    task_topic = names.activity_tasks("default")
+    logs = {t: _changelog(settings, t) for t in _TABLES}
+    queues: dict[int, collections.deque[Any]] = {}
+    ready: dict[int, threading.Event] = {}
+
+    def pipeline(p: int) -> None:
+        producer = Producer(dict(_producer_config(settings, f"engine-{p}", 0), **{
+            "transactional.id": f"{settings.topic_prefix}.floor-engine-{p}", "retry.backoff.ms": 2,
+            "retry.backoff.max.ms": 100}))
+        producer.init_transactions(30)
+        q, ev = queues[p], ready[p]
+        while True:
+            ev.wait()
+            ev.clear()
+            while q:
+                msgs = [q.popleft() for _ in range(min(batch, len(q)))]
+                producer.begin_transaction()
+                for m in msgs:
+                    value = m.value() or b""
+                    kind = value[:1]
+                    f = _fields(value)
+                    wid = f[1]
+                    for seq in range(_EVENTS.get(kind, 0)):
+                        producer.produce(names.events, _record(b"E", wid, kind, str(seq).encode()),
+                                         key=wid + b"/" + str(seq).encode() + kind, partition=p)
+                    for table in _ROWS.get(kind, ()):
+                        producer.produce(logs[table], _record(b"W", wid, kind), key=wid, partition=p)
+                    if kind == b"S":
+                        reply_p, cid = f[2], f[3]
+                        producer.produce(names.replies, _record(b"A", cid), key=cid, partition=int(reply_p))
+                        producer.produce(task_topic, _record(b"T", wid, reply_p, cid), key=wid)
+                    elif kind == b"C":
+                        reply_p, cid = f[2], f[3]
+                        producer.produce(names.replies, _record(b"D", cid), key=cid, partition=int(reply_p))
+                producer.produce(logs["progress"], str(msgs[-1].offset()).encode(), key=b"progress", partition=p)
+                producer.commit_transaction(30)
+
+    while True:
+        msgs = fatal_or_log(consume_available(consumer, batch, 0.1), "floor engine")
+        for m in msgs:
+            p = m.partition()
+            if p not in queues:
+                queues[p] = collections.deque()
+                ready[p] = threading.Event()
+                threading.Thread(target=pipeline, args=(p,), name=f"floor-txn-{p}", daemon=True).start()
+            queues[p].append(m)
+            ready[p].set()
+        if msgs:
+            consumer.commit(asynchronous=True)
 
 
 def run_worker(settings: Settings, batch: int = 500, window: float = 0.1) -> None:
@@ -195,10 +291,12 @@ def main(argv: list[str]) -> None:
     settings = Settings.from_env()
     if role == "engine":
         run_engine(settings)
+    elif role == "engine-txn":
+        run_engine_txn(settings)
     elif role == "worker":
         run_worker(settings)
     else:
-        raise SystemExit("usage: python -m aion.bench._floor engine|worker")
+        raise SystemExit("usage: python -m aion.bench._floor engine|engine-txn|worker")
 
 
 if __name__ == "__main__":

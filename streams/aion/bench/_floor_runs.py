@@ -12,15 +12,15 @@ from ._load import Progress, closed_loop, open_loop
 from ._stats import latency_summary
 
 
-def _start_roles(deploy: Deployment) -> None:
-    deploy.procs.python("floor_engine", ["aion.bench._floor", "engine"])
+def _start_roles(deploy: Deployment, txn: bool) -> None:
+    deploy.procs.python("floor_engine", ["aion.bench._floor", "engine-txn" if txn else "engine"])
     deploy.procs.python("floor_worker", ["aion.bench._floor", "worker"])
 
 
 async def floor_throughput(base: Settings, *, duration: float, warmup: float, concurrency: int,
-                           progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+                           progress: Progress | None = None, keep: bool = False, txn: bool = False) -> dict[str, Any]:
     with Deployment(base, "floor", keep=keep) as deploy:
-        _start_roles(deploy)
+        _start_roles(deploy, txn)
         driver = FloorDriver(deploy.settings)
         await driver.start()
         try:
@@ -44,10 +44,10 @@ async def floor_throughput(base: Settings, *, duration: float, warmup: float, co
 
 
 async def floor_latency(base: Settings, *, duration: float, warmup: float, rates: list[float],
-                        progress: Progress | None = None, keep: bool = False) -> dict[str, Any]:
+                        progress: Progress | None = None, keep: bool = False, txn: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"rates": {}}
     with Deployment(base, "floorlat", keep=keep) as deploy:
-        _start_roles(deploy)
+        _start_roles(deploy, txn)
         driver = FloorDriver(deploy.settings)
         await driver.start()
         try:

@@ -53,6 +53,9 @@ class BenchOptions:
     timer_wheel: bool = True
     rebuild_events: int = 1_000_000
     floor: bool = True
+    #: The floor's pattern: "bare" (no transactions, no changelogs) or "txn" (the engine's
+    #: transactions and changelog records: ``_floor.run_engine_txn``).
+    floor_kind: str = "bare"
     keep_topics: bool = False
 
     def warmup_s(self) -> float:
@@ -80,10 +83,10 @@ async def _run_one(name: str, settings: Settings, o: BenchOptions, progress: Pro
                                 activity_workers=o.activity_workers, progress=progress, keep=keep)
     if name == "floor_throughput":
         return await fr.floor_throughput(settings, duration=o.duration, warmup=w, concurrency=o.concurrency,
-                                         progress=progress, keep=keep)
+                                         progress=progress, keep=keep, txn=o.floor_kind == "txn")
     if name == "floor_latency":
         return await fr.floor_latency(settings, duration=o.duration, warmup=w, rates=list(o.rates),
-                                      progress=progress, keep=keep)
+                                      progress=progress, keep=keep, txn=o.floor_kind == "txn")
     if name == "recovery":
         return await er.recovery(settings, duration=o.duration, kills=o.kills, rate=o.recovery_rate,
                                  activity_workers=o.activity_workers, progress=progress, keep=keep,
@@ -352,7 +355,8 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 def render_table(result: dict[str, Any], markdown: bool = False) -> str:
     rows = table_rows(result)
-    head = ("scenario", "figure", "aion (median, min–max)", "kafka floor", "aion/floor")
+    txn = (result.get("options") or {}).get("floor_kind") == "txn"
+    head = ("scenario", "figure", "aion (median, min–max)", "kafka floor (txn)" if txn else "kafka floor", "aion/floor")
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]

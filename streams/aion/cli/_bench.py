@@ -81,6 +81,9 @@ def _rates(value: str) -> tuple[float, ...]:
               help="One-activity workflows started per second while the timers fall due (timers; 0: none).")
 @click.option("--no-wheel", is_flag=True, help="Skip the timer wheel's in-process 1,000,000-timer part (timers).")
 @click.option("--no-floor", is_flag=True, help="Skip the Kafka floor runs beside throughput and latency.")
+@click.option("--floor", "floor_kind", type=click.Choice(["bare", "txn"]), default="bare", show_default=True,
+              help="The floor's pattern: bare producers and consumers, or the engine's transactions (one per "
+                   "partition and batch) with its changelog records.")
 @click.option("--keep-topics", is_flag=True, help="Keep each run's topics and logs (for inspection).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write every figure and the machine facts to this file ('-' for stdout).")
@@ -89,7 +92,7 @@ def _rates(value: str) -> tuple[float, ...]:
 def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | None, partitions: int | None, duration: float, warmup: float | None, runs: int,
               concurrency: int, rates: str, engines: int, activity_workers: int, kills: int, recovery_rate: float,
               rolling_engines: int, standby_replicas: int, pause_s: float,
-              rebuild_events: int, timer_count: int, timer_load_rate: float, no_wheel: bool, no_floor: bool, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
+              rebuild_events: int, timer_count: int, timer_load_rate: float, no_wheel: bool, no_floor: bool, floor_kind: str, keep_topics: bool, json_path: str | None, markdown: bool) -> None:
     """Benchmark the engine against the Kafka floor on this broker.
 
     SCENARIOS: throughput, latency, timers, rebuild, recovery, pause, rolling, floor, or all
@@ -123,7 +126,7 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
         engines=engines, activity_workers=activity_workers, kills=kills, recovery_rate=recovery_rate, pause_s=pause_s,
         rolling_engines=rolling_engines, rolling_partitions=partitions, standby_replicas=standby_replicas,
         rebuild_events=rebuild_events, timer_count=timer_count, timer_load_rate=timer_load_rate,
-        timer_wheel=not no_wheel, floor=not no_floor, keep_topics=keep_topics,
+        timer_wheel=not no_wheel, floor=not no_floor, floor_kind=floor_kind, keep_topics=keep_topics,
     )
     settings = _settings(ctx)
     if bootstrap:

@@ -148,6 +148,16 @@ def run_engine_txn(settings: Settings, batch: int = 500) -> None:
     ready: dict[int, threading.Event] = {}
 
     def pipeline(p: int) -> None:
+        try:
+            transactions(p)
+        except BaseException:  # the process dies, so the run sees its floor engine gone
+            import os
+            import traceback
+
+            traceback.print_exc()
+            os._exit(1)
+
+    def transactions(p: int) -> None:
         producer = Producer(dict(_producer_config(settings, f"engine-{p}", 0), **{
             "transactional.id": f"{settings.topic_prefix}.floor-engine-{p}", "retry.backoff.ms": 2,
             "retry.backoff.max.ms": 100}))

@@ -264,8 +264,12 @@ async def notice_cancel(key: str) -> str:
             activity.heartbeat()
             await asyncio.sleep(0.1)
     except asyncio.CancelledError:
-        with open(os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), f"cancelled-{key}"), "w") as f:
+        # written whole, then renamed: the test polls for the file and reads it at once (an
+        # open-then-write let it read the empty file once)
+        mark = os.path.join(os.environ.get("AION_TEST_STATE", "/tmp"), f"cancelled-{key}")
+        with open(mark + ".part", "w") as f:
             f.write("cancelled")
+        os.replace(mark + ".part", mark)
         raise
     return "never cancelled"
 

@@ -57,6 +57,38 @@ def _fields(value: bytes) -> list[bytes]:
     return value.split(b"|")
 
 
+#: A record to produce: topic, key, value, partition (None: by its key).
+_Out = tuple[str, bytes | None, bytes, int | None]
+
+
+def _outputs(names: TopicNames, task_topic: str, value: bytes, partition: int) -> tuple[bytes, bytes, list[_Out], list[_Out]]:
+    """What the floor engine writes for one command: its kind, its workflow id, the events
+    (the command's partition of the events topic) and the effects (replies, the task)."""
+    kind = value[:1]
+    f = _fields(value)
+    wid = f[1]
+    events: list[_Out] = [(names.events, wid + b"/" + str(seq).encode() + kind,
+                           _record(b"E", wid, kind, str(seq).encode()), partition)
+                          for seq in range(_EVENTS.get(kind, 0))]
+    effects: list[_Out] = []
+    if kind == b"S":
+        reply_p, cid = f[2], f[3]
+        effects.append((names.replies, cid, _record(b"A", cid), int(reply_p)))
+        effects.append((task_topic, wid, _record(b"T", wid, reply_p, cid), None))
+    elif kind == b"C":
+        reply_p, cid = f[2], f[3]
+        effects.append((names.replies, cid, _record(b"D", cid), int(reply_p)))
+    return kind, wid, events, effects
+
+
+def _send(producer: Producer, rec: _Out) -> None:
+    topic, key, value, partition = rec
+    if partition is None:
+        producer.produce(topic, value, key=key)
+    else:
+        producer.produce(topic, value, key=key, partition=partition)
+
+
 def _producer_config(settings: Settings, what: str, linger_ms: int) -> dict[str, Any]:
     """The settings aion's own producers use (acks=all, idempotence, murmur2, short linger)."""
     return dict(settings.confluent_config(), **{
@@ -80,28 +112,15 @@ def run_engine(settings: Settings, batch: int = 500, window: float = 0.1) -> Non
         if not msgs:
             producer.poll(0)
             continue
-        effects: list[tuple[str, bytes | None, bytes, int | None]] = []
+        effects: list[_Out] = []
         for m in msgs:
-            value = m.value() or b""
-            kind = value[:1]
-            f = _fields(value)
-            wid = f[1]
-            for seq in range(_EVENTS.get(kind, 0)):
-                producer.produce(names.events, _record(b"E", wid, kind, str(seq).encode()),
-                                 key=wid + b"/" + str(seq).encode() + kind, partition=m.partition())
-            if kind == b"S":
-                reply_p, cid = f[2], f[3]
-                effects.append((names.replies, cid, _record(b"A", cid), int(reply_p)))
-                effects.append((task_topic, wid, _record(b"T", wid, reply_p, cid), None))
-            elif kind == b"C":
-                reply_p, cid = f[2], f[3]
-                effects.append((names.replies, cid, _record(b"D", cid), int(reply_p)))
+            _kind, _wid, events, out = _outputs(names, task_topic, m.value() or b"", m.partition())
+            for rec in events:
+                _send(producer, rec)
+            effects.extend(out)
         producer.flush()  # the batch's events are durable (acks=all) ...
-        for topic, key, value, part in effects:  # ... before any of its effects leaves
-            if part is None:
-                producer.produce(topic, value, key=key)
-            else:
-                producer.produce(topic, value, key=key, partition=part)
+        for rec in effects:  # ... before any of its effects leaves
+            _send(producer, rec)
         producer.flush()
         consumer.commit(asynchronous=True)
 
@@ -170,22 +189,11 @@ def run_engine_txn(settings: Settings, batch: int = 500) -> None:
                 msgs = [q.popleft() for _ in range(min(batch, len(q)))]
                 producer.begin_transaction()
                 for m in msgs:
-                    value = m.value() or b""
-                    kind = value[:1]
-                    f = _fields(value)
-                    wid = f[1]
-                    for seq in range(_EVENTS.get(kind, 0)):
-                        producer.produce(names.events, _record(b"E", wid, kind, str(seq).encode()),
-                                         key=wid + b"/" + str(seq).encode() + kind, partition=p)
+                    kind, wid, events, effects = _outputs(names, task_topic, m.value() or b"", p)
+                    for rec in events + effects:
+                        _send(producer, rec)
                     for table in _ROWS.get(kind, ()):
                         producer.produce(logs[table], _record(b"W", wid, kind), key=wid, partition=p)
-                    if kind == b"S":
-                        reply_p, cid = f[2], f[3]
-                        producer.produce(names.replies, _record(b"A", cid), key=cid, partition=int(reply_p))
-                        producer.produce(task_topic, _record(b"T", wid, reply_p, cid), key=wid)
-                    elif kind == b"C":
-                        reply_p, cid = f[2], f[3]
-                        producer.produce(names.replies, _record(b"D", cid), key=cid, partition=int(reply_p))
                 producer.produce(logs["progress"], str(msgs[-1].offset()).encode(), key=b"progress", partition=p)
                 producer.commit_transaction(30)
 

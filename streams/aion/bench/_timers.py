@@ -338,6 +338,9 @@ class _Meta:
 
 
 class _Data:
+    #: Where Faust's RocksDB store keeps a partition's changelog offset (``Store.offset_key``).
+    offset_key = b"__faust\0offset__"
+
     def __init__(self, root: Path, name: str) -> None:
         self.root = root
         self.name = name
@@ -350,9 +353,6 @@ class _Data:
         if db is None:  # opened with Faust's own RocksDB options, as the engine's tables are
             db = self.dbs[partition] = RocksDBOptions().open(self.root / f"{self.name}-{partition}")
         return db
-
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        self._db_for_partition(tp.partition).put(b"__faust\0offset__", str(offset).encode())
 
     def close(self) -> None:
         for db in self.dbs.values():

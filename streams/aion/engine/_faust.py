@@ -18,8 +18,8 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
   every rebalance; in a worker holding many resident workflows that held the interpreter lock
   for seconds (five tables), the consumer thread missed its heartbeats and the group evicted
   the worker in the middle of a planned hand-over (issue 17, the rolling restart).
-- :func:`db_for` and :func:`store_offset`: a table partition's rocksdict database and the
-  changelog offset Faust's recovery starts after.
+- :func:`db_for` and :func:`offset_row`: a table partition's rocksdict database and the row
+  holding the changelog offset Faust's recovery starts after.
 - :func:`skip_recovery_of`: Faust's recovery does not read the active changelog partitions the
   engine's catch-up (``_store.py``) already read (or that the engine kept from the previous
   assignment): their start and end are both the stored offset when the recovery starts. A start
@@ -104,17 +104,10 @@ def db_for(table: Any, partition: int) -> Any:
     return table.data._db_for_partition(partition)
 
 
-def store_offset(table: Any, partition: int, offset: int) -> None:
-    """Record that ``table``'s local partition holds its changelog up to ``offset``."""
-    from faust.types import TP
-
-    table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
-
-
 def offset_row(table: Any, offset: int) -> tuple[bytes, bytes]:
     """The row in which ``table``'s RocksDB store keeps a partition's persisted changelog
-    offset, as :func:`store_offset` writes it (``Store.set_persisted_offset``): written in the
-    same write batch as the rows it covers, one RocksDB write instead of two."""
+    offset, as Faust's ``Store.set_persisted_offset`` writes it: written in the same write
+    batch as the rows it covers (one RocksDB write, rows and offset together or neither)."""
     return table.data.offset_key, str(offset).encode()
 
 

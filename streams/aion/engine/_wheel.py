@@ -54,8 +54,8 @@ from ..codec import Codec
 from ..model import RUN_CLOSING_EVENTS, Command, Event, FireTimer, TimerCancelled, TimerFired, WorkflowReopened, now_ms
 from ..runtime import effects as fx
 from ._faults import crash, faults
-from ._faust import db_for, store_offset
-from ._store import set_row
+from ._faust import db_for, offset_row
+from ._store import write_rows
 from ._timers import LagHistogram, TerminalStore, WheelPartition, Write, ident_of, parse_ident
 from ._txn import Fenced, Record, TxnError
 from ..common.settings import Settings
@@ -398,28 +398,18 @@ class TimerWheel:
 
     def committed(self, partition: int, writes: Sequence[tuple[Any, int, Write]], offsets: Sequence[int]) -> None:
         """``writes`` of ``partition`` are in a committed transaction at ``offsets``: they are
-        written to the local tables — exactly these, the records the log took, one atomic write
-        batch per table — then Faust's offset (its recovery starts after them), and the
-        partition's pending writes are forgotten."""
-        import rocksdict
-
+        written to the local tables — exactly these, the records the log took — with Faust's
+        offset (its recovery starts after them) in one atomic write batch per table, as the
+        engine's batches write theirs; the partition's pending writes are forgotten."""
         self._unsaved.discard(partition)
-        batches: dict[Any, Any] = {}
+        rows: dict[Any, list[tuple[bytes, bytes | None]]] = {}
         last: dict[Any, int] = {}
         for (table, _, (key, value)), offset in zip(writes, offsets):
-            batch = batches.get(table)
-            if batch is None:
-                batch = batches[table] = rocksdict.WriteBatch(raw_mode=True)
-            set_row(batch, key, value)
+            rows.setdefault(table, []).append((key, value))
             if offset > last.get(table, -1):
                 last[table] = offset
-        for table, batch in batches.items():
-            db_for(table, partition).write(batch)
-        for table, offset in last.items():
-            try:
-                store_offset(table, partition, offset)
-            except Exception:  # bookkeeping only: recovery then re-reads more of the changelog
-                log.debug("could not record the persisted offset of %s[%d]", table.name, partition, exc_info=True)
+        for table, table_rows in rows.items():
+            write_rows(db_for(table, partition), [*table_rows, offset_row(table, last[table])])
 
     def rolled_back(self, partition: int) -> None:
         """The transaction of ``partition`` did not commit: its pending rows are forgotten and

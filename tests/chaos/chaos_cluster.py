@@ -196,10 +196,6 @@ class OwnBroker:
         return kafka_local([action], KAFKA_LOCAL_PORT=str(self.port), KAFKA_LOCAL_CONTROLLER_PORT=str(self.controller_port),
                            KAFKA_LOCAL_DIR=str(self.data))
 
-    def start_new(self) -> subprocess.CompletedProcess[str]:
-        """The first ``start`` (see :func:`start_new`)."""
-        return start_new(self)
-
     def repick(self) -> None:
         """Thrown away (killed, its folder emptied) and moved to other free ports."""
         self.run("kill")
@@ -227,7 +223,7 @@ class OwnCluster:
 
     @classmethod
     def on_free_ports(cls, data: Path) -> "OwnCluster":
-        return cls(free_ports(6), data)
+        return cls(free_ports(2 * cls.nodes), data)
 
     @property
     def bootstrap(self) -> str:
@@ -243,10 +239,6 @@ class OwnCluster:
     def run(self, action: str, node: int | None = None) -> subprocess.CompletedProcess[str]:
         return kafka_local([action, "--cluster"] + ([str(node)] if node is not None else []),
                            KAFKA_LOCAL_CLUSTER_PORT=str(self.port), KAFKA_LOCAL_CLUSTER_DIR=str(self.data))
-
-    def start_new(self) -> subprocess.CompletedProcess[str]:
-        """The first ``start`` (see :func:`start_new`)."""
-        return start_new(self)
 
     def repick(self) -> None:
         """Thrown away (every node killed, its folder emptied) and moved to other free ports."""

@@ -75,7 +75,7 @@ from aion.exceptions import WorkflowAlreadyStartedError
 from aion.model import Command, SignalWorkflow
 from aion.testing import Expectation, check_event_log, read_event_log
 
-from chaos_cluster import ChaosCluster, OwnBroker, OwnCluster
+from chaos_cluster import ChaosCluster, OwnBroker, OwnCluster, start_new
 from chaos_follow import EventFollower, probe_ids as _probe_ids
 from chaos_workflows import expected_outcome
 
@@ -498,7 +498,7 @@ def chaos_broker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
     own: OwnBroker | OwnCluster = OwnCluster.on_free_ports(data) if CLUSTER else OwnBroker.on_free_ports(data)
     try:
         started = time.monotonic()
-        r = own.start_new()
+        r = start_new(own)
         assert r.returncode == 0, f"kafka-local start (the chaos test's own broker) failed:\n{r.stdout}{r.stderr}"
         print(f"[chaos] own broker on {own.bootstrap} started in {time.monotonic() - started:.1f}s", flush=True)
         yield own.bootstrap, own, ""

@@ -20,7 +20,7 @@ from aion.common.settings import Settings
 from aion.common.topics import TopicNames, ensure_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from chaos_cluster import OwnCluster  # noqa: E402
+from chaos_cluster import OwnCluster, start_new  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnCluster]:
     if shutil.which("java") is None:
         pytest.fail("kafka-local --cluster needs Java 17+ (and Maven, once)")
     own = OwnCluster.on_free_ports(tmp_path_factory.mktemp("kafka-cluster"))
-    r = own.start_new()
+    r = start_new(own)
     assert r.returncode == 0, f"kafka-local start --cluster failed:\n{r.stdout}{r.stderr}"
     try:
         yield own

@@ -122,6 +122,8 @@ async def test_cancel_racing_fire_records_one_terminal_event(cluster, client, se
 
 
 async def _kill_at(cluster, client, fault: str, same_dir: bool):  # type: ignore[no-untyped-def]
+    if fault == "after_fire_emit":  # the wheel's own transaction of fires: only when they go through the topic
+        cluster.env["AION_TIMER_FIRE"] = "topic"
     first = cluster.engine("faulty", fault=fault)
     h = await client.start_workflow("SleepTwice", 1_000, 300, id=f"kill-{fault}")
     code = await wait_exit(first, 30)
@@ -143,6 +145,12 @@ async def _kill_at(cluster, client, fault: str, same_dir: bool):  # type: ignore
 
 async def test_kill9_after_fire_emitted_before_recorded(cluster, client):  # type: ignore[no-untyped-def]
     await _kill_at(cluster, client, "after_fire_emit", same_dir=True)
+
+
+async def test_kill9_inline_fire_handed_to_kafka_before_commit(cluster, client):  # type: ignore[no-untyped-def]
+    """A batch that took a due timer (AION_TIMER_FIRE=inline, the default) dies inside its
+    transaction: nothing of it is visible, and the next owner fires the timer once."""
+    await _kill_at(cluster, client, "inline_fire_append", same_dir=True)
 
 
 async def test_kill9_after_fire_recorded_before_wake(cluster, client):  # type: ignore[no-untyped-def]
@@ -224,6 +232,7 @@ async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fi
     from aion.codec import partition_for
     from aion.engine._wheel import FIRE_BACKLOG
 
+    cluster.env["AION_TIMER_FIRE"] = "topic"  # the wheel's bound on fires in flight on the commands topic
     cluster.engine()
     await (await client.start_workflow("SleepOnce", 10, id="warmup")).result(timeout=60)
     n = 8 * FIRE_BACKLOG  # on one partition: the burst workflows and the probe share it
@@ -231,7 +240,7 @@ async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fi
     ids = [w for w in (f"burst-{i}" for i in range(400)) if partition_for(w, settings.partitions) == target][:4]
     at = int(time.time() * 1000) + 8_000
     handles = await asyncio.gather(*(client.start_workflow("ManyTimers", at, n // len(ids), id=w) for w in ids))
-    await asyncio.sleep(max(0.0, at / 1000 - time.time()) + 1.0)  # the burst is being fired
+    await asyncio.sleep(max(0.0, at / 1000 - time.time()) + 0.05)  # the burst is being fired
     probe = await client.start_workflow("SleepOnce", 1, id="probe")
     assert await probe.result(timeout=180) == "fired"
     assert [await h.result(timeout=180) for h in handles] == [n // len(ids)] * len(ids)
@@ -245,7 +254,46 @@ async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fi
     ahead = [c for c in commands[:i] if isinstance(c.body, FireTimer)]
     queued = sum(1 for c in ahead if fired_at[(c.workflow_id, c.body.timer_id)] > sent)
     span_s = (max(fired_at.values()) - min(fired_at.values())) / 1000
-    print(f"timer burst of {n} on one partition: the start sent 1 s into it had {len(ahead)} fires before it "
+    print(f"timer burst of {n} on one partition: the start sent into it had {len(ahead)} fires before it "
           f"on the commands topic, {queued} of them not yet recorded; drained at {n / max(span_s, 0.001):.0f} "
           f"fires/s")
+    assert len(fired_at) - len(ahead) > FIRE_BACKLOG, "the start was sent after the burst had (nearly) been sent"
     assert queued <= FIRE_BACKLOG + 100, f"{queued} fires were queued ahead of a start sent during the burst"
+
+
+async def test_a_start_during_an_inline_timer_burst_is_not_queued_behind_it(cluster, client, settings):  # type: ignore[no-untyped-def]
+    """Fires taken by the partition's own batches (AION_TIMER_FIRE=inline, the default) share
+    each batch with the commands read: a start sent during a burst of 8,000 fires on its
+    partition is recorded within a few batches (read from the log: at most three batches'
+    worth of fires recorded between the start's send and its WorkflowStarted, where queued
+    behind the burst it would see all that were left), and every timer fires once."""
+    from aion.codec import partition_for
+    from aion.engine._wheel import FIRE_BACKLOG
+
+    cluster.engine()
+    await (await client.start_workflow("SleepOnce", 10, id="warmup")).result(timeout=60)
+    n = 8 * FIRE_BACKLOG
+    target = partition_for("probe", settings.partitions)
+    ids = [w for w in (f"burst-{i}" for i in range(400)) if partition_for(w, settings.partitions) == target][:4]
+    at = int(time.time() * 1000) + 8_000
+    handles = await asyncio.gather(*(client.start_workflow("ManyTimers", at, n // len(ids), id=w) for w in ids))
+    await asyncio.sleep(max(0.0, at / 1000 - time.time()) + 0.05)  # the burst is being fired
+    probe = await client.start_workflow("SleepOnce", 1, id="probe")
+    assert await probe.result(timeout=180) == "fired"
+    assert [await h.result(timeout=180) for h in handles] == [n // len(ids)] * len(ids)
+
+    histories = read_events(settings, [*ids, "probe"])
+    fired = sorted(e.recorded_at_ms for w in ids for e in histories[w] if e.type == "TimerFired")
+    assert len(fired) == n
+    assert not [c for c in read_commands(settings, ids) if isinstance(c.body, FireTimer)], \
+        "inline fires must not go through the commands topic"
+    sent = next(c.sent_at_ms for c in read_commands(settings, ["probe"]) if c.type == "StartWorkflow")
+    started = next(e.recorded_at_ms for e in histories["probe"] if e.type == "WorkflowStarted")
+    left = sum(1 for t in fired if t >= sent)
+    between = sum(1 for t in fired if sent <= t <= started)
+    span_s = (fired[-1] - fired[0]) / 1000
+    print(f"inline timer burst of {n} on one partition: the start sent into it ({left} fires left) waited "
+          f"{started - sent} ms, {between} fires recorded meanwhile; drained at {n / max(span_s, 0.001):.0f} fires/s")
+    assert left > 3 * settings.batch_size, f"the start was sent after the burst had (nearly) drained: {left} left"
+    assert between <= 3 * settings.batch_size, \
+        f"{between} fires were recorded while a start sent during the burst waited ({left} were left)"

@@ -47,6 +47,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "AION_CACHE_SIZE": "500",
         "AION_BATCH_SIZE": "64",
         "AION_TIMER_BATCH": "10",
+        "AION_TIMER_FIRE": "topic",
         "AION_RETENTION_MS": "0",
         "AION_METRICS_PORT": "9464",
         "AION_METRICS_HOST": "127.0.0.1",
@@ -70,7 +71,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.bootstrap_servers, s.topic_prefix, s.partitions) == ("k1:9092,k2:9092", "shop", 24)
     assert (s.replication_factor, s.min_insync_replicas, s.standby_replicas) == (3, 3, 1)
     assert s.data_dir == Path("/var/lib/aion")
-    assert (s.cache_size, s.batch_size, s.timer_batch) == (500, 64, 10)
+    assert (s.cache_size, s.batch_size, s.timer_batch, s.timer_fire) == (500, 64, 10, "topic")
     assert s.max_payload_bytes == 1048576
     assert s.retention_ms == 0
     assert (s.metrics_port, s.metrics_host) == (9464, "127.0.0.1")
@@ -120,6 +121,7 @@ def test_replace_copies_and_validates() -> None:
         ({"AION_SASL_MECHANISM": "PLAIN"}, r"AION_SASL_MECHANISM.*set that too"),
         ({"AION_SESSION_TIMEOUT": "0"}, r"AION_SESSION_TIMEOUT.*must be a number of seconds above 0"),
         ({"AION_METRICS_PORT": "70000"}, r"AION_METRICS_PORT.*must be a port number"),
+        ({"AION_TIMER_FIRE": "soon"}, r"timer_fire \(AION_TIMER_FIRE\) = 'soon' is neither inline nor topic"),
         ({"AION_METRICS_PORT": "-1"}, r"AION_METRICS_PORT.*must be a port number"),
         ({"AION_HEARTBEAT_INTERVAL": "-1"}, r"AION_HEARTBEAT_INTERVAL.*must be a number of seconds above 0"),
         ({"AION_SESSION_TIMEOUT": "6", "AION_HEARTBEAT_INTERVAL": "2.5"},

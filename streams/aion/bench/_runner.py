@@ -19,6 +19,7 @@ Progress = Callable[[float, str], None]
 
 #: Timer figures shown in the table (the JSON has everything the timer scenario returns).
 TIMER_FIGURES = ("timers", "spread_s", "fired", "fire_lag_p50_ms", "fire_lag_p99_ms", "fire_lag_max_ms",
+                 "fire_send_p50_ms", "fire_send_p99_ms", "fire_deliver_p50_ms", "fire_deliver_p99_ms",
                  "load_starts_per_s", "load_achieved_per_s", "load_p50_ms", "load_p99_ms",
                  "pending_timers", "pending_1m_rss_added_mb", "pending_1m_arm_per_s", "pending_1m_burst_fire_s")
 

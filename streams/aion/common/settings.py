@@ -75,6 +75,12 @@ class Settings:
         500, "AION_BATCH_SIZE", "Most commands an engine worker handles in one group commit.")
     timer_batch: int = _setting(
         1_000, "AION_TIMER_BATCH", "Most due timers an engine worker fires per tick.")
+    timer_fire: str = _setting(
+        "inline", "AION_TIMER_FIRE",
+        "How due timers reach their workflows. inline: the partition's next batch takes them (its "
+        "TimerFired and the deletion of the timer's row in the batch's one transaction); topic: the "
+        "timer wheel sends FireTimer commands through the commands topic in a transaction of its own "
+        "(the way before 2026-12-05; a batch that fails with fires in it uses it for a while too).")
     history_warn_events: int = _setting(
         HISTORY_WARN_EVENTS, "AION_HISTORY_WARN_EVENTS",
         "Events in one run after which workflow.info().continue_as_new_suggested turns true.")
@@ -250,6 +256,8 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(name, f"must be a whole number >= {low}")
+        if self.timer_fire not in ("inline", "topic"):
+            raise bad("timer_fire", "is neither inline nor topic")
         if self.min_insync_replicas > self.replication_factor:
             raise bad("min_insync_replicas", f"is more than the replication factor (AION_REPLICATION_FACTOR) = "
                                              f"{self.replication_factor}: no write could ever be acknowledged")

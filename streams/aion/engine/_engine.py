@@ -72,7 +72,7 @@ from ._txn import Aborted, Fenced, Record, TxnError, Writers
 #: A record of the commands topic as read: partition, offset, value, key, and headers (None
 #: unless tracing is on; as confluent-kafka's Message.headers() gives them).
 CommandRecord = tuple[int, int, bytes | None, bytes | None, Any]
-from ._wheel import TimerWheel
+from ._wheel import INLINE_OFF_S, TimerWheel
 from ..common.settings import Settings
 from ..common.visibility import LIST_QUERY
 from ..common.topics import TopicNames, ensure_topics, partition_counts
@@ -96,8 +96,8 @@ class _Work:
     """One partition's share of a batch: what its transaction writes."""
 
     partition: int
-    first: int
-    next: int  # the partition's intake position once the transaction commits
+    first: int | None  # None: no command record in it (the partition's due timers only)
+    next: int | None  # the partition's intake position once the transaction commits (None: unchanged)
     events: list[Event] = field(default_factory=list)
     touched: dict[str, WorkflowExecution] = field(default_factory=dict)
     effects: list[fx.Effect] = field(default_factory=list)
@@ -107,6 +107,7 @@ class _Work:
     n_rows: int = 0
     n_progress: int = 0
     fires: int = 0  # FireTimer commands among the batch's records (the wheel's fires in flight)
+    inline_fires: int = 0  # due timers the batch took from the wheel itself (AION_TIMER_FIRE=inline)
     wheel_writes: list[Any] = field(default_factory=list)
     forwards: list[Record] = field(default_factory=list)  # misrouted commands, to their owners
     commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
@@ -127,6 +128,10 @@ class _EngineOutput:
 
     async def write(self, partition: int, records: Sequence[Record]) -> list[int]:
         return await self._engine.writers.run(partition, records)
+
+    def fire_due(self, partition: int) -> None:
+        if partition in self._engine.owned():
+            self._engine._start_drainer(partition)
 
     def lost(self, partition: int) -> None:
         self._engine.lose(partition)
@@ -184,6 +189,8 @@ class Engine:
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
         if "mid_step_append" in self._faults:
             self.writers.before_commit = _crash_mid_step
+        elif "inline_fire_append" in self._faults:
+            self.writers.before_commit = _crash_inline_fire
         self.output = _EngineOutput(self)
         self.wheel = TimerWheel(self.app, settings, self.codec, self.names, self.output,
                                 timers=tables.timers, terminal=tables.terminal)
@@ -485,13 +492,14 @@ class Engine:
             while True:
                 async with self.lock_for(partition):
                     queue = self._pending.get(partition)
-                    if not queue:
+                    if not queue and not self.wheel.due_inline(partition):
                         return
-                    batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+                    batch = [queue.popleft() for _ in range(min(size, len(queue)))] if queue else []
                     self._room.set()
                     if partition not in self.owned():
-                        queue.clear()
-                        continue
+                        if queue:
+                            queue.clear()
+                        return
                     await self._process(partition, batch)
         except asyncio.CancelledError:
             raise
@@ -508,15 +516,19 @@ class Engine:
     async def _process(self, partition: int, batch: list[CommandRecord]) -> None:
         """One batch of ``partition`` (caller holds its lock): one transaction, or, when that
         fails, one transaction per command (see the module docs)."""
+        work: _Work | None = None
         try:
-            work = await self._prepare(partition, batch, now_ms())
+            work = await self._prepare(partition, batch, now_ms(), inline=True)
         except Exception as exc:
             self._rollback(partition)
             if not isinstance(exc, _StepTooLarge):
                 log.exception("partition %d: preparing a batch of %d commands failed; handling them one by one",
                               partition, len(batch))
+            self._fires_failed(partition, work)
             await self._one_by_one(partition, batch)
         else:
+            if not work.records:
+                return  # nothing read and nothing due after all (the timers were taken meanwhile)
             try:
                 await self._commit(work)
             except Fenced:
@@ -526,10 +538,20 @@ class Engine:
                 self.stats["aborted"] += 1
                 log.warning("partition %d: a batch of %d commands was aborted, nothing of it is visible (%s); "
                             "handling them one by one", partition, len(batch), exc)
+                self._fires_failed(partition, work)
                 await self._one_by_one(partition, batch)
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
         self.metrics.batch(len(batch))
+
+    def _fires_failed(self, partition: int, work: "_Work | None") -> None:
+        """A batch failed (its rows rolled back, so its inline fires are due again): the
+        partition's fires go through the commands topic for a while, where a fire that fails
+        again is pinned and handled on its own like any command (``_one_by_one``)."""
+        if work is None or work.inline_fires:
+            self.wheel.inline_off(partition)
+            log.warning("partition %d: a failed batch held timer fires (or failed before taking them); its "
+                        "fires go through the commands topic for %.0fs", partition, INLINE_OFF_S)
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
         """The workflow's execution: resident, or rebuilt from its history. The first load after
@@ -624,9 +646,18 @@ class Engine:
         self.wheel.rolled_back(partition)
         self._cache.drop([partition])
 
-    async def _prepare(self, partition: int, recs: list[CommandRecord], now: int) -> _Work:
-        """Run the partition's commands and assemble its transaction's records."""
-        work = _Work(partition, recs[0][1], recs[-1][1] + 1)
+    async def _prepare(self, partition: int, recs: list[CommandRecord], now: int, *, inline: bool = False) -> _Work:
+        """Run the partition's commands and assemble its transaction's records. With ``inline``,
+        the batch first takes the partition's due timers (``AION_TIMER_FIRE=inline``): their
+        ``FireTimer`` commands are stepped as if read, and their rows' deletion joins the
+        transaction (one transaction for a fire and its ``TimerFired``; none on the topic)."""
+        work = _Work(partition, recs[0][1], recs[-1][1] + 1) if recs else _Work(partition, None, None)
+        self.wheel.begin(partition)
+        if inline:
+            fires, work.wheel_writes = self.wheel.take_inline(partition, self.settings.batch_size)
+            work.inline_fires = len(fires)
+            for cmd in fires:
+                self._run(work, -1, None, cmd.workflow_id.encode(), cmd, now, None)
         for _partition, offset, raw, rkey, *rest in recs:
             self._step(work, offset, raw, rkey, now, rest[0] if rest else None)
         if "effects_error" in self._faults and work.effects:
@@ -651,17 +682,30 @@ class Engine:
             return
         if isinstance(cmd.body, FireTimer):
             work.fires += 1
+        self._run(work, offset, raw, rkey, cmd, now, headers)
+
+    def _run(self, work: _Work, offset: int, raw: bytes | None, rkey: bytes | None, cmd: Command, now: int,
+             headers: Any) -> None:
+        """One command of the batch: read (``raw``) at ``offset`` of the partition, or a due
+        timer the batch took itself (``raw`` None, ``offset`` -1: its bytes are made only if it
+        must be dead-lettered)."""
+        partition = work.partition
+
+        def whole() -> bytes:
+            return raw if raw is not None else self.codec.encode_command(cmd)
+
         problem = self.intake.problem(cmd, now)
         if problem is not None:
-            self._refuse_invalid(work, offset, rkey, raw, cmd, problem)
+            self._refuse_invalid(work, offset, rkey, whole(), cmd, problem)
             return
         owner = partition_for(cmd.workflow_id, self.settings.partitions)
         if owner != partition:
-            self._forward(work, offset, cmd, raw, owner)
+            self._forward(work, offset, cmd, whole(), owner)
             return
         limit = self.settings.max_payload_bytes
-        # A record no larger than the limit cannot carry more payload than it: skip the walk.
-        size = payload_size(cmd.body) if len(raw) > limit else 0
+        # A record no larger than the limit cannot carry more payload than it: skip the walk
+        # (a timer's fire carries none).
+        size = payload_size(cmd.body) if raw is not None and len(raw) > limit else 0
         if size > limit:
             reason = (f"{cmd.type} for workflow {cmd.workflow_id!r} carries {size} bytes of payload, over "
                       f"the limit of {limit} (AION_MAX_PAYLOAD_BYTES); store large data elsewhere and pass a "
@@ -698,7 +742,7 @@ class Engine:
         except Exception as exc:
             log.exception("command %s for workflow %s failed", cmd.command_id, cmd.workflow_id)
             self._cache.discard(partition, [cmd.workflow_id])
-            work.dlq.append((offset, rkey, raw, f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: "
+            work.dlq.append((offset, rkey, whole(), f"engine error on {cmd.type} for workflow {cmd.workflow_id!r}: "
                                                 f"{type(exc).__name__}: {exc}"))
             if cmd.reply_to:
                 work.effects.append(fx.SendReply(cmd.reply_to, Reply(
@@ -714,7 +758,7 @@ class Engine:
         refusal = step.refusal
         if refusal is not None and not cmd.reply_to and not step.effects:
             # Refused with nobody to tell (no reply_to): keep it, with the reason.
-            work.dlq.append((offset, rkey, raw, f"{cmd.type} refused: {refusal.type}: {refusal.message}"))
+            work.dlq.append((offset, rkey, whole(), f"{cmd.type} refused: {refusal.type}: {refusal.message}"))
         work.events.extend(step.events)
         work.effects.extend(step.effects)
         if step.events:
@@ -777,6 +821,7 @@ class Engine:
         cmd = exc.command
         offset = rec[1]
         work = _Work(partition, offset, offset + 1)
+        self.wheel.begin(partition)
         log.warning("partition %d: %s", partition, exc.reason)
         ex = self._execution(partition, cmd.workflow_id)
         if ex.history and ex.status == "RUNNING":
@@ -816,7 +861,8 @@ class Engine:
                                 heartbeat_value(self.codec, eff.workflow_id, eff.at_ms, hb), p))
             elif isinstance(eff, fx.DropHeartbeat):
                 records.append((topic, heartbeat_key(eff.workflow_id, eff.activity_id), None, p))
-        records.append((topic, POSITION_KEY, position_value(work.next), p))
+        if work.next is not None:  # a batch of due timers only reads nothing: the position stays
+            records.append((topic, POSITION_KEY, position_value(work.next), p))
         work.n_progress = len(records) - n
 
     def _dlq_record(self, partition: int, offset: int, key: bytes | None, raw: bytes | None, reason: str) -> Any:
@@ -853,8 +899,7 @@ class Engine:
         work.n_rows = len(work.touched)
         self._progress_records(work)
         timer_effects = [(p, e) for e in work.effects if isinstance(e, (fx.ScheduleTimer, fx.DropTimer))]
-        self.wheel.begin(p)
-        work.wheel_writes = self.wheel.stage([(p, ev) for ev in work.events], timer_effects)
+        work.wheel_writes = work.wheel_writes + self.wheel.stage([(p, ev) for ev in work.events], timer_effects)
         records.extend(self.wheel.records(work.wheel_writes))
         for eff in work.effects:
             if isinstance(eff, fx.DispatchActivity):
@@ -949,6 +994,15 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
     the transaction: nothing of it is ever visible)."""
     if sum(1 for r in records if r[0].endswith(".events")) >= 2:
         crash("mid_step_append")
+
+
+def _crash_inline_fire(partition: int, records: Sequence[Record]) -> None:
+    """Fault injection (``AION_FAULT=inline_fire_append``): a batch that took due timers
+    (events beside the deletion of a ``timers`` row) was handed to Kafka inside its
+    transaction, the commit not done — die (the fire must come again, once)."""
+    if any(r[0].endswith(".events") for r in records) and \
+            any(r[0].endswith("-timers-changelog") and r[2] is None for r in records):
+        crash("inline_fire_append")
 
 
 def _apply_rows(table: Any, partition: int, records: Sequence[Record], offsets: Sequence[int]) -> None:

@@ -4,12 +4,15 @@ random kill to hit it.
 
 Points:
 
-- ``after_fire_emit`` (timer wheel): a transaction with fires (and their rows' deletion)
+- ``after_fire_emit`` (timer wheel, ``AION_TIMER_FIRE=topic``): a transaction with fires (and their rows' deletion)
   committed, the local bookkeeping not done — exit 137;
 - ``after_fire_recorded`` (engine): a batch's transaction holding a ``TimerFired`` committed,
   its events not yet in the local tables — exit 137;
 - ``mid_step_append`` (engine): a batch's records (two or more events) handed to Kafka inside
   its transaction, the commit not done — exit 137 (the next owner's fencing aborts it);
+- ``inline_fire_append`` (engine, ``AION_TIMER_FIRE=inline``): a batch that took due timers
+  (its events and the deletion of their rows) handed to Kafka inside its transaction, the
+  commit not done — exit 137;
 - ``refuse_record`` (engine, once): record 1 of the first transaction with two or more
   records is made larger than Kafka accepts: the transaction aborts — the worker goes on;
 - ``effects_error`` (engine, once): an exception while a batch's effects are prepared — the

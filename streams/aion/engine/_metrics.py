@@ -159,7 +159,8 @@ class EngineMetrics(Instruments):
     def committed(self, work: "_Work", seconds: float) -> None:
         """A partition's transaction committed: count what it holds."""
         self.append_s.observe((), seconds)
-        self.positions[work.partition] = work.next
+        if work.next is not None:
+            self.positions[work.partition] = work.next
         if work.events:
             self.events.inc((), len(work.events))
             self._events(work)
@@ -320,7 +321,7 @@ def _gauges(st: dict[str, Any]) -> Iterator[Any]:
                        "worker joined its group (a restarted worker's downtime: _store.warm_up)."),):
         yield counter(f"aion_engine_{name}", doc, [((), stats.get(name, 0))])
     w = st["wheel"]
-    yield counter("aion_timer_fires_sent", "FireTimer commands the timer wheel sent.", [((), w.get("fired", 0))])
+    yield counter("aion_timer_fires_sent", "Due timers the timer wheel fired (taken by a batch, or sent as FireTimer).", [((), w.get("fired", 0))])
     yield counter("aion_timer_fires_dropped", "Due timers dropped because their timer or run had closed.",
                   [((), w.get("dropped_terminal", 0))])
 

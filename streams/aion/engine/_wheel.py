@@ -13,7 +13,15 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
   of at most ``SCAN_ROWS`` rows, starting at the partition's persisted scan position (so a
   worker taking over never walks the deleted rows firing leaves behind), and again every
   ``ADVANCE_S`` as time moves on.
-- **Firing.** Due timers are sent as ``FireTimer`` commands to the workflow's partition of
+- **Firing inside the batches** (``AION_TIMER_FIRE=inline``, the default). When a partition
+  has timers due, the loop asks the engine to run the partition's batch pipeline
+  (``TimerOutput.fire_due``); the batch takes up to ``batch_size`` of them (:meth:`TimerWheel.take_inline`)
+  and steps their ``FireTimer`` commands beside the commands it read, with the deletion of
+  their rows in its transaction. A fire costs no transaction, produce or fetch of its own, and
+  ``TimerFired`` commits with the row's deletion: exactly once by construction. A batch that
+  fails with fires in it turns the partition to the topic way for ``INLINE_OFF_S``
+  (:meth:`TimerWheel.inline_off`), where a fire that fails again is pinned on its own.
+- **Firing through the commands topic** (``AION_TIMER_FIRE=topic``). Due timers are sent as ``FireTimer`` commands to the workflow's partition of
   the commands topic in one transaction with the deletion of their rows (the partition's
   producer: a worker fenced out of the partition fires nothing). A timer whose terminal state
   (``timer_terminal``: fired / cancelled / run closed) is already recorded is dropped instead
@@ -78,6 +86,11 @@ class TimerOutput(Protocol):
 
     async def write(self, partition: int, records: Sequence[Record]) -> list[int]:
         """One transaction of ``partition``; the records' offsets. Raises ``TxnError``."""
+        ...
+
+    def fire_due(self, partition: int) -> None:
+        """``partition`` has timers due and fires inline: its batch pipeline should run now and
+        take them (:meth:`TimerWheel.take_inline`), with commands queued for it or without."""
         ...
 
     def lost(self, partition: int) -> None:
@@ -215,6 +228,10 @@ class _MergedIter:
 FIRE_BACKLOG = 1_000
 #: Fires in flight that no batch took for this long were taken elsewhere: forgotten.
 FIRE_BACKLOG_STALE_S = 5.0
+#: After a batch with inline fires failed, the partition's fires go through the commands topic this long.
+INLINE_OFF_S = 30.0
+#: A partition's pipeline asked to take its due fires that has not is asked again after this long.
+ASK_AGAIN_S = 0.5
 
 
 class TimerWheel:
@@ -248,6 +265,8 @@ class TimerWheel:
         self._queued: list[tuple[Any, int, Write]] = []  # (table, partition, write) to changelog
         self._sent: dict[bytes, int] = {}  # ident -> fire_at of user-timer fires sent, for lag
         self._in_flight: dict[int, int] = {}  # partition -> fires sent, not yet taken by a batch
+        self._asked: dict[int, float] = {}  # inline: partition -> when its pipeline was asked to take due fires
+        self._inline_off: dict[int, float] = {}  # partition -> until when its fires go through the topic
         self._consumed_at: dict[int, float] = {}  # partition -> when a batch last took fires
         self._acks: dict[tuple[Any, int], int] = {}  # (table, partition) -> highest acked offset
         self._acks_flush = False
@@ -258,7 +277,7 @@ class TimerWheel:
         self.lag = LagHistogram()
         self.send_lag = LagHistogram()
         self.stats: dict[str, Any] = {
-            "fired": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "drop_missed": 0, "loaded": 0,
+            "fired": 0, "fired_inline": 0, "dropped_terminal": 0, "armed": 0, "disarmed": 0, "drop_missed": 0, "loaded": 0,
             "held_back": 0,
             "tick_max_block_ms": 0.0, "tick_max_block_cpu_ms": 0.0,
         }
@@ -556,7 +575,9 @@ class TimerWheel:
 
     def _next_due_ms(self) -> int | None:
         best: bytes | None = None
-        for part in self._parts.values():
+        for p, part in self._parts.items():
+            if time.monotonic() - self._asked.get(p, -ASK_AGAIN_S) < ASK_AGAIN_S:
+                continue  # its batch pipeline takes them
             k = part.next_due()
             if k is not None and (best is None or k < best):
                 best = k
@@ -635,6 +656,17 @@ class TimerWheel:
         return any(fired)
 
     async def _fire_partition(self, gen: int, part: WheelPartition) -> bool:
+        p = part.partition
+        if self.inline(p):
+            # Its batch pipeline takes them (take_inline, which also moves the scan position on:
+            # the loop never waits for the partition's lock); until then, or for ASK_AGAIN_S (a
+            # pipeline that never came: asked again), the loop does not wait on them.
+            if self.due_inline(p):
+                mono = time.monotonic()
+                if mono - self._asked.get(p, -ASK_AGAIN_S) >= ASK_AGAIN_S:
+                    self._asked[p] = mono
+                    self.output.fire_due(p)
+            return False
         async with self.output.lock_for(part.partition):
             self.begin(part.partition)
             if gen != self._gen or self._parts.get(part.partition) is not part:
@@ -662,33 +694,43 @@ class TimerWheel:
 
     def _stage_fires(self, part: WheelPartition) -> tuple[WheelPartition, list[Record], list[tuple[Any, int, Write]],
                                                           dict[bytes, int], tuple[int, int]] | None:
-        now = now_ms()
         room = self._room(part.partition)
         if room <= 0:
             self.stats["held_back"] += 1
             return None  # the partition's fires in flight first (a burst: module docs)
-        keys = part.take_due(now, min(self.settings.timer_batch, room))
+        taken = self._take(part, min(self.settings.timer_batch, room))
+        if taken is None:
+            return None
+        commands, writes, sent, n_drop = taken
+        topic, encode = self.names.commands, self.codec.encode_command
+        records: list[Record] = [(topic, cmd.workflow_id.encode(), encode(cmd), part.partition) for cmd in commands]
+        return part, records, writes, sent, (len(commands), n_drop)
+
+    def _take(self, part: WheelPartition, limit: int) -> tuple[list[Command], list[tuple[Any, int, Write]],
+                                                                dict[bytes, int], int] | None:
+        """Up to ``limit`` due timers of ``part``: their ``FireTimer`` commands, the deletion of
+        their rows (and of those whose timer is already terminal: dropped, not fired) with the
+        scan position, the user timers' fire times (for the lag), how many were dropped."""
+        now = now_ms()
+        keys = part.take_due(now, limit)
         if not keys:
             return None
         t0 = self._t()
         terminal = TerminalStore(self._db(self.terminal, part.partition))
-        fire: list[bytes] = []
-        drop: list[bytes] = []
-        for key in keys:
-            (drop if terminal.state(key[8:]) is not None else fire).append(key)
-        codec = self.codec
-        commands = self.names.commands
-        records: list[Record] = []
+        commands: list[Command] = []
         sent: dict[bytes, int] = {}
-        for key in fire:
+        n_drop = 0
+        for key in keys:
             ident = key[8:]
+            if terminal.state(ident) is not None:
+                n_drop += 1
+                continue
             fire_at = int.from_bytes(key[:8], "big", signed=True)
             wf, run, tid = parse_ident(ident)
             at = now_ms()
-            cmd = Command(
+            commands.append(Command(
                 command_id=f"timer:{wf}:{run}:{tid}:{fire_at}", workflow_id=wf, sent_at_ms=at,
-                body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at))
-            records.append((commands, wf.encode(), codec.encode_command(cmd), part.partition))
+                body=FireTimer(run_id=run, timer_id=tid, fire_at_ms=fire_at)))
             self.send_lag.observe(at - fire_at)
             if tid.isdigit():  # a workflow's own timer: its TimerFired gives the fire lag
                 sent[ident] = fire_at
@@ -696,7 +738,52 @@ class TimerWheel:
         part.fired(keys, out)
         part.advance_low(time.monotonic(), out)  # the scan position goes in the same transaction
         self._block(t0)
-        return part, records, [(self.timers, part.partition, w) for w in out], sent, (len(fire), len(drop))
+        return commands, [(self.timers, part.partition, w) for w in out], sent, n_drop
+
+    # ------------------------------------------------------------------ firing inside the batches
+
+    def inline(self, partition: int) -> bool:
+        """Whether ``partition``'s due timers go into its own batches (``AION_TIMER_FIRE=inline``,
+        not paused by :meth:`inline_off`) rather than through the commands topic."""
+        return self.settings.timer_fire == "inline" and time.monotonic() >= self._inline_off.get(partition, 0.0)
+
+    def inline_off(self, partition: int, seconds: float = INLINE_OFF_S) -> None:
+        """A batch with fires in it failed: for ``seconds`` the partition's fires go through the
+        commands topic, where a fire that fails its step again is handled (and, if it must be,
+        dead-lettered) on its own like any command, instead of failing every batch it joins."""
+        self._inline_off[partition] = time.monotonic() + seconds
+        self._asked.pop(partition, None)
+        self._wakeup.set()
+
+    def due_inline(self, partition: int) -> bool:
+        """``partition`` fires inline and has a timer due now (its batch pipeline should run)."""
+        part = self._parts.get(partition)
+        if part is None or part.loaded_upto is None or partition in self._revoked or not self.inline(partition):
+            return False
+        nxt = part.next_due()
+        return nxt is not None and int.from_bytes(nxt[:8], "big", signed=True) <= now_ms()
+
+    def take_inline(self, partition: int, limit: int) -> tuple[list[Command], list[tuple[Any, int, Write]]]:
+        """The due timers of ``partition`` for the batch being staged (caller holds the
+        partition's lock, after :meth:`begin`): at most ``limit`` ``FireTimer`` commands and
+        their rows' deletions, pending until the batch's transaction commits (:meth:`committed`)
+        or is rolled back (:meth:`rolled_back`: the rows are loaded again and fire again)."""
+        if self._asked.pop(partition, None) is not None:
+            self._wakeup.set()  # the loop waits on this partition's next due time again
+        part = self._parts.get(partition)
+        if part is None or part.loaded_upto is None or partition in self._revoked or not self.inline(partition):
+            return [], []
+        taken = self._take(part, limit)
+        if taken is None:  # nothing due: the scan position still moves on (at most once a second)
+            out: list[Write] = []
+            part.advance_low(time.monotonic(), out)
+            return [], [(self.timers, partition, w) for w in out]
+        commands, writes, sent, n_drop = taken
+        self._sent.update(sent)
+        self.stats["fired"] += len(commands)
+        self.stats["fired_inline"] += len(commands)
+        self.stats["dropped_terminal"] += n_drop
+        return commands, writes
 
     def _maybe_log_stats(self) -> None:
         mono = time.monotonic()

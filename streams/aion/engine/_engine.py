@@ -654,7 +654,7 @@ class Engine:
         work = _Work(partition, recs[0][1], recs[-1][1] + 1) if recs else _Work(partition, None, None)
         self.wheel.begin(partition)
         if inline:
-            fires, work.wheel_writes = self.wheel.take_inline(partition, self.settings.batch_size)
+            fires, work.wheel_writes = self.wheel.take_inline(partition, self.settings.batch_size, now)
             work.inline_fires = len(fires)
             for cmd in fires:
                 self._run(work, -1, None, cmd.workflow_id.encode(), cmd, now, None)

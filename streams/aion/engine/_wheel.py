@@ -698,7 +698,7 @@ class TimerWheel:
         if room <= 0:
             self.stats["held_back"] += 1
             return None  # the partition's fires in flight first (a burst: module docs)
-        taken = self._take(part, min(self.settings.timer_batch, room))
+        taken = self._take(part, min(self.settings.timer_batch, room), now_ms())
         if taken is None:
             return None
         commands, writes, sent, n_drop = taken
@@ -706,12 +706,12 @@ class TimerWheel:
         records: list[Record] = [(topic, cmd.workflow_id.encode(), encode(cmd), part.partition) for cmd in commands]
         return part, records, writes, sent, (len(commands), n_drop)
 
-    def _take(self, part: WheelPartition, limit: int) -> tuple[list[Command], list[tuple[Any, int, Write]],
-                                                                dict[bytes, int], int] | None:
+    def _take(self, part: WheelPartition, limit: int, now: int) -> tuple[list[Command], list[tuple[Any, int, Write]],
+                                                                          dict[bytes, int], int] | None:
         """Up to ``limit`` due timers of ``part``: their ``FireTimer`` commands, the deletion of
         their rows (and of those whose timer is already terminal: dropped, not fired) with the
-        scan position, the user timers' fire times (for the lag), how many were dropped."""
-        now = now_ms()
+        scan position, the user timers' fire times (for the lag), how many were dropped. Due
+        means due at ``now``: a batch passes the time its events record (no fire before its time)."""
         keys = part.take_due(now, limit)
         if not keys:
             return None
@@ -763,9 +763,10 @@ class TimerWheel:
         nxt = part.next_due()
         return nxt is not None and int.from_bytes(nxt[:8], "big", signed=True) <= now_ms()
 
-    def take_inline(self, partition: int, limit: int) -> tuple[list[Command], list[tuple[Any, int, Write]]]:
+    def take_inline(self, partition: int, limit: int, now: int) -> tuple[list[Command], list[tuple[Any, int, Write]]]:
         """The due timers of ``partition`` for the batch being staged (caller holds the
-        partition's lock, after :meth:`begin`): at most ``limit`` ``FireTimer`` commands and
+        partition's lock, after :meth:`begin`): at most ``limit`` ``FireTimer`` commands (of timers due
+        at ``now``, the time the batch records) and
         their rows' deletions, pending until the batch's transaction commits (:meth:`committed`)
         or is rolled back (:meth:`rolled_back`: the rows are loaded again and fire again)."""
         if self._asked.pop(partition, None) is not None:
@@ -773,7 +774,7 @@ class TimerWheel:
         part = self._parts.get(partition)
         if part is None or part.loaded_upto is None or partition in self._revoked or not self.inline(partition):
             return [], []
-        taken = self._take(part, limit)
+        taken = self._take(part, limit, now)
         if taken is None:  # nothing due: the scan position still moves on (at most once a second)
             out: list[Write] = []
             part.advance_low(time.monotonic(), out)

@@ -62,7 +62,9 @@ def terminal_events(history, timer_id: str = "1", run_id: str | None = None) -> 
             and e.body.timer_id == timer_id and (run_id is None or e.run_id == run_id)]
 
 
-async def test_fire_emitted_twice_records_once(cluster, client, settings):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fire", ["inline", "topic"])
+async def test_fire_emitted_twice_records_once(cluster, client, settings, fire):  # type: ignore[no-untyped-def]
+    cluster.env["AION_TIMER_FIRE"] = fire
     cluster.engine()
     # A: the fire is emitted twice before the wheel's own fire is due.
     a = await client.start_workflow("SleepOnce", 2_500, id="dup-a")
@@ -151,6 +153,21 @@ async def test_kill9_inline_fire_handed_to_kafka_before_commit(cluster, client):
     """A batch that took a due timer (AION_TIMER_FIRE=inline, the default) dies inside its
     transaction: nothing of it is visible, and the next owner fires the timer once."""
     await _kill_at(cluster, client, "inline_fire_append", same_dir=True)
+
+
+async def test_a_failed_batch_sends_its_partitions_fires_through_the_topic(cluster, client, settings):  # type: ignore[no-untyped-def]
+    """A batch that fails (here: an exception while its effects are prepared, once) turns its
+    partition's fires to the commands topic for a while (where a fire that fails again is
+    handled on its own): the timer armed by the retried start then fires once, as a FireTimer
+    command on the topic, and the worker goes on."""
+    engine = cluster.engine(fault="effects_error")
+    h = await client.start_workflow("SleepOnce", 1_000, id="fallback")
+    assert await h.result(timeout=60) == "fired"
+    assert terminal_events(await h.history()) == ["TimerFired"]
+    fires = [c for c in read_commands(settings, ["fallback"]) if isinstance(c.body, FireTimer)]
+    assert [c.command_id.startswith("timer:fallback:") for c in fires] == [True], fires
+    assert engine.alive()
+    assert "fires go through the commands topic" in engine.tail(200)
 
 
 async def test_kill9_after_fire_recorded_before_wake(cluster, client):  # type: ignore[no-untyped-def]

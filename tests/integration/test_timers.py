@@ -62,10 +62,26 @@ def terminal_events(history, timer_id: str = "1", run_id: str | None = None) -> 
             and e.body.timer_id == timer_id and (run_id is None or e.run_id == run_id)]
 
 
+def dropped_fires(port: int) -> float:
+    """The engine's ``aion_timer_fires_dropped_total``: due timers the wheel deleted unfired
+    because their timer had already reached a terminal state."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return sum(s.value for fam in text_string_to_metric_families(body) for s in fam.samples
+               if s.name == "aion_timer_fires_dropped_total")
+
+
 @pytest.mark.parametrize("fire", ["inline", "topic"])
 async def test_fire_emitted_twice_records_once(cluster, client, settings, fire):  # type: ignore[no-untyped-def]
+    from aion.testing.ports import free_port
+
     cluster.env["AION_TIMER_FIRE"] = fire
-    cluster.engine()
+    port = free_port()
+    cluster.engine(metrics_port=port)
     # A: the fire is emitted twice before the wheel's own fire is due.
     a = await client.start_workflow("SleepOnce", 2_500, id="dup-a")
     started = [e for e in await wait_history(a, lambda h: "TimerStarted" in types(h)) if e.type == "TimerStarted"][0]
@@ -86,6 +102,8 @@ async def test_fire_emitted_twice_records_once(cluster, client, settings, fire):
     wheel_fires_a = [c for c in read_commands(settings, ["dup-a"])
                      if isinstance(c.body, FireTimer) and c.command_id.startswith("timer:")]
     assert wheel_fires_a == [], "the wheel sent a fire for a timer already recorded as fired"
+    # ... and deleted its row unfired: A's at least (B's own fire may have won its race).
+    assert dropped_fires(port) >= 1, "the wheel never found a due timer already recorded as fired"
 
 
 async def test_cancel_racing_fire_records_one_terminal_event(cluster, client, settings):  # type: ignore[no-untyped-def]
@@ -156,18 +174,19 @@ async def test_kill9_inline_fire_handed_to_kafka_before_commit(cluster, client):
 
 
 async def test_a_failed_batch_sends_its_partitions_fires_through_the_topic(cluster, client, settings):  # type: ignore[no-untyped-def]
-    """A batch that fails (here: an exception while its effects are prepared, once) turns its
-    partition's fires to the commands topic for a while (where a fire that fails again is
-    handled on its own): the timer armed by the retried start then fires once, as a FireTimer
-    command on the topic, and the worker goes on."""
-    engine = cluster.engine(fault="effects_error")
+    """A batch with a timer's fire in it that fails (here: its transaction refused, once) turns
+    its partition's fires to the commands topic for a while (where a fire that fails again is
+    handled on its own): the timer fires once, as a FireTimer command on the topic, and the
+    worker goes on."""
+    engine = cluster.engine(fault="refuse_inline_fire")
     h = await client.start_workflow("SleepOnce", 1_000, id="fallback")
     assert await h.result(timeout=60) == "fired"
     assert terminal_events(await h.history()) == ["TimerFired"]
     fires = [c for c in read_commands(settings, ["fallback"]) if isinstance(c.body, FireTimer)]
     assert [c.command_id.startswith("timer:fallback:") for c in fires] == [True], fires
     assert engine.alive()
-    assert "fires go through the commands topic" in engine.tail(200)
+    log = engine.tail(200)
+    assert "refuse_inline_fire" in log and "held 1 timer fires" in log, log
 
 
 async def test_kill9_after_fire_recorded_before_wake(cluster, client):  # type: ignore[no-untyped-def]

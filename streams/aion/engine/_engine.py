@@ -108,6 +108,7 @@ class _Work:
     n_progress: int = 0
     fires: int = 0  # FireTimer commands among the batch's records (the wheel's fires in flight)
     inline_fires: int = 0  # due timers the batch took from the wheel itself (AION_TIMER_FIRE=inline)
+    inline_dropped: int = 0  # due timers it took whose timer was already terminal (rows deleted, not fired)
     wheel_writes: list[Any] = field(default_factory=list)
     forwards: list[Record] = field(default_factory=list)  # misrouted commands, to their owners
     commands: dict[str, Command] = field(default_factory=dict)  # by command id, of the events' steps
@@ -187,10 +188,12 @@ class Engine:
                                     max_record_bytes=settings.max_record_bytes)
         self.writers = Writers(_output_config(settings), self.app.conf.id, n)
         self._faults = faults()  # fault injection for tests (AION_FAULT, see _faults.py)
+        self._inline_taken: dict[int, int] = {}  # partition -> fires its batch in preparation took
+        self._inline_in_txn: dict[int, int] = {}  # partition -> fires in its transaction in flight
         if "mid_step_append" in self._faults:
             self.writers.before_commit = _crash_mid_step
         elif "inline_fire_append" in self._faults:
-            self.writers.before_commit = _crash_inline_fire
+            self.writers.before_commit = self._crash_inline_fire
         self.output = _EngineOutput(self)
         self.wheel = TimerWheel(self.app, settings, self.codec, self.names, self.output,
                                 timers=tables.timers, terminal=tables.terminal)
@@ -506,9 +509,14 @@ class Engine:
         except Exception:  # never leave a partition without its pipeline, nor lose its commands
             async with self.lock_for(partition):
                 self._rollback(partition)  # whatever the failed batch staged is not in the log
-            if partition in self.owned() and batch:
-                log.exception("partition %d: the pipeline failed; reading again from offset %d", partition, batch[0][1])
-                self._rewind(partition, batch[0][1])  # what committed is dropped by command id
+            queue = self._pending.get(partition)
+            first = batch[0][1] if batch else queue[0][1] if queue else None
+            if partition in self.owned() and first is not None:
+                log.exception("partition %d: the pipeline failed; reading again from offset %d", partition, first)
+                self._rewind(partition, first)  # what committed is dropped by command id
+            elif partition in self.owned():
+                log.exception("partition %d: the pipeline failed (a batch of due timers only; they fire again)",
+                              partition)
             else:
                 log.exception("partition %d: the pipeline failed", partition)
                 self._pending.pop(partition, None)
@@ -516,7 +524,7 @@ class Engine:
     async def _process(self, partition: int, batch: list[CommandRecord]) -> None:
         """One batch of ``partition`` (caller holds its lock): one transaction, or, when that
         fails, one transaction per command (see the module docs)."""
-        work: _Work | None = None
+        self._inline_taken[partition] = 0
         try:
             work = await self._prepare(partition, batch, now_ms(), inline=True)
         except Exception as exc:
@@ -524,7 +532,7 @@ class Engine:
             if not isinstance(exc, _StepTooLarge):
                 log.exception("partition %d: preparing a batch of %d commands failed; handling them one by one",
                               partition, len(batch))
-            self._fires_failed(partition, work)
+            self._fires_failed(partition)
             await self._one_by_one(partition, batch)
         else:
             if not work.records:
@@ -538,20 +546,28 @@ class Engine:
                 self.stats["aborted"] += 1
                 log.warning("partition %d: a batch of %d commands was aborted, nothing of it is visible (%s); "
                             "handling them one by one", partition, len(batch), exc)
-                self._fires_failed(partition, work)
+                self._fires_failed(partition)
                 await self._one_by_one(partition, batch)
         self.stats["batches"] += 1
         self.stats["commands"] += len(batch)
         self.metrics.batch(len(batch))
 
-    def _fires_failed(self, partition: int, work: "_Work | None") -> None:
-        """A batch failed (its rows rolled back, so its inline fires are due again): the
-        partition's fires go through the commands topic for a while, where a fire that fails
-        again is pinned and handled on its own like any command (``_one_by_one``)."""
-        if work is None or work.inline_fires:
+    def _crash_inline_fire(self, partition: int, records: Sequence[Record]) -> None:
+        """Fault injection (``AION_FAULT=inline_fire_append``): a batch that took due timers was
+        handed to Kafka inside its transaction, the commit not done — die (the fires must come
+        again, once each)."""
+        if self._inline_in_txn.get(partition):
+            crash("inline_fire_append")
+
+    def _fires_failed(self, partition: int) -> None:
+        """A batch failed (its rows rolled back, so its inline fires are due again). If it had
+        taken fires, the partition's fires go through the commands topic for a while, where a
+        fire that fails again is pinned and handled on its own like any command (``_one_by_one``)."""
+        n = self._inline_taken.pop(partition, 0)
+        if n:
             self.wheel.inline_off(partition)
-            log.warning("partition %d: a failed batch held timer fires (or failed before taking them); its "
-                        "fires go through the commands topic for %.0fs", partition, INLINE_OFF_S)
+            log.warning("partition %d: a failed batch held %d timer fires; the partition's fires go through the "
+                        "commands topic for %.0fs", partition, n, INLINE_OFF_S)
 
     def _execution(self, partition: int, workflow_id: str) -> WorkflowExecution:
         """The workflow's execution: resident, or rebuilt from its history. The first load after
@@ -648,18 +664,23 @@ class Engine:
 
     async def _prepare(self, partition: int, recs: list[CommandRecord], now: int, *, inline: bool = False) -> _Work:
         """Run the partition's commands and assemble its transaction's records. With ``inline``,
-        the batch first takes the partition's due timers (``AION_TIMER_FIRE=inline``): their
-        ``FireTimer`` commands are stepped as if read, and their rows' deletion joins the
-        transaction (one transaction for a fire and its ``TimerFired``; none on the topic)."""
+        the batch also takes the partition's due timers (``AION_TIMER_FIRE=inline``): their
+        ``FireTimer`` commands are stepped after the commands read, as if read, and their rows'
+        deletion joins the transaction (one transaction for a fire and its ``TimerFired``; none
+        on the topic)."""
         work = _Work(partition, recs[0][1], recs[-1][1] + 1) if recs else _Work(partition, None, None)
         self.wheel.begin(partition)
+        fires: list[Command] = []
         if inline:
-            fires, work.wheel_writes = self.wheel.take_inline(partition, self.settings.batch_size, now)
-            work.inline_fires = len(fires)
-            for cmd in fires:
-                self._run(work, -1, None, cmd.workflow_id.encode(), cmd, now, None)
+            fires, work.wheel_writes, work.inline_dropped = self.wheel.take_inline(
+                partition, self.settings.batch_size, now)
+            work.inline_fires = self._inline_taken[partition] = len(fires)
         for _partition, offset, raw, rkey, *rest in recs:
             self._step(work, offset, raw, rkey, now, rest[0] if rest else None)
+        # After what was read: a signal already in the log when the timer fell due comes first,
+        # as it did when fires went through the topic.
+        for cmd in fires:
+            self._run(work, -1, None, cmd.workflow_id.encode(), cmd, now, None)
         if "effects_error" in self._faults and work.effects:
             self._faults = self._faults - {"effects_error"}
             raise RuntimeError("AION_FAULT=effects_error: an exception while performing the batch's effects")
@@ -942,6 +963,12 @@ class Engine:
                                rec[4] if len(rec) > 4 else None)
             log.warning("AION_FAULT=refuse_record: record 1 of partition %d's transaction made too large", p)
         t0 = time.perf_counter()
+        self._inline_in_txn[p] = work.inline_fires  # (AION_FAULT=inline_fire_append)
+        if "refuse_inline_fire" in self._faults and work.inline_fires:
+            self._faults = self._faults - {"refuse_inline_fire"}
+            work.records.append((self.names.events, b"x", b"\0" * (self.settings.max_record_bytes + 1), p))
+            log.warning("AION_FAULT=refuse_inline_fire: partition %d's transaction with %d timer fires made to fail",
+                        p, work.inline_fires)
         try:
             offsets = await self.writers.run(p, work.records)
         except BaseException:
@@ -964,6 +991,8 @@ class Engine:
             self.wheel.committed(p, work.wheel_writes, offsets[w0:w0 + len(work.wheel_writes)])
             if work.fires:
                 self.wheel.fires_consumed(p, work.fires)
+            if work.inline_fires or work.inline_dropped:
+                self.wheel.inline_committed(work.inline_fires, work.inline_dropped)
         except BaseException as exc:
             # The log holds the batch and the local tables do not: going on would build on a
             # history that misses it. Die; the next owner restores from the log.
@@ -994,15 +1023,6 @@ def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
     the transaction: nothing of it is ever visible)."""
     if sum(1 for r in records if r[0].endswith(".events")) >= 2:
         crash("mid_step_append")
-
-
-def _crash_inline_fire(partition: int, records: Sequence[Record]) -> None:
-    """Fault injection (``AION_FAULT=inline_fire_append``): a batch that took due timers
-    (events beside the deletion of a ``timers`` row) was handed to Kafka inside its
-    transaction, the commit not done — die (the fire must come again, once)."""
-    if any(r[0].endswith(".events") for r in records) and \
-            any(r[0].endswith("-timers-changelog") and r[2] is None for r in records):
-        crash("inline_fire_append")
 
 
 def _apply_rows(table: Any, partition: int, records: Sequence[Record], offsets: Sequence[int]) -> None:

@@ -13,6 +13,9 @@ Points:
 - ``inline_fire_append`` (engine, ``AION_TIMER_FIRE=inline``): a batch that took due timers
   (its events and the deletion of their rows) handed to Kafka inside its transaction, the
   commit not done — exit 137;
+- ``refuse_inline_fire`` (engine, once): the first transaction holding inline timer fires gets
+  a record larger than Kafka accepts: it aborts — the worker goes on, the partition's fires
+  through the commands topic for a while;
 - ``refuse_record`` (engine, once): record 1 of the first transaction with two or more
   records is made larger than Kafka accepts: the transaction aborts — the worker goes on;
 - ``effects_error`` (engine, once): an exception while a batch's effects are prepared — the

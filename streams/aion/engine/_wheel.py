@@ -265,6 +265,7 @@ class TimerWheel:
         self._queued: list[tuple[Any, int, Write]] = []  # (table, partition, write) to changelog
         self._sent: dict[bytes, int] = {}  # ident -> fire_at of user-timer fires sent, for lag
         self._in_flight: dict[int, int] = {}  # partition -> fires sent, not yet taken by a batch
+        self._taken: dict[int, set[bytes]] = {}  # partition -> idents its batch in preparation took (inline)
         self._asked: dict[int, float] = {}  # inline: partition -> when its pipeline was asked to take due fires
         self._inline_off: dict[int, float] = {}  # partition -> until when its fires go through the topic
         self._consumed_at: dict[int, float] = {}  # partition -> when a batch last took fires
@@ -392,6 +393,8 @@ class TimerWheel:
                 out = []
                 if part.drop(ident_of(eff.workflow_id, eff.run_id, eff.timer_id), out):
                     self.stats["disarmed"] += 1
+                elif ident_of(eff.workflow_id, eff.run_id, eff.timer_id) in self._taken.get(partition, ()):
+                    pass  # its row is being deleted by this batch's fire (stepped after the drop: ignored)
                 elif eff.timer_id.isdigit():
                     # A workflow's own timer is dropped once, when it is cancelled or its run
                     # closes while it is armed: its row should be there (in memory if near, else
@@ -421,6 +424,7 @@ class TimerWheel:
         offset (its recovery starts after them) in one atomic write batch per table, as the
         engine's batches write theirs; the partition's pending writes are forgotten."""
         self._unsaved.discard(partition)
+        self._taken.pop(partition, None)
         rows: dict[Any, list[tuple[bytes, bytes | None]]] = {}
         last: dict[Any, int] = {}
         for (table, _, (key, value)), offset in zip(writes, offsets):
@@ -434,6 +438,7 @@ class TimerWheel:
         """The transaction of ``partition`` did not commit: its pending rows are forgotten and
         the partition's window is loaded again from the table."""
         n = self._unsaved.discard(partition)
+        self._taken.pop(partition, None)
         self._queued = [q for q in self._queued if q[1] != partition]
         self._reload(partition)
         if n:
@@ -701,16 +706,17 @@ class TimerWheel:
         taken = self._take(part, min(self.settings.timer_batch, room), now_ms())
         if taken is None:
             return None
-        commands, writes, sent, n_drop = taken
+        commands, writes, sent, n_drop, _ = taken
         topic, encode = self.names.commands, self.codec.encode_command
         records: list[Record] = [(topic, cmd.workflow_id.encode(), encode(cmd), part.partition) for cmd in commands]
         return part, records, writes, sent, (len(commands), n_drop)
 
     def _take(self, part: WheelPartition, limit: int, now: int) -> tuple[list[Command], list[tuple[Any, int, Write]],
-                                                                          dict[bytes, int], int] | None:
+                                                                          dict[bytes, int], int, set[bytes]] | None:
         """Up to ``limit`` due timers of ``part``: their ``FireTimer`` commands, the deletion of
         their rows (and of those whose timer is already terminal: dropped, not fired) with the
-        scan position, the user timers' fire times (for the lag), how many were dropped. Due
+        scan position, the user timers' fire times (for the lag), how many were dropped, the fired
+        timers' idents. Due
         means due at ``now``: a batch passes the time its events record (no fire before its time)."""
         keys = part.take_due(now, limit)
         if not keys:
@@ -719,6 +725,7 @@ class TimerWheel:
         terminal = TerminalStore(self._db(self.terminal, part.partition))
         commands: list[Command] = []
         sent: dict[bytes, int] = {}
+        idents: set[bytes] = set()
         n_drop = 0
         for key in keys:
             ident = key[8:]
@@ -726,6 +733,7 @@ class TimerWheel:
                 n_drop += 1
                 continue
             fire_at = int.from_bytes(key[:8], "big", signed=True)
+            idents.add(ident)
             wf, run, tid = parse_ident(ident)
             at = now_ms()
             commands.append(Command(
@@ -738,7 +746,7 @@ class TimerWheel:
         part.fired(keys, out)
         part.advance_low(time.monotonic(), out)  # the scan position goes in the same transaction
         self._block(t0)
-        return commands, [(self.timers, part.partition, w) for w in out], sent, n_drop
+        return commands, [(self.timers, part.partition, w) for w in out], sent, n_drop, idents
 
     # ------------------------------------------------------------------ firing inside the batches
 
@@ -763,28 +771,35 @@ class TimerWheel:
         nxt = part.next_due()
         return nxt is not None and int.from_bytes(nxt[:8], "big", signed=True) <= now_ms()
 
-    def take_inline(self, partition: int, limit: int, now: int) -> tuple[list[Command], list[tuple[Any, int, Write]]]:
+    def take_inline(self, partition: int, limit: int, now: int) -> tuple[list[Command], list[tuple[Any, int, Write]], int]:
         """The due timers of ``partition`` for the batch being staged (caller holds the
         partition's lock, after :meth:`begin`): at most ``limit`` ``FireTimer`` commands (of timers due
         at ``now``, the time the batch records) and
         their rows' deletions, pending until the batch's transaction commits (:meth:`committed`)
-        or is rolled back (:meth:`rolled_back`: the rows are loaded again and fire again)."""
+        or is rolled back (:meth:`rolled_back`: the rows are loaded again and fire again), and how
+        many due rows were deleted without a fire (their timer already terminal)."""
         if self._asked.pop(partition, None) is not None:
             self._wakeup.set()  # the loop waits on this partition's next due time again
         part = self._parts.get(partition)
+        self._taken.pop(partition, None)
         if part is None or part.loaded_upto is None or partition in self._revoked or not self.inline(partition):
-            return [], []
+            return [], [], 0
         taken = self._take(part, limit, now)
         if taken is None:  # nothing due: the scan position still moves on (at most once a second)
             out: list[Write] = []
             part.advance_low(time.monotonic(), out)
-            return [], [(self.timers, partition, w) for w in out]
-        commands, writes, sent, n_drop = taken
+            return [], [(self.timers, partition, w) for w in out], 0
+        commands, writes, sent, n_drop, idents = taken
         self._sent.update(sent)
-        self.stats["fired"] += len(commands)
-        self.stats["fired_inline"] += len(commands)
-        self.stats["dropped_terminal"] += n_drop
-        return commands, writes
+        # A command of the same batch that cancels one of them finds its row already going.
+        self._taken[partition] = idents
+        return commands, writes, n_drop
+
+    def inline_committed(self, fired: int, dropped: int) -> None:
+        """A batch with ``fired`` inline fires (and ``dropped`` rows of terminal timers) committed."""
+        self.stats["fired"] += fired
+        self.stats["fired_inline"] += fired
+        self.stats["dropped_terminal"] += dropped
 
     def _maybe_log_stats(self) -> None:
         mono = time.monotonic()

@@ -260,15 +260,13 @@ async def test_10k_timers_due_at_the_same_instant_fire_once(cluster, client, set
 
 
 
-async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fires(cluster, client, settings):  # type: ignore[no-untyped-def]
-    """A burst of timers due at once does not queue every fire ahead of other commands: the
-    wheel keeps at most FIRE_BACKLOG fires of a partition in flight, so a start sent during the
-    burst finds at most about that many fires queued ahead of it on the commands topic (read
-    from the log: fires before its command whose TimerFired was recorded after it was sent)."""
+async def burst_and_probe(cluster, client, settings) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+    """An engine; 8 x FIRE_BACKLOG timers due at one instant on the partition of workflow
+    ``probe`` (four ``ManyTimers`` workflows), and ``probe`` started 50 ms into their burst;
+    waits until all have closed. Returns the burst's size and its workflows' ids."""
     from aion.codec import partition_for
     from aion.engine._wheel import FIRE_BACKLOG
 
-    cluster.env["AION_TIMER_FIRE"] = "topic"  # the wheel's bound on fires in flight on the commands topic
     cluster.engine()
     await (await client.start_workflow("SleepOnce", 10, id="warmup")).result(timeout=60)
     n = 8 * FIRE_BACKLOG  # on one partition: the burst workflows and the probe share it
@@ -280,6 +278,18 @@ async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fi
     probe = await client.start_workflow("SleepOnce", 1, id="probe")
     assert await probe.result(timeout=180) == "fired"
     assert [await h.result(timeout=180) for h in handles] == [n // len(ids)] * len(ids)
+    return n, ids
+
+
+async def test_a_start_during_a_timer_burst_waits_behind_at_most_a_backlog_of_fires(cluster, client, settings):  # type: ignore[no-untyped-def]
+    """A burst of timers due at once does not queue every fire ahead of other commands: the
+    wheel keeps at most FIRE_BACKLOG fires of a partition in flight, so a start sent during the
+    burst finds at most about that many fires queued ahead of it on the commands topic (read
+    from the log: fires before its command whose TimerFired was recorded after it was sent)."""
+    from aion.engine._wheel import FIRE_BACKLOG
+
+    cluster.env["AION_TIMER_FIRE"] = "topic"  # the wheel's bound on fires in flight on the commands topic
+    n, ids = await burst_and_probe(cluster, client, settings)
 
     histories = read_events(settings, ids)
     fired_at = {(w, e.body.timer_id): e.recorded_at_ms for w in ids for e in histories[w] if e.type == "TimerFired"}
@@ -303,20 +313,7 @@ async def test_a_start_during_an_inline_timer_burst_is_not_queued_behind_it(clus
     partition is recorded within a few batches (read from the log: at most three batches'
     worth of fires recorded between the start's send and its WorkflowStarted, where queued
     behind the burst it would see all that were left), and every timer fires once."""
-    from aion.codec import partition_for
-    from aion.engine._wheel import FIRE_BACKLOG
-
-    cluster.engine()
-    await (await client.start_workflow("SleepOnce", 10, id="warmup")).result(timeout=60)
-    n = 8 * FIRE_BACKLOG
-    target = partition_for("probe", settings.partitions)
-    ids = [w for w in (f"burst-{i}" for i in range(400)) if partition_for(w, settings.partitions) == target][:4]
-    at = int(time.time() * 1000) + 8_000
-    handles = await asyncio.gather(*(client.start_workflow("ManyTimers", at, n // len(ids), id=w) for w in ids))
-    await asyncio.sleep(max(0.0, at / 1000 - time.time()) + 0.05)  # the burst is being fired
-    probe = await client.start_workflow("SleepOnce", 1, id="probe")
-    assert await probe.result(timeout=180) == "fired"
-    assert [await h.result(timeout=180) for h in handles] == [n // len(ids)] * len(ids)
+    n, ids = await burst_and_probe(cluster, client, settings)
 
     histories = read_events(settings, [*ids, "probe"])
     fired = sorted(e.recorded_at_ms for w in ids for e in histories[w] if e.type == "TimerFired")

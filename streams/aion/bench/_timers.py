@@ -150,9 +150,8 @@ def produce_commands(settings: Settings, commands: Iterable[Command], *, codec: 
         raise TimeoutError("commands not acknowledged within 30 s")
 
 
-def fire_lags(histories: dict[str, list[Event]]) -> list[int]:
-    """``TimerFired.recorded_at_ms - TimerStarted.fire_at_ms`` of every fired timer."""
-    lags = []
+def _fired(histories: dict[str, list[Event]]) -> Iterable[tuple[Event, int]]:
+    """Every ``TimerFired`` event with its timer's ``TimerStarted.fire_at_ms``."""
     for events in histories.values():
         due: dict[tuple[str, str], int] = {}
         for ev in events:
@@ -161,8 +160,12 @@ def fire_lags(histories: dict[str, list[Event]]) -> list[int]:
             elif isinstance(ev.body, TimerFired):
                 at = due.get((ev.run_id, ev.body.timer_id))
                 if at is not None:
-                    lags.append(ev.recorded_at_ms - at)
-    return lags
+                    yield ev, at
+
+
+def fire_lags(histories: dict[str, list[Event]]) -> list[int]:
+    """``TimerFired.recorded_at_ms - TimerStarted.fire_at_ms`` of every fired timer."""
+    return [ev.recorded_at_ms - at for ev, at in _fired(histories)]
 
 
 def fire_split(histories: dict[str, list[Event]], commands: list[Command]) -> tuple[list[int], list[int]]:
@@ -172,16 +175,11 @@ def fire_split(histories: dict[str, list[Event]], commands: list[Command]) -> tu
     sent = {(c.workflow_id, c.body.run_id, c.body.timer_id): c.sent_at_ms
             for c in commands if isinstance(c.body, FireTimer)}
     sends, deliveries = [], []
-    for events in histories.values():
-        due: dict[tuple[str, str], int] = {}
-        for ev in events:
-            if isinstance(ev.body, TimerStarted):
-                due[(ev.run_id, ev.body.timer_id)] = ev.body.fire_at_ms
-            elif isinstance(ev.body, TimerFired):
-                at, s = due.get((ev.run_id, ev.body.timer_id)), sent.get((ev.workflow_id, ev.run_id, ev.body.timer_id))
-                if at is not None and s is not None:
-                    sends.append(s - at)
-                    deliveries.append(ev.recorded_at_ms - s)
+    for ev, at in _fired(histories):
+        s = sent.get((ev.workflow_id, ev.run_id, ev.body.timer_id))  # type: ignore[union-attr]
+        if s is not None:
+            sends.append(s - at)
+            deliveries.append(ev.recorded_at_ms - s)
     return sends, deliveries
 
 

@@ -993,6 +993,9 @@ class Engine:
                 self.wheel.fires_consumed(p, work.fires)
             if work.inline_fires or work.inline_dropped:
                 self.wheel.inline_committed(work.inline_fires, work.inline_dropped)
+            closed = [wid for wid, ex in work.touched.items() if ex.status != "RUNNING"]
+            if closed:
+                self._cache.demote(p, closed)  # evicted before any running workflow
         except BaseException as exc:
             # The log holds the batch and the local tables do not: going on would build on a
             # history that misses it. Die; the next owner restores from the log.

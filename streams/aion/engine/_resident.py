@@ -3,7 +3,8 @@
 ``AION_CACHE_SIZE`` bounds the resident workflow executions of the whole worker (not of each
 partition: a worker that owns 12 partitions holds at most ``cache_size``, not 12 times that). A
 miss rebuilds the execution from its history (``history`` table), so eviction costs a replay
-and never correctness. Partitions leave as a whole (revoked, fenced, a transaction aborted)
+and never correctness. A workflow whose run closed goes first (:meth:`Resident.demote`): the
+running ones — long sleepers above all, the least recently used — stay. Partitions leave as a whole (revoked, fenced, a transaction aborted)
 with :meth:`Resident.drop`; one workflow leaves with :meth:`Resident.discard`.
 """
 
@@ -41,6 +42,17 @@ class Resident(Generic[T]):
         while len(self._lru) > self.capacity:
             (p, _), _ = self._lru.popitem(last=False)
             self._less(p)
+
+    def demote(self, partition: int, workflow_ids: Iterable[str]) -> None:
+        """``workflow_ids`` closed: they go first when room is needed (before every running
+        workflow, however long it has slept), and stay while there is room — a query or a
+        late result request right after the close still finds them. Temporal's workers drop a
+        closed workflow from their cache at once."""
+        lru = self._lru
+        for wid in workflow_ids:
+            key = (partition, wid)
+            if key in lru:
+                lru.move_to_end(key, last=False)
 
     def discard(self, partition: int, workflow_ids: Iterable[str]) -> None:
         for wid in workflow_ids:

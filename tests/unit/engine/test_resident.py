@@ -39,3 +39,15 @@ def test_partitions_and_workflows_leave_with_their_counts() -> None:
     assert r.partitions() == {2} and r.count() == 1
     r.clear()
     assert r.count() == 0 and r.partitions() == set()
+
+
+def test_a_closed_workflow_goes_before_any_running_one_but_stays_while_there_is_room() -> None:
+    r: Resident[str] = Resident(3)
+    r.put(0, "sleeper", "S")  # the least recently used: the first to go under plain LRU
+    r.put(0, "done", "D")
+    r.put(1, "busy", "B")
+    r.demote(0, ["done", "not-resident"])
+    assert r.count() == 3  # nothing leaves while there is room
+    r.put(2, "new", "N")
+    assert (r.get(0, "done"), r.get(0, "sleeper"), r.get(1, "busy"), r.get(2, "new")) == (None, "S", "B", "N")
+    assert (r.count(0), r.count(1), r.count(2)) == (1, 1, 1)

@@ -16,7 +16,7 @@ One :class:`TimerWheel` per engine worker serves the partitions the worker owns
 - **Firing inside the batches** (``AION_TIMER_FIRE=inline``, the default). When a partition
   has timers due, the loop asks the engine to run the partition's batch pipeline
   (``TimerOutput.fire_due``); the batch takes up to ``batch_size`` of them (:meth:`TimerWheel.take_inline`)
-  and steps their ``FireTimer`` commands beside the commands it read, with the deletion of
+  and steps their ``FireTimer`` commands after the commands it read, with the deletion of
   their rows in its transaction. A fire costs no transaction, produce or fetch of its own, and
   ``TimerFired`` commits with the row's deletion: exactly once by construction. A batch that
   fails with fires in it turns the partition to the topic way for ``INLINE_OFF_S``
@@ -578,10 +578,14 @@ class TimerWheel:
                 except asyncio.TimeoutError:
                     pass
 
+    def _asked_recently(self, partition: int) -> bool:
+        """``partition``'s pipeline was asked to take its due fires less than ``ASK_AGAIN_S`` ago."""
+        return time.monotonic() - self._asked.get(partition, -ASK_AGAIN_S) < ASK_AGAIN_S
+
     def _next_due_ms(self) -> int | None:
         best: bytes | None = None
         for p, part in self._parts.items():
-            if time.monotonic() - self._asked.get(p, -ASK_AGAIN_S) < ASK_AGAIN_S:
+            if self._asked_recently(p):
                 continue  # its batch pipeline takes them
             k = part.next_due()
             if k is not None and (best is None or k < best):
@@ -666,11 +670,9 @@ class TimerWheel:
             # Its batch pipeline takes them (take_inline, which also moves the scan position on:
             # the loop never waits for the partition's lock); until then, or for ASK_AGAIN_S (a
             # pipeline that never came: asked again), the loop does not wait on them.
-            if self.due_inline(p):
-                mono = time.monotonic()
-                if mono - self._asked.get(p, -ASK_AGAIN_S) >= ASK_AGAIN_S:
-                    self._asked[p] = mono
-                    self.output.fire_due(p)
+            if self.due_inline(p) and not self._asked_recently(p):
+                self._asked[p] = time.monotonic()
+                self.output.fire_due(p)
             return False
         async with self.output.lock_for(part.partition):
             self.begin(part.partition)

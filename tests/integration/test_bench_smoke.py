@@ -95,3 +95,18 @@ def test_cli_floor_writes_json(settings, tmp_path) -> None:  # type: ignore[no-u
     assert floor["throughput"]["workflows_per_s"] > 0
     _latency_ok(floor["latency"]["rates"]["20/s"])
     assert result["command"].startswith("aion bench floor")
+
+
+def test_txn_cost_prints_a_row_per_partition_count(settings) -> None:  # type: ignore[no-untyped-def]
+    """``python -m aion.bench.txn_cost``: a transaction's time against the partitions it writes."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "aion.bench.txn_cost", "--bootstrap", settings.bootstrap_servers,
+         "--partitions", "1,3", "--producers", "2", "--txns", "12"],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    assert [(r[0], r[1]) for r in rows] == [("2", "1"), ("2", "3")]
+    for r in rows:
+        p50, p90, p99 = map(float, r[2:5])
+        assert 0 < p50 <= p90 <= p99

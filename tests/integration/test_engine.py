@@ -211,3 +211,55 @@ async def test_list_workflows_from_the_visibility_index(cluster, client):  # typ
     assert by_id["list-waiting"].status == "RUNNING"
     assert [r.workflow_id for r in await client.list_workflows(status="RUNNING")] == ["list-waiting"]
     assert [r.workflow_id for r in await client.list_workflows(type="Hello")] == ["list-done"]
+
+
+def _task_records(settings):  # type: ignore[no-untyped-def]
+    """(partition, workflow id) of every committed record on the default task queue's topic."""
+    from aion.common.topics import TopicNames
+    from aion.engine._changelog import scan_events
+
+    topic = TopicNames(settings.topic_prefix).activity_tasks("default")
+    return [(p, key.decode().rpartition("/")[0]) for p, _, key, _ in scan_events(settings, topic=topic)]
+
+
+async def test_activity_tasks_go_to_the_partition_of_their_workflow(cluster, client, settings):  # type: ignore[no-untyped-def]
+    """The task queue's topic has as many partitions as the commands topic (as the engine makes
+    it): a workflow's tasks go to the partition with its own partition's number, so a batch's
+    transaction writes one task partition, not one per task (README, Performance)."""
+    from aion.codec import partition_for
+
+    cluster.engine()
+    cluster.activities()
+    handles = [await client.start_workflow("FanOut", 5, id=f"fan-part-{i}") for i in range(8)]
+    for h in handles:
+        assert await h.result(timeout=90) == [0, 2, 4, 6, 8]
+    tasks = _task_records(settings)
+    assert len(tasks) >= 40
+    assert [(p, wid) for p, wid in tasks if p != partition_for(wid, settings.partitions)] == []
+    assert len({p for p, _ in tasks}) > 1
+
+
+async def test_a_task_topic_with_other_partitions_gets_tasks_by_key(make_cluster, settings):  # type: ignore[no-untyped-def]
+    """A task queue's topic created beforehand with another partition count (3, the commands
+    topic 4) keeps key partitioning: every partition of it gets tasks, and they all run."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from aion.client import Client
+    from aion.common.topics import TopicNames
+
+    topic = TopicNames(settings.topic_prefix).activity_tasks("default")
+    admin = AdminClient(settings.confluent_config())
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    cluster = make_cluster()
+    cluster.engine()
+    cluster.activities()
+    client = await Client.connect(settings.bootstrap_servers, topic_prefix=settings.topic_prefix, settings=settings,
+                                  rpc_timeout=90.0)
+    try:
+        h = await client.start_workflow("FanOut", 30, id="fan-by-key")
+        assert await h.result(timeout=90) == [2 * i for i in range(30)]
+    finally:
+        await client.close()
+    tasks = _task_records(settings)
+    assert len(tasks) == 30
+    assert {p for p, _ in tasks} == {0, 1, 2}

@@ -74,8 +74,8 @@ def _engine(data_dir: Path) -> Any:
     engine.intake.load()
     engine._ready = set(range(PARTITIONS))
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    done.set_result(None)
-    engine._queues["default"] = done  # the task topic "exists": no admin call
+    done.set_result(PARTITIONS)
+    engine._queues["default"] = done  # the task topic "exists" with PARTITIONS partitions: no admin call
     return engine
 
 

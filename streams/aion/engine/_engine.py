@@ -924,15 +924,14 @@ class Engine:
         records.extend(self.wheel.records(work.wheel_writes))
         for eff in work.effects:
             if isinstance(eff, fx.DispatchActivity):
-                await self._queue_ready(eff.task.task_queue)
                 records.append((self.names.activity_tasks(eff.task.task_queue),
                                 f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                                self.codec.encode_task(eff.task), None, self.tracing.headers(eff)))
+                                self.codec.encode_task(eff.task), await self._task_partition(eff.task.task_queue, p),
+                                self.tracing.headers(eff)))
             elif isinstance(eff, fx.DispatchActivityCancel):
-                await self._queue_ready(eff.task_queue)
                 records.append((self.names.activity_tasks(eff.task_queue),
                                 f"{eff.task.workflow_id}/{eff.task.activity_id}".encode(),
-                                self.codec.encode_task(eff.task), None))
+                                self.codec.encode_task(eff.task), await self._task_partition(eff.task_queue, p)))
             elif isinstance(eff, fx.SendCommand):
                 records.append((self.names.commands, eff.command.workflow_id.encode(),
                                 self.codec.encode_command(eff.command), None, self.tracing.headers(eff)))
@@ -1006,15 +1005,31 @@ class Engine:
         self.stats["events"] += n_ev
         self.metrics.committed(work, time.perf_counter() - t0)  # counters from what committed
 
+    async def _task_partition(self, queue: str, partition: int) -> int | None:
+        """The partition of task queue ``queue``'s topic that the activity tasks of workflow
+        partition ``partition`` go to: the same number when the topic has as many partitions as
+        the commands topic (as the engine creates it), else None (by key). A batch's transaction
+        then writes one partition of the queue's topic, not one per task: librdkafka sends one
+        produce request per partition and the broker serves a connection's requests one after
+        another, so each partition a transaction touches adds a round trip to its commit.
+        Workers receive a task's cancellation on every partition (``worker/_cancels.py``)."""
+        n = await self._queue_ready(queue)
+        return partition if n == self.settings.partitions else None
+
     def _queue_ready(self, queue: str) -> asyncio.Future[Any]:
-        """Done once the topic of task queue ``queue`` exists. Its creation starts when a start
-        naming the queue is accepted (off the batch path: the batch that dispatches the first
-        activity rarely waits for it) or, for a queue only activities name, at that dispatch.
-        A creation that failed is tried again by the next call."""
+        """Done once the topic of task queue ``queue`` exists, with its partition count. Its
+        creation starts when a start naming the queue is accepted (off the batch path: the batch
+        that dispatches the first activity rarely waits for it) or, for a queue only activities
+        name, at that dispatch. A creation that failed is tried again by the next call."""
         fut = self._queues.get(queue)
         if fut is None or (fut.done() and fut.exception() is not None):
-            fut = asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(self.settings, task_queues=(queue,)))
+            topic = self.names.activity_tasks(queue)
+
+            def ready() -> int:
+                ensure_topics(self.settings, task_queues=(queue,))
+                return partition_counts(self.settings, [topic]).get(topic, 0)
+
+            fut = asyncio.get_running_loop().run_in_executor(None, ready)
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" log
             self._queues[queue] = fut
         return fut

@@ -48,6 +48,10 @@ async def test_throughput_and_latency_with_their_floor(settings) -> None:  # typ
     assert lat["ratio_to_floor"]["20/s"]["p50_ms"] > 0
     table = render_table(result)
     assert "workflows/s" in table and "start→result" in table
+    # The issue "Performance"'s goals this run measured: only the throughput's (no 50/s, 200/s).
+    (goal,) = result["goals"]
+    assert goal["goal"].startswith("throughput") and goal["value"] == t["ratio_to_floor"]["workflows_per_s"]
+    assert goal["met"] == (goal["value"] >= 0.33) and goal["floor"] == "bare"
 
 
 async def test_rebuild(settings) -> None:  # type: ignore[no-untyped-def]
@@ -68,13 +72,16 @@ async def test_recovery_reports_each_kill(settings) -> None:  # type: ignore[no-
 
 
 async def test_timers(settings) -> None:  # type: ignore[no-untyped-def]
-    r = (await run_bench_async(settings, ["timers"], BenchOptions(**SMOKE)))["scenarios"]["timers"]
+    result = await run_bench_async(settings, ["timers"], BenchOptions(**SMOKE))
+    r = result["scenarios"]["timers"]
     if not r.get("available"):
         pytest.skip("the timer scenario (aion.bench._timers) is not installed")
     assert r.get("fired", 0) > 0
     # The lag is read from the log while one-activity workflows start beside the timers.
     assert r["fire_lag_p50_ms"] is not None and r["fire_lag_p50_ms"] <= r["fire_lag_p99_ms"]
     assert r["load_starts_per_s"] == 10.0 and r["load_achieved_per_s"] > 0 and r["load_errors"] == 0
+    (goal,) = result["goals"]
+    assert goal["value"] == r["fire_lag_p99_ms"] and goal["conditions"] == "200 timers over 2 s, 10 starts/s"
 
 
 def test_cli_floor_writes_json(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -201,6 +201,7 @@ async def run_bench_async(settings: Settings, scenarios: list[str], o: BenchOpti
             continue
         sc[name] = await _repeat(name, settings, o, progress)
     out["elapsed_s"] = round(time.time() - started, 1)
+    out["goals"] = goals(out)
     return out
 
 
@@ -352,6 +353,62 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             for p in ("p50_ms", "p99_ms"):
                 add("floor", f"{rate} {p[:-3]}", f.get("latency", {}), ("rates", rate, p), None, None, " ms")
     return rows
+
+
+#: The goals of the issue "Performance" that a run of ``aion bench`` can measure: (figure,
+#: where it is in the result, the bound, whether the figure must stay at or under the bound).
+#: Memory per resident workflow and a cache miss's replay cost per event are measured without a
+#: broker (``python -m aion.bench.resident``, ``python -m aion.bench.chain``).
+GOALS: tuple[tuple[str, tuple[str, ...], float, bool], ...] = (
+    ("throughput, share of the floor's", ("throughput", "ratio_to_floor", "workflows_per_s"), 0.33, False),
+    ("200/s start→result p50, × the floor's", ("latency", "ratio_to_floor", "200/s", "p50_ms"), 2.0, True),
+    ("200/s start→result p99, × the floor's", ("latency", "ratio_to_floor", "200/s", "p99_ms"), 3.0, True),
+    ("50/s start→result p50, ms", ("latency", "rates", "50/s", "p50_ms"), 10.0, True),
+    ("timer lag p99 from the log, ms", ("timers", "fire_lag_p99_ms"), 50.0, True),
+)
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of :data:`GOALS` this run measured: its figure (the median of the runs, with
+    their min–max where there are several), the bound and whether it is met. The timers goal
+    is stated for 10,000 timers due over 10 s beside 100 starts/s; ``conditions`` says what the
+    run used."""
+    sc = result.get("scenarios", {})
+    o = result.get("options", {})
+    out: list[dict[str, Any]] = []
+    for figure, path, bound, at_most in GOALS:
+        value = _get(sc, *path)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        row: dict[str, Any] = {"goal": figure, "value": value, "bound": bound, "at_most": at_most,
+                               "met": value <= bound if at_most else value >= bound}
+        if path[1] == "ratio_to_floor":  # of the medians: no spread
+            row["floor"] = o.get("floor_kind", "bare")
+        else:
+            spread = _get(sc, path[0], "spread", *path[1:])
+            if isinstance(spread, list) and len(spread) == 2 and spread[0] != spread[1]:
+                row["spread"] = spread
+        if path[0] == "timers":
+            row["conditions"] = (f"{o.get('timer_count'):,} timers over {o.get('duration'):g} s, "
+                                 f"{o.get('timer_load_rate'):g} starts/s")
+        out.append(row)
+    return out
+
+
+def render_goals(result: dict[str, Any]) -> str:
+    """The goals of the run (:func:`goals`), one line each; empty when it measured none."""
+    def num(v: float) -> str:
+        return f"{v:g}" if abs(v) < 10 else _num(v)
+
+    lines = []
+    for g in result.get("goals") or goals(result):
+        cmp = "≤" if g["at_most"] else "≥"
+        spread = f" ({num(g['spread'][0])}–{num(g['spread'][1])})" if g.get("spread") else ""
+        how = (f", against the {g['floor']} floor" if g.get("floor") else
+               f", as run: {g['conditions']}" if g.get("conditions") else "")
+        lines.append(f"goal: {g['goal']} {cmp} {num(g['bound'])}: {num(g['value'])}{spread}{how} — "
+                     f"{'met' if g['met'] else 'not met'}")
+    return "\n".join(lines)
 
 
 def render_table(result: dict[str, Any], markdown: bool = False) -> str:

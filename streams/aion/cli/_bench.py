@@ -101,7 +101,7 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
     miss (aion.bench.scale).
     """
     from ..bench import SCENARIOS, BenchOptions
-    from ..bench._runner import render_facts, render_table, run_bench_async
+    from ..bench._runner import render_facts, render_goals, render_table, run_bench_async
     from ._app import _run
 
     names = list(scenarios) or ["all"]
@@ -142,6 +142,8 @@ def bench_cmd(ctx: click.Context, scenarios: tuple[str, ...], bootstrap: str | N
     result["command"] = "aion " + ("" if "bench" in argv else "bench ") + " ".join(argv)
     click.echo(render_facts(result))
     click.echo(render_table(result, markdown=markdown))
+    if summary := render_goals(result):  # the issue "Performance"'s goals this run measured
+        click.echo(summary)
     if json_path:
         text = json.dumps(result, indent=2, default=str)
         if json_path == "-":

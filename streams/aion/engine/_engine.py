@@ -165,6 +165,10 @@ class Engine:
         self._leaving = False  # told to stop (leave): no more batches
         self._stopping: set[int] = set()  # partitions being handed over: no new batches (_finish)
         self._reading: asyncio.Future[None] | None = None  # _start_reading, once the catch-up ended
+        # _start_reading one at a time: its three callers can overlap across its await (a new
+        # deployment's partitions have no intake position row yet), and the second then started
+        # the same partitions again (a second "ready" line, a second visibility index build).
+        self._start_lock = asyncio.Lock()
         self._fencing: asyncio.Future[set[int]] | None = None
         self._queues: dict[str, asyncio.Future[Any]] = {}  # task queue -> its topic exists
         self.intake = Intake(settings, self.names, lambda topics: partition_counts(settings, topics))
@@ -399,6 +403,10 @@ class Engine:
     async def _start_reading(self, *, signalled: bool) -> None:
         """Read the owned partitions that are not read yet from their intake positions, once
         their tables are restored (:meth:`_restored`)."""
+        async with self._start_lock:
+            await self._start_reading_now(signalled)
+
+    async def _start_reading_now(self, signalled: bool) -> None:
         if not self._restored(signalled):
             return
         parts = self._assigned_partitions() & self.writers.owned()

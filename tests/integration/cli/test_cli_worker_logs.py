@@ -91,6 +91,8 @@ def test_healthy_workers_say_ready_and_log_attempts_without_errors(installed: In
     prefix = myapp_env["AION_TOPIC_PREFIX"]
     ready = [ln for ln in engine.splitlines() if "engine worker ready" in ln]
     assert ready, engine  # one, or one per rebalance that gave it partitions
+    started = [p for ln in ready for p in ln.split("partitions [", 1)[1].split("]", 1)[0].split(", ")]
+    assert len(started) == len(set(started)), ready  # each partition started once (not twice at once)
     assert f"engine worker ready: partitions [0, 1] of {prefix}.commands (tables caught up" in ready[0]
     assert "workflow types: Buggy, Order, Patient, Reserve, aion.Schedule" in ready[0]
     assert "[ERROR]" not in engine and "[ERROR]" not in acts, workers.logs()

@@ -7,7 +7,11 @@ again): the longest start→result time of the workflows in flight during it —
 reports its partitions ready (``/readyz``) and the live workers own all partitions between
 them, plus :data:`PROBE_S` — on the partitions that changed owners (the pause the affected
 workflows see, as a user sees it: it includes a workflow's ordinary latency) and, beside it,
-on the partitions that stayed (what the machine itself costs in the same seconds). Overall: nothing lost — every workflow started completed
+on the partitions that stayed (what the machine itself costs in the same seconds); and, read
+from the events topic afterwards, the longest **wait of a start** sent in the same window: from
+its send until the engine stepped it (its ``WorkflowStarted``'s ``recorded_at_ms``), on the
+partitions that moved and on those that stayed — the pause itself, without the workflow's own
+run (its activity, its result's way back). Overall: nothing lost — every workflow started completed
 once, and the events topic holds, for each, one gapless history with one start and one
 completion (no duplicate result, no forked history).
 """
@@ -29,6 +33,7 @@ from ._engine_runs import EngineDriver, _connect, _live_open_loop, _sleep_progre
 from ._load import LoadResult, Progress
 from ._procs import Proc
 from ._stats import latency_summary, median
+from ..model import WorkflowStarted
 
 #: Seconds after the group is ready again whose new workflows still count for the hand-over.
 PROBE_S = 1.0
@@ -131,20 +136,46 @@ def _handover_figures(live: LoadResult, kind: str, worker: int, t_event: float, 
     return out
 
 
+def _start_waits(live: LoadResult, started_ms: dict[str, int], wall_ms: float, t_event: float, t_end: float,
+                 moved: set[int], partitions: int) -> dict[str, float | None]:
+    """How long the starts sent in ``[t_event, t_end]`` (monotonic) waited before the engine
+    stepped them (their ``WorkflowStarted.recorded_at_ms`` from the log, minus the time the load
+    sent them), the longest on the partitions that moved and on those that stayed. A start is
+    a workflow's first command: while its partition changes owners it waits for the new owner,
+    and its wait holds none of the workflow's own run (the activity, the result's way back)."""
+    from ..codec import partition_for
+
+    waits: dict[bool, list[float]] = {True: [], False: []}
+    due = {i: st for st, _end, i in live.done}
+    for i, st in due.items():
+        wid = f"roll-{i}"
+        at = started_ms.get(wid)
+        if at is None or not t_event <= st <= t_end:
+            continue
+        waits[partition_for(wid, partitions) in moved].append((at - (wall_ms + 1000 * st)) / 1000)
+    return {f"{key}_start_wait_s": round(max(waits[flag]), 3) if waits[flag] else None
+            for key, flag in (("moved", True), ("stayed", False))}
+
+
 def check_histories(settings: Settings, prefix: str) -> dict[str, Any]:
     """Read the events topic (committed records) and check every workflow whose id starts with
-    ``prefix``: seqs 1..n without a gap, one ``WorkflowStarted`` and one ``WorkflowCompleted``."""
+    ``prefix``: seqs 1..n without a gap, one ``WorkflowStarted`` and one ``WorkflowCompleted``.
+    Also returns when each workflow's start was stepped (``started_ms``: its ``WorkflowStarted``'s
+    ``recorded_at_ms``), for the starts' waits in the hand-overs (:func:`_start_waits`)."""
     from ..codec import Codec
     from ..engine._changelog import scan_events
 
     codec = Codec(registry_url=settings.schema_registry_url)
     seqs: dict[str, dict[int, str]] = {}
+    started_ms: dict[str, int] = {}
     for _p, _o, _k, value in scan_events(settings, timeout_s=60):
         if value is None:
             continue
         ev = codec.decode_event(value)
         if not ev.workflow_id.startswith(prefix):
             continue
+        if isinstance(ev.body, WorkflowStarted):
+            started_ms[ev.workflow_id] = ev.recorded_at_ms
         # The same (workflow, seq) written again (a re-run after a crash) replaces: one meaning.
         seqs.setdefault(ev.workflow_id, {})[ev.seq] = type(ev.body).__name__
     bad: list[str] = []
@@ -154,7 +185,8 @@ def check_histories(settings: Settings, prefix: str) -> dict[str, Any]:
             bad.append(f"{wid}: seqs {sorted(by_seq)} have a gap")
         elif kinds["WorkflowStarted"] != 1 or kinds["WorkflowCompleted"] != 1:
             bad.append(f"{wid}: {kinds['WorkflowStarted']} starts, {kinds['WorkflowCompleted']} completions")
-    return {"workflows": len(seqs), "violations": len(bad), "examples": bad[:5], "ids": set(seqs)}
+    return {"workflows": len(seqs), "violations": len(bad), "examples": bad[:5], "ids": set(seqs),
+            "started_ms": started_ms}
 
 
 async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: int = 24, standby: int = 1,
@@ -221,12 +253,16 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
             while live.pending and time.monotonic() < give_up:
                 await asyncio.sleep(0.2)
             deploy.procs.check_alive()
+            checked = await loop.run_in_executor(None, check_histories, s, f"{tag}-")
+            wall_ms = 1000 * (time.time() - time.monotonic())  # a monotonic time + this: epoch ms
             for kind, worker, t_event, t_ready, moved in windows:
-                results.append(_handover_figures(live, kind, worker, t_event, t_ready, give_up, moved, partitions))
+                r = _handover_figures(live, kind, worker, t_event, t_ready, give_up, moved, partitions)
+                r.update(_start_waits(live, checked["started_ms"], wall_ms, t_event,
+                                      (t_ready if t_ready is not None else give_up) + PROBE_S, moved, partitions))
+                results.append(r)
             in_windows = [(a, (b or give_up) + PROBE_S) for _k, _w, a, b, _m in windows]
             quiet = [end - st for st, end, _ in live.done
                      if not any(st <= b and end >= a for a, b in in_windows)]
-            checked = await loop.run_in_executor(None, check_histories, s, f"{tag}-")
         finally:
             await client.close()
     started = {f"{tag}-{i}" for i in range(live.started)}
@@ -238,6 +274,10 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
                   if r["kind"] == kind and r[f"{where}_longest_wait_s"] is not None]
             figures[f"{kind}_{where}_longest_wait_s_median"] = median(xs)
             figures[f"{kind}_{where}_longest_wait_s_max"] = max(xs) if xs else None
+            waits = [r[f"{where}_start_wait_s"] for r in results
+                     if r["kind"] == kind and r.get(f"{where}_start_wait_s") is not None]
+            figures[f"{kind}_{where}_start_wait_s_median"] = median(waits)
+            figures[f"{kind}_{where}_start_wait_s_max"] = max(waits) if waits else None
     return {
         **figures,
         "never_ready": sum(1 for r in results if r["ready_after_s"] is None),

@@ -338,6 +338,10 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 add("rolling", f"{label}: longest start→result {whose}, median", t,
                     (f"{kind}_{where}_longest_wait_s_median",), None, None, " s")
                 add("rolling", "the same, max", t, (f"{kind}_{where}_longest_wait_s_max",), None, None, " s")
+            for where, whose in (("moved", "on the partitions that moved"), ("stayed", "on the others")):
+                add("rolling", f"{label}: longest wait of a start {whose}, median", t,
+                    (f"{kind}_{where}_start_wait_s_median",), None, None, " s")
+                add("rolling", "the same, max", t, (f"{kind}_{where}_start_wait_s_max",), None, None, " s")
         add("rolling", "SIGTERM to exit, max", t, ("exit_s_max",), None, None, " s")
         for p in ("p50_ms", "p99_ms", "max_ms"):
             add("rolling", f"start→result between hand-overs {p[:-3]}", t, ("latency_between_handovers", p),

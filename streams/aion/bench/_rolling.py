@@ -8,7 +8,7 @@ reports its partitions ready (``/readyz``) and the live workers own all partitio
 them, plus :data:`PROBE_S` — on the partitions that changed owners (the pause the affected
 workflows see, as a user sees it: it includes a workflow's ordinary latency) and, beside it,
 on the partitions that stayed (what the machine itself costs in the same seconds); and, read
-from the events topic afterwards, the longest **wait of a start** sent in the same window: from
+from the events topic afterwards, the longest **wait of a start** waiting in the same window: from
 its send until the engine stepped it (its ``WorkflowStarted``'s ``recorded_at_ms``), on the
 partitions that moved and on those that stayed — the pause itself, without the workflow's own
 run (its activity, its result's way back). Overall: nothing lost — every workflow started completed
@@ -138,11 +138,14 @@ def _handover_figures(live: LoadResult, kind: str, worker: int, t_event: float, 
 
 def _start_waits(live: LoadResult, started_ms: dict[str, int], wall_ms: float, t_event: float, t_end: float,
                  moved: set[int], partitions: int) -> dict[str, float | None]:
-    """How long the starts sent in ``[t_event, t_end]`` (monotonic) waited before the engine
-    stepped them (their ``WorkflowStarted.recorded_at_ms`` from the log, minus the time the load
-    sent them), the longest on the partitions that moved and on those that stayed. A start is
-    a workflow's first command: while its partition changes owners it waits for the new owner,
-    and its wait holds none of the workflow's own run (the activity, the result's way back)."""
+    """How long the starts waiting at some time in ``[t_event, t_end]`` (monotonic: sent before
+    its end, stepped after its start) waited before the engine stepped them (their
+    ``WorkflowStarted.recorded_at_ms`` from the log, minus the time the load sent them), the
+    longest on the partitions that moved and on those that stayed. A start is a workflow's first
+    command: while its partition changes owners it waits for the new owner, and its wait holds
+    none of the workflow's own run (the activity, the result's way back). Starts sent before
+    the window count: a join's window opens when the bench first sees the new worker's
+    assignment, which can be a second after the partitions stopped moving on."""
     from ..codec import partition_for
 
     waits: dict[bool, list[float]] = {True: [], False: []}
@@ -150,7 +153,7 @@ def _start_waits(live: LoadResult, started_ms: dict[str, int], wall_ms: float, t
     for i, st in due.items():
         wid = f"roll-{i}"
         at = started_ms.get(wid)
-        if at is None or not t_event <= st <= t_end:
+        if at is None or st > t_end or at < wall_ms + 1000 * t_event:
             continue
         waits[partition_for(wid, partitions) in moved].append((at - (wall_ms + 1000 * st)) / 1000)
     return {f"{key}_start_wait_s": round(max(waits[flag]), 3) if waits[flag] else None

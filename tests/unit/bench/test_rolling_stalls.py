@@ -26,5 +26,7 @@ def test_the_longest_wait_of_the_starts_sent_in_the_window() -> None:
     # Before the window only the ordinary wait.
     assert _start_waits(live, started, wall_ms, 10.0, 10.95, moved, parts) == {
         "moved_start_wait_s": 0.05, "stayed_start_wait_s": 0.05}
+    # A start sent before the window and still waiting in it counts (sent at 11.0, stepped at 12.5).
+    assert _start_waits(live, started, wall_ms, 12.45, 13.0, moved, parts)["moved_start_wait_s"] == 1.5
     assert _start_waits(live, started, wall_ms, 50.0, 60.0, moved, parts) == {
         "moved_start_wait_s": None, "stayed_start_wait_s": None}

@@ -63,6 +63,7 @@ async def test_engine_and_activity_worker_metrics_and_health(cluster, client, se
     health = json.loads(get(eport, "/healthz")[1])
     assert health["role"] == "engine" and health["alive"] and health["ready"]
     assert health["partitions"] == list(range(settings.partitions))
+    assert health["generation"] >= 1 and abs(health["generation_at_ms"] / 1000 - time.time()) < 300
     await until(lambda: get(aport, "/readyz")[0] == 200, 60, "activity worker /readyz", cluster)
     assert json.loads(get(aport, "/healthz")[1])["task_queue"] == "default"
 

@@ -3,7 +3,8 @@ stopped with SIGTERM, waited for and started again on its own data folder, one a
 
 What it measures, per planned hand-over (a worker leaving, then the same worker joining
 again): the longest start→result time of the workflows in flight during it — from the signal
-(or the moment the group assigns the restarted worker its partitions) until every live worker
+(or the moment the group assigns the restarted worker its partitions: the ``generation_at_ms``
+of its ``/readyz``) until every live worker
 reports its partitions ready (``/readyz``) and the live workers own all partitions between
 them, plus :data:`PROBE_S` — on the partitions that changed owners (the pause the affected
 workflows see, as a user sees it: it includes a workflow's ordinary latency) and, beside it,
@@ -65,6 +66,14 @@ def _group_ready(ports: list[int], partitions: int) -> dict[int, int] | None:
         owned.extend(h.get("partitions") or [])
         owner.update({p: port for p in h.get("partitions") or []})
     return owner if sorted(owned) == list(range(partitions)) else None
+
+
+def _generation_at(port: int) -> float | None:
+    """When the engine on ``port`` was given its current assignment (``generation_at_ms`` of its
+    ``/readyz``), as a ``time.monotonic()`` value; None when it does not say."""
+    h = _readyz(port)
+    at = h.get("generation_at_ms") if h else None
+    return None if at is None else at / 1000 - (time.time() - time.monotonic())
 
 
 def _assigned_any(port: int) -> bool:
@@ -244,10 +253,13 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
                 w.start()  # the same arguments, environment and data folder
                 took = await wait_group_ready(ports, partitions, deadline, workers, joining=ports[i])
                 moved = {p for p in range(partitions) if OWNERS.get(p) != before.get(p)}
-                # The hand-over starts when the group assigns the new worker its partitions, not
-                # when its process starts (seconds of imports before it joins).
-                windows.append(("join", i + 1, JOINED.get(ports[i], t_start),
-                                None if took is None else time.monotonic(), moved))
+                # The hand-over starts when the group assigns the new worker its partitions (the
+                # generation, when the moved partitions stop), not when its process starts
+                # (seconds of imports before it joins) nor when this loop first sees it assigned
+                # (1.4 s late in one run, 6.8 s early in another: an assignment superseded).
+                t_ready = None if took is None else time.monotonic()
+                t_gen = await loop.run_in_executor(None, _generation_at, ports[i])
+                windows.append(("join", i + 1, t_gen or JOINED.get(ports[i], t_start), t_ready, moved))
                 before = dict(OWNERS)
                 await _sleep_progress(settle, progress, f"worker {i + 1}/{engines}: back; group settling")
             stop.set()

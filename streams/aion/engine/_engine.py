@@ -161,6 +161,7 @@ class Engine:
         self._loaded: dict[int, set[str]] = {}  # workflows loaded since the partition was assigned
         self._ready: set[int] = set()  # partitions fenced in, restored and being read
         self._fenced_gen: int | None = None
+        self.generation_at_ms: int | None = None  # when this worker was given its latest assignment (/readyz)
         self._rejoin_at = -1e9
         self._leaving = False  # told to stop (leave): no more batches
         self._stopping: set[int] = set()  # partitions being handed over: no new batches (_finish)
@@ -255,6 +256,7 @@ class Engine:
         current, neither caught up nor restored."""
         if self._fenced_gen != generation_id or self._fencing is None:
             previous, self._fenced_gen = self._fenced_gen, generation_id
+            self.generation_at_ms = now_ms()
             self._fencing = asyncio.ensure_future(self._open_writers(generation_id, previous))
         return set(await asyncio.shield(self._fencing))
 

@@ -296,7 +296,10 @@ class EngineMetrics(Instruments):
         ready = not st["rebalancing"] and set(st["assigned"]) <= set(st["owned"])
         return Health(True, ready, {
             "role": "engine", "status": "ok" if ready else "catching up", "group": self.engine.app.conf.id,
-            "partitions": st["owned"], "assigned": st["assigned"], "rebalancing": st["rebalancing"]})
+            "partitions": st["owned"], "assigned": st["assigned"], "rebalancing": st["rebalancing"],
+            # The group generation of the assignment and when it came (a hand-over's start, as the
+            # rolling benchmark times it).
+            "generation": self.engine._fenced_gen, "generation_at_ms": self.engine.generation_at_ms})
 
 
 def _gauges(st: dict[str, Any]) -> Iterator[Any]:

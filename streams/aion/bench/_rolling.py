@@ -76,34 +76,21 @@ def _generation_at(port: int) -> float | None:
     return None if at is None else at / 1000 - (time.time() - time.monotonic())
 
 
-def _assigned_any(port: int) -> bool:
-    h = _readyz(port)
-    return bool(h and h.get("assigned"))
-
-
-#: metrics port -> when that joining engine first reported an assignment (wait_group_ready).
-JOINED: dict[int, float] = {}
 #: The last complete ownership wait_group_ready saw (partition -> metrics port).
 OWNERS: dict[int, int] = {}
 
 
 async def wait_group_ready(ports: list[int], partitions: int, timeout: float,
-                           procs: list[Proc] | None = None, joining: int | None = None) -> float | None:
+                           procs: list[Proc] | None = None) -> float | None:
     """Seconds until :func:`_group_ready` (None: not within ``timeout``); the ownership it saw
-    goes to :data:`OWNERS`. Raises when one of ``procs`` died meanwhile (with its log's tail).
-    With ``joining`` (a metrics port), records in :data:`JOINED` when that engine first
-    reported an assignment."""
+    goes to :data:`OWNERS`. Raises when one of ``procs`` died meanwhile (with its log's tail)."""
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
-    JOINED.pop(joining or -1, None)
     while time.monotonic() - t0 < timeout:
         for p in procs or ():
             if not p.alive():
                 raise RuntimeError(f"engine worker {p.pid} exited ({p.p.returncode if p.p else None}) during the "
                                    f"rolling restart:\n{p.tail()}")
-        if joining is not None and joining not in JOINED:
-            if await loop.run_in_executor(None, _assigned_any, joining):
-                JOINED[joining] = time.monotonic()
         owner = await loop.run_in_executor(None, _group_ready, ports, partitions)
         if owner is not None:
             OWNERS.clear()
@@ -152,14 +139,12 @@ def _start_waits(live: LoadResult, started_ms: dict[str, int], wall_ms: float, t
     ``WorkflowStarted.recorded_at_ms`` from the log, minus the time the load sent them), the
     longest on the partitions that moved and on those that stayed. A start is a workflow's first
     command: while its partition changes owners it waits for the new owner, and its wait holds
-    none of the workflow's own run (the activity, the result's way back). Starts sent before
-    the window count: a join's window opens when the bench first sees the new worker's
-    assignment, which can be a second after the partitions stopped moving on."""
+    none of the workflow's own run (the activity, the result's way back). A start sent before
+    the window and still waiting in it counts: it waited for the hand-over too."""
     from ..codec import partition_for
 
     waits: dict[bool, list[float]] = {True: [], False: []}
-    due = {i: st for st, _end, i in live.done}
-    for i, st in due.items():
+    for st, _end, i in live.done:
         wid = f"roll-{i}"
         at = started_ms.get(wid)
         if at is None or st > t_end or at < wall_ms + 1000 * t_event:
@@ -251,15 +236,16 @@ async def rolling(base: Settings, *, rate: float, engines: int = 4, partitions: 
                     progress(0.0, f"worker {i + 1}/{engines}: starting again")
                 t_start = time.monotonic()
                 w.start()  # the same arguments, environment and data folder
-                took = await wait_group_ready(ports, partitions, deadline, workers, joining=ports[i])
+                took = await wait_group_ready(ports, partitions, deadline, workers)
                 moved = {p for p in range(partitions) if OWNERS.get(p) != before.get(p)}
                 # The hand-over starts when the group assigns the new worker its partitions (the
                 # generation, when the moved partitions stop), not when its process starts
-                # (seconds of imports before it joins) nor when this loop first sees it assigned
-                # (1.4 s late in one run, 6.8 s early in another: an assignment superseded).
+                # (seconds of imports before it joins) nor when a poll of its /readyz first saw
+                # it assigned (1.4 s late in one run, 6.8 s early in another: an assignment
+                # superseded). Its process start only if it does not say.
                 t_ready = None if took is None else time.monotonic()
                 t_gen = await loop.run_in_executor(None, _generation_at, ports[i])
-                windows.append(("join", i + 1, t_gen or JOINED.get(ports[i], t_start), t_ready, moved))
+                windows.append(("join", i + 1, t_start if t_gen is None else t_gen, t_ready, moved))
                 before = dict(OWNERS)
                 await _sleep_progress(settle, progress, f"worker {i + 1}/{engines}: back; group settling")
             stop.set()

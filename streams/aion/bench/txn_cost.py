@@ -18,13 +18,14 @@ time (``begin_transaction`` to ``commit_transaction`` returning) per partition c
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 import uuid
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from ._stats import median, percentile
 
 
 def _topics(bootstrap: str, prefix: str, n: int, partitions: int) -> list[str]:
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in writers:
             for k in counts:
                 xs = _run(a.bootstrap, topics[:k], n, a.txns, max(a.records, k), a.gap_ms / 1000)
-                print(f"{n:>9} {k:>14} {statistics.median(xs):>7.1f} {xs[int(len(xs) * 0.9)]:>7.1f} "
-                      f"{xs[min(len(xs) - 1, int(len(xs) * 0.99))]:>7.1f}", flush=True)
+                p50, p90, p99 = median(xs), percentile(xs, 90), percentile(xs, 99)
+                print(f"{n:>9} {k:>14} {p50:>7.1f} {p90:>7.1f} {p99:>7.1f}", flush=True)
     finally:
         _delete(a.bootstrap, topics)
 

@@ -82,7 +82,7 @@ def test_confluent_and_faust_get_the_same_security() -> None:
     from aion.engine._app import _faust_credentials
 
     s = Settings(**SCRAM)
-    assert {k: v for k, v in s.confluent_config().items() if k != "bootstrap.servers"} == {
+    assert {k: v for k, v in s.confluent_config().items() if k not in ("bootstrap.servers", "reconnect.backoff.ms")} == {
         "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "svc",
         "sasl.password": SECRET}
     auth = credentials_to_aiokafka_auth(_faust_credentials(s))

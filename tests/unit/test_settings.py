@@ -139,11 +139,12 @@ def test_unknown_override_is_a_type_error() -> None:
 
 
 def test_confluent_config_carries_connection_and_security() -> None:
-    assert Settings(bootstrap_servers="b:1").confluent_config() == {"bootstrap.servers": "b:1"}
+    assert Settings(bootstrap_servers="b:1").confluent_config() == {"bootstrap.servers": "b:1", "reconnect.backoff.ms": 10}
     s = Settings(bootstrap_servers="b:1", security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
                  sasl_username="u", sasl_password="p", ssl_cafile="/ca.pem")
     assert s.confluent_config() == {
         "bootstrap.servers": "b:1",
+        "reconnect.backoff.ms": 10,
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",
         "sasl.username": "u",

@@ -217,7 +217,15 @@ class Settings:
 
     def confluent_config(self) -> dict[str, Any]:
         """Connection settings for confluent-kafka (Producer, Consumer, AdminClient)."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            # librdkafka paces a new client's connections by half this (50 ms by default), and
+            # it drops its bootstrap connection once it learns the brokers: every new client's
+            # first request waited ~50 ms for its second connection (a takeover opens a
+            # transactional producer per partition and a reader: issue 17). A broker that is
+            # down is still retried with an exponential back-off up to reconnect.backoff.max.ms.
+            "reconnect.backoff.ms": 10,
+        }
         if self.security_protocol:
             conf["security.protocol"] = self.security_protocol
         if self.sasl_mechanism:

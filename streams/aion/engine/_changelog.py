@@ -85,8 +85,6 @@ def scan_events(
     partition. ``progress(records, partitions_done)`` is called after each fetched batch.
     ``ends`` (partition -> (low, high)) pins the end offsets read beforehand; ``topic`` reads
     another topic of the deployment (a table's changelog) the same way."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
     topic = topic or TopicNames(settings.topic_prefix).events
     c = _consumer(settings, "scan")
     try:
@@ -99,54 +97,73 @@ def scan_events(
         if bad:
             raise RebuildError(f"partition(s) {bad} do not exist: {topic!r} has {n} partitions (0..{n - 1})")
         ends = dict(ends) if ends is not None else _end_offsets(c, topic, wanted)
-        pending = {p for p in wanted if ends[p][1] > ends[p][0]}
-        done = len(wanted) - len(pending)
-        count = 0
-        if progress is not None:
-            progress(0, done)
-        if not pending:
-            return
-        c.assign([TopicPartition(topic, p, ends[p][0]) for p in sorted(pending)])
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            # consume() waits for all 10,000 or the timeout: keep the timeout short, or a scan of
-            # a few records (a takeover's catch-up, _store.py) takes the whole timeout.
-            msgs = c.consume(10_000, 0.02)
-            finished: set[int] = set()
-            for m in msgs:
-                err = m.error()
-                p = m.partition()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if p in pending and m.offset() >= ends[p][1]:
-                            finished.add(p)
-                        continue
-                    if err.fatal():
-                        raise KafkaException(err)
-                    continue
-                if p not in pending:
-                    continue
-                off = m.offset()
-                if off >= ends[p][1]:  # written after the snapshot (another worker): not ours
-                    finished.add(p)
-                    continue
-                count += 1
-                yield p, off, m.key(), m.value()
-                if off >= ends[p][1] - 1:
-                    finished.add(p)
-            if finished & pending:
-                pending -= finished
-                done += len(finished)
-                # Stop fetching finished partitions (records past the snapshot are not ours).
-                c.pause([TopicPartition(topic, p) for p in finished])
-            if progress is not None:
-                progress(count, done)
-            if msgs:
-                deadline = time.monotonic() + timeout_s
-            elif time.monotonic() > deadline:
-                raise RebuildError(f"reading {topic} stalled for {timeout_s:.0f}s with partitions "
-                                   f"{sorted(pending)} unfinished; is the broker healthy?")
+        ranges = {(topic, p): ends[p] for p in wanted}
+        for _t, p, off, key, value in scan_ranges(c, ranges, progress=progress, timeout_s=timeout_s):
+            yield p, off, key, value
     finally:
         c.close()
 
 
+def scan_ranges(
+    c: Any,
+    ranges: dict[tuple[str, int], tuple[int, int]],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    timeout_s: float = 600.0,
+) -> Iterator[tuple[str, int, int, bytes | None, bytes | None]]:
+    """Every committed record of each ``(topic, partition)`` of ``ranges`` from its first offset
+    up to (not including) its end offset, read with the consumer ``c`` (made by
+    :func:`_consumer`, whose metadata knows the topics), as ``(topic, partition, offset, key,
+    value)`` in offset order per partition. ``progress(records, partitions_done)`` is called
+    after each fetched batch."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    pending = {tp for tp, (lo, hi) in ranges.items() if hi > lo}
+    done = len(ranges) - len(pending)
+    count = 0
+    if progress is not None:
+        progress(0, done)
+    if not pending:
+        return
+    c.assign([TopicPartition(t, p, ranges[(t, p)][0]) for t, p in sorted(pending)])
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        # What is fetched already, waiting at most 20 ms for the first record: consume(n, t)
+        # alone waits the whole timeout unless n records come, and a catch-up of a few records
+        # (a takeover, _store.py) took a multiple of it.
+        first = c.poll(0.02)
+        msgs = [first, *c.consume(10_000, 0)] if first is not None else []
+        finished: set[tuple[str, int]] = set()
+        for m in msgs:
+            err = m.error()
+            tp = (m.topic(), m.partition())
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if tp in pending and m.offset() >= ranges[tp][1]:
+                        finished.add(tp)
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                continue
+            if tp not in pending:
+                continue
+            off = m.offset()
+            if off >= ranges[tp][1]:  # written after the snapshot (another worker): not ours
+                finished.add(tp)
+                continue
+            count += 1
+            yield tp[0], tp[1], off, m.key(), m.value()
+            if off >= ranges[tp][1] - 1:
+                finished.add(tp)
+        if finished & pending:
+            pending -= finished
+            done += len(finished)
+            # Stop fetching finished partitions (records past the snapshot are not ours).
+            c.pause([TopicPartition(t, p) for t, p in finished])
+        if progress is not None:
+            progress(count, done)
+        if msgs:
+            deadline = time.monotonic() + timeout_s
+        elif time.monotonic() > deadline:
+            raise RebuildError(f"reading {sorted({t for t, _ in pending})} stalled for {timeout_s:.0f}s with "
+                               f"partitions {sorted(p for _, p in pending)} unfinished; is the broker healthy?")

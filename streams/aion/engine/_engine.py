@@ -427,6 +427,10 @@ class Engine:
         if self._assigned_partitions() & self.writers.owned() != parts or not self._restored(signalled):
             return  # a rebalance meanwhile: its own completion assigns
         keep_paused(self.app.consumer, self.names.commands)
+        try:
+            self.reader.learn_topic()
+        except Exception as exc:  # the assignment reads on: its first fetch may just come later
+            log.warning("could not look up the metadata of %s (%s)", self.names.commands, exc)
         self.reader.assign(offsets)
         self._ready |= todo
         self.wheel.on_assigned()
@@ -460,7 +464,9 @@ class Engine:
             while sum(len(q) for q in self._pending.values()) >= 4 * size:
                 self._room.clear()
                 await self._room.wait()  # back-pressure: the pipelines are behind
-            msgs = await self.reader.take_async(size, 0.1)
+            # A short wait: a call on librdkafka's consumer from another thread (the assignment
+            # of a hand-over, from the event loop) waits for the poll in flight to return.
+            msgs = await self.reader.take_async(size, TAKE_WAIT_S)
             if loop.time() >= next_check:
                 # A safety net: partitions fenced in and restored but not read yet (a completion
                 # signal that did not come) start being read within a second.
@@ -1045,6 +1051,10 @@ class Engine:
         return fut
 
 
+#: The longest the intake's poll waits for a command record (see :meth:`Engine._agent`).
+TAKE_WAIT_S = 0.02
+
+
 def _crash_mid_step(partition: int, records: Sequence[Record]) -> None:
     """Fault injection (``AION_FAULT=mid_step_append``): the batch's records were handed to
     Kafka inside the transaction, the commit not done — die (the next owner's fencing aborts
@@ -1081,4 +1091,8 @@ def _output_config(settings: Settings) -> dict[str, Any]:
         # development machine, 2 ms makes it ~5 ms (the Java client retries that case at 20 ms).
         "retry.backoff.ms": 2,
         "retry.backoff.max.ms": 100,
+        # Connect to every broker as soon as it is known, not when a request first needs it:
+        # a partition's producer is created when it is fenced in, and init_transactions raced
+        # librdkafka's switch from the bootstrap connection (see PartitionWriter.init).
+        "enable.sparse.connections": False,
     })

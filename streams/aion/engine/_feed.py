@@ -66,16 +66,34 @@ class CommandReader:
 
     def committed(self, partitions: set[int], timeout: float = 30.0) -> dict[int, int]:
         """The group's committed offset of each partition (blocking; waits while a transaction
-        with offsets for it is open). A partition with none starts at its first offset."""
+        with offsets for it is open). A partition with none starts at its first offset. Asked
+        through a consumer of its own: the reading consumer is busy in the intake's poll."""
         if not partitions:
             return {}
-        tps = self._consumer.committed([TopicPartition(self.topic, p) for p in sorted(partitions)], timeout=timeout)
+        asker = Consumer(dict(self._config, **{"client.id": f"{self._config['client.id']}.committed"}))
+        try:
+            tps = asker.committed([TopicPartition(self.topic, p) for p in sorted(partitions)], timeout=timeout)
+        finally:
+            asker.close()
         out: dict[int, int] = {}
         for tp in tps:
             if tp.error is not None:
                 raise RuntimeError(f"commands {self.topic}[{tp.partition}]: committed offset unreadable: {tp.error}")
             out[tp.partition] = tp.offset  # OFFSET_INVALID (-1001): auto.offset.reset (earliest)
         return out
+
+    def learn_topic(self, timeout: float = 10.0) -> None:
+        """Look up the commands topic's metadata (blocking: one round trip), right before an
+        assignment, from the thread that assigns. librdkafka looks up the metadata of a topic
+        its consumer has not read yet only in its once-a-second scan of unknown topics: the
+        first partitions assigned to a worker were fetched up to a second later (0.5 s on
+        average, every workflow of a partition moved to a worker joining waited for it; issue
+        17). With the metadata known, the first fetch goes out at once.
+
+        Like :meth:`assign`, this waits for the intake's poll in flight (:meth:`take`, at most
+        its timeout) when called from the event loop, which starts no other meanwhile; from
+        yet another thread, it could wait for as long as the intake polls back to back."""
+        self._consumer.list_topics(self.topic, timeout=timeout)
 
     def assign(self, offsets: dict[int, int]) -> None:
         """Start reading ``offsets`` (partition -> first offset) in addition to what is assigned."""

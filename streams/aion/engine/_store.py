@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aion.engine")
 
 
-from ._changelog import end_offsets, scan_events
+from ._changelog import _consumer, _end_offsets, _topic_partitions, scan_ranges
 from ._faust import db_for as _db
 from ._faust import forget_recovery_skips, offset_row, skip_recovery_of, standby_partitions, stored_offset
 
@@ -264,13 +264,14 @@ class CaughtUpTable(faust.Table):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         if self.aion_settings is None:
             return
-        # Faust calls the tables one after the other: the first call starts every table's
-        # catch-up at once (one reader each, side by side), each call waits for its own.
+        # Faust calls the tables one after the other: the first call starts the catch-up of
+        # every table at once (one reader for all), each call waits for it.
         gen, jobs = getattr(self.app, "_aion_catch_ups", (None, {}))
         if gen != generation_id:
             forget_recovery_skips(self.app)
             tables = [t for t in self.app.tables.values() if isinstance(t, CaughtUpTable)]
-            jobs = {t.name: asyncio.ensure_future(t._catch_up(assigned, kept)) for t in tables}
+            joint = asyncio.ensure_future(_catch_up_tables(self.app, tables, assigned, kept))
+            jobs = {t.name: joint for t in tables}
             self.app._aion_catch_ups = (generation_id, jobs)
         job = jobs.get(self.name)
         if job is not None:
@@ -278,31 +279,40 @@ class CaughtUpTable(faust.Table):
         if self.aion_after_catch_up is not None:
             self.aion_after_catch_up(generation_id)
 
-    async def _catch_up(self, assigned: set[TP], kept: Collection[int] = ()) -> bool:
-        """Whether the table's assigned active partitions are caught up (False: the catch-up
-        failed and Faust's recovery reads them). Partitions the engine ``kept`` from the
-        previous generation are current and written by the engine as this runs: neither this
-        catch-up nor Faust's recovery touches them (either would put back rows older than the
-        engine's latest)."""
-        settings = self.aion_settings
-        topic = self.changelog_topic.get_topic_name()
-        standbys = standby_partitions(self.app)
+
+async def _catch_up_tables(app: Any, tables: list[CaughtUpTable], assigned: set[TP], kept: Collection[int]) -> bool:
+    """Whether the tables' assigned active partitions are caught up (False: the catch-up failed
+    and Faust's recovery reads them). Partitions the engine ``kept`` from the previous
+    generation are current and written by the engine as this runs: neither this catch-up nor
+    Faust's recovery touches them (either would put back rows older than the engine's latest).
+
+    One reader for every table (:func:`catch_up`): a reader per table, five side by side, each
+    connecting and looking up its ends anew, took 0.3-0.5 s for a few records under load while
+    the partitions that moved waited (issue 17)."""
+    settings = next((t.aion_settings for t in tables if t.aion_settings is not None), None)
+    standbys = standby_partitions(app)
+    work: dict[str, tuple[Any, str, dict[int, int]]] = {}
+    for t in tables:
+        topic = t.changelog_topic.get_topic_name()
         mine = {tp.partition for tp in assigned if tp.topic == topic and tp not in standbys}
-        skip_recovery_of(self.app, {TP(topic, p) for p in mine & set(kept)})
-        starts = {p: (stored_offset(self, p) or -1) + 1 for p in mine - set(kept)}
-        if settings is None or not starts:
-            return True
-        t0 = time.monotonic()
-        try:
-            n = await asyncio.get_running_loop().run_in_executor(None, catch_up, self.data, settings, topic, starts)
-        except Exception as exc:  # Faust's recovery reads it instead: slower, not wrong
-            log.warning("%s: catch-up of partitions %s failed (%s: %s); Faust's recovery reads them",
-                        self.name, sorted(starts), type(exc).__name__, exc)
-            return False
-        skip_recovery_of(self.app, {TP(topic, p) for p in starts})
-        log.info("%s: caught up %d records of partitions %s in %.2fs before recovery", self.name, n,
-                 sorted(starts), time.monotonic() - t0)
+        skip_recovery_of(app, {TP(topic, p) for p in mine & set(kept)})
+        starts = {p: (stored_offset(t, p) or -1) + 1 for p in mine - set(kept)}
+        if starts:
+            work[t.name] = (t.data, topic, starts)
+    if settings is None or not work:
         return True
+    t0 = time.monotonic()
+    try:
+        read = await asyncio.get_running_loop().run_in_executor(None, catch_up, work, settings)
+    except Exception as exc:  # Faust's recovery reads them instead: slower, not wrong
+        log.warning("catch-up of %s failed (%s: %s); Faust's recovery reads them",
+                    {name: sorted(starts) for name, (_, _, starts) in work.items()}, type(exc).__name__, exc)
+        return False
+    for _store, topic, starts in work.values():
+        skip_recovery_of(app, {TP(topic, p) for p in starts})
+    log.info("caught up %s records (partitions %s) in %.2fs before recovery", read,
+             sorted({p for _, _, starts in work.values() for p in starts}), time.monotonic() - t0)
+    return True
 
 
 def warm_up(tables: Iterable[Any], settings: "Settings", partitions: int) -> dict[str, int]:
@@ -313,33 +323,27 @@ def warm_up(tables: Iterable[Any], settings: "Settings", partitions: int) -> dic
     A restarted worker's copies lag by its downtime. Read at the assignment, that lag was read
     while the partitions it took over waited (a worker joining again under load: 1.0–1.4 s of
     the hand-over, for a second or two of records read by a process just started, issue 17);
-    read here, the assignment's catch-up reads only what was written since. The tables side by
-    side; nothing else runs yet. Returns the records read per table; a table whose catch-up
-    fails is logged and left to the assignment's."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    jobs: dict[str, tuple[Any, str, dict[int, int]]] = {}
+    read here, the assignment's catch-up reads only what was written since. Nothing else runs
+    yet. Returns the records read per table; a catch-up that fails is logged and left to the
+    assignment's."""
+    work: dict[str, tuple[Any, str, dict[int, int]]] = {}
     for table in tables:
         store = table.data
         local = [p for p in range(partitions) if store.partition_path(p).exists()]
         starts = {p: off + 1 for p in local if (off := stored_offset(table, p)) is not None}
         if starts:
-            jobs[table.name] = (store, table.changelog_topic.get_topic_name(), starts)
-    if not jobs:
+            work[table.name] = (store, table.changelog_topic.get_topic_name(), starts)
+    if not work:
         return {}
     t0 = time.monotonic()
-    read: dict[str, int] = {}
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {name: pool.submit(catch_up, store, settings, topic, starts)
-                   for name, (store, topic, starts) in jobs.items()}
-        for name, fut in futures.items():
-            try:
-                read[name] = fut.result()
-            except Exception as exc:  # the assignment's catch-up reads it
-                log.warning("%s: warm-up before joining failed (%s: %s); the assignment's catch-up reads it",
-                            name, type(exc).__name__, exc)
+    try:
+        read = catch_up(work, settings)
+    except Exception as exc:  # the assignment's catch-up reads it
+        log.warning("warm-up before joining failed (%s: %s); the assignment's catch-up reads it",
+                    type(exc).__name__, exc)
+        return {}
     log.info("warmed up the local copies before joining the group: %s records (partitions %s) in %.2fs",
-             read, {name: sorted(starts) for name, (_, _, starts) in jobs.items()}, time.monotonic() - t0)
+             read, {name: sorted(starts) for name, (_, _, starts) in work.items()}, time.monotonic() - t0)
     return read
 
 
@@ -362,46 +366,58 @@ def catch_up_state(app: Any, generation_id: int) -> bool | None:
 STALL_S = 15.0
 
 
-def catch_up(store: Any, settings: "Settings", topic: str, starts: dict[int, int],
-             flush_bytes: int = 32 * 1024 * 1024) -> int:
-    """Read each partition of the changelog ``topic`` from ``starts[partition]`` to the end (the
-    last stable offset: committed records only) into ``store``'s (the table's Faust rocksdict
-    store) database of that partition, moving the stored offset along (as Faust's
-    ``apply_changelog_batch`` does: the offset goes in the same write batch as the rows), and
-    finally to the last offset of the log (a commit marker, past every record read). Returns
-    the records read."""
+def catch_up(work: dict[str, tuple[Any, str, dict[int, int]]], settings: "Settings",
+             flush_bytes: int = 32 * 1024 * 1024) -> dict[str, int]:
+    """For each table of ``work`` (name -> (its Faust rocksdict store, its changelog topic,
+    partition -> first offset)): read each partition of the changelog from its first offset to
+    the end (the last stable offset: committed records only) into the store's database of that
+    partition, moving the stored offset along (as Faust's ``apply_changelog_batch`` does: the
+    offset goes in the same write batch as the rows), and finally to the last offset of the log
+    (a commit marker, past every record read). One librdkafka reader for all of them. Returns
+    the records read per table."""
     import rocksdict
 
-    partitions = sorted(starts)
-    dbs = {p: store._db_for_partition(p) for p in partitions}
-    highs = {p: high for p, (_low, high) in end_offsets(settings, topic, partitions).items()}
-    ends = {p: (min(starts[p], highs[p]), highs[p]) for p in partitions}
-    batches: dict[int, Any] = {}
-    last: dict[int, int] = {}
-    count = pending = 0
+    by_topic = {topic: (name, store) for name, (store, topic, _starts) in work.items()}
+    dbs = {(topic, p): store._db_for_partition(p) for name, (store, topic, starts) in work.items() for p in starts}
+    c = _consumer(settings, "catch-up")
+    try:
+        highs: dict[tuple[str, int], int] = {}
+        for _name, (_store, topic, starts) in work.items():
+            if _topic_partitions(c, topic) is None:
+                raise RuntimeError(f"changelog topic {topic!r} does not exist")
+            highs.update({(topic, p): high for p, (_low, high) in _end_offsets(c, topic, sorted(starts)).items()})
+        first = {(topic, p): start for _store, topic, starts in work.values() for p, start in starts.items()}
+        ranges = {tp: (min(first[tp], highs[tp]), highs[tp]) for tp in first}
+        batches: dict[tuple[str, int], Any] = {}
+        last: dict[tuple[str, int], int] = {}
+        counts = {name: 0 for name in work}
+        pending = 0
 
-    def flush() -> None:
-        for p, batch in batches.items():
-            batch.put(store.offset_key, str(last[p]).encode())  # as Store.set_persisted_offset
-            dbs[p].write(batch)
-        batches.clear()
+        def flush() -> None:
+            for tp, batch in batches.items():
+                batch.put(by_topic[tp[0]][1].offset_key, str(last[tp]).encode())  # as Store.set_persisted_offset
+                dbs[tp].write(batch)
+            batches.clear()
 
-    for p, offset, key, value in scan_events(settings, partitions, topic=topic, ends=ends, timeout_s=STALL_S):
-        batch = batches.get(p)
-        if batch is None:
-            batch = batches[p] = rocksdict.WriteBatch(raw_mode=True)
-        set_row(batch, key, value)
-        last[p] = offset
-        count += 1
-        pending += len(key or b"") + len(value or b"")
-        if pending >= flush_bytes:
-            flush()
-            pending = 0
-    flush()
-    for p in partitions:  # past the trailing control records: nothing left for Faust to wait for
-        if highs[p] > 0 and highs[p] - 1 > last.get(p, starts[p] - 1):
-            dbs[p].put(store.offset_key, str(highs[p] - 1).encode())
-    return count
+        for topic, p, offset, key, value in scan_ranges(c, ranges, timeout_s=STALL_S):
+            tp = (topic, p)
+            batch = batches.get(tp)
+            if batch is None:
+                batch = batches[tp] = rocksdict.WriteBatch(raw_mode=True)
+            set_row(batch, key, value)
+            last[tp] = offset
+            counts[by_topic[topic][0]] += 1
+            pending += len(key or b"") + len(value or b"")
+            if pending >= flush_bytes:
+                flush()
+                pending = 0
+        flush()
+    finally:
+        c.close()
+    for tp, high in highs.items():  # past the trailing control records: nothing left for Faust to wait for
+        if high > 0 and high - 1 > last.get(tp, first[tp] - 1):
+            dbs[tp].put(by_topic[tp[0]][1].offset_key, str(high - 1).encode())
+    return counts
 
 
 #: ``json.dumps(row, default=str)`` without building an encoder per call (the same bytes:

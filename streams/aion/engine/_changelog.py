@@ -47,10 +47,11 @@ def _consumer(settings: Settings, what: str) -> Any:
     return Consumer(conf)
 
 
-def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int],
+                 timeout: float = 30.0) -> dict[int, tuple[int, int]]:
     from confluent_kafka import TopicPartition
 
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions}
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
 
 
 def end_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
@@ -63,8 +64,8 @@ def end_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> di
         c.close()
 
 
-def _topic_partitions(consumer: Any, topic: str) -> int | None:
-    md = consumer.list_topics(topic, timeout=30)
+def _topic_partitions(consumer: Any, topic: str, timeout: float = 30.0) -> int | None:
+    md = consumer.list_topics(topic, timeout=timeout)
     t = md.topics.get(topic)
     if t is None or t.error is not None:
         return None
@@ -165,5 +166,6 @@ def scan_ranges(
         if msgs:
             deadline = time.monotonic() + timeout_s
         elif time.monotonic() > deadline:
-            raise RebuildError(f"reading {sorted({t for t, _ in pending})} stalled for {timeout_s:.0f}s with "
-                               f"partitions {sorted(p for _, p in pending)} unfinished; is the broker healthy?")
+            unfinished = {t: sorted(p for tt, p in pending if tt == t) for t in sorted({t for t, _ in pending})}
+            raise RebuildError(f"reading stalled for {timeout_s:.0f}s with partitions unfinished (topic: "
+                               f"partitions) {unfinished}; is the broker healthy?")

@@ -82,7 +82,7 @@ class CommandReader:
             out[tp.partition] = tp.offset  # OFFSET_INVALID (-1001): auto.offset.reset (earliest)
         return out
 
-    def learn_topic(self, timeout: float = 10.0) -> None:
+    def learn_topic(self, timeout: float = 1.0) -> None:
         """Look up the commands topic's metadata (blocking: one round trip), right before an
         assignment, from the thread that assigns. librdkafka looks up the metadata of a topic
         its consumer has not read yet only in its once-a-second scan of unknown topics: the
@@ -92,8 +92,13 @@ class CommandReader:
 
         Like :meth:`assign`, this waits for the intake's poll in flight (:meth:`take`, at most
         its timeout) when called from the event loop, which starts no other meanwhile; from
-        yet another thread, it could wait for as long as the intake polls back to back."""
-        self._consumer.list_topics(self.topic, timeout=timeout)
+        yet another thread, it could wait for as long as the intake polls back to back.
+
+        Only while nothing of the topic is assigned (afterwards librdkafka keeps the topic's
+        metadata itself), and briefly: it holds the event loop, and a broker that does not
+        answer in time only costs the first fetch its delay."""
+        if not self._assigned:
+            self._consumer.list_topics(self.topic, timeout=timeout)
 
     def assign(self, offsets: dict[int, int]) -> None:
         """Start reading ``offsets`` (partition -> first offset) in addition to what is assigned."""

@@ -382,10 +382,18 @@ def catch_up(work: dict[str, tuple[Any, str, dict[int, int]]], settings: "Settin
     c = _consumer(settings, "catch-up")
     try:
         highs: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + STALL_S  # the look-ups of every table together (a broker that is down)
+
+        def left() -> float:
+            if (t := deadline - time.monotonic()) <= 0:
+                raise RuntimeError(f"looking up the changelogs' end offsets took over {STALL_S:.0f}s")
+            return t
+
         for _name, (_store, topic, starts) in work.items():
-            if _topic_partitions(c, topic) is None:
+            if _topic_partitions(c, topic, timeout=left()) is None:
                 raise RuntimeError(f"changelog topic {topic!r} does not exist")
-            highs.update({(topic, p): high for p, (_low, high) in _end_offsets(c, topic, sorted(starts)).items()})
+            for p in sorted(starts):
+                highs[(topic, p)] = _end_offsets(c, topic, [p], timeout=left())[p][1]
         first = {(topic, p): start for _store, topic, starts in work.values() for p, start in starts.items()}
         ranges = {tp: (min(first[tp], highs[tp]), highs[tp]) for tp in first}
         batches: dict[tuple[str, int], Any] = {}

@@ -54,16 +54,6 @@ def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int],
     return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
 
 
-def end_offsets(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
-    """``partition -> (low, high)`` of ``topic``, high being the last stable offset (committed
-    records only: the reader's isolation level)."""
-    c = _consumer(settings, "ends")
-    try:
-        return _end_offsets(c, topic, partitions)
-    finally:
-        c.close()
-
-
 def _topic_partitions(consumer: Any, topic: str, timeout: float = 30.0) -> int | None:
     md = consumer.list_topics(topic, timeout=timeout)
     t = md.topics.get(topic)

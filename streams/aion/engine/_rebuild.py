@@ -47,7 +47,7 @@ from ..codec import event_reader
 from ..model import RUN_CLOSING_EVENTS, Event, TimerCancelled, TimerFired, WorkflowReopened
 from ..runtime import WorkflowExecution
 from ..runtime import effects as fx
-from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, end_offsets, scan_events  # noqa: F401
+from ._changelog import RebuildError, _consumer, _end_offsets, _topic_partitions, scan_events  # noqa: F401
 from ._timers import ident_of
 from ..common.settings import Settings
 from ..common.topics import TopicNames

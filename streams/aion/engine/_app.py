@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 
-from ._faust import no_collect_on_revoke, patch_worker_consumer
+from ._faust import keep_databases_open, patch_worker_consumer
 from ._store import CaughtUpTable
 from ..common.settings import Settings, SettingsError
 from ..common.topics import TopicNames
@@ -48,7 +48,7 @@ def build_app(settings: Settings) -> tuple[faust.App, EngineTables]:
     n = settings.partitions
     names = TopicNames(settings.topic_prefix)
     patch_worker_consumer()  # read committed; short fetch waits (see _faust.py)
-    no_collect_on_revoke()  # no full garbage collection per table on every rebalance (see _faust.py)
+    keep_databases_open()  # a rebalance neither closes nor opens a database on the event loop (_faust.py)
     app = faust.App(
         f"{settings.topic_prefix}-engine",
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],

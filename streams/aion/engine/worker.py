@@ -103,9 +103,28 @@ def tune_gc(threshold: tuple[int, int, int] = GC_THRESHOLD) -> None:
     gc.set_threshold(*threshold)
 
 
+def raise_open_files_limit(want: int = 65536) -> int:
+    """Raise this process's soft open-files limit to ``want`` (at most its hard limit), as
+    Kafka's and RocksDB's own guides advise: an engine worker keeps a RocksDB database of each
+    table open per partition (a dozen files each) and a socket per broker per owned partition.
+    Returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # not allowed here: the warm-up says what it could open
+            pass
+    return soft
+
+
 def run_worker(settings: Settings, workflow_modules: list[str], loglevel: str = "info") -> None:
     """Create/validate the topics, then run the Faust engine worker until stopped."""
 
+    raise_open_files_limit()
     ensure_topics(settings)
     validate_topics(settings)
     from ..ops._tracing import configure

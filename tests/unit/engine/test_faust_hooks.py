@@ -90,7 +90,8 @@ def test_recovery_resumes_partitions_through_the_consumer_method_keep_paused_wra
     assert "on_rebalance_complete.send()" in src
 
 
-@pytest.mark.parametrize("method", ["_db_for_partition", "set_persisted_offset", "persisted_offset"])
+@pytest.mark.parametrize("method", ["_db_for_partition", "set_persisted_offset", "persisted_offset",
+                                    "_open_for_partition", "revoke_partitions", "reset_state", "stop"])
 def test_the_rocksdb_store_methods_the_engine_calls(method: str) -> None:
     from faust.stores.rocksdb import Store
 

@@ -14,16 +14,16 @@ were read from; ``tests/unit/engine/test_faust_hooks.py`` fails when a release c
   it in again and restores it before it is read.
 - :func:`leave_group`: a worker told to stop (SIGTERM) leaves its group at once (aiokafka's
   LeaveGroup), before Faust's own shutdown (which leaves only once its services stopped).
-- :func:`keep_databases_open`: Faust's RocksDB store closes the databases of the partitions a
-  rebalance takes away (after a full ``gc.collect()`` per table) and opens those of the
-  partitions it brings, on the event loop, one after the other. The engine's stores keep a
-  database they let go open, idle, and take it back when its partition returns; the warm-up
-  opens the rest before the worker joins (:func:`open_idle`). Under load an open took 10–70 ms
-  of the event loop (rocksdict holds the interpreter lock while it opens) and a close 3–10 ms:
-  a hand-over's 15–30 of them held every partition of the worker taking over for 0.2–0.9 s
-  (issue 17, the rolling restart). The ``gc.collect()`` held the interpreter lock for seconds
-  in a worker holding many resident workflows: the consumer thread missed its heartbeats and
-  the group evicted the worker in the middle of a planned hand-over.
+- :func:`keep_databases_open`: Faust's RocksDB store drops the databases of the partitions a
+  rebalance takes away (they close when released, after a full ``gc.collect()`` per table) and
+  opens those of the partitions it brings, on the event loop, one after the other. The engine's
+  stores keep a database they let go open, idle, and take it back when its partition returns;
+  the warm-up opens the rest before the worker joins (:func:`open_idle`). Under load an open
+  took 10–70 ms of the event loop (rocksdict holds the interpreter lock while it opens) and a
+  close 3–10 ms: a hand-over's 15–30 of them held every partition of the worker taking over for
+  0.2–0.9 s (issue 17, the rolling restart). The ``gc.collect()`` held the interpreter lock for
+  seconds in a worker holding many resident workflows: the consumer thread missed its
+  heartbeats and the group evicted the worker in the middle of a planned hand-over.
 - :func:`db_for` and :func:`offset_row`: a table partition's rocksdict database and the row
   holding the changelog offset Faust's recovery starts after.
 - :func:`skip_recovery_of`: Faust's recovery does not read the active changelog partitions the
@@ -70,26 +70,29 @@ def patch_worker_consumer(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
 
 def keep_databases_open() -> None:
     """Faust's ``rocksdb.Store`` keeps the database of a partition it lets go (revoked) open and
-    idle instead of closing it, and takes an idle database back before it opens one from disk.
-    A database idle while another worker owns its partition lags its changelog as a closed one
-    would: it is caught up from its stored offset when the partition returns (the engine's
-    catch-up for an active, Faust's recovery for a standby). ``reset_state`` and ``stop`` let
-    go of the idle ones too; no full garbage collection runs on a revoke."""
+    idle instead of dropping it (which closed it), while the store holds fewer idle ones than
+    its limit (:func:`set_idle_limit`; none by default), and takes an idle database back before
+    it opens one from disk. A database idle while another worker owns its partition lags its
+    changelog as a closed one would: it is caught up from its stored offset when the partition
+    returns (the engine's catch-up for an active, Faust's recovery for a standby).
+    ``reset_state`` and ``stop`` let go of the idle ones too; no full garbage collection runs on
+    a revoke. The originals are kept in ``Store._aion_originals``."""
     from faust.stores import rocksdb
 
     cls: Any = rocksdb.Store
-    if getattr(cls, "_aion_keep_open", False):
+    if getattr(cls, "_aion_originals", None) is not None:
         return
-    open_from_disk = cls._open_for_partition
-    reset_state = cls.reset_state
-    stop = cls.stop
+    originals = {name: getattr(cls, name) for name in ("revoke_partitions", "_open_for_partition", "reset_state", "stop")}
+    open_from_disk, reset_state, stop = originals["_open_for_partition"], originals["reset_state"], originals["stop"]
 
     def revoke_partitions(self: Any, table: Any, tps: Iterable[Any]) -> None:
+        idle = idle_databases(self)
+        limit = self.__dict__.get("_aion_idle_limit")
         for tp in tps:
             if tp.topic in table.changelog_topic.topics:
                 db = self._dbs.pop(tp.partition, None)
-                if db is not None:
-                    idle_databases(self)[tp.partition] = db
+                if db is not None and (limit is None or len(idle) < limit):
+                    idle[tp.partition] = db
 
     def _open_for_partition(self: Any, partition: int) -> Any:
         db = idle_databases(self).pop(partition, None)
@@ -107,8 +110,7 @@ def keep_databases_open() -> None:
     cls._open_for_partition = _open_for_partition
     cls.reset_state = _reset_state
     cls.stop = _stop
-    cls._aion_open_from_disk = open_from_disk
-    cls._aion_keep_open = True
+    cls._aion_originals = originals
 
 
 def idle_databases(store: Any) -> dict[int, Any]:
@@ -120,21 +122,22 @@ def idle_databases(store: Any) -> dict[int, Any]:
     return idle
 
 
-def open_idle(store: Any, partitions: Iterable[int], limit: int) -> int:
+def set_idle_limit(store: Any, limit: int | None) -> None:
+    """At most ``limit`` idle databases in ``store`` (None: no limit); a revoke beyond it closes."""
+    store.__dict__["_aion_idle_limit"] = limit
+
+
+def open_idle(store: Any, partition: int | None = None) -> bool:
     """Before the worker joins its group (nothing assigned yet): every database ``store`` has
-    open goes idle, and those of ``partitions`` not open yet are opened, idle, while fewer than
-    ``limit`` are open in all. Returns how many it opened."""
+    open goes idle; then the database of ``partition`` is opened, idle, unless it is open.
+    Whether it opened one."""
     idle = idle_databases(store)
-    for partition in list(store._dbs):
-        idle[partition] = store._dbs.pop(partition)
-    opened = 0
-    for partition in partitions:
-        if len(idle) >= limit:
-            break
-        if partition not in idle:
-            idle[partition] = type(store)._aion_open_from_disk(store, partition)
-            opened += 1
-    return opened
+    for p in list(store._dbs):
+        idle[p] = store._dbs.pop(p)
+    if partition is None or partition in idle:
+        return False
+    idle[partition] = type(store)._aion_originals["_open_for_partition"](store, partition)
+    return True
 
 
 def keep_paused(consumer: Any, topic: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterable, Iterator
@@ -31,7 +32,8 @@ log = logging.getLogger("aion.engine")
 
 from ._changelog import _consumer, _end_offsets, _topic_partitions, scan_ranges
 from ._faust import db_for as _db
-from ._faust import forget_recovery_skips, offset_row, open_idle, skip_recovery_of, standby_partitions, stored_offset
+from ._faust import (forget_recovery_skips, idle_databases, offset_row, open_idle, set_idle_limit, skip_recovery_of,
+                     standby_partitions, stored_offset)
 
 
 def workflow_key_prefix(codec: Codec, workflow_id: str) -> bytes:
@@ -228,8 +230,8 @@ class CaughtUpTable(faust.Table):
 
     On every assignment, before Faust's recovery starts:
 
-    1. **Fencing.** ``aion_before_restore`` (the engine's), before Faust opens and closes the
-       partitions' databases, drops the partitions that moved away and initialises the
+    1. **Fencing.** ``aion_before_restore`` (the engine's), before Faust takes up and lets go of
+       the partitions' databases (kept open either way: ``_faust.keep_databases_open``), drops the partitions that moved away and initialises the
        transactional producer of every newly assigned commands partition (``_txn.py``); the
        partitions it kept from the previous generation go on untouched. The previous owner's open
        transaction is aborted and its producer can write nothing more. Only then is the
@@ -350,37 +352,56 @@ def warm_up(tables: Iterable[Any], settings: "Settings", partitions: int) -> dic
     return read
 
 
-#: Open files a RocksDB database holds with Faust's options (its LOCK, LOG, MANIFEST, write-ahead
-#: log and a few table files; ~6 measured for a small one), rounded up for larger ones.
-FILES_PER_DATABASE = 12
+def open_files() -> int:
+    """How many files (and sockets) this process has open (0 where the system does not say)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
 
 
-def open_databases(tables: list[Any], partitions: int, files: int | None = None) -> int:
+def open_databases(tables: list[Any], partitions: int, files: int | None = None,
+                   count_open: Callable[[], int] = open_files) -> int:
     """Open every table's database of every partition, idle (``_faust.keep_databases_open``),
-    before the worker joins its group, while they take at most a quarter of the process's open
-    files limit (``files``: its soft ``RLIMIT_NOFILE``), so that no assignment waits for one to
-    open. Returns how many it opened.
+    before the worker joins its group, so that no assignment waits for one to open — one
+    partition after the other, until the process's open files (``count_open``) reach a quarter
+    of its limit (``files``: its soft ``RLIMIT_NOFILE``). Returns how many it opened.
 
     A hand-over's opens used to run on the event loop while every partition of the worker
     taking over waited: 15–30 of them, 10–70 ms each under load (issue 17); here they cost the
-    start-up ~5–15 ms each, before the worker has anything to serve."""
+    start-up ~5–15 ms each, before the worker has anything to serve. When the limit stops it
+    early (or an open fails), each store keeps at most as many idle databases as it opened
+    here (``_faust.set_idle_limit``): a revoke beyond that closes the database, as Faust did."""
     if files is None:
         import resource
 
         files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if files == resource.RLIM_INFINITY:
             files = 1 << 20
-    per_table = max(0, files // 4 // FILES_PER_DATABASE // max(1, len(tables)))
+    for t in tables:
+        open_idle(t.data)  # what the warm-up's catch-up opened goes idle
     t0 = time.monotonic()
-    opened = sum(open_idle(t.data, range(partitions), per_table) for t in tables)
+    opened = done = 0
+    stopped = ""
+    for p in range(partitions):
+        if count_open() >= files // 4:
+            stopped = f"the open files limit ({files}, raise it with ulimit -n)"
+            break
+        try:
+            opened += sum(open_idle(t.data, p) for t in tables)
+        except Exception as exc:  # that partition opens at its assignment, as before
+            stopped = f"an open failed ({type(exc).__name__}: {exc})"
+            break
+        done = p + 1
+    for t in tables:
+        set_idle_limit(t.data, None if done == partitions else len(idle_databases(t.data)))
     if opened:
-        log.info("opened %d table databases before joining the group in %.2fs (%d per table at most)",
-                 opened, time.monotonic() - t0, per_table)
-    if per_table < partitions:
-        log.warning("the open files limit (%d) lets a worker open %d of its %d partitions' databases of each "
-                    "table before it joins: the others open while their partitions wait at a hand-over. "
-                    "Raise the limit (ulimit -n) to at least %d", files, per_table, partitions,
-                    4 * FILES_PER_DATABASE * partitions * max(1, len(tables)))
+        log.info("opened %d table databases before joining the group in %.2fs", opened, time.monotonic() - t0)
+    if stopped:
+        log.warning("opened the table databases of %d of the %d partitions before joining the group: %s "
+                    "stopped it; the others open while their partitions wait at a hand-over (about %d open "
+                    "files per partition)", done, partitions, stopped,
+                    (count_open() // max(1, done)) if done else 0)
     return opened
 
 

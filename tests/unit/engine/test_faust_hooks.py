@@ -90,13 +90,27 @@ def test_recovery_resumes_partitions_through_the_consumer_method_keep_paused_wra
     assert "on_rebalance_complete.send()" in src
 
 
-@pytest.mark.parametrize("method", ["_db_for_partition", "set_persisted_offset", "persisted_offset",
-                                    "_open_for_partition", "revoke_partitions", "reset_state", "stop"])
+@pytest.mark.parametrize("method", ["_db_for_partition", "set_persisted_offset", "persisted_offset"])
 def test_the_rocksdb_store_methods_the_engine_calls(method: str) -> None:
     from faust.stores.rocksdb import Store
 
     assert callable(getattr(Store, method, None))
     assert "offset_key" in inspect.getsource(Store)
+
+
+def test_the_rocksdb_store_methods_keep_databases_open_wraps() -> None:
+    """Faust's own methods (not the engine's wrappers, once applied): a partition's database is
+    opened through ``_open_for_partition`` only, and a revoke forgets it by popping ``_dbs``."""
+    from faust.stores.rocksdb import Store
+
+    _faust.keep_databases_open()
+    originals = Store._aion_originals
+    assert sorted(originals) == ["_open_for_partition", "reset_state", "revoke_partitions", "stop"]
+    assert "self._dbs[partition] = self._open_for_partition(partition)" in inspect.getsource(Store._db_for_partition)
+    assert "self._dbs.pop(tp.partition" in inspect.getsource(originals["revoke_partitions"])
+    assert "self._dbs.clear()" in inspect.getsource(originals["reset_state"])
+    assert "self._dbs.clear()" in inspect.getsource(originals["stop"])
+    assert "rocksdb_options.open(" in inspect.getsource(originals["_open_for_partition"])
 
 
 def test_tables_are_rebalanced_before_recovery_starts() -> None:

@@ -6,7 +6,9 @@ worker joins, within its open-files budget. No broker: nothing here connects."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +16,20 @@ import faust
 import pytest
 from faust.types import TP
 
-from aion.engine._faust import idle_databases, keep_databases_open, open_idle
-from aion.engine._store import FILES_PER_DATABASE, open_databases
+from aion.engine._faust import idle_databases, keep_databases_open, open_idle, set_idle_limit
+from aion.engine._store import open_databases
+from aion.engine.worker import raise_open_files_limit
+
+
+def _table(folder: Path, name: str = "t") -> Any:
+    keep_databases_open()
+    app = faust.App(f"aion-idle-{name}", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(folder))
+    return app.Table(name, key_type=bytes, value_type=bytes, partitions=4)
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> Any:
-    keep_databases_open()
-    app = faust.App("aion-idle-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
-    return app.Table("t", key_type=bytes, value_type=bytes, partitions=4)
+    return _table(tmp_path)
 
 
 def _tp(table: Any, partition: int) -> TP:
@@ -43,40 +50,66 @@ def test_a_revoked_partition_keeps_its_database_open_and_gets_it_back(table: Any
     assert idle_databases(store) == {}
 
 
-def test_open_idle_parks_what_is_open_and_opens_the_rest_up_to_its_limit(table: Any) -> None:
+async def test_faust_s_rebalance_takes_the_idle_database_back(table: Any) -> None:
+    """Through Faust's own ``on_rebalance``: revoked in one generation, assigned in the next."""
+    store = table.data
+    store._db_for_partition(2)[b"k"] = b"v"
+    before = store._dbs[2]
+
+    await store.on_rebalance(set(), {_tp(table, 2)}, set(), generation_id=2)
+    assert 2 not in store._dbs and idle_databases(store)[2] is before
+
+    store._db_for_partition(2)  # Faust's assignment opens an active's through _db_for_partition
+    assert store._dbs[2] is before and idle_databases(store) == {}
+
+
+def test_revokes_beyond_the_idle_limit_close_the_database(table: Any) -> None:
+    store = table.data
+    set_idle_limit(store, 1)
+    for p in (0, 1):
+        store._db_for_partition(p)
+
+    store.revoke_partitions(table, {_tp(table, 0), _tp(table, 1)})
+
+    assert len(idle_databases(store)) == 1 and store._dbs == {}
+
+
+def test_open_idle_parks_what_is_open_and_opens_the_partition_asked(table: Any) -> None:
     store = table.data
     first = store._db_for_partition(2)  # as the warm-up's catch-up opens a local copy
 
-    assert open_idle(store, range(4), limit=3) == 2  # 2 was open already: 0 and 1 opened
+    assert open_idle(store, 0) is True
+    assert open_idle(store, 2) is False  # open already
 
     assert store._dbs == {}  # nothing is assigned before the worker joins
-    assert sorted(idle_databases(store)) == [0, 1, 2] and idle_databases(store)[2] is first
-    assert [store.partition_path(p).exists() for p in range(4)] == [True, True, True, False]
-    assert store._db_for_partition(0) is not None and sorted(idle_databases(store)) == [1, 2]
+    assert sorted(idle_databases(store)) == [0, 2] and idle_databases(store)[2] is first
+    assert [store.partition_path(p).exists() for p in range(4)] == [True, False, True, False]
 
 
 def test_reset_state_lets_go_of_idle_databases(table: Any) -> None:
     store = table.data
-    open_idle(store, range(2), limit=2)
+    store._db_for_partition(0)[b"k"] = b"v"
+    open_idle(store, 1)
 
     store.reset_state()
 
     assert idle_databases(store) == {}
     assert not store.partition_path(0).exists()
-    # The LOCK of the removed databases is released: the partition opens afresh.
-    fresh = store._db_for_partition(0)
-    assert fresh.get(b"k") is None
+    # The LOCK of the removed databases is released: the partition opens afresh, empty.
+    assert store._db_for_partition(0).get(b"k") is None
 
 
-def test_open_databases_stays_within_a_quarter_of_the_open_files_limit(table: Any, caplog: Any) -> None:
-    budget = 4 * FILES_PER_DATABASE * 2  # a quarter of it: two databases
+def test_stop_lets_go_of_idle_databases(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    open_idle(table.data, 0)
 
-    with caplog.at_level(logging.WARNING, logger="aion.engine"):
-        opened = open_databases([table], 4, files=budget)
+    asyncio.run(table.data.stop())
 
-    assert opened == 2 and sorted(idle_databases(table.data)) == [0, 1]
-    assert "lets a worker open 2 of its 4 partitions' databases" in caplog.text
-    assert "ulimit -n" in caplog.text
+    assert idle_databases(table.data) == {}
+    # Released: another store of the same folder opens it (RocksDB refuses a second open of a
+    # database this process holds: "lock hold by current process").
+    other = _table(tmp_path)
+    other.data._db_for_partition(0)[b"k"] = b"v"
 
 
 def test_open_databases_opens_every_partition_when_the_limit_allows(table: Any, caplog: Any) -> None:
@@ -84,4 +117,43 @@ def test_open_databases_opens_every_partition_when_the_limit_allows(table: Any, 
         assert open_databases([table], 4, files=100_000) == 4
 
     assert sorted(idle_databases(table.data)) == [0, 1, 2, 3]
-    assert "ulimit" not in caplog.text
+    assert table.data.__dict__["_aion_idle_limit"] is None
+    assert "limit" not in caplog.text
+
+
+def test_open_databases_stops_at_a_quarter_of_the_open_files_limit(tmp_path: Path, caplog: Any) -> None:
+    tables = [_table(tmp_path, "a"), _table(tmp_path, "b")]
+
+    def count_open() -> int:  # 10 files before, 6 per database opened
+        return 10 + 6 * sum(len(idle_databases(t.data)) for t in tables)
+
+    with caplog.at_level(logging.WARNING, logger="aion.engine"):
+        opened = open_databases(tables, 4, files=4 * 40, count_open=count_open)
+
+    # Checked before each partition: 10, 22, 34 open files are under 40 (partitions 0-2 open),
+    # 46 is not (partition 3 does not).
+    assert opened == 6 and [sorted(idle_databases(t.data)) for t in tables] == [[0, 1, 2], [0, 1, 2]]
+    assert [t.data.__dict__["_aion_idle_limit"] for t in tables] == [3, 3]
+    assert "of 3 of the 4 partitions" in caplog.text and "ulimit -n" in caplog.text
+
+
+def test_open_databases_stops_at_a_failed_open_and_the_worker_goes_on(tmp_path: Path, caplog: Any) -> None:
+    table = _table(tmp_path)
+    table.data.partition_path(1).parent.mkdir(parents=True, exist_ok=True)
+    table.data.partition_path(1).write_text("not a database folder")
+
+    with caplog.at_level(logging.WARNING, logger="aion.engine"):
+        assert open_databases([table], 4, files=100_000) == 1
+
+    assert sorted(idle_databases(table.data)) == [0]
+    assert "an open failed" in caplog.text
+
+
+def test_raise_open_files_limit_raises_the_soft_limit_up_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        now = raise_open_files_limit(want=512)
+        assert now == min(512, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

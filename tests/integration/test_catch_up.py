@@ -15,7 +15,9 @@ from typing import Any
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from faust.stores.rocksdb import RocksDBOptions
+import pytest
 
+from aion.engine._changelog import LATEST, _consumer, _end_offsets, _offsets_at
 from aion.engine._feed import CommandReader
 from aion.engine._store import catch_up
 
@@ -158,3 +160,32 @@ def test_the_reader_answers_while_its_intake_polls(settings):  # type: ignore[no
         stop.set()
         t.join(5)
         reader.close()
+
+
+def test_the_end_offsets_of_every_partition_in_one_look_up(settings):  # type: ignore[no-untyped-def]
+    """``_offsets_at`` (the catch-up's look-up of its ends, one request per broker) gives what
+    ``get_watermark_offsets`` gives a read-committed consumer partition by partition: the last
+    stable offset (a transaction still open holds it back), and the first offset with
+    ``_end_offsets``; a topic that does not exist is an error that names it."""
+    a, b = f"{settings.topic_prefix}-engine-a-changelog", f"{settings.topic_prefix}-engine-b-changelog"
+    _topics(settings, [a, b], 3)
+    _txn(settings, "w1", [(a, 0, b"k", b"1"), (a, 0, b"k", b"2"), (a, 2, b"k", b"3"), (b, 1, b"k", b"4")])
+    open_txn = Producer(dict(settings.confluent_config(), **{"transactional.id": f"{settings.topic_prefix}-open"}))
+    open_txn.init_transactions(30)
+    open_txn.begin_transaction()
+    open_txn.produce(a, b"unfinished", b"k", partition=2)
+    open_txn.flush(30)
+    c = _consumer(settings, "test-ends")
+    try:
+        wanted = [(t, p) for t in (a, b) for p in range(3)]
+        ends = _offsets_at(c, wanted, LATEST, timeout=30)
+        watermarks = {(t, p): c.get_watermark_offsets(TopicPartition(t, p), timeout=30) for t, p in wanted}
+
+        assert ends == {tp: hi for tp, (_lo, hi) in watermarks.items()}
+        assert ends[(a, 0)] == 3 and ends[(a, 2)] == 2  # 2 records + marker; the open one held back
+        assert _end_offsets(c, a, range(3), timeout=30) == {p: watermarks[(a, p)] for p in range(3)}
+        with pytest.raises(RuntimeError, match=f"{settings.topic_prefix}-engine-nope"):
+            _offsets_at(c, [(f"{settings.topic_prefix}-engine-nope", 0)], LATEST, timeout=5)
+    finally:
+        c.close()
+        open_txn.abort_transaction(30)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aion.engine")
 
 
-from ._changelog import _consumer, _end_offsets, _topic_partitions, scan_ranges
+from ._changelog import LATEST, _consumer, _offsets_at, scan_ranges
 from ._faust import db_for as _db
 from ._faust import (forget_recovery_skips, idle_databases, offset_row, open_idle, set_idle_limit, skip_recovery_of,
                      standby_partitions, stored_offset)
@@ -439,19 +439,9 @@ def catch_up(work: dict[str, tuple[Any, str, dict[int, int]]], settings: "Settin
     dbs = {(topic, p): store._db_for_partition(p) for name, (store, topic, starts) in work.items() for p in starts}
     c = _consumer(settings, "catch-up")
     try:
-        highs: dict[tuple[str, int], int] = {}
-        deadline = time.monotonic() + STALL_S  # the look-ups of every table together (a broker that is down)
-
-        def left() -> float:
-            if (t := deadline - time.monotonic()) <= 0:
-                raise RuntimeError(f"looking up the changelogs' end offsets took over {STALL_S:.0f}s")
-            return t
-
-        for _name, (_store, topic, starts) in work.items():
-            if _topic_partitions(c, topic, timeout=left()) is None:
-                raise RuntimeError(f"changelog topic {topic!r} does not exist")
-            for p in sorted(starts):
-                highs[(topic, p)] = _end_offsets(c, topic, [p], timeout=left())[p][1]
+        # Every table's partitions in one look-up (a broker that is down: STALL_S in all).
+        highs = _offsets_at(c, [(topic, p) for _store, topic, starts in work.values() for p in sorted(starts)],
+                            LATEST, timeout=STALL_S)
         first = {(topic, p): start for _store, topic, starts in work.values() for p, start in starts.items()}
         ranges = {tp: (min(first[tp], highs[tp]), highs[tp]) for tp in first}
         batches: dict[tuple[str, int], Any] = {}

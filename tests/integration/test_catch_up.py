@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from faust.stores.rocksdb import RocksDBOptions
 import pytest
 
-from aion.engine._changelog import LATEST, _consumer, _end_offsets, _offsets_at
+from aion.engine._changelog import LATEST, OffsetLookupError, RebuildError, _consumer, _end_offsets, _offsets_at
 from aion.engine._feed import CommandReader
 from aion.engine._store import catch_up
 
@@ -163,29 +163,39 @@ def test_the_reader_answers_while_its_intake_polls(settings):  # type: ignore[no
 
 
 def test_the_end_offsets_of_every_partition_in_one_look_up(settings):  # type: ignore[no-untyped-def]
-    """``_offsets_at`` (the catch-up's look-up of its ends, one request per broker) gives what
-    ``get_watermark_offsets`` gives a read-committed consumer partition by partition: the last
-    stable offset (a transaction still open holds it back), and the first offset with
-    ``_end_offsets``; a topic that does not exist is an error that names it."""
+    """``_offsets_at`` (the catch-up's look-up of its ends, one request per broker) gives a
+    read-committed consumer's last stable offsets (a transaction still open holds one back) and,
+    with ``_end_offsets``, the first offsets (past deleted records); a topic that does not exist
+    is an error that names it, alone or beside others."""
     a, b = f"{settings.topic_prefix}-engine-a-changelog", f"{settings.topic_prefix}-engine-b-changelog"
+    nope = f"{settings.topic_prefix}-engine-nope"
     _topics(settings, [a, b], 3)
     _txn(settings, "w1", [(a, 0, b"k", b"1"), (a, 0, b"k", b"2"), (a, 2, b"k", b"3"), (b, 1, b"k", b"4")])
-    open_txn = Producer(dict(settings.confluent_config(), **{"transactional.id": f"{settings.topic_prefix}-open"}))
-    open_txn.init_transactions(30)
-    open_txn.begin_transaction()
-    open_txn.produce(a, b"unfinished", b"k", partition=2)
-    open_txn.flush(30)
     c = _consumer(settings, "test-ends")
     try:
-        wanted = [(t, p) for t in (a, b) for p in range(3)]
-        ends = _offsets_at(c, wanted, LATEST, timeout=30)
-        watermarks = {(t, p): c.get_watermark_offsets(TopicPartition(t, p), timeout=30) for t, p in wanted}
+        # The commit markers are written after commit_transaction returns: wait for them.
+        expected = {(a, 0): 3, (a, 1): 0, (a, 2): 2, (b, 0): 0, (b, 1): 2, (b, 2): 0}
+        deadline = time.monotonic() + 30
+        while {tp: c.get_watermark_offsets(TopicPartition(*tp), timeout=10)[1] for tp in expected} != expected:
+            assert time.monotonic() < deadline, "the commit markers were not written within 30 s"
+            time.sleep(0.05)
+        admin = AdminClient(settings.confluent_config())  # kept: its futures end with it
+        for fut in admin.delete_records([TopicPartition(a, 0, 1)]).values():
+            fut.result(30)
+        open_txn = Producer(dict(settings.confluent_config(), **{"transactional.id": f"{settings.topic_prefix}-open"}))
+        open_txn.init_transactions(30)
+        open_txn.begin_transaction()
+        open_txn.produce(a, b"unfinished", b"k", partition=2)
+        open_txn.flush(30)
 
-        assert ends == {tp: hi for tp, (_lo, hi) in watermarks.items()}
-        assert ends[(a, 0)] == 3 and ends[(a, 2)] == 2  # 2 records + marker; the open one held back
-        assert _end_offsets(c, a, range(3), timeout=30) == {p: watermarks[(a, p)] for p in range(3)}
-        with pytest.raises(RuntimeError, match=f"{settings.topic_prefix}-engine-nope"):
-            _offsets_at(c, [(f"{settings.topic_prefix}-engine-nope", 0)], LATEST, timeout=5)
+        assert _offsets_at(c, list(expected), LATEST, timeout=30) == expected  # a2: the open record held back
+        assert _end_offsets(c, a, range(3), timeout=30) == {0: (1, 3), 1: (0, 0), 2: (0, 2)}  # a0: record 0 deleted
+        with pytest.raises(OffsetLookupError, match=nope):
+            _offsets_at(c, [(nope, 0)], LATEST, timeout=5)
+        with pytest.raises(OffsetLookupError, match=f"{nope} \\[0\\]"):
+            _offsets_at(c, [(a, 0), (nope, 0)], LATEST, timeout=5)
+        with pytest.raises(RebuildError, match=f"topic '{nope}'"):
+            _end_offsets(c, nope, [0], timeout=5)
+        open_txn.abort_transaction(30)
     finally:
         c.close()
-        open_txn.abort_transaction(30)

@@ -51,15 +51,25 @@ def _end_offsets(consumer: Any, topic: str, partitions: Iterable[int],
                  timeout: float = 30.0) -> dict[int, tuple[int, int]]:
     """partition -> (first offset, end offset) of ``topic``'s ``partitions``, as
     ``get_watermark_offsets`` gives them to ``consumer`` (a read-committed consumer: the end is
-    the last stable offset), in two requests for all partitions."""
+    the last stable offset), in two requests for all partitions. A look-up that fails raises
+    :class:`RebuildError` saying which (the broker lost: its ``KafkaException``)."""
     wanted = list(partitions)
-    lows = _offsets_at(consumer, [(topic, p) for p in wanted], EARLIEST, timeout)
-    highs = _offsets_at(consumer, [(topic, p) for p in wanted], LATEST, timeout)
+    try:
+        # The first offsets before the ends: records deleted in between cannot make first > end.
+        lows = _offsets_at(consumer, [(topic, p) for p in wanted], EARLIEST, timeout)
+        highs = _offsets_at(consumer, [(topic, p) for p in wanted], LATEST, timeout)
+    except OffsetLookupError as exc:
+        raise RebuildError(f"could not read the offsets of topic {topic!r} partitions {wanted}: {exc}; "
+                           "check that the topic exists and the broker is up, then run it again") from exc
     return {p: (lows[(topic, p)], highs[(topic, p)]) for p in wanted}
 
 
 #: The ListOffsets request's timestamps for a partition's first and end offset.
 EARLIEST, LATEST = -2, -1
+
+
+class OffsetLookupError(AionError, RuntimeError):
+    """The first or end offsets of some partitions could not be looked up."""
 
 
 def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
@@ -68,8 +78,9 @@ def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
     partition at once: one ListOffsets request per leader broker (``get_watermark_offsets``
     sends one per partition: a takeover's ten partitions took 0.1-0.55 s of round trips on a
     loaded machine, issue 17). The end is the last stable offset when ``consumer`` reads
-    committed records only, as the watermark is."""
-    from confluent_kafka import KafkaException, TopicPartition
+    committed records only, as the watermark is. Raises :class:`OffsetLookupError` naming the
+    partitions that failed; a lost broker, librdkafka's own ``KafkaException``."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     wanted = [TopicPartition(t, p, at) for t, p in partitions]
     if not wanted:
@@ -77,13 +88,23 @@ def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
     try:
         found = consumer.offsets_for_times(wanted, timeout=timeout)
     except KafkaException as exc:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is not None and err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+            raise
         topics = sorted({tp.topic for tp in wanted})
-        raise RuntimeError(f"looking up the offsets of {topics} failed: {exc.args[0]}") from exc
+        raise OffsetLookupError(f"looking up the offsets of {topics} failed: "
+                                f"{err.str() if err is not None else exc}") from exc
     out: dict[tuple[str, int], int] = {}
+    failed: list[str] = []
     for tp in found:
+        # A partition the broker left out of its answer keeps the timestamp asked (negative)
+        # and no error: it failed too.
         if tp.error is not None or tp.offset < 0:
-            raise RuntimeError(f"looking up the offsets of {tp.topic} [{tp.partition}] failed: {tp.error or tp.offset}")
-        out[(tp.topic, tp.partition)] = tp.offset
+            failed.append(f"{tp.topic} [{tp.partition}]: {tp.error.str() if tp.error is not None else 'no offset returned'}")
+        else:
+            out[(tp.topic, tp.partition)] = tp.offset
+    if failed:
+        raise OffsetLookupError("looking up the offsets failed for " + "; ".join(failed))
     return out
 
 

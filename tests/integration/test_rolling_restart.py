@@ -53,8 +53,17 @@ async def test_sigterm_rolling_restart_loses_nothing(cluster, client, settings) 
                 f"{name} did not rejoin ({time.monotonic() - t0:.1f}s):\n{cluster.logs()}")
             # Its local copies caught up on its downtime before it joined (_store.warm_up), not
             # while the partitions it took back waited.
-            warmed = scrape(ports[k]).get(("aion_engine_warm_up_records_total", ()), 0)
+            metrics = scrape(ports[k])
+            warmed = metrics.get(("aion_engine_warm_up_records_total", ()), 0)
             assert warmed > 0, f"{name} read nothing before joining:\n{engines[k].tail()}"
+            # Every table database was opened before joining (_store.open_databases): none while
+            # partitions waited, on either worker. (Two workers with a standby each hold every
+            # partition's tables: nothing is revoked, so keeping revoked ones open is the unit
+            # tests' and the rolling benchmark's, with four workers.)
+            assert metrics.get(("aion_engine_table_databases_opened_total", (("when", "before_joining"),)), 0) >= 5 * settings.partitions
+            for port in ports:
+                opened_late = scrape(port).get(("aion_engine_table_databases_opened_total", (("when", "at_assignment"),)))
+                assert opened_late == 0, f"worker on {port} opened {opened_late} databases at an assignment"
             await asyncio.sleep(1.0)
     finally:
         stop.set()

@@ -96,7 +96,10 @@ def keep_databases_open() -> None:
 
     def _open_for_partition(self: Any, partition: int) -> Any:
         db = idle_databases(self).pop(partition, None)
-        return db if db is not None else open_from_disk(self, partition)
+        if db is None:
+            db = open_from_disk(self, partition)
+            OPENED_FROM_DISK[0] += 1
+        return db
 
     def _reset_state(self: Any) -> None:
         idle_databases(self).clear()
@@ -111,6 +114,10 @@ def keep_databases_open() -> None:
     cls.reset_state = _reset_state
     cls.stop = _stop
     cls._aion_originals = originals
+
+
+#: Table databases this process opened from disk (the warm-up's and any other), in all.
+OPENED_FROM_DISK = [0]
 
 
 def idle_databases(store: Any) -> dict[int, Any]:
@@ -137,6 +144,7 @@ def open_idle(store: Any, partition: int | None = None) -> bool:
     if partition is None or partition in idle:
         return False
     idle[partition] = type(store)._aion_originals["_open_for_partition"](store, partition)
+    OPENED_FROM_DISK[0] += 1
     return True
 
 

@@ -323,6 +323,13 @@ def _gauges(st: dict[str, Any]) -> Iterator[Any]:
                       ("warm_up_records", "Changelog records read into the local table copies before the "
                        "worker joined its group (a restarted worker's downtime: _store.warm_up)."),):
         yield counter(f"aion_engine_{name}", doc, [((), stats.get(name, 0))])
+    from ._faust import OPENED_FROM_DISK
+
+    before = stats.get("databases_opened_before_joining", 0)
+    yield counter("aion_engine_table_databases_opened", "Table databases (RocksDB) opened from disk: before the "
+                  "worker joined its group, or later, at an assignment, while its partitions waited (more than 0 "
+                  "when the open files limit let the warm-up open only some: raise ulimit -n).",
+                  [(("before_joining",), before), (("at_assignment",), max(0, OPENED_FROM_DISK[0] - before))], ("when",))
     w = st["wheel"]
     yield counter("aion_timer_fires_sent", "Due timers the timer wheel fired (taken by a batch, or sent as FireTimer).", [((), w.get("fired", 0))])
     yield counter("aion_timer_fires_dropped", "Due timers dropped because their timer or run had closed.",

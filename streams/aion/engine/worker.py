@@ -177,6 +177,9 @@ def _worker_class(engine: Any = None) -> type:
                 read = await asyncio.get_running_loop().run_in_executor(
                     None, warm_up, tables, engine.settings, engine.settings.partitions)
                 engine.stats["warm_up_records"] = sum(read.values())
+                from ._faust import OPENED_FROM_DISK
+
+                engine.stats["databases_opened_before_joining"] = OPENED_FROM_DISK[0]
 
         async def on_stop(self) -> None:
             if engine is not None:

@@ -381,10 +381,11 @@ def open_databases(tables: list[Any], partitions: int, files: int | None = None,
     for t in tables:
         open_idle(t.data)  # what the warm-up's catch-up opened goes idle
     t0 = time.monotonic()
-    opened = done = 0
+    opened = done = 0  # done: partitions opened ahead, in order
     stopped = ""
     for p in range(partitions):
-        if count_open() >= files // 4:
+        missing = any(p not in idle_databases(t.data) for t in tables)
+        if missing and count_open() >= files // 4:
             stopped = f"the open files limit ({files}, raise it with ulimit -n)"
             break
         try:
@@ -398,10 +399,10 @@ def open_databases(tables: list[Any], partitions: int, files: int | None = None,
     if opened:
         log.info("opened %d table databases before joining the group in %.2fs", opened, time.monotonic() - t0)
     if stopped:
-        log.warning("opened the table databases of %d of the %d partitions before joining the group: %s "
-                    "stopped it; the others open while their partitions wait at a hand-over (about %d open "
-                    "files per partition)", done, partitions, stopped,
-                    (count_open() // max(1, done)) if done else 0)
+        ready = min(len(idle_databases(t.data)) for t in tables) if tables else 0
+        log.warning("the table databases of %d of the %d partitions are open before joining the group: %s "
+                    "stopped the opening ahead at partition %d; the others open while their partitions wait "
+                    "at a hand-over (%d files open now)", ready, partitions, stopped, done, count_open())
     return opened
 
 

@@ -134,7 +134,7 @@ def test_open_databases_stops_at_a_quarter_of_the_open_files_limit(tmp_path: Pat
     # 46 is not (partition 3 does not).
     assert opened == 6 and [sorted(idle_databases(t.data)) for t in tables] == [[0, 1, 2], [0, 1, 2]]
     assert [t.data.__dict__["_aion_idle_limit"] for t in tables] == [3, 3]
-    assert "of 3 of the 4 partitions" in caplog.text and "ulimit -n" in caplog.text
+    assert "of 3 of the 4 partitions are open" in caplog.text and "ulimit -n" in caplog.text
 
 
 def test_open_databases_stops_at_a_failed_open_and_the_worker_goes_on(tmp_path: Path, caplog: Any) -> None:
@@ -157,3 +157,19 @@ def test_raise_open_files_limit_raises_the_soft_limit_up_to_the_hard_one() -> No
         assert now == min(512, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_open_databases_counts_no_limit_against_partitions_already_open(table: Any, caplog: Any) -> None:
+    """A restarted worker's warm-up has its local copies open already: the opening ahead goes
+    past them and stops at the first partition it would have to open."""
+    for p in (0, 1):
+        table.data._db_for_partition(p)  # opened by the warm-up's catch-up
+
+    def count_open() -> int:
+        return 10 + 6 * len(idle_databases(table.data))
+
+    with caplog.at_level(logging.WARNING, logger="aion.engine"):
+        assert open_databases([table], 4, files=4 * 22, count_open=count_open) == 0
+
+    assert sorted(idle_databases(table.data)) == [0, 1] and table.data.__dict__["_aion_idle_limit"] == 2
+    assert "of 2 of the 4 partitions are open" in caplog.text and "at partition 2" in caplog.text

@@ -60,7 +60,7 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
     from confluent_kafka import KafkaError, KafkaException
 
     from ..client._errors import RPCTimeoutError, TopicMissingError
-    from ..common.access import KafkaAccessError
+    from ..common.access import BROKER_LOST_CODES, KafkaAccessError
     from ..exceptions import WorkflowFailureError, WorkflowNotFoundError, WorkflowUpdateFailedError
 
     if isinstance(exc, TopicMissingError) and settings is not None:
@@ -82,7 +82,7 @@ def _cli_error(exc: Exception, settings: Settings | None = None) -> CliError:
     if isinstance(exc, RPCTimeoutError):
         return CliError(str(exc), ExitCode.TIMED_OUT)
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError) \
-            and exc.args[0].code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+            and exc.args[0].code() in BROKER_LOST_CODES:
         return CliError(f"lost the Kafka broker: {exc.args[0].str()}", ExitCode.BROKER_UNREACHABLE)
     return CliError(f"{type(exc).__name__}: {exc}")
 

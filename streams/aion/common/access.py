@@ -24,7 +24,7 @@ from .settings import Settings
 
 __all__ = [
     "KafkaAccessError", "KafkaAuthenticationError", "KafkaTLSError", "KafkaAuthorizationError",
-    "AccessWatch", "fetch_metadata", "authorization_error", "AUTHORIZATION_CODES", "KAFKA_LOG",
+    "AccessWatch", "fetch_metadata", "authorization_error", "AUTHORIZATION_CODES", "BROKER_LOST_CODES", "KAFKA_LOG",
 ]
 
 #: librdkafka's own log lines of the clients that probe the cluster (``logger`` of their config).
@@ -60,6 +60,9 @@ AUTHORIZATION_CODES: dict[int, str] = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
     KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster",
 }
+
+#: librdkafka's codes for a broker it cannot reach (down, its name unresolvable, the connection lost).
+BROKER_LOST_CODES = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 
 #: librdkafka's codes for a failed login and a failed TLS handshake.
 _AUTHENTICATION = KafkaError._AUTHENTICATION

@@ -82,6 +82,8 @@ def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
     partitions that failed; a lost broker, librdkafka's own ``KafkaException``."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+    from ..common.access import BROKER_LOST_CODES
+
     wanted = [TopicPartition(t, p, at) for t, p in partitions]
     if not wanted:
         return {}
@@ -89,7 +91,7 @@ def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
         found = consumer.offsets_for_times(wanted, timeout=timeout)
     except KafkaException as exc:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-        if err is not None and err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+        if err is not None and err.code() in BROKER_LOST_CODES:
             raise
         topics = sorted({tp.topic for tp in wanted})
         raise OffsetLookupError(f"looking up the offsets of {topics} failed: "
@@ -108,8 +110,8 @@ def _offsets_at(consumer: Any, partitions: Iterable[tuple[str, int]], at: int,
     return out
 
 
-def _topic_partitions(consumer: Any, topic: str, timeout: float = 30.0) -> int | None:
-    md = consumer.list_topics(topic, timeout=timeout)
+def _topic_partitions(consumer: Any, topic: str) -> int | None:
+    md = consumer.list_topics(topic, timeout=30)
     t = md.topics.get(topic)
     if t is None or t.error is not None:
         return None

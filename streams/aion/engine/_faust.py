@@ -83,7 +83,7 @@ def keep_databases_open() -> None:
     if getattr(cls, "_aion_originals", None) is not None:
         return
     originals = {name: getattr(cls, name) for name in ("revoke_partitions", "_open_for_partition", "reset_state", "stop")}
-    open_from_disk, reset_state, stop = originals["_open_for_partition"], originals["reset_state"], originals["stop"]
+    reset_state, stop = originals["reset_state"], originals["stop"]
 
     def revoke_partitions(self: Any, table: Any, tps: Iterable[Any]) -> None:
         idle = idle_databases(self)
@@ -96,10 +96,7 @@ def keep_databases_open() -> None:
 
     def _open_for_partition(self: Any, partition: int) -> Any:
         db = idle_databases(self).pop(partition, None)
-        if db is None:
-            db = open_from_disk(self, partition)
-            OPENED_FROM_DISK[0] += 1
-        return db
+        return db if db is not None else _open_from_disk(self, partition)
 
     def _reset_state(self: Any) -> None:
         idle_databases(self).clear()
@@ -118,6 +115,13 @@ def keep_databases_open() -> None:
 
 #: Table databases this process opened from disk (the warm-up's and any other), in all.
 OPENED_FROM_DISK = [0]
+
+
+def _open_from_disk(store: Any, partition: int) -> Any:
+    """Faust's own open of ``store``'s database of ``partition``, counted."""
+    db = type(store)._aion_originals["_open_for_partition"](store, partition)
+    OPENED_FROM_DISK[0] += 1
+    return db
 
 
 def idle_databases(store: Any) -> dict[int, Any]:
@@ -143,8 +147,7 @@ def open_idle(store: Any, partition: int | None = None) -> bool:
         idle[p] = store._dbs.pop(p)
     if partition is None or partition in idle:
         return False
-    idle[partition] = type(store)._aion_originals["_open_for_partition"](store, partition)
-    OPENED_FROM_DISK[0] += 1
+    idle[partition] = _open_from_disk(store, partition)
     return True
 
 
